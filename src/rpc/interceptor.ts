@@ -1,0 +1,85 @@
+// The auth + audit interceptor: every RPC of every service passes through here exactly once.
+// It extracts the bearer token, validates it (the validator caches by SHA-256), applies the
+// per-RPC authorization policy, runs the handler, and writes one audit line per call
+// (method, caller, peer, duration, status) — never the token.
+import { status } from "@grpc/grpc-js";
+import type { Metadata } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { RpcError, statusName, toStatus } from "./errors.ts";
+import type { CallContext } from "./service.ts";
+
+export interface Identity {
+  name: string;
+  roles: string[];
+  accountType: string;
+}
+
+export interface Validator {
+  validate(token: string): Promise<Identity>;
+}
+
+/** Returns null when allowed, or the reason the caller may not call this method. */
+export type Policy = (method: string, identity: Identity) => string | null;
+
+/** Default policy (SPEC §5.2): any authenticated non-guest user or system account may operate. */
+export const defaultPolicy: Policy = (_method, id) =>
+  id.roles.includes("guest") && !id.roles.some((r) => r === "admin" || r === "user")
+    ? `${id.name} has the guest role`
+    : null;
+
+export interface InterceptorOptions {
+  validator: Validator;
+  policy: Policy;
+  logger: Logger;
+}
+
+export function bearerToken(md: Metadata): string | null {
+  const v = md.get("authorization")[0];
+  if (typeof v !== "string") return null;
+  const m = /^Bearer\s+(\S+)$/i.exec(v.trim());
+  return m ? m[1]! : null;
+}
+
+/** Authenticates and authorizes a call; throws RpcError(UNAUTHENTICATED|PERMISSION_DENIED). */
+export async function authenticate(opts: InterceptorOptions, method: string, md: Metadata): Promise<Identity> {
+  const token = bearerToken(md);
+  if (!token) throw new RpcError(status.UNAUTHENTICATED, "missing bearer token");
+  let identity: Identity;
+  try {
+    identity = await opts.validator.validate(token);
+  } catch (err) {
+    const s = toStatus(err);
+    if (s.code === status.PERMISSION_DENIED) throw new RpcError(s.code, s.details);
+    if (s.code === status.UNAUTHENTICATED) throw new RpcError(s.code, s.details);
+    // The identity service itself failed: the caller is not authenticated, say why.
+    throw new RpcError(status.UNAVAILABLE, `token validation failed: ${s.details}`);
+  }
+  const denied = opts.policy(method, identity);
+  if (denied) throw new RpcError(status.PERMISSION_DENIED, denied);
+  return identity;
+}
+
+export interface AuditRecord {
+  method: string;
+  caller: string;
+  peer: string;
+  started: number;
+  code: number;
+  error?: string;
+}
+
+export function audit(logger: Logger, rec: AuditRecord): void {
+  const fields = {
+    audit: true,
+    method: rec.method,
+    caller: rec.caller,
+    peer: rec.peer,
+    duration_ms: Math.round((performance.now() - rec.started) * 100) / 100,
+    status: statusName(rec.code),
+    ...(rec.error ? { error: rec.error } : {}),
+  };
+  if (rec.code === status.OK) logger.info(fields, "rpc");
+  else logger.warn(fields, "rpc");
+}
+
+export type { CallContext };

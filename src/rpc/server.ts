@@ -1,0 +1,162 @@
+// gRPC server over TLS 1.3 only. Registers services from protobuf-es descriptors and wraps
+// every handler with the auth+audit interceptor (interceptor.ts). Unimplemented methods
+// still authenticate, then answer UNIMPLEMENTED.
+import tls from "node:tls";
+import type { DescService } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { RpcError, toStatus } from "./errors.ts";
+import { type InterceptorOptions, audit, authenticate } from "./interceptor.ts";
+import { type CallContext, grpcServiceDefinition, methodWires } from "./service.ts";
+
+// Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
+tls.DEFAULT_MIN_VERSION = "TLSv1.3";
+
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export interface ServiceRegistration {
+  desc: DescService;
+  // biome-ignore lint/suspicious/noExplicitAny: handlers are typed at the registration site via Handlers<S>.
+  handlers: Record<string, any>;
+}
+
+export interface ServerOptions extends InterceptorOptions {
+  address: string;
+  certPem: string;
+  keyPem: string;
+  allowAnyAddr?: boolean;
+  services: ServiceRegistration[];
+}
+
+export interface RunningServer {
+  port: number;
+  server: grpc.Server;
+  close(): Promise<void>;
+}
+
+const ANY_ADDRS = new Set(["0.0.0.0", "::", "[::]", ""]);
+
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`bad address "${addr}": expected host:port`);
+  return { host: m[1] ?? m[2] ?? "", port: Number(m[3]) };
+}
+
+export function checkBindAddress(addr: string, allowAny: boolean): void {
+  const { host } = splitHostPort(addr);
+  if (ANY_ADDRS.has(host) && !allowAny) {
+    throw new Error(
+      `refusing to bind ${addr}: the agent binds the overlay address only (pass --allow-any-addr to override)`,
+    );
+  }
+}
+
+function peerOf(call: { getPeer(): string }): string {
+  try {
+    return call.getPeer();
+  } catch {
+    return "unknown";
+  }
+}
+
+async function* streamOf<T>(call: grpc.ServerReadableStream<T, unknown>): AsyncIterable<T> {
+  for await (const msg of call) yield msg as T;
+}
+
+function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: unknown) {
+  const wire = methodWires(svc).get(localName)!;
+  const kind = wire.method.methodKind;
+  const method = wire.path;
+
+  const run = async (
+    call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,
+    body: (ctx: CallContext) => Promise<unknown>,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; code: number; details: string }> => {
+    const started = performance.now();
+    const peer = peerOf(call);
+    const ac = new AbortController();
+    (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort());
+    let caller = "-";
+    try {
+      const identity = await authenticate(opts, method, call.metadata);
+      caller = identity.name;
+      if (typeof impl !== "function") throw new RpcError(status.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
+      const value = await body({ method, identity, peer, signal: ac.signal });
+      audit(opts.logger, { method, caller, peer, started, code: status.OK });
+      return { ok: true, value };
+    } catch (err) {
+      const s = ac.signal.aborted ? { code: status.CANCELLED, details: "cancelled by client" } : toStatus(err);
+      audit(opts.logger, { method, caller, peer, started, code: s.code, error: s.details });
+      return { ok: false, code: s.code, details: s.details };
+    }
+  };
+
+  const fn = impl as (...a: unknown[]) => Promise<unknown>;
+  if (kind === "unary") {
+    return (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      void run(call, (ctx) => fn(call.request, ctx)).then((r) =>
+        r.ok ? cb(null, r.value) : cb({ code: r.code, details: r.details }),
+      );
+    };
+  }
+  if (kind === "server_streaming") {
+    return (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      const send = (msg: unknown) =>
+        new Promise<void>((resolve) => {
+          if (call.cancelled || call.destroyed) return resolve();
+          if (call.write(msg)) resolve();
+          else call.once("drain", () => resolve());
+        });
+      void run(call, (ctx) => fn(call.request, ctx, send)).then((r) => {
+        if (call.cancelled) return;
+        if (r.ok) call.end();
+        else call.emit("error", { code: r.code, details: r.details });
+      });
+    };
+  }
+  if (kind === "client_streaming") {
+    return (call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      void run(call, (ctx) => fn(streamOf(call), ctx)).then((r) =>
+        r.ok ? cb(null, r.value) : cb({ code: r.code, details: r.details }),
+      );
+    };
+  }
+  throw new Error(`bidi streaming is not used by this API (${method})`);
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  checkBindAddress(opts.address, opts.allowAnyAddr ?? false);
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  });
+  for (const reg of opts.services) {
+    const impl: Record<string, unknown> = {};
+    for (const m of reg.desc.methods) impl[m.localName] = wrap(opts, reg.desc, m.localName, reg.handlers[m.localName]);
+    server.addService(grpcServiceDefinition(reg.desc), impl as grpc.UntypedServiceImplementation);
+  }
+  const creds = grpc.ServerCredentials.createSsl(
+    null,
+    [{ cert_chain: Buffer.from(opts.certPem), private_key: Buffer.from(opts.keyPem) }],
+    false,
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(opts.address, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 3000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      }),
+  };
+}
