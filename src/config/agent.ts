@@ -1,0 +1,157 @@
+// Agent daemon config (`/srv/mcp/mcp-agent.toml`, SPEC §3.3): schema with the
+// reference defaults, nil-safe optional sections (absent → undefined), and
+// `[[boot.sequence]]` stages holding full service definitions that are
+// validated as strictly as definition files. Durations are milliseconds.
+import { hostname } from "node:os";
+import { z } from "zod";
+import { duration, hostPortString, loadToml, parseWith, urlString } from "./load.ts";
+import { authSection, checkAuth, logSection, mciasSection, serverSection, tlsSection } from "./sections.ts";
+import { imageTagWarnings, parseServiceDef, serviceDefSchema } from "./service.ts";
+
+const portInRange = z
+  .number()
+  .int()
+  .check((ctx) => {
+    if (ctx.value < 1 || ctx.value > 65535) {
+      ctx.issues.push({
+        code: "custom",
+        message: `expected a port number 1-65535, got ${ctx.value}`,
+        input: ctx.value,
+      });
+    }
+  });
+
+const bootStage = z.strictObject({
+  name: z.string().min(1),
+  services: z.array(serviceDefSchema).min(1, { error: "expected at least one service definition" }),
+  /** ms to wait for the stage's health checks. */
+  timeout: duration.prefault("60s"),
+  health: z.enum(["tcp", "http", "grpc"]).default("tcp"),
+  /** true: a failed stage stops the boot; unset: the boot code decides (foundation stages block). */
+  blocking: z.boolean().optional(),
+});
+
+const agentSchema = z
+  .strictObject({
+    server: serverSection,
+    database: z.strictObject({ path: z.string().min(1).default("/srv/mcp/mcp.db") }).prefault({}),
+    auth: authSection,
+    mcias: mciasSection("mcp-agent"),
+    agent: z
+      .strictObject({
+        node_name: z
+          .string()
+          .min(1)
+          .default(() => hostname().split(".")[0] || "localhost"),
+        container_runtime: z.enum(["podman", "docker"]).default("podman"),
+        /** Extra global runtime flags, e.g. ["--runtime", "runc"]. */
+        runtime_args: z.array(z.string()).default([]),
+        srv_root: z.string().startsWith("/", { error: "expected an absolute path" }).default("/srv"),
+        port_range: z
+          .tuple([portInRange, portInRange], { error: "expected [low, high] port numbers" })
+          .default([10000, 60000])
+          .check((ctx) => {
+            if (ctx.value[0] > ctx.value[1]) {
+              ctx.issues.push({ code: "custom", message: "expected low <= high", input: ctx.value });
+            }
+          }),
+        pull: z.enum(["always", "missing", "never"]).default("always"),
+        recover_on_start: z.boolean().default(false),
+      })
+      .prefault({}),
+    monitor: z
+      .strictObject({
+        interval: duration.prefault("60s"),
+        /** argv run on alerts (MCP_* env); empty = log only. */
+        alert_command: z.array(z.string()).default([]),
+        cooldown: duration.prefault("15m"),
+        flap_threshold: z.number().int().min(1).default(3),
+        flap_window: duration.prefault("10m"),
+        retention: duration.prefault("30d"),
+        alert_timeout: duration.prefault("30s"),
+      })
+      .prefault({}),
+    master: z
+      .strictObject({
+        address: hostPortString,
+        role: z.enum(["worker", "edge", "master"]).default("worker"),
+        heartbeat: duration.prefault("30s"),
+        ca_cert: z.string().min(1).optional(),
+        token_path: z.string().min(1).optional(),
+      })
+      .optional(),
+    mcproxy: z.strictObject({ socket: z.string().min(1), cert_dir: z.string().min(1).optional() }).optional(),
+    metacrypt: z
+      .strictObject({
+        server_url: urlString,
+        ca_cert: z.string().default(""),
+        mount: z.string().min(1).default("pki"),
+        issuer: z.string().min(1).default("infra"),
+        token_path: z.string().min(1),
+      })
+      .optional(),
+    mcns: z
+      .strictObject({
+        server_url: urlString,
+        ca_cert: z.string().default(""),
+        zone: z.string().min(1).default("svc.mcp.metacircular.net"),
+        token_path: z.string().min(1),
+      })
+      .optional(),
+    tls: tlsSection,
+    boot: z.strictObject({ sequence: z.array(bootStage).default([]) }).optional(),
+    log: logSection,
+  })
+  .check((ctx) => {
+    checkAuth(ctx.value, (path, message) =>
+      ctx.issues.push({ code: "custom", message, path, input: ctx.value }),
+    );
+  });
+
+export type AgentConfig = z.output<typeof agentSchema>;
+export type BootStage = NonNullable<AgentConfig["boot"]>["sequence"][number];
+export type LocalToken = AgentConfig["auth"]["tokens"][number];
+
+export const DEFAULT_AGENT_CONFIG_PATH = "/srv/mcp/mcp-agent.toml";
+
+export interface LoadedAgentConfig {
+  config: AgentConfig;
+  warnings: string[];
+}
+
+export function loadAgentConfig(file: string, opts: { strict?: boolean } = {}): LoadedAgentConfig {
+  return parseAgentConfig(loadToml(file), file, opts);
+}
+
+export function parseAgentConfig(
+  data: unknown,
+  file: string,
+  opts: { strict?: boolean } = {},
+): LoadedAgentConfig {
+  const warnings: string[] = [];
+  // Boot definitions are service definitions: typos in them are errors even
+  // though unknown keys elsewhere in a daemon config are only warnings.
+  forEachBootService(data, (svc, path) => parseServiceDef(svc, file, { strict: opts.strict }, path));
+  const config = parseWith(agentSchema, data, file, { unknownKeys: "warn", onWarn: (w) => warnings.push(w) });
+  config.boot?.sequence.forEach((stage, i) => {
+    stage.services.forEach((svc, j) => {
+      warnings.push(
+        ...imageTagWarnings(svc, file, opts.strict === true, ["boot", "sequence", i, "services", j]),
+      );
+    });
+  });
+  return { config, warnings };
+}
+
+function forEachBootService(data: unknown, fn: (svc: unknown, path: PropertyKey[]) => void): void {
+  const seq = (data as { boot?: { sequence?: unknown } } | undefined)?.boot?.sequence;
+  if (!Array.isArray(seq)) return;
+  seq.forEach((stage, i) => {
+    const services = (stage as { services?: unknown } | undefined)?.services;
+    if (!Array.isArray(services)) return;
+    services.forEach((svc, j) => {
+      if (svc !== null && typeof svc === "object" && !Array.isArray(svc))
+        fn(svc, ["boot", "sequence", i, "services", j]);
+    });
+  });
+}

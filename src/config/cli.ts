@@ -1,0 +1,174 @@
+// Operator CLI config (`~/.config/mcp/mcp.toml`, SPEC §3.1): schema, default
+// location, loading (unknown keys are warnings) and a readable writer for
+// `mcp node add/remove` and `mcp init`. Keys keep the TOML's snake_case.
+import { homedir } from "node:os";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+import { hostPortString, loadToml, parseWith, urlString } from "./load.ts";
+import { archSchema } from "./sections.ts";
+import { nameSchema } from "./service.ts";
+import { tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
+
+export type Arch = "amd64" | "arm64";
+
+export interface CliNode {
+  name: string;
+  /** Primary agent address, host:port. */
+  address: string;
+  /** Fallback addresses, tried in order after `address`. */
+  addresses: string[];
+  /** user@host[:port] or an ssh_config alias. */
+  ssh?: string;
+  arch: Arch;
+}
+
+export interface CliConfig {
+  services: { dir: string };
+  mcias?: { server_url: string; ca_cert: string; service_name: string };
+  auth: { token_path: string; username?: string; password_file?: string };
+  tls?: { ca_cert: string };
+  master?: { address: string };
+  nodes: CliNode[];
+}
+
+const cliSchema = z
+  .strictObject({
+    services: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
+    mcias: z
+      .strictObject({
+        server_url: urlString,
+        ca_cert: z.string().default(""),
+        service_name: z.string().min(1).default("mcp"),
+      })
+      .optional(),
+    auth: z
+      .strictObject({
+        token_path: z.string().min(1).optional(),
+        username: z.string().min(1).optional(),
+        password_file: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    tls: z.strictObject({ ca_cert: z.string().default("") }).optional(),
+    master: z.strictObject({ address: hostPortString }).optional(),
+    nodes: z
+      .array(
+        z.strictObject({
+          name: nameSchema,
+          address: hostPortString,
+          addresses: z.array(hostPortString).default([]),
+          ssh: z.string().min(1).optional(),
+          arch: archSchema,
+        }),
+      )
+      .default([]),
+  })
+  .check((ctx) => {
+    const seen = new Set<string>();
+    ctx.value.nodes.forEach((n, i) => {
+      if (seen.has(n.name)) {
+        ctx.issues.push({
+          code: "custom",
+          message: `duplicate node name "${n.name}"`,
+          path: ["nodes", i, "name"],
+          input: n.name,
+        });
+      }
+      seen.add(n.name);
+    });
+  });
+
+/** `$MCP_CONFIG`, else `~/.config/mcp/mcp.toml`. */
+export function defaultCliConfigPath(env: Record<string, string | undefined> = process.env): string {
+  const fromEnv = env["MCP_CONFIG"];
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  return join(env["HOME"] || homedir(), ".config", "mcp", "mcp.toml");
+}
+
+/** `~/x` → home-relative, relative paths → relative to the config file's directory. */
+function resolvePath(p: string, baseDir: string, home: string): string {
+  if (p === "~") return home;
+  if (p.startsWith("~/")) return join(home, p.slice(2));
+  return isAbsolute(p) ? p : resolve(baseDir, p);
+}
+
+export interface LoadedCliConfig {
+  config: CliConfig;
+  warnings: string[];
+}
+
+export function loadCliConfig(file: string): LoadedCliConfig {
+  return parseCliConfig(loadToml(file), file);
+}
+
+export function parseCliConfig(data: unknown, file: string): LoadedCliConfig {
+  const warnings: string[] = [];
+  const raw = parseWith(cliSchema, data, file, { unknownKeys: "warn", onWarn: (w) => warnings.push(w) });
+  const base = dirname(resolve(file));
+  const home = process.env["HOME"] || homedir();
+  const p = (s: string) => resolvePath(s, base, home);
+  const config: CliConfig = {
+    // Defaults sit beside the config file, which is where `mcp init` puts them.
+    services: { dir: p(raw.services.dir ?? "services") },
+    auth: { token_path: p(raw.auth.token_path ?? "token") },
+    nodes: raw.nodes.map((n) => ({ ...n })),
+  };
+  if (raw.auth.username !== undefined) config.auth.username = raw.auth.username;
+  if (raw.auth.password_file !== undefined) config.auth.password_file = p(raw.auth.password_file);
+  if (raw.mcias !== undefined) {
+    config.mcias = { ...raw.mcias, ca_cert: raw.mcias.ca_cert === "" ? "" : p(raw.mcias.ca_cert) };
+  }
+  if (raw.tls !== undefined) config.tls = { ca_cert: raw.tls.ca_cert === "" ? "" : p(raw.tls.ca_cert) };
+  if (raw.master !== undefined) config.master = { ...raw.master };
+  return { config, warnings };
+}
+
+/** Looks a node up by name; the error names the config file. */
+export function findNode(cfg: CliConfig, name: string, file = ""): CliNode {
+  const node = cfg.nodes.find((n) => n.name === name);
+  if (node === undefined) {
+    const known = cfg.nodes.map((n) => n.name).join(", ") || "none";
+    throw new ConfigError(file, "nodes", `no node named "${name}" (known: ${known})`);
+  }
+  return node;
+}
+
+/** The whole config as TOML, sections in the order of SPEC §3.1. */
+export function cliConfigToToml(cfg: CliConfig): string {
+  const out: string[] = ["# MCP CLI configuration (written by mcp; comments are not preserved)"];
+  const kv = (k: string, v: string) => out.push(`${k} = ${v}`);
+  out.push("", "[services]");
+  kv("dir", tomlString(cfg.services.dir));
+  if (cfg.mcias !== undefined) {
+    out.push("", "[mcias]");
+    kv("server_url", tomlString(cfg.mcias.server_url));
+    kv("ca_cert", tomlString(cfg.mcias.ca_cert));
+    kv("service_name", tomlString(cfg.mcias.service_name));
+  }
+  out.push("", "[auth]");
+  kv("token_path", tomlString(cfg.auth.token_path));
+  if (cfg.auth.username !== undefined) kv("username", tomlString(cfg.auth.username));
+  if (cfg.auth.password_file !== undefined) kv("password_file", tomlString(cfg.auth.password_file));
+  if (cfg.tls !== undefined) {
+    out.push("", "[tls]");
+    kv("ca_cert", tomlString(cfg.tls.ca_cert));
+  }
+  if (cfg.master !== undefined) {
+    out.push("", "[master]");
+    kv("address", tomlString(cfg.master.address));
+  }
+  for (const n of cfg.nodes) {
+    out.push("", "[[nodes]]");
+    kv("name", tomlString(n.name));
+    kv("address", tomlString(n.address));
+    if (n.addresses.length > 0) kv("addresses", tomlStringArray(n.addresses));
+    if (n.ssh !== undefined) kv("ssh", tomlString(n.ssh));
+    kv("arch", tomlString(n.arch));
+  }
+  return `${out.join("\n")}\n`;
+}
+
+/** Replaces the CLI config atomically (creating its directory). */
+export function writeCliConfig(file: string, cfg: CliConfig): void {
+  writeFileAtomic(file, cliConfigToToml(cfg));
+}

@@ -1,0 +1,252 @@
+// Shared loading machinery for every config file: reading TOML, turning zod
+// issues into one-line ConfigErrors (file, key path, expectation), treating
+// unknown keys as errors or warnings, and the duration syntax ("1h30m").
+import { readFileSync } from "node:fs";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+import { parseHostPort } from "./specs.ts";
+
+/** Reads and parses a TOML file; every failure is a ConfigError naming the file (and line). */
+export function loadToml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new ConfigError(file, "", "file not found");
+    if (code === "EACCES") throw new ConfigError(file, "", "cannot read file: permission denied");
+    if (code === "EISDIR") throw new ConfigError(file, "", "is a directory, expected a TOML file");
+    throw new ConfigError(file, "", `cannot read file: ${(e as Error).message}`);
+  }
+  return parseTomlText(text, file);
+}
+
+/** Parses TOML text; syntax errors become `<file>: line N: <reason>`. */
+export function parseTomlText(text: string, file: string): Record<string, unknown> {
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof TomlError) {
+      // smol-toml's message carries a multi-line code excerpt; keep only the reason.
+      const reason = (e.message.replace(/^Invalid TOML document: /, "").split("\n")[0] ?? "").trim();
+      throw new ConfigError(file, `line ${e.line}`, reason || "invalid TOML", e.line);
+    }
+    throw new ConfigError(file, "", `invalid TOML: ${(e as Error).message}`);
+  }
+}
+
+export type UnknownKeys = "error" | "warn";
+
+export interface ParseOptions {
+  /** Service definitions reject unknown keys (typos must not silently do nothing); daemon configs warn. */
+  unknownKeys: UnknownKeys;
+  onWarn?: (warning: string) => void;
+  /** Prepended to every reported key path, for data nested inside a larger file. */
+  pathPrefix?: readonly PropertyKey[];
+}
+
+/**
+ * Validates `data` against `schema`. The first problem becomes a ConfigError;
+ * unknown keys are reported first because a typo usually also explains the
+ * "missing key" that follows from it. Schemas must use strict objects so zod
+ * reports unknown keys at all.
+ */
+export function parseWith<T extends z.ZodType>(
+  schema: T,
+  data: unknown,
+  file: string,
+  opts: ParseOptions,
+): z.output<T> {
+  const pre = opts.pathPrefix ?? [];
+  let input = data;
+  // Bounded: each pass removes at least one unknown key, and a file has finitely many.
+  for (let pass = 0; pass < 100; pass++) {
+    const result = schema.safeParse(input, { error: issueMessage });
+    if (result.success) return result.data;
+    const issues = result.error.issues;
+    const unknown = issues.filter((i) => i.code === "unrecognized_keys");
+    if (unknown.length > 0 && opts.unknownKeys === "error") {
+      const issue = unknown[0]!;
+      const key = issue.keys[0] ?? "";
+      throw new ConfigError(
+        file,
+        formatKeyPath([...pre, ...issue.path, key]),
+        `unknown key ${JSON.stringify(key)}`,
+      );
+    }
+    if (unknown.length > 0) {
+      for (const issue of unknown) {
+        for (const key of issue.keys) {
+          opts.onWarn?.(
+            `${file}: ${formatKeyPath([...pre, ...issue.path, key])}: unknown key ${JSON.stringify(key)} (ignored)`,
+          );
+        }
+      }
+      input = withoutKeys(input, unknown);
+      continue;
+    }
+    const first = issues[0]!;
+    throw new ConfigError(file, formatKeyPath([...pre, ...first.path]), first.message);
+  }
+  throw new ConfigError(file, "", "too many unknown keys");
+}
+
+/** `["components", 1, "ports", 0]` → `components[1].ports[0]`; odd keys are quoted. */
+export function formatKeyPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else {
+      const s = String(seg);
+      if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(s)) out += out === "" ? s : `.${s}`;
+      else out += `[${JSON.stringify(s)}]`;
+    }
+  }
+  return out;
+}
+
+/** Human name of a TOML value's type, for "expected X, got Y". */
+export function describeType(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (v instanceof Date) return "date";
+  if (typeof v === "object") return "table";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
+  if (typeof v === "bigint") return "integer";
+  return typeof v;
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === "string") {
+    const s = v.length > 60 ? `${v.slice(0, 57)}...` : v;
+    return JSON.stringify(s);
+  }
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
+  return describeType(v);
+}
+
+const TYPE_NAMES: Record<string, string> = { object: "table", record: "table", int: "integer", map: "table" };
+
+// Per-parse zod error map: schema-specific messages still win over these.
+// The raw issue (with its input) is only visible here, not in the final error.
+function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
+  const input = iss.input;
+  switch (iss.code) {
+    case "invalid_type": {
+      const expected = TYPE_NAMES[iss.expected] ?? iss.expected;
+      if (input === undefined) return `required key is missing (expected ${expected})`;
+      return `expected ${expected}, got ${describeType(input)}`;
+    }
+    case "invalid_value": {
+      const values = iss.values.map((v) => JSON.stringify(v));
+      const want = values.length === 1 ? values[0] : `one of ${values.join(", ")}`;
+      if (input === undefined) return `required key is missing (expected ${want})`;
+      return `expected ${want}, got ${describeValue(input)}`;
+    }
+    case "too_small": {
+      const min = String(iss.minimum);
+      if (iss.origin === "string") return "expected a non-empty string";
+      if (iss.origin === "array") return `expected at least ${min} item(s)`;
+      return `expected a value ${iss.inclusive ? ">=" : ">"} ${min}, got ${describeValue(input)}`;
+    }
+    case "too_big": {
+      const max = String(iss.maximum);
+      if (iss.origin === "array") return `expected at most ${max} item(s)`;
+      if (iss.origin === "string") return `expected at most ${max} characters`;
+      return `expected a value ${iss.inclusive ? "<=" : "<"} ${max}, got ${describeValue(input)}`;
+    }
+    case "invalid_format":
+      if (iss.format === "regex" && iss.pattern)
+        return `expected to match ${iss.pattern}, got ${describeValue(input)}`;
+      return `expected a valid ${iss.format}, got ${describeValue(input)}`;
+    default:
+      return undefined;
+  }
+}
+
+type UnknownIssue = { path: PropertyKey[]; keys: string[] };
+
+/** Copy of `data` without the unknown keys (the caller's data is never mutated). */
+function withoutKeys(data: unknown, issues: readonly UnknownIssue[]): unknown {
+  const root = deepCopy(data);
+  for (const issue of issues) {
+    let node: unknown = root;
+    for (const seg of issue.path) {
+      if (node === null || typeof node !== "object") break;
+      node = (node as Record<PropertyKey, unknown>)[seg];
+    }
+    if (node === null || typeof node !== "object") continue;
+    for (const k of issue.keys) delete (node as Record<string, unknown>)[k];
+  }
+  return root;
+}
+
+function deepCopy(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(deepCopy);
+  if (v !== null && typeof v === "object" && !(v instanceof Date)) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, deepCopy(x)]));
+  }
+  return v;
+}
+
+/** A string schema checked by a pure parser; the parser's ConfigError reason becomes the issue message. */
+export function fromParser(parse: (s: string) => unknown) {
+  return z.string().check((ctx) => {
+    try {
+      parse(ctx.value);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      ctx.issues.push({ code: "custom", message: e.expected, input: ctx.value });
+    }
+  });
+}
+
+/** `host:port` (IPv6 as `[addr]:port`). */
+export const hostPortString = fromParser(parseHostPort);
+
+/** An http(s) URL such as `https://mcias.example.net:8443`. */
+export const urlString = z.string().check((ctx) => {
+  let ok = false;
+  try {
+    const u = new URL(ctx.value);
+    ok = (u.protocol === "https:" || u.protocol === "http:") && u.hostname !== "";
+  } catch {
+    ok = false;
+  }
+  if (!ok)
+    ctx.issues.push({
+      code: "custom",
+      message: `expected an https:// URL, got ${describeValue(ctx.value)}`,
+      input: ctx.value,
+    });
+});
+
+// ---- durations ------------------------------------------------------------
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_RE = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/;
+const DURATION_EXPECTED = 'expected a duration like "500ms", "60s", "15m", "1h30m" or "30d"';
+
+/** `"1h30m"` → 5_400_000. Go-style units plus `d`; "0" alone is zero. Throws ConfigError. */
+export function parseDuration(s: string): number {
+  if (s === "0") return 0;
+  if (!DURATION_RE.test(s)) throw new ConfigError("", "", `${DURATION_EXPECTED}, got ${describeValue(s)}`);
+  let ms = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(m[1]) * UNIT_MS[m[2]!]!;
+  if (!Number.isFinite(ms) || ms > Number.MAX_SAFE_INTEGER) {
+    throw new ConfigError("", "", `duration ${describeValue(s)} is too large`);
+  }
+  return Math.round(ms);
+}
+
+/** zod schema: a duration string in the file, milliseconds in the parsed config. */
+export const duration = z.string().transform((s, ctx) => {
+  try {
+    return parseDuration(s);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as ConfigError).expected });
+    return z.NEVER;
+  }
+});

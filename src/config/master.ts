@@ -1,0 +1,119 @@
+// Master daemon config (`/srv/mcp-master/mcp-master.toml`, SPEC §3.4 and
+// architecture-v2 "Master Configuration"): schema with the v2 defaults.
+// Unknown keys are warnings; durations are milliseconds.
+import { z } from "zod";
+import { duration, hostPortString, loadToml, parseWith } from "./load.ts";
+import {
+  archSchema,
+  authSection,
+  checkAuth,
+  logSection,
+  mciasSection,
+  serverSection,
+  tlsSection,
+} from "./sections.ts";
+import { nameSchema } from "./service.ts";
+
+const DOMAIN_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
+const domain = z.string().regex(DOMAIN_RE, {
+  error: (iss) => `expected a lowercase domain such as "example.net", got ${JSON.stringify(iss.input)}`,
+});
+
+const masterSchema = z
+  .strictObject({
+    server: serverSection,
+    database: z.strictObject({ path: z.string().min(1).default("/srv/mcp-master/master.db") }).prefault({}),
+    auth: authSection,
+    mcias: mciasSection("mcp-master"),
+    tls: tlsSection,
+    edge: z.strictObject({ allowed_domains: z.array(domain).default([]) }).prefault({}),
+    registration: z
+      .strictObject({
+        /** MCIAS identities (`agent-<node>`) allowed to register. */
+        allowed_agents: z.array(z.string().min(1)).default([]),
+        max_nodes: z.number().int().min(1).default(16),
+      })
+      .prefault({}),
+    timeouts: z
+      .strictObject({
+        deploy: duration.prefault("5m"),
+        edge_route: duration.prefault("30s"),
+        health_check: duration.prefault("5s"),
+        undeploy: duration.prefault("2m"),
+        snapshot: duration.prefault("10m"),
+      })
+      .prefault({}),
+    master: z
+      .strictObject({
+        heartbeat_miss: z.number().int().min(1).default(3),
+        heartbeat_interval: duration.prefault("30s"),
+        probe_timeout: duration.prefault("5s"),
+        /** SPEC §3.4 spelling; merged into edge.allowed_domains. */
+        allowed_public_domains: z.array(domain).default([]),
+        /** Bearer token the master presents to agents (the `mcp-master` identity). */
+        token_path: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    nodes: z
+      .array(
+        z.strictObject({
+          name: nameSchema,
+          address: hostPortString,
+          role: z.enum(["worker", "edge", "master"]).default("worker"),
+          arch: archSchema,
+        }),
+      )
+      .default([]),
+    snapshots: z
+      .strictObject({
+        dir: z.string().min(1).default("/srv/mcp-master/snapshots"),
+        interval: duration.prefault("24h"),
+        retain: z.number().int().min(1).default(7),
+      })
+      .optional(),
+    log: logSection,
+  })
+  .check((ctx) => {
+    checkAuth(ctx.value, (path, message) =>
+      ctx.issues.push({ code: "custom", message, path, input: ctx.value }),
+    );
+    const seen = new Set<string>();
+    ctx.value.nodes.forEach((n, i) => {
+      if (seen.has(n.name)) {
+        ctx.issues.push({
+          code: "custom",
+          message: `duplicate node name "${n.name}"`,
+          path: ["nodes", i, "name"],
+          input: n.name,
+        });
+      }
+      seen.add(n.name);
+    });
+  })
+  .transform((cfg) => {
+    const merged = [...new Set([...cfg.edge.allowed_domains, ...cfg.master.allowed_public_domains])];
+    return { ...cfg, edge: { allowed_domains: merged } };
+  });
+
+export type MasterConfig = z.output<typeof masterSchema>;
+export type MasterNode = MasterConfig["nodes"][number];
+
+export const DEFAULT_MASTER_CONFIG_PATH = "/srv/mcp-master/mcp-master.toml";
+
+export interface LoadedMasterConfig {
+  config: MasterConfig;
+  warnings: string[];
+}
+
+export function loadMasterConfig(file: string): LoadedMasterConfig {
+  return parseMasterConfig(loadToml(file), file);
+}
+
+export function parseMasterConfig(data: unknown, file: string): LoadedMasterConfig {
+  const warnings: string[] = [];
+  const config = parseWith(masterSchema, data, file, {
+    unknownKeys: "warn",
+    onWarn: (w) => warnings.push(w),
+  });
+  return { config, warnings };
+}

@@ -1,0 +1,83 @@
+// Config sections shared by the agent and master daemon configs: the gRPC
+// server, local/MCIAS auth, MCIAS client settings and logging. Parsed
+// objects keep the TOML's snake_case key names so code reads like the file.
+import { z } from "zod";
+import { hostPortString, urlString } from "./load.ts";
+
+export const serverSection = z.strictObject({
+  /** Overlay address to bind, "host:port". */
+  grpc_addr: hostPortString,
+  tls_cert: z.string().min(1),
+  tls_key: z.string().min(1),
+  /** Binding 0.0.0.0 / :: is refused unless this (or --allow-any-addr) is set. */
+  allow_any_addr: z.boolean().default(false),
+});
+
+const localToken = z.strictObject({
+  name: z.string().min(1),
+  role: z.enum(["admin", "user", "guest"]),
+  account_type: z.enum(["human", "system"]).default("human"),
+  /** Hex SHA-256 of the bearer token; the token itself is never stored here. */
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, { error: "expected 64 hex characters (SHA-256 of the token)" })
+    .transform((s) => s.toLowerCase()),
+  /** ISO 8601 (a TOML datetime or a string); absent = never expires. */
+  expires: z
+    .preprocess(
+      (v) => (v instanceof Date ? v.toISOString() : v),
+      z.string().check((ctx) => {
+        if (Number.isNaN(Date.parse(ctx.value))) {
+          ctx.issues.push({
+            code: "custom",
+            message: `expected an ISO 8601 date, got ${JSON.stringify(ctx.value)}`,
+            input: ctx.value,
+          });
+        }
+      }),
+    )
+    .optional(),
+});
+
+export const authSection = z
+  .strictObject({
+    mode: z.enum(["mcias", "local"]).default("mcias"),
+    tokens: z.array(localToken).default([]),
+  })
+  .prefault({});
+
+export function mciasSection(defaultServiceName: string) {
+  return z
+    .strictObject({
+      server_url: urlString,
+      /** PEM path; empty = system roots. */
+      ca_cert: z.string().default(""),
+      service_name: z.string().min(1).default(defaultServiceName),
+      validate_path: z
+        .string()
+        .startsWith("/", { error: 'expected a path starting with "/"' })
+        .default("/v1/token/validate"),
+    })
+    .optional();
+}
+
+export const tlsSection = z.strictObject({ ca_cert: z.string().min(1) }).optional();
+
+export const logSection = z
+  .strictObject({ level: z.enum(["debug", "info", "warn", "error"]).default("info") })
+  .prefault({});
+
+export const archSchema = z.enum(["amd64", "arm64"]).default("amd64");
+
+/** Cross-section rule shared by both daemons: the chosen auth mode must be configured. */
+export function checkAuth(
+  cfg: { auth: { mode: string; tokens: unknown[] }; mcias?: unknown },
+  push: (path: PropertyKey[], message: string) => void,
+): void {
+  if (cfg.auth.mode === "mcias" && cfg.mcias === undefined) {
+    push(["mcias"], 'section is required when auth.mode = "mcias" (the default); or set auth.mode = "local"');
+  }
+  if (cfg.auth.mode === "local" && cfg.auth.tokens.length === 0) {
+    push(["auth", "tokens"], 'expected at least one [[auth.tokens]] entry when auth.mode = "local"');
+  }
+}

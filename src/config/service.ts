@@ -1,0 +1,368 @@
+// Service definition files (`<services.dir>/<name>.toml`): the schema (v1
+// fields plus v2 tier/routes/snapshot), loading with strict unknown-key
+// checks and image-tag warnings, writing a tidy file back, and rewriting the
+// `active` line in place for stop/start.
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+import { formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
+import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
+import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
+
+export type { PortSpec, VolumeSpec } from "./specs.ts";
+export { formatPortSpec, formatVolumeSpec, parsePortSpec, parseVolumeSpec } from "./specs.ts";
+
+// ---- domain types ---------------------------------------------------------
+
+export type Tier = "core" | "worker";
+export type RouteMode = "l4" | "l7";
+export type ComponentRuntime = "podman" | "unikernel";
+
+export interface RouteDef {
+  /** Optional; a name gives the container `$PORT_<NAME>`. */
+  name?: string;
+  /** mc-proxy listener port (443, 8443, 9443), not a container port. */
+  port: number;
+  mode: RouteMode;
+  /** Defaults (elsewhere) to `<service>.svc.mcp.metacircular.net`. */
+  hostname?: string;
+  public: boolean;
+}
+
+export interface ComponentDef {
+  name: string;
+  image: string;
+  network: string;
+  user: string;
+  restart: string;
+  /** Raw specs as written; each has been validated by parsePortSpec. */
+  ports: string[];
+  /** Raw specs as written; each has been validated by parseVolumeSpec. */
+  volumes: string[];
+  cmd: string[];
+  /** `KEY=value` entries. */
+  env: string[];
+  runtime: ComponentRuntime;
+  memory?: string;
+  vcpus?: number;
+  routes: RouteDef[];
+}
+
+export interface ServiceDef {
+  name: string;
+  node?: string;
+  tier: Tier;
+  active: boolean;
+  build?: { workspace?: string; path?: string; images: Record<string, string> };
+  snapshot?: { method?: string; exclude: string[] };
+  components: ComponentDef[];
+}
+
+// ---- schema ---------------------------------------------------------------
+
+export const NAME_RE = /^[a-z0-9][a-z0-9-]*$/;
+const ROUTE_NAME_RE = /^[a-z0-9_-]*$/;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const RESTART_RE = /^(no|always|unless-stopped|on-failure(:[0-9]+)?)$/;
+const SNAPSHOT_METHOD_RE = /^(grpc|cli|full|exec:\s*\S.*)$/;
+
+const got = (v: unknown) => JSON.stringify(v);
+
+export const nameSchema = z.string().regex(NAME_RE, {
+  error: (iss) => `expected a lowercase name matching [a-z0-9][a-z0-9-]*, got ${got(iss.input)}`,
+});
+
+export const portNumber = z
+  .number()
+  .int()
+  .check((ctx) => {
+    if (ctx.value < 1 || ctx.value > 65535) {
+      ctx.issues.push({
+        code: "custom",
+        message: `expected a port number 1-65535, got ${ctx.value}`,
+        input: ctx.value,
+      });
+    }
+  });
+
+const routeSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(ROUTE_NAME_RE, {
+      error: (iss) => `expected a route name matching [a-z0-9_-]*, got ${got(iss.input)}`,
+    })
+    .optional(),
+  port: portNumber,
+  mode: z.enum(["l4", "l7"]).default("l4"),
+  hostname: z
+    .string()
+    .check((ctx) => {
+      if (ctx.value !== "" && !HOSTNAME_RE.test(ctx.value)) {
+        ctx.issues.push({
+          code: "custom",
+          message: `expected a DNS hostname, got ${got(ctx.value)}`,
+          input: ctx.value,
+        });
+      }
+    })
+    .optional(),
+  public: z.boolean().default(false),
+});
+
+const componentSchema = z.strictObject({
+  name: nameSchema,
+  image: z
+    .string()
+    .min(1, { error: "expected a non-empty image reference" })
+    .regex(/^\S+$/, { error: (iss) => `expected an image reference without spaces, got ${got(iss.input)}` }),
+  network: z.string().default(""),
+  user: z.string().default(""),
+  restart: z
+    .string()
+    .regex(RESTART_RE, {
+      error: (iss) =>
+        `expected one of "no", "always", "on-failure[:N]", "unless-stopped", got ${got(iss.input)}`,
+    })
+    .default("unless-stopped"),
+  ports: z.array(fromParser(parsePortSpec)).default([]),
+  volumes: z.array(fromParser(parseVolumeSpec)).default([]),
+  cmd: z.array(z.string()).default([]),
+  env: z.array(fromParser(parseEnvEntry)).default([]),
+  runtime: z.enum(["podman", "unikernel"]).default("podman"),
+  memory: z.string().min(1).optional(),
+  vcpus: z.number().int().min(1).optional(),
+  routes: z.array(routeSchema).default([]),
+});
+
+/** The service definition schema; agent.ts reuses it for `[[boot.sequence]] services`. */
+export const serviceDefSchema = z
+  .strictObject({
+    name: nameSchema,
+    node: z.string().optional(),
+    tier: z.enum(["core", "worker"]).default("worker"),
+    active: z.boolean().default(true),
+    build: z
+      .strictObject({
+        workspace: z.string().optional(),
+        path: z.string().optional(),
+        images: z.record(z.string().min(1), z.string().min(1)).default({}),
+      })
+      .optional(),
+    snapshot: z
+      .strictObject({
+        method: z
+          .string()
+          .regex(SNAPSHOT_METHOD_RE, {
+            error: (iss) => `expected "grpc", "cli", "full" or "exec: <command>", got ${got(iss.input)}`,
+          })
+          .optional(),
+        exclude: z.array(z.string()).default([]),
+      })
+      .optional(),
+    components: z.array(componentSchema).min(1, { error: "expected at least one [[components]] entry" }),
+  })
+  .check((ctx) => {
+    const seen = new Map<string, number>();
+    ctx.value.components.forEach((c, i) => {
+      const first = seen.get(c.name);
+      if (first !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          message: `duplicate component name ${got(c.name)} (also components[${first}])`,
+          path: ["components", i, "name"],
+          input: c.name,
+        });
+      } else seen.set(c.name, i);
+      const routeNames = new Map<string, number>();
+      c.routes.forEach((r, j) => {
+        if (r.name === undefined || r.name === "") return;
+        const other = routeNames.get(r.name);
+        if (other !== undefined) {
+          ctx.issues.push({
+            code: "custom",
+            message: `duplicate route name ${got(r.name)} (also components[${i}].routes[${other}])`,
+            path: ["components", i, "routes", j, "name"],
+            input: r.name,
+          });
+        } else routeNames.set(r.name, j);
+      });
+    });
+  });
+
+// Compile-time guarantee that the schema produces exactly the documented domain type.
+type SchemaOut = z.output<typeof serviceDefSchema>;
+const _schemaMatchesType: (x: SchemaOut) => ServiceDef = (x) => x;
+const _typeMatchesSchema: (x: ServiceDef) => SchemaOut = (x) => x;
+void _schemaMatchesType;
+void _typeMatchesSchema;
+
+// ---- loading --------------------------------------------------------------
+
+export interface ServiceDefOptions {
+  /** `--strict`: an image without a version tag is an error instead of a warning. */
+  strict?: boolean;
+}
+
+export interface LoadedServiceDef {
+  def: ServiceDef;
+  warnings: string[];
+}
+
+export function loadServiceDef(file: string, opts: ServiceDefOptions = {}): LoadedServiceDef {
+  return parseServiceDef(loadToml(file), file, opts);
+}
+
+/** Validates already-parsed TOML data; `keyPrefix` anchors keys when the def is nested (boot sequences). */
+export function parseServiceDef(
+  data: unknown,
+  file: string,
+  opts: ServiceDefOptions = {},
+  keyPrefix: readonly PropertyKey[] = [],
+): LoadedServiceDef {
+  const def: ServiceDef = parseWith(serviceDefSchema, data, file, {
+    unknownKeys: "error",
+    pathPrefix: keyPrefix,
+  });
+  return { def, warnings: imageTagWarnings(def, file, opts.strict === true, keyPrefix) };
+}
+
+/** The tag of an image reference (`undefined` when it has none); digests count as pins. */
+export function imageTag(image: string): string | undefined {
+  const at = image.indexOf("@");
+  if (at >= 0) return image.slice(at + 1);
+  const last = image.slice(image.lastIndexOf("/") + 1);
+  const colon = last.indexOf(":");
+  return colon < 0 ? undefined : last.slice(colon + 1);
+}
+
+export function imageTagWarnings(
+  def: ServiceDef,
+  file: string,
+  strict: boolean,
+  keyPrefix: readonly PropertyKey[] = [],
+): string[] {
+  const warnings: string[] = [];
+  def.components.forEach((c, i) => {
+    const tag = imageTag(c.image);
+    if (tag !== undefined && tag !== "latest") return;
+    const problem =
+      tag === undefined ? `image ${got(c.image)} has no tag` : `image ${got(c.image)} uses the :latest tag`;
+    const key = formatKeyPath([...keyPrefix, "components", i, "image"]);
+    if (strict) throw new ConfigError(file, key, `${problem}; pin a version tag (required by --strict)`);
+    warnings.push(`${file}: ${key}: ${problem}; pin a version tag such as :v1.0.0`);
+  });
+  return warnings;
+}
+
+// ---- writing --------------------------------------------------------------
+
+/** Writes a definition file; defaults are omitted so files stay tidy, and load(write(def)) equals def. */
+export function serviceDefToToml(def: ServiceDef): string {
+  const out: string[] = [];
+  const kv = (k: string, v: string) => out.push(`${tomlKey(k)} = ${v}`);
+  kv("name", tomlString(def.name));
+  if (def.node !== undefined) kv("node", tomlString(def.node));
+  if (def.tier !== "worker") kv("tier", tomlString(def.tier));
+  // Always written: stop/start rewrite this line in place.
+  kv("active", String(def.active));
+
+  if (def.build !== undefined) {
+    const b = def.build;
+    const images = Object.entries(b.images);
+    if (b.workspace !== undefined || b.path !== undefined || images.length === 0) {
+      out.push("", "[build]");
+      if (b.workspace !== undefined) kv("workspace", tomlString(b.workspace));
+      if (b.path !== undefined) kv("path", tomlString(b.path));
+    }
+    if (images.length > 0) {
+      out.push("", "[build.images]");
+      for (const [k, v] of images) kv(k, tomlString(v));
+    }
+  }
+  if (def.snapshot !== undefined) {
+    out.push("", "[snapshot]");
+    if (def.snapshot.method !== undefined) kv("method", tomlString(def.snapshot.method));
+    if (def.snapshot.exclude.length > 0) kv("exclude", tomlStringArray(def.snapshot.exclude));
+  }
+  for (const c of def.components) {
+    out.push("", "[[components]]");
+    kv("name", tomlString(c.name));
+    kv("image", tomlString(c.image));
+    if (c.network !== "") kv("network", tomlString(c.network));
+    if (c.user !== "") kv("user", tomlString(c.user));
+    if (c.restart !== "unless-stopped") kv("restart", tomlString(c.restart));
+    if (c.ports.length > 0) kv("ports", tomlStringArray(c.ports));
+    if (c.volumes.length > 0) kv("volumes", tomlStringArray(c.volumes));
+    if (c.cmd.length > 0) kv("cmd", tomlStringArray(c.cmd));
+    if (c.env.length > 0) kv("env", tomlStringArray(c.env));
+    if (c.runtime !== "podman") kv("runtime", tomlString(c.runtime));
+    if (c.memory !== undefined) kv("memory", tomlString(c.memory));
+    if (c.vcpus !== undefined) kv("vcpus", String(c.vcpus));
+    for (const r of c.routes) {
+      out.push("", "[[components.routes]]");
+      if (r.name !== undefined) kv("name", tomlString(r.name));
+      kv("port", String(r.port));
+      if (r.mode !== "l4") kv("mode", tomlString(r.mode));
+      if (r.hostname !== undefined) kv("hostname", tomlString(r.hostname));
+      if (r.public) kv("public", "true");
+    }
+  }
+  return `${out.join("\n")}\n`;
+}
+
+// ---- in-place edits ---------------------------------------------------------
+
+const ACTIVE_LINE_RE = /^(\s*active\s*=\s*)([^#\r]*?)(\s*(?:#.*)?)(\r?)$/;
+const NAME_LINE_RE = /^\s*name\s*=/;
+const TABLE_HEADER_RE = /^\s*\[/;
+
+/**
+ * Sets the top-level `active = …` line, leaving every other byte of the file
+ * (comments, order, formatting) untouched; inserts it after `name = …` when
+ * absent. The result is re-parsed before it replaces the file atomically.
+ */
+export function setActiveInFile(file: string, active: boolean): void {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new ConfigError(file, "", "file not found");
+    throw new ConfigError(file, "", `cannot read file: ${(e as Error).message}`);
+  }
+  const updated = setActiveInText(text, active, file);
+  if (updated !== text) writeFileAtomic(file, updated);
+}
+
+/** The pure part of setActiveInFile (exported for tests). */
+export function setActiveInText(text: string, active: boolean, file = ""): string {
+  const lines = text.split("\n");
+  const value = String(active);
+  let topEnd = lines.findIndex((l) => TABLE_HEADER_RE.test(l));
+  if (topEnd < 0) topEnd = lines.length;
+  let done = false;
+  for (let i = 0; i < topEnd; i++) {
+    const m = ACTIVE_LINE_RE.exec(lines[i]!);
+    if (m) {
+      lines[i] = `${m[1]}${value}${m[3]}${m[4]}`;
+      done = true;
+      break;
+    }
+  }
+  if (!done) {
+    const nameIdx = lines.slice(0, topEnd).findIndex((l) => NAME_LINE_RE.test(l));
+    const cr = text.includes("\r\n") ? "\r" : "";
+    lines.splice(nameIdx + 1, 0, `active = ${value}${cr}`);
+  }
+  const out = lines.join("\n");
+  // Guard against layouts the line editor cannot see (e.g. multi-line strings).
+  const parsed = parseTomlText(out, file);
+  if (parsed["active"] !== active) {
+    throw new ConfigError(
+      file,
+      "active",
+      "could not rewrite the top-level active line; edit the file by hand",
+    );
+  }
+  return out;
+}

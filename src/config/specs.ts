@@ -1,0 +1,197 @@
+// Pure parsers for the small string syntaxes inside config files: container
+// port publications, volume mounts, KEY=value env entries and host:port
+// addresses. Each returns a structured value whose format* twin prints the
+// exact input back, and fails only with a ConfigError (no file/key: callers
+// re-anchor it with err.at(file, key)).
+import { isIPv6 } from "node:net";
+import { ConfigError } from "./errors.ts";
+
+export type Protocol = "tcp" | "udp";
+
+export interface PortSpec {
+  /** IPv4 address, or IPv6 address without brackets; undefined = all interfaces. */
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  /** Only set when the spec names it (podman's default is tcp). */
+  protocol?: Protocol;
+}
+
+export const PORT_SPEC_FORM = "[ip:]hostPort:containerPort[/tcp|/udp]";
+
+function portError(s: string, reason: string): ConfigError {
+  return new ConfigError(
+    "",
+    "",
+    `${reason} in port spec ${JSON.stringify(s)}; expected ${PORT_SPEC_FORM} with ports 1-65535`,
+  );
+}
+
+function parsePort(
+  s: string,
+  what: string,
+  spec: string,
+  err: (s: string, r: string) => ConfigError,
+): number {
+  if (!/^[1-9][0-9]{0,4}$/.test(s)) {
+    throw err(spec, `${what} ${JSON.stringify(s)} is not a port number`);
+  }
+  const n = Number(s);
+  if (n > 65535) throw err(spec, `${what} ${s} is out of range`);
+  return n;
+}
+
+export function isIPv4(s: string): boolean {
+  const parts = s.split(".");
+  return parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
+}
+
+/** Parses `[ip:]hostPort:containerPort[/tcp|/udp]`; IPv6 host addresses are bracketed. */
+export function parsePortSpec(s: string): PortSpec {
+  if (typeof s !== "string") throw portError(String(s), "not a string");
+  let rest = s;
+  let protocol: Protocol | undefined;
+  const slash = rest.lastIndexOf("/");
+  if (slash >= 0) {
+    const p = rest.slice(slash + 1);
+    if (p !== "tcp" && p !== "udp") throw portError(s, `unknown protocol ${JSON.stringify(p)}`);
+    protocol = p;
+    rest = rest.slice(0, slash);
+  }
+  let hostIp: string | undefined;
+  if (rest.startsWith("[")) {
+    const close = rest.indexOf("]");
+    if (close < 0) throw portError(s, "unclosed [ in IPv6 address");
+    hostIp = rest.slice(1, close);
+    if (!isIPv6(hostIp)) throw portError(s, `${JSON.stringify(hostIp)} is not an IPv6 address`);
+    if (rest[close + 1] !== ":") throw portError(s, "missing ':' after IPv6 address");
+    rest = rest.slice(close + 2);
+  }
+  const parts = rest.split(":");
+  if (hostIp === undefined && parts.length === 3) {
+    hostIp = parts.shift()!;
+    if (!isIPv4(hostIp))
+      throw portError(s, `${JSON.stringify(hostIp)} is not an IPv4 address (bracket IPv6)`);
+  }
+  if (parts.length !== 2) throw portError(s, "wrong number of ':'-separated parts");
+  const hostPort = parsePort(parts[0]!, "host port", s, portError);
+  const containerPort = parsePort(parts[1]!, "container port", s, portError);
+  const out: PortSpec = { hostPort, containerPort };
+  if (hostIp !== undefined) out.hostIp = hostIp;
+  if (protocol !== undefined) out.protocol = protocol;
+  return out;
+}
+
+export function formatPortSpec(p: PortSpec): string {
+  const ip = p.hostIp === undefined ? "" : p.hostIp.includes(":") ? `[${p.hostIp}]:` : `${p.hostIp}:`;
+  return `${ip}${p.hostPort}:${p.containerPort}${p.protocol ? `/${p.protocol}` : ""}`;
+}
+
+export interface VolumeSpec {
+  /** Absolute host path (bind mount) or a named volume. */
+  source: string;
+  kind: "bind" | "volume";
+  /** Absolute path inside the container. */
+  target: string;
+  /** Mount options in file order (ro, z, Z, U, ...); empty when none were given. */
+  options: string[];
+}
+
+export const VOLUME_SPEC_FORM = "src:dst[:opts] (src an absolute path or volume name, dst an absolute path)";
+const VOLUME_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const OPTION_RE = /^[A-Za-z][A-Za-z0-9_.=-]*$/;
+
+function volumeError(s: string, reason: string): ConfigError {
+  return new ConfigError(
+    "",
+    "",
+    `${reason} in volume spec ${JSON.stringify(s)}; expected ${VOLUME_SPEC_FORM}`,
+  );
+}
+
+function isAbsPath(p: string): boolean {
+  // Control characters never belong in a mount path and would garble podman's argv.
+  if (!p.startsWith("/")) return false;
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return false;
+  }
+  return true;
+}
+
+export function parseVolumeSpec(s: string): VolumeSpec {
+  if (typeof s !== "string") throw volumeError(String(s), "not a string");
+  const parts = s.split(":");
+  if (parts.length < 2 || parts.length > 3) throw volumeError(s, "wrong number of ':'-separated parts");
+  const [source, target, opts] = parts as [string, string, string | undefined];
+  let kind: VolumeSpec["kind"];
+  if (isAbsPath(source)) kind = "bind";
+  else if (VOLUME_NAME_RE.test(source)) kind = "volume";
+  else throw volumeError(s, `source ${JSON.stringify(source)} is neither an absolute path nor a volume name`);
+  if (!isAbsPath(target)) throw volumeError(s, `target ${JSON.stringify(target)} is not an absolute path`);
+  const options = opts === undefined ? [] : opts.split(",");
+  for (const o of options) {
+    if (!OPTION_RE.test(o)) throw volumeError(s, `bad mount option ${JSON.stringify(o)}`);
+  }
+  return { source, kind, target, options };
+}
+
+export function formatVolumeSpec(v: VolumeSpec): string {
+  return `${v.source}:${v.target}${v.options.length > 0 ? `:${v.options.join(",")}` : ""}`;
+}
+
+export const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `KEY=value` (the value may be empty and may contain '='). */
+export function parseEnvEntry(s: string): { key: string; value: string } {
+  const eq = s.indexOf("=");
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (eq < 0 || !ENV_KEY_RE.test(key)) {
+    throw new ConfigError(
+      "",
+      "",
+      `expected KEY=value with KEY matching [A-Za-z_][A-Za-z0-9_]*, got ${JSON.stringify(s)}`,
+    );
+  }
+  return { key, value: s.slice(eq + 1) };
+}
+
+export interface HostPort {
+  /** Host name or IP (IPv6 without brackets). */
+  host: string;
+  port: number;
+}
+
+function addrError(s: string, reason: string): ConfigError {
+  return new ConfigError(
+    "",
+    "",
+    `${reason} in address ${JSON.stringify(s)}; expected host:port (IPv6 as [addr]:port)`,
+  );
+}
+
+/** `host:port` or `[v6]:port`. */
+export function parseHostPort(s: string): HostPort {
+  let host: string;
+  let portStr: string;
+  if (s.startsWith("[")) {
+    const close = s.indexOf("]");
+    if (close < 0 || s[close + 1] !== ":") throw addrError(s, "malformed bracketed IPv6 address");
+    host = s.slice(1, close);
+    if (!isIPv6(host)) throw addrError(s, `${JSON.stringify(host)} is not an IPv6 address`);
+    portStr = s.slice(close + 2);
+  } else {
+    const colon = s.lastIndexOf(":");
+    if (colon < 0) throw addrError(s, "missing port");
+    host = s.slice(0, colon);
+    portStr = s.slice(colon + 1);
+    if (host === "" || !/^[A-Za-z0-9._-]+$/.test(host))
+      throw addrError(s, `bad host ${JSON.stringify(host)}`);
+  }
+  return { host, port: parsePort(portStr, "port", s, addrError) };
+}
+
+/** True for the wildcard addresses the agent refuses to bind without allow_any_addr. */
+export function isAnyAddr(host: string): boolean {
+  return host === "" || host === "0.0.0.0" || (isIPv6(host) && /^[0:]+$/.test(host));
+}
