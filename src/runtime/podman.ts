@@ -1,0 +1,422 @@
+// Podman implementation of Runtime. Split in two on purpose: pure argv builders and JSON parsers
+// (exported, unit- and property-tested, no I/O) and a thin class that runs them through the one
+// executor. Docker has the same CLI shape: a DockerRuntime can extend PodmanRuntime, change the
+// binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
+
+import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
+import {
+  type ContainerDetails,
+  type ContainerInfo,
+  type ContainerSpec,
+  type LogOptions,
+  mapState,
+  type Runtime,
+  type RuntimeCapabilities,
+} from "./runtime.ts";
+
+// ---------------------------------------------------------------------------------------------
+// argv builders (subcommand and its arguments; the class prepends binary + global args)
+
+/** Positional values that start with "-" would be parsed as flags by podman: refuse them. */
+function positional(value: string, what: string): string {
+  if (value === "" || value.startsWith("-")) {
+    throw new Error(`invalid ${what} ${JSON.stringify(value)}: must be non-empty and not start with "-"`);
+  }
+  return value;
+}
+
+export function runArgs(spec: ContainerSpec): string[] {
+  const argv = ["run", "-d", "--name", positional(spec.name, "container name")];
+  if (spec.network !== "") argv.push("--network", spec.network);
+  if (spec.user !== "") argv.push("--user", spec.user);
+  if (spec.restart !== "") argv.push("--restart", spec.restart);
+  for (const p of spec.ports) argv.push("-p", p);
+  for (const v of spec.volumes) argv.push("-v", v);
+  for (const e of spec.env) argv.push("-e", e);
+  argv.push(positional(spec.image, "image"), ...spec.cmd);
+  return argv;
+}
+
+export function pullArgs(image: string): string[] {
+  // --quiet drops progress output, so a failure's stderr is just podman's error.
+  return ["pull", "--quiet", positional(image, "image")];
+}
+
+export function imageExistsArgs(image: string): string[] {
+  return ["image", "exists", positional(image, "image")];
+}
+
+export function imageInspectArgs(image: string): string[] {
+  return ["image", "inspect", positional(image, "image")];
+}
+
+export function startArgs(name: string): string[] {
+  return ["start", positional(name, "container name")];
+}
+
+export function stopArgs(name: string, timeoutSec = 10): string[] {
+  return ["stop", "-t", String(Math.max(0, Math.floor(timeoutSec))), positional(name, "container name")];
+}
+
+export function restartArgs(name: string): string[] {
+  return ["restart", positional(name, "container name")];
+}
+
+export function rmArgs(name: string, force = false): string[] {
+  return force
+    ? ["rm", "-f", positional(name, "container name")]
+    : ["rm", positional(name, "container name")];
+}
+
+/** `container inspect`, not `inspect`: a bare inspect would also match an image of that name. */
+export function inspectArgs(name: string): string[] {
+  return ["container", "inspect", positional(name, "container name")];
+}
+
+export function psArgs(): string[] {
+  return ["ps", "-a", "--format", "json"];
+}
+
+export function logsArgs(name: string, opts: LogOptions): string[] {
+  const argv = ["logs"];
+  if (opts.follow) argv.push("--follow");
+  if (opts.tail !== undefined) argv.push("--tail", String(Math.max(0, Math.floor(opts.tail))));
+  if (opts.since !== undefined && opts.since !== "") argv.push("--since", opts.since);
+  argv.push(positional(name, "container name"));
+  return argv;
+}
+
+export function versionArgs(): string[] {
+  return ["--version"];
+}
+
+// ---------------------------------------------------------------------------------------------
+// parsers (podman 4.3 JSON)
+
+type Json = Record<string, unknown>;
+
+function asObj(v: unknown): Json {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Json) : {};
+}
+function asStr(v: unknown): string {
+  return typeof v === "string" ? v : "";
+}
+function asStrs(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+}
+function asNum(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+function parseJson(input: unknown, what: string): unknown {
+  if (typeof input !== "string") return input;
+  if (input.trim() === "") return [];
+  try {
+    return JSON.parse(input);
+  } catch {
+    throw new Error(`cannot parse ${what} output as JSON: ${input.slice(0, 80)}`);
+  }
+}
+
+/** Unix seconds (ps) or RFC 3339 (inspect) → Date; Go's zero time and negatives → null. */
+export function parseTime(v: unknown): Date | null {
+  const n = asNum(v);
+  if (n !== null) return n > 0 ? new Date(n * 1000) : null;
+  const s = asStr(v);
+  if (s === "" || s.startsWith("0001-01-01")) return null;
+  const ms = Date.parse(s);
+  return Number.isNaN(ms) || ms <= 0 ? null : new Date(ms);
+}
+
+function exitCodeFor(rawState: string, code: unknown): number | null {
+  const s = rawState.toLowerCase();
+  return s === "exited" || s === "stopped" ? (asNum(code) ?? null) : null;
+}
+
+/** Parses `podman ps -a --format json`. */
+export function parsePs(json: unknown): ContainerInfo[] {
+  const data = parseJson(json, "ps");
+  if (!Array.isArray(data)) throw new Error("unexpected ps output: not a JSON array");
+  return data.map((raw) => {
+    const c = asObj(raw);
+    const rawState = asStr(c["State"]);
+    return {
+      id: asStr(c["Id"]),
+      name: asStrs(c["Names"])[0] ?? "",
+      image: asStr(c["Image"]),
+      state: mapState(rawState),
+      startedAt: parseTime(c["StartedAt"]),
+      createdAt: parseTime(c["Created"]),
+      exitCode: exitCodeFor(rawState, c["ExitCode"]),
+    };
+  });
+}
+
+/** The image's own env and cmd, used to tell what the operator set from what the image brought. */
+export interface ImageDefaults {
+  env: string[];
+  cmd: string[];
+}
+
+/** Parses `podman image inspect` output into the image's default env and cmd. */
+export function parseImageDefaults(json: unknown): ImageDefaults {
+  const data = parseJson(json, "image inspect");
+  const img = asObj(Array.isArray(data) ? data[0] : data);
+  const cfg = asObj(img["Config"]);
+  return { env: asStrs(cfg["Env"]), cmd: asStrs(cfg["Cmd"]) };
+}
+
+/** PATH podman (and docker) put into a container whose image sets none. */
+export const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const INJECTED_ENV = new Set([DEFAULT_PATH, "TERM=xterm", "container=podman", "HOME=/root"]);
+// Mount options the runtime adds by itself; dropping them lets "/a:/b" read back as "/a:/b".
+const DEFAULT_MOUNT_OPTS = new Set(["rw", "rbind", "rprivate"]);
+const DEFAULT_VOLUME_OPTS = new Set(["nosuid", "nodev"]);
+
+function portSpecs(bindings: unknown): string[] {
+  const out: string[] = [];
+  for (const [key, list] of Object.entries(asObj(bindings))) {
+    const [cport = "", proto = "tcp"] = key.split("/");
+    const suffix = proto === "tcp" ? "" : `/${proto}`;
+    const binds = Array.isArray(list) ? list : [];
+    for (const b of binds) {
+      const ip = asStr(asObj(b)["HostIp"]);
+      const hostPort = asStr(asObj(b)["HostPort"]);
+      const host = ip.includes(":") ? `[${ip}]` : ip;
+      if (ip !== "" && ip !== "0.0.0.0") out.push(`${host}:${hostPort}:${cport}${suffix}`);
+      else if (hostPort !== "") out.push(`${hostPort}:${cport}${suffix}`);
+      else out.push(`${cport}${suffix}`);
+    }
+  }
+  return out;
+}
+
+function normalizeBind(bind: string): string {
+  const parts = bind.split(":");
+  if (parts.length < 3) return bind;
+  const [src = "", dst = ""] = parts;
+  const named = !src.startsWith("/");
+  const kept = parts
+    .slice(2)
+    .join(":")
+    .split(",")
+    .filter((o) => o !== "" && !DEFAULT_MOUNT_OPTS.has(o) && !(named && DEFAULT_VOLUME_OPTS.has(o)));
+  return kept.length > 0 ? `${src}:${dst}:${kept.join(",")}` : `${src}:${dst}`;
+}
+
+function volumeSpecs(hostConfig: Json, mounts: unknown): string[] {
+  const binds = asStrs(hostConfig["Binds"]);
+  if (binds.length > 0) return binds.map(normalizeBind);
+  // Older/other formats: rebuild from Mounts.
+  const out: string[] = [];
+  for (const raw of Array.isArray(mounts) ? mounts : []) {
+    const m = asObj(raw);
+    const type = asStr(m["Type"]);
+    if (type !== "bind" && type !== "volume") continue;
+    const src = type === "volume" ? asStr(m["Name"]) : asStr(m["Source"]);
+    out.push(`${src}:${asStr(m["Destination"])}${m["RW"] === false ? ":ro" : ""}`);
+  }
+  return out;
+}
+
+function operatorEnv(env: string[], hostname: string, image: ImageDefaults | undefined): string[] {
+  const fromImage = new Set(image?.env ?? []);
+  return env.filter((e) => {
+    if (fromImage.has(e) || INJECTED_ENV.has(e)) return false;
+    if (e.startsWith("HOSTNAME=")) return hostname !== "" && e !== `HOSTNAME=${hostname}`;
+    return true;
+  });
+}
+
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Parses `podman container inspect` output (the first element). `image`, when known, holds the
+ * image's own env/cmd so that only what the operator set is reported (see ContainerDetails).
+ */
+export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDetails {
+  const data = parseJson(json, "inspect");
+  const c = asObj(Array.isArray(data) ? data[0] : data);
+  if (Object.keys(c).length === 0) throw new Error("unexpected inspect output: no container object");
+  const cfg = asObj(c["Config"]);
+  const host = asObj(c["HostConfig"]);
+  const state = asObj(c["State"]);
+  const rawState = asStr(state["Status"]);
+  const name = asStr(c["Name"]).replace(/^\//, ""); // docker prefixes names with "/"
+  const imageRef = asStr(cfg["Image"]) || asStr(c["ImageName"]);
+  const cmd = asStrs(cfg["Cmd"]);
+  const restart = asStr(asObj(host["RestartPolicy"])["Name"]);
+  return {
+    id: asStr(c["Id"]),
+    name,
+    image: imageRef,
+    state: mapState(rawState),
+    startedAt: parseTime(state["StartedAt"]),
+    createdAt: parseTime(c["Created"]),
+    exitCode: exitCodeFor(rawState, state["ExitCode"]),
+    spec: {
+      name,
+      image: imageRef,
+      network: asStr(host["NetworkMode"]),
+      user: asStr(cfg["User"]),
+      restart: restart === "no" ? "" : restart,
+      // Sorted: podman keeps these in Go maps, so its order varies from call to call.
+      ports: portSpecs(host["PortBindings"]).sort(),
+      volumes: volumeSpecs(host, c["Mounts"]).sort(),
+      env: operatorEnv(asStrs(cfg["Env"]), asStr(cfg["Hostname"]), image).sort(),
+      cmd: image && image.cmd.length > 0 && sameList(cmd, image.cmd) ? [] : cmd,
+    },
+  };
+}
+
+/** The image id a container was created from (for looking up the image's defaults). */
+function imageIdOf(json: unknown): string {
+  const data = parseJson(json, "inspect");
+  return asStr(asObj(Array.isArray(data) ? data[0] : data)["Image"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the runtime
+
+export interface PodmanOptions {
+  /** Client binary; default "podman". */
+  binary?: string;
+  /** Global flags placed right after the binary, e.g. ["--runtime", "runc"]. */
+  globalArgs: string[];
+  /** Extra environment for every call, e.g. CONTAINERS_CONF. */
+  env?: Record<string, string>;
+  /** Limit for ordinary calls (default 60 s); a hung runtime must not hang the agent. */
+  callTimeoutMs?: number;
+  /** Limit for pulls (default 10 min). */
+  pullTimeoutMs?: number;
+}
+
+export class PodmanRuntime implements Runtime {
+  readonly kind: "podman" | "docker" = "podman";
+  readonly capabilities: RuntimeCapabilities = { logsFollow: true, exec: true };
+  protected readonly binary: string;
+  protected readonly globalArgs: string[];
+  protected readonly env: Record<string, string> | undefined;
+  protected readonly callTimeoutMs: number;
+  protected readonly pullTimeoutMs: number;
+
+  constructor(opts: PodmanOptions) {
+    this.binary = opts.binary ?? "podman";
+    this.globalArgs = [...opts.globalArgs];
+    this.env = opts.env;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
+    this.pullTimeoutMs = opts.pullTimeoutMs ?? 600_000;
+  }
+
+  /** Full argv for a subcommand. */
+  argv(sub: string[]): string[] {
+    return [this.binary, ...this.globalArgs, ...sub];
+  }
+
+  // Error messages name the subcommand and its target ("podman stop web-api"), not the global flags.
+  protected label(sub: string[], target: string): string {
+    const bin = this.binary.split("/").pop() ?? this.binary;
+    const verb = sub[0] === "container" || sub[0] === "image" ? sub.slice(0, 2) : sub.slice(0, 1);
+    return [bin, ...verb, target].filter((w) => w !== "").join(" ");
+  }
+
+  protected exec(sub: string[], target: string, timeoutMs = this.callTimeoutMs): Promise<RunResult> {
+    return run(this.argv(sub), { env: this.env, timeoutMs, label: this.label(sub, target) });
+  }
+
+  protected execOk(sub: string[], target: string, timeoutMs = this.callTimeoutMs): Promise<RunResult> {
+    return runOk(this.argv(sub), { env: this.env, timeoutMs, label: this.label(sub, target) });
+  }
+
+  /** Whether a failed call failed only because the container does not exist. */
+  protected isNoSuchContainer(stderr: string): boolean {
+    return /no such container|no such object|no container with name or id/i.test(stderr);
+  }
+
+  protected parseList(stdout: string): ContainerInfo[] {
+    return parsePs(stdout);
+  }
+
+  protected parseDetails(stdout: string, image?: ImageDefaults): ContainerDetails {
+    return parseInspect(stdout, image);
+  }
+
+  async version(): Promise<string> {
+    const { stdout } = await this.execOk(versionArgs(), "");
+    const m = /(\d+\.\d+\.\d+[^\s,]*)/.exec(stdout);
+    if (!m?.[1]) throw new Error(`cannot read ${this.binary} version from: ${stdout.trim()}`);
+    return m[1];
+  }
+
+  async pull(image: string): Promise<void> {
+    await this.execOk(pullArgs(image), image, this.pullTimeoutMs);
+  }
+
+  async imageExists(image: string): Promise<boolean> {
+    const res = await this.exec(imageExistsArgs(image), image);
+    if (res.code === 0) return true;
+    if (res.code === 1) return false;
+    throw failure(this.argv(imageExistsArgs(image)), res, this.label(imageExistsArgs(image), image));
+  }
+
+  async run(spec: ContainerSpec): Promise<string> {
+    // A run may pull a missing image first, so it gets the pull budget.
+    const { stdout } = await this.execOk(runArgs(spec), spec.name, this.pullTimeoutMs);
+    const lines = stdout.trim().split("\n");
+    return (lines[lines.length - 1] ?? "").trim();
+  }
+
+  describeRun(spec: ContainerSpec): string[] {
+    return this.argv(runArgs(spec));
+  }
+
+  async start(name: string): Promise<void> {
+    await this.execOk(startArgs(name), name);
+  }
+
+  async stop(name: string, timeoutSec = 10): Promise<void> {
+    await this.execOk(stopArgs(name, timeoutSec), name, this.callTimeoutMs + timeoutSec * 1000);
+  }
+
+  async restart(name: string): Promise<void> {
+    await this.execOk(restartArgs(name), name);
+  }
+
+  async remove(name: string, force = false): Promise<void> {
+    try {
+      await this.execOk(rmArgs(name, force), name);
+    } catch (e) {
+      if (e instanceof RuntimeError && this.isNoSuchContainer(e.stderr)) return;
+      throw e;
+    }
+  }
+
+  async inspect(name: string): Promise<ContainerDetails | null> {
+    const res = await this.exec(inspectArgs(name), name);
+    if (res.code !== 0) {
+      if (this.isNoSuchContainer(res.stderr)) return null;
+      throw failure(this.argv(inspectArgs(name)), res, this.label(inspectArgs(name), name));
+    }
+    // The image's own env/cmd let us report only what the operator set. Best effort: if the
+    // image is gone, fall back to dropping the well-known injected env.
+    let image: ImageDefaults | undefined;
+    const imageId = imageIdOf(res.stdout);
+    if (imageId !== "") {
+      const img = await this.exec(imageInspectArgs(imageId), imageId);
+      if (img.code === 0) image = parseImageDefaults(img.stdout);
+    }
+    return this.parseDetails(res.stdout, image);
+  }
+
+  async list(): Promise<ContainerInfo[]> {
+    const { stdout } = await this.execOk(psArgs(), "-a");
+    return this.parseList(stdout);
+  }
+
+  logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void } {
+    const s = streamLines(this.argv(logsArgs(name, opts)), { env: this.env });
+    return { lines: s.lines, kill: s.kill };
+  }
+}

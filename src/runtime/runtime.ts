@@ -1,0 +1,100 @@
+// The container runtime seam: what the agent may ask of podman (or docker, later a unikernel
+// runtime) and the plain data it gets back. Roles never build runtime flags themselves; they
+// hand a ContainerSpec to a Runtime.
+
+/** What the agent wants run. Empty network/user/restart mean "runtime default". */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  network: string;
+  user: string;
+  restart: string;
+  /** "hostPort:containerPort" or "ip:hostPort:containerPort" (optionally "/udp"). */
+  ports: string[];
+  /** "src:dst[:opts]" */
+  volumes: string[];
+  /** "KEY=VALUE" */
+  env: string[];
+  cmd: string[];
+}
+
+export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string;
+  state: ObservedState;
+  startedAt: Date | null;
+  createdAt: Date | null;
+  /** Set only for containers that have exited or were stopped. */
+  exitCode: number | null;
+}
+
+/**
+ * A container as the runtime reports it, including the spec read back from inspect. The
+ * read-back is normalized, not verbatim: ports, volumes and env come back sorted (the runtime
+ * does not keep their order; compare them as sets),
+ * default mount options (rw, rbind, rprivate) are dropped, env the runtime or image injected is
+ * dropped, a cmd equal to the image's own CMD reads back as [], and "no" restart reads back as "".
+ */
+export interface ContainerDetails extends ContainerInfo {
+  spec: ContainerSpec;
+}
+
+/** What a runtime can do, declared up front so callers never probe. */
+export interface RuntimeCapabilities {
+  logsFollow: boolean;
+  exec: boolean;
+}
+
+export type PullPolicy = "always" | "missing" | "never";
+
+export interface LogOptions {
+  follow: boolean;
+  tail?: number;
+  since?: string;
+}
+
+export interface Runtime {
+  readonly kind: "podman" | "docker";
+  readonly capabilities: RuntimeCapabilities;
+  /** The runtime client's version, e.g. "4.3.1". */
+  version(): Promise<string>;
+  pull(image: string): Promise<void>;
+  imageExists(image: string): Promise<boolean>;
+  /** Creates and starts a detached container; returns its id. */
+  run(spec: ContainerSpec): Promise<string>;
+  /** The exact argv run(spec) would execute (for dry runs and logs); no process is started. */
+  describeRun(spec: ContainerSpec): string[];
+  start(name: string): Promise<void>;
+  /** No error if already stopped; an error if there is no such container. */
+  stop(name: string, timeoutSec?: number): Promise<void>;
+  restart(name: string): Promise<void>;
+  /** No error if the container does not exist. */
+  remove(name: string, force?: boolean): Promise<void>;
+  /** null if the container does not exist. */
+  inspect(name: string): Promise<ContainerDetails | null>;
+  /** All containers, running or not, in one runtime call. */
+  list(): Promise<ContainerInfo[]>;
+  /** Streams stdout+stderr lines of the container's log; kill() ends the stream. */
+  logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void };
+}
+
+/** Maps a runtime's state word onto the agent's observed states. */
+export function mapState(raw: string | undefined | null): ObservedState {
+  switch ((raw ?? "").toLowerCase()) {
+    case "running":
+      return "running";
+    case "exited":
+      return "exited";
+    case "stopped":
+    case "created":
+    case "configured":
+    case "initialized": // podman: set up but never started, like "created"
+    case "paused":
+      return "stopped";
+    default:
+      return "unknown";
+  }
+}

@@ -1,0 +1,272 @@
+// PodmanRuntime against real podman 4.3 (runc), a real busybox image and a real OCI registry.
+// Every container is named mcptest-rt-<random>-* and removed by name in afterAll.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RuntimeError, run } from "../../src/runtime/exec.ts";
+import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import type { ContainerSpec } from "../../src/runtime/runtime.ts";
+import {
+  busyboxImage,
+  freePort,
+  podmanEnv,
+  pushToRegistry,
+  type Registry,
+  startRegistry,
+} from "../support/env.ts";
+
+const PREFIX = `mcptest-rt-${Math.random().toString(36).slice(2, 8)}`;
+const WEB = `${PREFIX}-web`;
+const LOGGER = `${PREFIX}-logger`;
+const HTTPD_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"];
+// Prints its env and the volume's content, then echoes "triggered-<x>" whenever the test drops a
+// trigger file into the volume. Bounded: gives up after ~60 s.
+const LOGGER_CMD = [
+  "/bin/sh",
+  "-c",
+  [
+    "trap 'exit 0' TERM",
+    'echo "env=$GREETING"',
+    'echo "volume=$(cat /data/msg.txt)"',
+    "echo to-stderr >&2",
+    "i=0",
+    'while [ "$i" -lt 600 ]; do',
+    '  if [ -f /data/trigger ]; then echo "triggered-$(cat /data/trigger)"; rm -f /data/trigger; fi',
+    "  sleep 0.1; i=$((i+1))",
+    "done",
+  ].join("\n"),
+];
+
+let rt: PodmanRuntime;
+let image: string;
+let webPort: number;
+let volDir: string;
+let registry: Registry | undefined;
+const pulledImages: string[] = [];
+
+async function podmanCli(...sub: string[]) {
+  const pe = await podmanEnv();
+  return run(["podman", ...pe.globalArgs, ...sub], { env: pe.env, timeoutMs: 60_000 });
+}
+
+/** GETs a URL until it answers 200 or the deadline passes (httpd needs a moment to bind). */
+async function getText(url: string, ms = 5000): Promise<string> {
+  const deadline = Date.now() + ms;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return await res.text();
+      last = `status ${res.status}`;
+    } catch (e) {
+      last = String(e);
+    }
+    await Bun.sleep(50);
+  }
+  throw new Error(`no answer from ${url}: ${last}`);
+}
+
+/** Next line matching pred, or throws after ms. */
+async function nextMatching(it: AsyncIterator<string>, pred: (l: string) => boolean, ms: number) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const timeout = Bun.sleep(deadline - Date.now()).then(() => "timeout" as const);
+    const r = await Promise.race([it.next(), timeout]);
+    if (r === "timeout") break;
+    if (r.done) throw new Error("log stream ended early");
+    if (pred(r.value)) return r.value;
+  }
+  throw new Error("no matching log line in time");
+}
+
+beforeAll(async () => {
+  const pe = await podmanEnv();
+  rt = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
+  image = await busyboxImage();
+  webPort = await freePort();
+  volDir = await mkdtemp(join(tmpdir(), "mcptest-rt-vol-"));
+  await writeFile(join(volDir, "msg.txt"), "from the host volume\n");
+});
+
+afterAll(async () => {
+  for (const name of [WEB, LOGGER]) await rt.remove(name, true);
+  for (const ref of pulledImages) await podmanCli("rmi", "--force", ref);
+  await registry?.stop();
+  await rm(volDir, { recursive: true, force: true });
+});
+
+describe("PodmanRuntime against real podman", () => {
+  const webSpec = (): ContainerSpec => ({
+    name: WEB,
+    image,
+    network: "",
+    user: "",
+    restart: "",
+    ports: [`127.0.0.1:${webPort}:8080`],
+    volumes: [`${volDir}:/data:ro`],
+    env: ["PORT=8080", "GREETING=hello there"],
+    cmd: HTTPD_CMD,
+  });
+  const loggerSpec = (): ContainerSpec => ({
+    name: LOGGER,
+    image,
+    network: "bridge",
+    user: "0:0",
+    restart: "unless-stopped",
+    ports: [],
+    volumes: [`${volDir}:/data`],
+    env: ["GREETING=hi; $(not a shell)"],
+    cmd: LOGGER_CMD,
+  });
+
+  test("version reports the podman client version", async () => {
+    expect(await rt.version()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(rt.kind).toBe("podman");
+    expect(rt.capabilities).toEqual({ logsFollow: true, exec: true });
+  });
+
+  test("run starts a container that serves HTTP on its published 127.0.0.1 port", async () => {
+    const id = await rt.run(webSpec());
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(await getText(`http://127.0.0.1:${webPort}/`)).toBe("hello from mcp\n");
+    expect(await rt.run(loggerSpec())).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test("inspect reads the spec back (ports, volumes, env, cmd, network, user, restart)", async () => {
+    const web = await rt.inspect(WEB);
+    expect(web).not.toBeNull();
+    expect(web!.state).toBe("running");
+    expect(web!.name).toBe(WEB);
+    expect(web!.image).toBe(image);
+    expect(web!.startedAt).toBeInstanceOf(Date);
+    expect(web!.exitCode).toBeNull();
+    expect(web!.spec.ports).toEqual([`127.0.0.1:${webPort}:8080`]);
+    expect(web!.spec.volumes).toEqual([`${volDir}:/data:ro`]);
+    expect(web!.spec.env).toEqual([...webSpec().env].sort());
+    expect(web!.spec.cmd).toEqual(HTTPD_CMD);
+    expect(web!.spec.user).toBe("");
+    expect(web!.spec.restart).toBe("");
+
+    // The env list comes back sorted (podman does not keep its order); the logger has one entry.
+    const logger = await rt.inspect(LOGGER);
+    expect(logger!.spec).toEqual(loggerSpec());
+  });
+
+  test("a container started with the image's own CMD reads back cmd []", async () => {
+    const name = `${PREFIX}-default`;
+    try {
+      await rt.run({ ...webSpec(), name, ports: [], volumes: [], env: [], cmd: [] });
+      const d = await rt.inspect(name);
+      expect(d!.spec.cmd).toEqual([]);
+      expect(d!.spec.env).toEqual([]);
+      expect(d!.spec.volumes).toEqual([]);
+    } finally {
+      await rt.remove(name, true);
+    }
+    expect(await rt.inspect(name)).toBeNull();
+  });
+
+  test("list returns both containers in one call", async () => {
+    const t0 = performance.now();
+    const all = await rt.list();
+    const ms = performance.now() - t0;
+    const mine = all.filter((c) => c.name.startsWith(PREFIX)).sort((a, b) => a.name.localeCompare(b.name));
+    expect(mine.map((c) => [c.name, c.state, c.image])).toEqual([
+      [LOGGER, "running", image],
+      [WEB, "running", image],
+    ]);
+    expect(mine[0]!.createdAt).toBeInstanceOf(Date);
+    console.log(`list(): ${all.length} containers in ${ms.toFixed(1)} ms`);
+  });
+
+  test("logs returns stdout and stderr; follow yields a line written after it started; kill ends it", async () => {
+    const once = rt.logs(LOGGER, { follow: false });
+    const lines: string[] = [];
+    for await (const l of once.lines) lines.push(l);
+    expect(lines).toContain("env=hi; $(not a shell)");
+    expect(lines).toContain("volume=from the host volume");
+    expect(lines).toContain("to-stderr");
+
+    const follow = rt.logs(LOGGER, { follow: true, tail: 5 });
+    const it = follow.lines[Symbol.asyncIterator]();
+    const token = Math.random().toString(36).slice(2);
+    await writeFile(join(volDir, "trigger"), token);
+    expect(await nextMatching(it, (l) => l.startsWith("triggered-"), 10_000)).toBe(`triggered-${token}`);
+    follow.kill();
+    // After kill the stream drains and ends, bounded.
+    let ended = false;
+    for (let i = 0; i < 100 && !ended; i++) {
+      const r = await Promise.race([it.next(), Bun.sleep(5000).then(() => "timeout" as const)]);
+      expect(r).not.toBe("timeout");
+      ended = r !== "timeout" && r.done === true;
+    }
+    expect(ended).toBe(true);
+  });
+
+  test("stop is fast and idempotent; start and restart bring it back", async () => {
+    const t0 = performance.now();
+    await rt.stop(WEB, 5);
+    expect(performance.now() - t0).toBeLessThan(4000);
+    const stopped = await rt.inspect(WEB);
+    expect(stopped!.state).toBe("exited");
+    expect(stopped!.exitCode).toBe(0);
+    await rt.stop(WEB); // already stopped: no error
+    expect((await rt.list()).find((c) => c.name === WEB)?.state).toBe("exited");
+
+    await rt.start(WEB);
+    expect((await rt.inspect(WEB))!.state).toBe("running");
+    expect(await getText(`http://127.0.0.1:${webPort}/`)).toBe("hello from mcp\n");
+
+    const before = (await rt.inspect(WEB))!.startedAt!.getTime();
+    await rt.restart(WEB);
+    const after = await rt.inspect(WEB);
+    expect(after!.state).toBe("running");
+    expect(after!.startedAt!.getTime()).toBeGreaterThan(before);
+    expect(await getText(`http://127.0.0.1:${webPort}/`)).toBe("hello from mcp\n");
+  });
+
+  test("errors carry podman's stderr", async () => {
+    const dup = (await rt.run(webSpec()).catch((e: unknown) => e)) as RuntimeError;
+    expect(dup).toBeInstanceOf(RuntimeError);
+    expect(dup.stderr).toContain("already in use");
+    expect(dup.message).toStartWith(`podman run ${WEB} failed (exit 125): Error:`);
+    expect(dup.message).toContain("already in use");
+    expect(dup.argv.slice(0, 3)).toEqual(["podman", "--runtime", "runc"]);
+
+    const missing = (await rt.stop(`${PREFIX}-nope`).catch((e: unknown) => e)) as RuntimeError;
+    expect(missing).toBeInstanceOf(RuntimeError);
+    expect(missing.message).toContain("no such container");
+    const noStart = (await rt.start(`${PREFIX}-nope`).catch((e: unknown) => e)) as RuntimeError;
+    expect(noStart.stderr).toContain("no such container");
+  });
+
+  test("remove deletes the container; inspect then returns null; removing again is fine", async () => {
+    await rt.remove(WEB, true);
+    expect(await rt.inspect(WEB)).toBeNull();
+    await rt.remove(WEB);
+    await rt.remove(WEB, true);
+    await rt.stop(LOGGER, 5);
+    await rt.remove(LOGGER);
+    expect(await rt.inspect(LOGGER)).toBeNull();
+    expect((await rt.list()).some((c) => c.name.startsWith(PREFIX))).toBe(false);
+  });
+
+  test("pull fetches from a local insecure registry; a missing tag fails with the registry's error", async () => {
+    registry = await startRegistry();
+    const ref = `${registry.address}/${PREFIX}:v1.0.0`;
+    await pushToRegistry(image, ref);
+    pulledImages.push(ref);
+    await podmanCli("rmi", "--force", ref); // the push tagged nothing locally, but be sure
+    expect(await rt.imageExists(ref)).toBe(false);
+    await rt.pull(ref);
+    expect(await rt.imageExists(ref)).toBe(true);
+
+    const bad = (await rt
+      .pull(`${registry.address}/${PREFIX}:nope`)
+      .catch((e: unknown) => e)) as RuntimeError;
+    expect(bad).toBeInstanceOf(RuntimeError);
+    expect(bad.message).toStartWith(`podman pull ${registry.address}/${PREFIX}:nope failed`);
+    expect(bad.stderr).toMatch(/manifest unknown|not found/i);
+  });
+});

@@ -1,0 +1,226 @@
+// Real test environment for integration and e2e tests: podman configuration that works on this
+// machine kind (runc, no default ulimits, 127.0.0.1 registries insecure), a tiny busybox image
+// built from the host's busybox-static, a real OCI registry (Debian's docker-registry) on a free
+// 127.0.0.1 port, and push into it. Everything is idempotent and cached, so many test files can
+// call these helpers cheaply.
+//
+// The test image localhost/mcp-test-busybox:<tag> contains /bin/busybox with all its applets
+// symlinked (sh, httpd, sleep, cat, echo, env, nc, wget...), /www/index.html = "hello from mcp",
+// /www/version.txt = <tag>, and a default CMD that serves /www on ${PORT:-8080} and exits at once
+// on SIGTERM (busybox httpd as PID 1 would ignore it and make every stop wait its full timeout).
+
+import { chmod, copyFile, mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run, runOk } from "../../src/runtime/exec.ts";
+
+export interface PodmanEnv {
+  confPath: string;
+  /** CONTAINERS_CONF and CONTAINERS_REGISTRIES_CONF, to merge into a child's environment. */
+  env: Record<string, string>;
+  /** Global podman flags, placed before the subcommand. */
+  globalArgs: string[];
+}
+
+const CACHE_DIR = join(import.meta.dir, "..", "..", ".cache", "testenv");
+
+const CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n';
+// Local test registries listen on 127.0.0.1:<random port> over plain HTTP. containers/image
+// matches a location without a port against "127.0.0.1:<port>/...", so one entry covers them all
+// and the runtime's pull needs no --tls-verify=false.
+const REGISTRIES_CONF = '[[registry]]\nlocation = "127.0.0.1"\ninsecure = true\n';
+
+/** Writes a file atomically so concurrent test processes never read half a file. */
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, content);
+  await rename(tmp, path);
+}
+
+let podmanEnvPromise: Promise<PodmanEnv> | undefined;
+
+export function podmanEnv(): Promise<PodmanEnv> {
+  podmanEnvPromise ??= (async () => {
+    await mkdir(CACHE_DIR, { recursive: true });
+    const confPath = join(CACHE_DIR, "containers.conf");
+    const regPath = join(CACHE_DIR, "registries.conf");
+    await writeAtomic(confPath, CONTAINERS_CONF);
+    await writeAtomic(regPath, REGISTRIES_CONF);
+    return {
+      confPath,
+      env: { CONTAINERS_CONF: confPath, CONTAINERS_REGISTRIES_CONF: regPath },
+      globalArgs: ["--runtime", "runc"],
+    };
+  })();
+  return podmanEnvPromise;
+}
+
+/** podman argv with the test environment's global flags. */
+async function podman(...sub: string[]): Promise<{ argv: string[]; env: Record<string, string> }> {
+  const pe = await podmanEnv();
+  return { argv: ["podman", ...pe.globalArgs, ...sub], env: pe.env };
+}
+
+export const BUSYBOX_REPO = "localhost/mcp-test-busybox";
+// biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template
+const BUSYBOX_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p ${PORT:-8080} -h /www & wait"];
+const busyboxBuilds = new Map<string, Promise<string>>();
+
+/** Builds (once per machine) and returns localhost/mcp-test-busybox:<tag>. */
+export function busyboxImage(tag = "v1.0.0"): Promise<string> {
+  let p = busyboxBuilds.get(tag);
+  if (!p) {
+    p = buildBusybox(tag);
+    busyboxBuilds.set(tag, p);
+    p.catch(() => busyboxBuilds.delete(tag)); // let a later call retry
+  }
+  return p;
+}
+
+async function buildBusybox(tag: string): Promise<string> {
+  const ref = `${BUSYBOX_REPO}:${tag}`;
+  const exists = await podman("image", "exists", ref);
+  if ((await run(exists.argv, { env: exists.env, timeoutMs: 30_000 })).code === 0) return ref;
+
+  const root = await mkdtemp(join(tmpdir(), "mcp-busybox-"));
+  try {
+    const rootfs = join(root, "rootfs");
+    for (const d of ["bin", "www", "tmp", "etc"]) await mkdir(join(rootfs, d), { recursive: true });
+    await copyFile("/bin/busybox", join(rootfs, "bin", "busybox"));
+    await chmod(join(rootfs, "bin", "busybox"), 0o755);
+    const { stdout } = await runOk(["/bin/busybox", "--list"], { timeoutMs: 10_000 });
+    for (const applet of stdout.split("\n")) {
+      const name = applet.trim();
+      if (name === "" || name === "busybox" || name.includes("/")) continue;
+      await symlink("busybox", join(rootfs, "bin", name));
+    }
+    await writeFile(join(rootfs, "www", "index.html"), "hello from mcp\n");
+    await writeFile(join(rootfs, "www", "version.txt"), `${tag}\n`);
+    await writeFile(
+      join(rootfs, "etc", "passwd"),
+      "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    );
+    await writeFile(join(rootfs, "etc", "group"), "root:x:0:\nnobody:x:65534:\n");
+
+    // tar's stdout feeds podman import's stdin directly: two argv processes, no shell.
+    const imp = await podman("import", "--change", `CMD ${JSON.stringify(BUSYBOX_CMD)}`, "-", ref);
+    const tar = Bun.spawn(["tar", "-C", rootfs, "-c", "."], { stdout: "pipe", stderr: "pipe" });
+    const importer = Bun.spawn(imp.argv, {
+      env: { ...process.env, ...imp.env },
+      stdin: tar.stdout,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [tarCode, tarErr, code, err] = await Promise.all([
+      tar.exited,
+      new Response(tar.stderr).text(),
+      importer.exited,
+      new Response(importer.stderr).text(),
+    ]);
+    if (tarCode !== 0) throw new Error(`tar of busybox rootfs failed (exit ${tarCode}): ${tarErr.trim()}`);
+    if (code !== 0) throw new Error(`podman import ${ref} failed (exit ${code}): ${err.trim()}`);
+    return ref;
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error("no free port"))));
+    });
+  });
+}
+
+export interface Registry {
+  /** "127.0.0.1:PORT" */
+  address: string;
+  stop(): Promise<void>;
+}
+
+const liveRegistries = new Set<ReturnType<typeof Bun.spawn>>();
+process.on("exit", () => {
+  for (const p of liveRegistries) p.kill("SIGKILL"); // never leave a registry behind a crashed run
+});
+
+async function waitForV2(address: string, proc: ReturnType<typeof Bun.spawn>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && proc.exitCode === null) {
+    try {
+      const res = await fetch(`http://${address}/v2/`, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return true;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(25);
+  }
+  return false;
+}
+
+/** Starts a real OCI registry (Debian's docker-registry) on 127.0.0.1 with storage in a temp dir. */
+export async function startRegistry(): Promise<Registry> {
+  const dir = await mkdtemp(join(tmpdir(), "mcp-registry-"));
+  let lastErr = "";
+  // A free port can be taken between freePort() and the bind: retry a few times.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const cfg = join(dir, "config.yml");
+    await writeFile(
+      cfg,
+      [
+        "version: 0.1",
+        "log:",
+        "  level: error",
+        "  accesslog:",
+        "    disabled: true",
+        "storage:",
+        "  filesystem:",
+        `    rootdirectory: ${join(dir, "data")}`,
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        `  addr: ${address}`,
+        "",
+      ].join("\n"),
+    );
+    const logPath = join(dir, `registry-${attempt}.log`);
+    const proc = Bun.spawn(["/usr/bin/docker-registry", "serve", cfg], {
+      stdout: "ignore",
+      stderr: Bun.file(logPath),
+      stdin: "ignore",
+    });
+    liveRegistries.add(proc);
+    if (await waitForV2(address, proc, 10_000)) {
+      return {
+        address,
+        stop: async () => {
+          proc.kill();
+          await proc.exited;
+          liveRegistries.delete(proc);
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    proc.kill("SIGKILL");
+    await proc.exited;
+    liveRegistries.delete(proc);
+    lastErr = (await Bun.file(logPath).text()).trim().split("\n").slice(-2).join(" | ");
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw new Error(`docker-registry did not start: ${lastErr || "no output"}`);
+}
+
+/** Pushes a local image to a test registry, e.g. pushToRegistry(img, `${reg.address}/busybox:v1`). */
+export async function pushToRegistry(localImage: string, ref: string): Promise<void> {
+  const p = await podman("push", "--tls-verify=false", localImage, ref);
+  await runOk(p.argv, { env: p.env, timeoutMs: 60_000 });
+}
