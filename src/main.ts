@@ -1,16 +1,55 @@
-// Entry point: chooses the role (CLI, agent daemon, master daemon) from argv[0] and the subcommand.
-// Kept tiny so `mcp --version` does not load any command module.
+// Entry point: picks the role from the name the binary was invoked by (mcp-agent, mcp-master)
+// and from the subcommand. Kept tiny: `mcp --version` loads no command module.
 declare const MCP_VERSION: string;
-export const VERSION: string = typeof MCP_VERSION === "string" ? MCP_VERSION : "dev";
+export const VERSION: string = typeof MCP_VERSION === "string" ? MCP_VERSION : "0.0.0-dev";
 
-function main(): void {
-  const argv = process.argv.slice(2);
-  if (argv[0] === "--version" || argv[0] === "-V") {
+const AGENT_CLI_VERBS = new Set(["upgrade", "status", "recover", "snapshot"]);
+
+function invokedAs(): string {
+  const a0 = process.argv0 || "";
+  const base = a0.slice(a0.lastIndexOf("/") + 1);
+  return base;
+}
+
+/** Rewrites `mcp-agent server --config X` / `mcp-master server …` into `agent|master --config X`. */
+export function normalizeArgv(name: string, argv: string[]): string[] {
+  for (const role of ["agent", "master"]) {
+    if (name === `mcp-${role}` || name.startsWith(`mcp-${role}-`)) {
+      const rest = argv[0] === "server" ? argv.slice(1) : argv;
+      return [role, ...rest];
+    }
+  }
+  return argv;
+}
+
+function installPipeGuard(): void {
+  // `mcp ps | head` must not die with an EPIPE stack trace.
+  for (const s of [process.stdout, process.stderr]) {
+    s.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(0);
+      throw err;
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = normalizeArgv(invokedAs(), process.argv.slice(2));
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V" || argv[0] === "version")) {
     process.stdout.write(`mcp ${VERSION}\n`);
     return;
   }
-  process.stderr.write("mcp: not wired yet\n");
-  process.exitCode = 2;
+  installPipeGuard();
+  if (argv[0] === "agent" && !AGENT_CLI_VERBS.has(argv[1] ?? "")) {
+    const { runAgentDaemon } = await import("./roles/agent/daemon.ts");
+    process.exitCode = await runAgentDaemon(argv.slice(1), VERSION);
+    return;
+  }
+  const { runCli } = await import("./roles/cli/index.ts");
+  process.exitCode = await runCli(argv, VERSION);
 }
 
-main();
+main().catch((err: unknown) => {
+  // Last resort: one line, no stack.
+  process.stderr.write(`mcp: ${(err as Error)?.message ?? String(err)}\n`);
+  process.exitCode = 1;
+});

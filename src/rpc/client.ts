@@ -2,8 +2,8 @@
 // protobuf-es descriptors as the server. Multi-address nodes: addresses are tried in order
 // with a short connect timeout and the first that connects is used.
 import tls from "node:tls";
-import { type DescMessage, type DescService, create } from "@bufbuild/protobuf";
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
 import { statusName } from "./errors.ts";

@@ -2,8 +2,9 @@
 // It extracts the bearer token, validates it (the validator caches by SHA-256), applies the
 // per-RPC authorization policy, runs the handler, and writes one audit line per call
 // (method, caller, peer, duration, status) — never the token.
-import { status } from "@grpc/grpc-js";
+
 import type { Metadata } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { RpcError, statusName, toStatus } from "./errors.ts";
 import type { CallContext } from "./service.ts";
@@ -41,7 +42,11 @@ export function bearerToken(md: Metadata): string | null {
 }
 
 /** Authenticates and authorizes a call; throws RpcError(UNAUTHENTICATED|PERMISSION_DENIED). */
-export async function authenticate(opts: InterceptorOptions, method: string, md: Metadata): Promise<Identity> {
+export async function authenticate(
+  opts: InterceptorOptions,
+  method: string,
+  md: Metadata,
+): Promise<Identity> {
   const token = bearerToken(md);
   if (!token) throw new RpcError(status.UNAUTHENTICATED, "missing bearer token");
   let identity: Identity;

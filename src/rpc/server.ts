@@ -5,9 +5,8 @@ import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import type { Logger } from "pino";
 import { RpcError, toStatus } from "./errors.ts";
-import { type InterceptorOptions, audit, authenticate } from "./interceptor.ts";
+import { audit, authenticate, type InterceptorOptions } from "./interceptor.ts";
 import { type CallContext, grpcServiceDefinition, methodWires } from "./service.ts";
 
 // Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
@@ -70,7 +69,10 @@ function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: un
   const method = wire.path;
 
   const run = async (
-    call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerReadableStream<unknown, unknown>,
+    call:
+      | grpc.ServerUnaryCall<unknown, unknown>
+      | grpc.ServerWritableStream<unknown, unknown>
+      | grpc.ServerReadableStream<unknown, unknown>,
     body: (ctx: CallContext) => Promise<unknown>,
   ): Promise<{ ok: true; value: unknown } | { ok: false; code: number; details: string }> => {
     const started = performance.now();
@@ -81,12 +83,15 @@ function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: un
     try {
       const identity = await authenticate(opts, method, call.metadata);
       caller = identity.name;
-      if (typeof impl !== "function") throw new RpcError(status.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
+      if (typeof impl !== "function")
+        throw new RpcError(status.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
       const value = await body({ method, identity, peer, signal: ac.signal });
       audit(opts.logger, { method, caller, peer, started, code: status.OK });
       return { ok: true, value };
     } catch (err) {
-      const s = ac.signal.aborted ? { code: status.CANCELLED, details: "cancelled by client" } : toStatus(err);
+      const s = ac.signal.aborted
+        ? { code: status.CANCELLED, details: "cancelled by client" }
+        : toStatus(err);
       audit(opts.logger, { method, caller, peer, started, code: s.code, error: s.details });
       return { ok: false, code: s.code, details: s.details };
     }
@@ -133,7 +138,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   for (const reg of opts.services) {
     const impl: Record<string, unknown> = {};
-    for (const m of reg.desc.methods) impl[m.localName] = wrap(opts, reg.desc, m.localName, reg.handlers[m.localName]);
+    for (const m of reg.desc.methods)
+      impl[m.localName] = wrap(opts, reg.desc, m.localName, reg.handlers[m.localName]);
     server.addService(grpcServiceDefinition(reg.desc), impl as grpc.UntypedServiceImplementation);
   }
   const creds = grpc.ServerCredentials.createSsl(

@@ -1,8 +1,15 @@
 // grpc-js service definitions built from protobuf-es service descriptors (no proto-loader):
 // path /<typeName>/<Method>, streaming flags from methodKind, toBinary/fromBinary for the wire.
-import { type DescMessage, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import {
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  toBinary,
+} from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { ServiceDefinition } from "@grpc/grpc-js";
 
 export interface MethodWire {

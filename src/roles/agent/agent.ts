@@ -1,0 +1,59 @@
+// Starts an agent in-process: registry, runtime, gRPC server with the auth+audit interceptor.
+// The daemon (daemon.ts) builds AgentSettings from the config file; tests can call this directly.
+import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { Registry } from "../../registry/index.ts";
+import { openRegistry } from "../../registry/index.ts";
+import { defaultPolicy } from "../../rpc/interceptor.ts";
+import { type RunningServer, startServer } from "../../rpc/server.ts";
+import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
+import { agentHandlers } from "./handlers.ts";
+
+export interface RunningAgent {
+  port: number;
+  ctx: AgentContext;
+  registry: Registry;
+  server: RunningServer;
+  close(): Promise<void>;
+}
+
+export async function startAgent(settings: AgentSettings): Promise<RunningAgent> {
+  const registry = openRegistry(settings.dbPath);
+  const ctx: AgentContext = {
+    settings,
+    registry,
+    runtime: settings.runtime,
+    logger: settings.logger,
+    locks: new KeyedLock(),
+    startedAt: new Date(),
+  };
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      address: settings.grpcAddr,
+      allowAnyAddr: settings.allowAnyAddr,
+      certPem: settings.tlsCertPem,
+      keyPem: settings.tlsKeyPem,
+      validator: settings.validator,
+      policy: defaultPolicy,
+      logger: settings.logger,
+      services: [{ desc: McpAgent, handlers: agentHandlers(ctx) }],
+    });
+  } catch (err) {
+    registry.close();
+    throw err;
+  }
+  settings.logger.info(
+    { node: settings.nodeName, addr: settings.grpcAddr, port: server.port, version: settings.version },
+    "agent listening",
+  );
+  return {
+    port: server.port,
+    ctx,
+    registry,
+    server,
+    async close() {
+      await server.close();
+      registry.close();
+    },
+  };
+}

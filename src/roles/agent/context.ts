@@ -1,0 +1,58 @@
+// What every agent use case works with: settings, the registry, the runtime, the logger,
+// and the per-service locks that serialize deploys and lifecycle changes of one service.
+import type { Logger } from "pino";
+import type { TokenValidator } from "../../auth/identity.ts";
+import type { Registry } from "../../registry/index.ts";
+import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
+
+export interface AgentSettings {
+  nodeName: string;
+  grpcAddr: string;
+  allowAnyAddr: boolean;
+  tlsCertPem: string;
+  tlsKeyPem: string;
+  dbPath: string;
+  validator: TokenValidator;
+  runtime: Runtime;
+  srvRoot: string;
+  portRange: [number, number];
+  pullPolicy: PullPolicy;
+  logger: Logger;
+  version: string;
+}
+
+export interface AgentContext {
+  settings: AgentSettings;
+  registry: Registry;
+  runtime: Runtime;
+  logger: Logger;
+  locks: KeyedLock;
+  startedAt: Date;
+}
+
+/** Serializes async work per key (service name); different keys run in parallel. */
+export class KeyedLock {
+  private tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => {
+      release = r;
+    });
+    const tail = prev.then(() => mine);
+    this.tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+/** Containers are named <service>-<component>; a component named after its service runs as <service>. */
+export function containerName(service: string, component: string): string {
+  return component === service ? service : `${service}-${component}`;
+}

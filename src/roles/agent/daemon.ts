@@ -1,0 +1,126 @@
+// `mcp agent --config FILE` (and `mcp-agent server --config FILE`): load the config, build the
+// validator and runtime, start the agent, and shut down cleanly on SIGTERM/SIGINT.
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import type { TokenValidator } from "../../auth/identity.ts";
+import { LocalTokenValidator } from "../../auth/local.ts";
+import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
+import { type AgentConfig, DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from "../../config/agent.ts";
+import { createLogger } from "../../log.ts";
+import { PodmanRuntime } from "../../runtime/podman.ts";
+import type { Runtime } from "../../runtime/runtime.ts";
+import { startAgent } from "./agent.ts";
+import type { AgentSettings } from "./context.ts";
+
+interface DaemonArgs {
+  config: string;
+  allowAnyAddr: boolean;
+}
+
+function parseArgs(argv: string[]): DaemonArgs {
+  const out: DaemonArgs = {
+    config: process.env.MCP_AGENT_CONFIG || DEFAULT_AGENT_CONFIG_PATH,
+    allowAnyAddr: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--config" || a === "-c") out.config = argv[++i] ?? "";
+    else if (a.startsWith("--config=")) out.config = a.slice(9);
+    else if (a === "--allow-any-addr") out.allowAnyAddr = true;
+    else if (a === "--help" || a === "-h") {
+      process.stdout.write(
+        "usage: mcp agent [--config /srv/mcp/mcp-agent.toml] [--allow-any-addr]\n" +
+          "       mcp agent upgrade|status|recover|snapshot ...\n",
+      );
+      process.exit(0);
+    } else throw new Error(`mcp agent: unknown argument "${a}"`);
+  }
+  if (!out.config) throw new Error("mcp agent: --config needs a file");
+  return out;
+}
+
+export function buildValidator(cfg: AgentConfig, base: string): TokenValidator {
+  if (cfg.auth.mode === "local") {
+    return new LocalTokenValidator(
+      cfg.auth.tokens.map((t) => ({
+        name: t.name,
+        role: t.role,
+        accountType: t.account_type,
+        sha256: t.sha256,
+        ...(t.expires ? { expires: t.expires } : {}),
+      })),
+    );
+  }
+  const m = cfg.mcias!;
+  return new CachedValidator(
+    new MciasClient({
+      serverUrl: m.server_url,
+      caCertPath: m.ca_cert ? resolve(base, m.ca_cert) : undefined,
+      serviceName: m.service_name,
+      validatePath: m.validate_path,
+    }),
+  );
+}
+
+export function buildRuntime(cfg: AgentConfig): Runtime {
+  const kind = cfg.agent.container_runtime;
+  return new PodmanRuntime({ binary: kind, globalArgs: cfg.agent.runtime_args });
+}
+
+export function settingsFromConfig(
+  cfg: AgentConfig,
+  file: string,
+  version: string,
+  allowAnyAddr: boolean,
+): AgentSettings {
+  const base = dirname(resolve(file));
+  const p = (s: string) => (isAbsolute(s) ? s : resolve(base, s));
+  const logger = createLogger(cfg.log.level, "agent");
+  return {
+    nodeName: cfg.agent.node_name,
+    grpcAddr: cfg.server.grpc_addr,
+    allowAnyAddr: allowAnyAddr || cfg.server.allow_any_addr,
+    tlsCertPem: readFileSync(p(cfg.server.tls_cert), "utf8"),
+    tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
+    dbPath: p(cfg.database.path),
+    validator: buildValidator(cfg, base),
+    runtime: buildRuntime(cfg),
+    srvRoot: cfg.agent.srv_root,
+    portRange: cfg.agent.port_range as [number, number],
+    pullPolicy: cfg.agent.pull,
+    logger,
+    version,
+  };
+}
+
+export async function runAgentDaemon(argv: string[], version: string): Promise<number> {
+  let args: DaemonArgs;
+  let settings: AgentSettings;
+  try {
+    args = parseArgs(argv);
+    const { config, warnings } = loadAgentConfig(args.config);
+    settings = settingsFromConfig(config, args.config, version, args.allowAnyAddr);
+    for (const w of warnings) settings.logger.warn(w);
+  } catch (err) {
+    process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
+    return 2;
+  }
+  let agent: Awaited<ReturnType<typeof startAgent>>;
+  try {
+    agent = await startAgent(settings);
+  } catch (err) {
+    process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      settings.logger.info({ signal: sig }, "agent stopping");
+      void agent.close().then(() => resolveExit(0));
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}

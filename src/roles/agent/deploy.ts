@@ -1,0 +1,203 @@
+// Deploy use case (reference flow): record the spec, then per component pull, stop+remove,
+// run <service>-<component>, inspect, record observed state and the version from the tag.
+// Deploys of one service are serialized by the caller's lock.
+
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ComponentDef, ServiceDef } from "../../config/service.ts";
+import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import { invalidArgument } from "../../rpc/errors.ts";
+import type { ContainerSpec, PullPolicy } from "../../runtime/runtime.ts";
+import { extractVersion } from "../../runtime/version.ts";
+import { type AgentContext, containerName } from "./context.ts";
+
+type Result = MessageInitShape<typeof ComponentResultSchema>;
+type Step = MessageInitShape<typeof StepTimingSchema>;
+
+export interface DeployOptions {
+  component?: string;
+  pullPolicy?: PullPolicy;
+  dryRun?: boolean;
+}
+
+export function containerSpecFor(service: string, c: ComponentDef): ContainerSpec {
+  return {
+    name: containerName(service, c.name),
+    image: c.image,
+    network: c.network,
+    user: c.user,
+    restart: c.restart,
+    ports: [...c.ports],
+    volumes: [...c.volumes],
+    env: [...c.env],
+    cmd: [...c.cmd],
+  };
+}
+
+function selectComponents(def: ServiceDef, component?: string): ComponentDef[] {
+  if (!component) return def.components;
+  const c = def.components.find((x) => x.name === component);
+  if (!c) throw invalidArgument(`service ${def.name} has no component "${component}"`);
+  return [c];
+}
+
+/** Records the desired spec of a service (all components) in one transaction. */
+export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: ComponentDef[]): void {
+  const deployedNames = new Set(deployed.map((c) => c.name));
+  ctx.registry.withTransaction(() => {
+    ctx.registry.upsertService({
+      name: def.name,
+      active: def.active,
+      tier: def.tier,
+      node: def.node ?? "",
+      specJson: JSON.stringify(def),
+    });
+    for (const c of def.components) {
+      const existing = ctx.registry.getComponent(def.name, c.name);
+      // Only deployed components change desired state; the others keep theirs (component-level deploy).
+      const desiredState = deployedNames.has(c.name) ? "running" : (existing?.desiredState ?? "stopped");
+      ctx.registry.upsertComponent(def.name, {
+        name: c.name,
+        image: deployedNames.has(c.name) ? c.image : (existing?.image ?? c.image),
+        network: c.network,
+        user: c.user,
+        restart: c.restart,
+        desiredState,
+        version: existing?.version ?? "",
+        ports: c.ports,
+        volumes: c.volumes,
+        cmd: c.cmd,
+        env: c.env,
+        routes: c.routes.map((r) => ({
+          name: r.name ?? "",
+          port: r.port,
+          mode: r.mode,
+          hostname: r.hostname ?? "",
+          public: r.public,
+          hostPort: existing?.routes.find((x) => x.name === (r.name ?? ""))?.hostPort ?? 0,
+        })),
+        runtime: c.runtime,
+        memory: c.memory ?? "",
+        vcpus: c.vcpus ?? 0,
+      });
+    }
+  });
+}
+
+async function timed<T>(steps: Step[], step: string, fn: () => Promise<T>, detail = ""): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    steps.push({ step, durationMs: BigInt(Math.round(performance.now() - t0)), detail });
+  }
+}
+
+/** Pull per policy; a failed pull falls back to the exact image in the local store (with a warning). */
+async function ensureImage(
+  ctx: AgentContext,
+  image: string,
+  policy: PullPolicy,
+  warnings: string[],
+): Promise<string> {
+  const rt = ctx.runtime;
+  if (policy === "never") {
+    if (!(await rt.imageExists(image)))
+      throw new Error(`image ${image} is not in the local store (pull policy "never")`);
+    return "local";
+  }
+  if (policy === "missing" && (await rt.imageExists(image))) return "cached";
+  try {
+    await rt.pull(image);
+    return "pulled";
+  } catch (err) {
+    if (await rt.imageExists(image)) {
+      const msg = `pull of ${image} failed (${(err as Error).message.split("\n")[0]}); using the local copy`;
+      warnings.push(msg);
+      ctx.logger.warn({ image }, msg);
+      return "local (pull failed)";
+    }
+    throw err;
+  }
+}
+
+async function deployComponent(
+  ctx: AgentContext,
+  def: ServiceDef,
+  c: ComponentDef,
+  policy: PullPolicy,
+): Promise<Result> {
+  const steps: Step[] = [];
+  const warnings: string[] = [];
+  const spec = containerSpecFor(def.name, c);
+  const version = extractVersion(c.image);
+  try {
+    const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
+    steps[steps.length - 1]!.detail = how;
+    await timed(steps, "stop", async () => {
+      const existing = await ctx.runtime.inspect(spec.name);
+      if (existing) {
+        if (existing.state === "running") await ctx.runtime.stop(spec.name);
+        await ctx.runtime.remove(spec.name, true);
+      }
+    });
+    await timed(steps, "run", () => ctx.runtime.run(spec));
+    const details = await timed(steps, "inspect", () => ctx.runtime.inspect(spec.name));
+    const observed = details?.state ?? "removed";
+    ctx.registry.withTransaction(() => {
+      ctx.registry.setObservedState(def.name, c.name, observed);
+      ctx.registry.setVersion(def.name, c.name, version);
+    });
+    if (observed !== "running") {
+      return {
+        name: c.name,
+        success: false,
+        error: `container ${spec.name} is ${observed} after start`,
+        version,
+        steps,
+        warnings,
+      };
+    }
+    return { name: c.name, success: true, version, steps, warnings };
+  } catch (err) {
+    // Record what is really there so the registry never claims a success that did not happen.
+    const details = await ctx.runtime.inspect(spec.name).catch(() => null);
+    ctx.registry.setObservedState(def.name, c.name, details?.state ?? "removed");
+    return {
+      name: c.name,
+      success: false,
+      error: (err as Error).message.split("\n")[0],
+      version,
+      steps,
+      warnings,
+    };
+  }
+}
+
+export async function deployService(
+  ctx: AgentContext,
+  def: ServiceDef,
+  opts: DeployOptions,
+): Promise<Result[]> {
+  const comps = selectComponents(def, opts.component);
+  const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
+  if (opts.dryRun) {
+    return comps.map((c) => ({
+      name: c.name,
+      success: true,
+      version: extractVersion(c.image),
+      argv: ctx.runtime.describeRun(containerSpecFor(def.name, c)),
+    }));
+  }
+  return ctx.locks.run(def.name, async () => {
+    recordSpec(ctx, def, comps);
+    const results: Result[] = [];
+    for (const c of comps) results.push(await deployComponent(ctx, def, c, policy));
+    ctx.logger.info(
+      { service: def.name, components: results.map((r) => `${r.name}:${r.success ? "ok" : "failed"}`) },
+      "deploy finished",
+    );
+    return results;
+  });
+}
+
+export type { ComponentResult };

@@ -1,0 +1,94 @@
+// Stop, start, restart of a service's components. Stop sets desired `stopped` (and the service
+// inactive); start sets desired `running`, recreating a missing container from the stored spec.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ComponentResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { ComponentRecord } from "../../registry/types.ts";
+import { notFound } from "../../rpc/errors.ts";
+import type { ContainerSpec } from "../../runtime/runtime.ts";
+import { type AgentContext, containerName } from "./context.ts";
+
+type Result = MessageInitShape<typeof ComponentResultSchema>;
+
+export function specFromRecord(service: string, c: ComponentRecord): ContainerSpec {
+  return {
+    name: containerName(service, c.name),
+    image: c.image,
+    network: c.network,
+    user: c.user,
+    restart: c.restart,
+    ports: c.ports,
+    volumes: c.volumes,
+    env: c.env,
+    cmd: c.cmd,
+  };
+}
+
+function componentsOf(ctx: AgentContext, service: string, component?: string): ComponentRecord[] {
+  const svc = ctx.registry.getService(service);
+  if (!svc) throw notFound(`unknown service "${service}" on node ${ctx.settings.nodeName}`);
+  if (!component) return svc.components;
+  const c = svc.components.find((x) => x.name === component);
+  if (!c) throw notFound(`service ${service} has no component "${component}"`);
+  return [c];
+}
+
+async function each(
+  ctx: AgentContext,
+  service: string,
+  comps: ComponentRecord[],
+  fn: (c: ComponentRecord, name: string) => Promise<void>,
+): Promise<Result[]> {
+  const results: Result[] = [];
+  for (const c of comps) {
+    const name = containerName(service, c.name);
+    try {
+      await fn(c, name);
+      results.push({ name: c.name, success: true, version: c.version });
+    } catch (err) {
+      results.push({ name: c.name, success: false, error: (err as Error).message.split("\n")[0] });
+    }
+    const details = await ctx.runtime.inspect(name).catch(() => null);
+    ctx.registry.setObservedState(service, c.name, details?.state ?? "removed");
+  }
+  return results;
+}
+
+export function stopService(ctx: AgentContext, service: string, component?: string): Promise<Result[]> {
+  return ctx.locks.run(service, async () => {
+    const comps = componentsOf(ctx, service, component);
+    ctx.registry.withTransaction(() => {
+      for (const c of comps) ctx.registry.setDesiredState(service, c.name, "stopped");
+      if (!component) ctx.registry.setServiceActive(service, false);
+    });
+    return each(ctx, service, comps, async (_c, name) => {
+      if (await ctx.runtime.inspect(name)) await ctx.runtime.stop(name);
+    });
+  });
+}
+
+export function startService(ctx: AgentContext, service: string, component?: string): Promise<Result[]> {
+  return ctx.locks.run(service, async () => {
+    const comps = componentsOf(ctx, service, component);
+    ctx.registry.withTransaction(() => {
+      for (const c of comps) ctx.registry.setDesiredState(service, c.name, "running");
+      if (!component) ctx.registry.setServiceActive(service, true);
+    });
+    return each(ctx, service, comps, async (c, name) => {
+      const existing = await ctx.runtime.inspect(name);
+      if (!existing) await ctx.runtime.run(specFromRecord(service, c));
+      else if (existing.state !== "running") await ctx.runtime.start(name);
+    });
+  });
+}
+
+export function restartService(ctx: AgentContext, service: string, component?: string): Promise<Result[]> {
+  return ctx.locks.run(service, async () => {
+    const comps = componentsOf(ctx, service, component);
+    return each(ctx, service, comps, async (c, name) => {
+      const existing = await ctx.runtime.inspect(name);
+      if (!existing) await ctx.runtime.run(specFromRecord(service, c));
+      else await ctx.runtime.restart(name);
+      ctx.registry.setDesiredState(service, c.name, "running");
+    });
+  });
+}

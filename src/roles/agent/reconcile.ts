@@ -1,0 +1,70 @@
+// Registry reconciliation against the runtime (reference "Registry Reconciliation"): one
+// runtime listing; registered components get their observed state (missing → removed, with an
+// event per transition); containers MCP does not know are recorded with desired state `ignore`.
+import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
+import type { ContainerInfo } from "../../runtime/runtime.ts";
+import { extractVersion } from "../../runtime/version.ts";
+import { type AgentContext, containerName } from "./context.ts";
+
+export interface ReconcileResult {
+  services: ServiceRecord[];
+  containers: Map<string, ContainerInfo>;
+  transitions: { service: string; component: string; prev: string; next: string }[];
+  discovered: string[];
+}
+
+export async function reconcile(
+  ctx: AgentContext,
+  opts: { discoverUnknown?: boolean } = {},
+): Promise<ReconcileResult> {
+  const list = await ctx.runtime.list();
+  const containers = new Map(list.map((c) => [c.name, c]));
+  const transitions: ReconcileResult["transitions"] = [];
+  const discovered: string[] = [];
+  ctx.registry.withTransaction(() => {
+    const known = new Set<string>();
+    for (const s of ctx.registry.listServices()) {
+      for (const c of s.components) {
+        const name = containerName(s.name, c.name);
+        known.add(name);
+        const observed = containers.get(name)?.state ?? "removed";
+        const r = ctx.registry.setObservedState(s.name, c.name, observed);
+        if (r.changed) transitions.push({ service: s.name, component: c.name, prev: r.prev, next: observed });
+      }
+    }
+    if (opts.discoverUnknown !== false) {
+      for (const c of list) {
+        if (known.has(c.name)) continue;
+        // Unknown container: tracked as service = component = container name, desired `ignore`.
+        ctx.registry.upsertService({ name: c.name, active: false });
+        ctx.registry.upsertComponent(c.name, {
+          name: c.name,
+          image: c.image,
+          network: "",
+          user: "",
+          restart: "",
+          desiredState: "ignore",
+          observedState: c.state,
+          version: extractVersion(c.image),
+          ports: [],
+          volumes: [],
+          cmd: [],
+          env: [],
+          routes: [],
+          runtime: ctx.runtime.kind,
+          memory: "",
+          vcpus: 0,
+        });
+        discovered.push(c.name);
+      }
+    }
+  });
+  return { services: ctx.registry.listServices(), containers, transitions, discovered };
+}
+
+export function startedOf(res: ReconcileResult, service: string): (c: ComponentRecord) => Date | null {
+  return (c) => {
+    const info = res.containers.get(containerName(service, c.name));
+    return info?.state === "running" ? info.startedAt : null;
+  };
+}

@@ -1,0 +1,130 @@
+// Read side of the agent: registry listing, live check (reconcile then report), status with
+// drift and recent events, and the node's own status (runtime, resources, versions).
+
+import { readFileSync, statfsSync } from "node:fs";
+import os from "node:os";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  type NodeStatusResponse,
+  NodeStatusResponseSchema,
+  type ServiceInfo,
+  type ServiceStatusResponse,
+  ServiceStatusResponseSchema,
+} from "../../gen/mcp/v1/mcp_pb.ts";
+import { serviceInfo } from "../../rpc/convert.ts";
+import { notFound } from "../../rpc/errors.ts";
+import type { AgentContext } from "./context.ts";
+import { reconcile, startedOf } from "./reconcile.ts";
+
+export function listServices(ctx: AgentContext): ServiceInfo[] {
+  return ctx.registry.listServices().map((s) => serviceInfo(s));
+}
+
+export async function liveCheck(ctx: AgentContext): Promise<ServiceInfo[]> {
+  const res = await reconcile(ctx);
+  return res.services.map((s) => serviceInfo(s, startedOf(res, s.name)));
+}
+
+export async function serviceStatus(ctx: AgentContext, name: string): Promise<ServiceStatusResponse> {
+  const res = await reconcile(ctx);
+  const services = name ? res.services.filter((s) => s.name === name) : res.services;
+  if (name && services.length === 0)
+    throw notFound(`unknown service "${name}" on node ${ctx.settings.nodeName}`);
+  const drift = ctx.registry.drift(name || undefined);
+  const events = ctx.registry.recentEvents({ service: name || undefined, limit: 20 });
+  return create(ServiceStatusResponseSchema, {
+    services: services.map((s) => serviceInfo(s, startedOf(res, s.name))),
+    drift: drift.map((d) => ({
+      service: d.service,
+      component: d.component,
+      desiredState: d.desired,
+      observedState: d.observed,
+    })),
+    recentEvents: events.map((e) => ({
+      service: e.service,
+      component: e.component,
+      prevState: e.prevState,
+      newState: e.newState,
+      timestamp: timestampFromDate(e.timestamp),
+    })),
+  });
+}
+
+export function goArch(nodeArch: string = process.arch): string {
+  if (nodeArch === "x64") return "amd64";
+  return nodeArch;
+}
+
+/** CPU busy fraction between two os.cpus() samples. */
+function cpuSample(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    const t = c.times;
+    idle += t.idle;
+    total += t.user + t.nice + t.sys + t.idle + t.irq;
+  }
+  return { idle, total };
+}
+
+let lastCpu = cpuSample();
+function cpuUsagePercent(): number {
+  const now = cpuSample();
+  const dt = now.total - lastCpu.total;
+  const di = now.idle - lastCpu.idle;
+  lastCpu = now;
+  return dt > 0 ? Math.round(((dt - di) / dt) * 1000) / 10 : 0;
+}
+
+function memAvailable(): number {
+  // MemAvailable is what an operator means by "free"; os.freemem() is MemFree.
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync("/proc/meminfo", "utf8"));
+    if (m) return Number(m[1]) * 1024;
+  } catch {}
+  return os.freemem();
+}
+
+export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse> {
+  let runtimeVersion = "";
+  let runtimeError = "";
+  let running = 0;
+  try {
+    const [v, list] = await Promise.all([ctx.runtime.version(), ctx.runtime.list()]);
+    runtimeVersion = v;
+    running = list.filter((c) => c.state === "running").length;
+  } catch (err) {
+    runtimeError = (err as Error).message.split("\n")[0] ?? "runtime error";
+  }
+  const services = ctx.registry
+    .listServices()
+    .filter((s) => s.components.some((c) => c.desiredState !== "ignore"));
+  let diskTotal = 0n;
+  let diskFree = 0n;
+  try {
+    const st = statfsSync(ctx.settings.srvRoot);
+    diskTotal = BigInt(st.blocks) * BigInt(st.bsize);
+    diskFree = BigInt(st.bavail) * BigInt(st.bsize);
+  } catch {
+    // srv_root may not exist yet on a fresh node: report zeros rather than fail the RPC.
+  }
+  return create(NodeStatusResponseSchema, {
+    nodeName: ctx.settings.nodeName,
+    runtime: ctx.runtime.kind,
+    runtimeVersion,
+    runtimeError,
+    serviceCount: services.length,
+    componentCount: services.reduce((n, s) => n + s.components.length, 0),
+    runningContainers: running,
+    diskTotalBytes: diskTotal,
+    diskFreeBytes: diskFree,
+    memoryTotalBytes: BigInt(os.totalmem()),
+    memoryFreeBytes: BigInt(memAvailable()),
+    cpuUsagePercent: cpuUsagePercent(),
+    uptimeSince: timestampFromDate(new Date(Date.now() - os.uptime() * 1000)),
+    agentVersion: ctx.settings.version,
+    arch: goArch(),
+    agentStarted: timestampFromDate(ctx.startedAt),
+  });
+}

@@ -1,0 +1,187 @@
+// What CLI commands share: the loaded config, the token, agent clients, fan-out over nodes
+// (parallel, an unreachable node is an error row, never a crash) and service resolution.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { readTokenFile, resolveToken } from "../../auth/token-file.ts";
+import {
+  type CliConfig,
+  type CliNode,
+  defaultCliConfigPath,
+  findNode,
+  loadCliConfig,
+} from "../../config/cli.ts";
+import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
+import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import { connect, type TypedClient } from "../../rpc/client.ts";
+import { CliError, warn } from "./output.ts";
+
+export type AgentClient = TypedClient<typeof McpAgent>;
+
+export interface Ctx {
+  configPath: string;
+  config: CliConfig;
+  json: boolean;
+  token(): Promise<string>;
+  agent(node: CliNode): Promise<AgentClient>;
+  node(name: string): CliNode;
+}
+
+export function loadCtx(opts: Record<string, unknown>): Ctx {
+  const configPath = (opts.config as string | undefined) || defaultCliConfigPath();
+  if (!existsSync(configPath)) {
+    throw new CliError(
+      `${configPath}: file not found (run "mcp init --local" or create it; --config/MCP_CONFIG pick another)`,
+      2,
+    );
+  }
+  const { config, warnings } = loadCliConfig(configPath);
+  for (const w of warnings) warn(w);
+  let tokenPromise: Promise<string> | null = null;
+  let caPem: string | null = null;
+  const clients = new Map<string, Promise<AgentClient>>();
+  const ctx: Ctx = {
+    configPath,
+    config,
+    json: opts.json === true,
+    token() {
+      tokenPromise ??= resolveCliToken(config);
+      return tokenPromise;
+    },
+    async agent(node) {
+      let c = clients.get(node.name);
+      if (!c) {
+        c = (async () => {
+          caPem ??= readCa(config);
+          return connect(McpAgent, {
+            addresses: [node.address, ...node.addresses],
+            caPem,
+            token: await ctx.token(),
+          });
+        })();
+        clients.set(node.name, c);
+      }
+      return c;
+    },
+    node(name) {
+      return findNode(config, name, configPath);
+    },
+  };
+  return ctx;
+}
+
+function readCa(config: CliConfig): string {
+  const path = config.tls?.ca_cert;
+  if (!path)
+    throw new CliError("no [tls] ca_cert in the CLI config: it is needed to verify agent certificates", 2);
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    throw new CliError(`${path}: cannot read the CA certificate ([tls] ca_cert)`, 2);
+  }
+}
+
+async function resolveCliToken(config: CliConfig): Promise<string> {
+  return resolveToken({
+    tokenPath: config.auth.token_path,
+    login:
+      config.auth.username && config.auth.password_file && config.mcias
+        ? async () => {
+            const { systemLogin } = await import("./login.ts");
+            return systemLogin(config);
+          }
+        : undefined,
+  });
+}
+
+export { readTokenFile };
+
+export interface NodeResult<T> {
+  node: CliNode;
+  value?: T;
+  error?: string;
+}
+
+/** Runs fn against every node (or the named ones) in parallel; failures become error rows. */
+export async function fanOut<T>(
+  ctx: Ctx,
+  fn: (c: AgentClient, node: CliNode) => Promise<T>,
+  only?: string[],
+): Promise<NodeResult<T>[]> {
+  const nodes = only ? only.map((n) => ctx.node(n)) : ctx.config.nodes;
+  if (nodes.length === 0)
+    throw new CliError(`no nodes in ${ctx.configPath} (add one with "mcp node add")`, 2);
+  return Promise.all(
+    nodes.map(async (node) => {
+      try {
+        return { node, value: await fn(await ctx.agent(node), node) };
+      } catch (err) {
+        return { node, error: (err as Error).message.split("\n")[0] };
+      }
+    }),
+  );
+}
+
+/** `svc` or `svc/comp`. */
+export function splitTarget(target: string): { service: string; component?: string } {
+  const i = target.indexOf("/");
+  if (i < 0) return { service: target };
+  const service = target.slice(0, i);
+  const component = target.slice(i + 1);
+  if (!service || !component || component.includes("/")) {
+    throw new CliError(`bad target "${target}": expected <service> or <service>/<component>`, 2);
+  }
+  return { service, component };
+}
+
+export function definitionPath(ctx: Ctx, service: string): string {
+  return join(ctx.config.services.dir, `${service}.toml`);
+}
+
+export interface ResolvedDef {
+  def: ServiceDef;
+  file: string | null;
+  warnings: string[];
+}
+
+/** The definition file for a service (explicit -f, else <services.dir>/<svc>.toml), or null. */
+export function loadDefinition(ctx: Ctx, service: string, file?: string, strict = false): ResolvedDef | null {
+  const path = file ?? definitionPath(ctx, service);
+  if (!existsSync(path)) {
+    if (file) throw new CliError(`${file}: file not found`, 2);
+    return null;
+  }
+  const { def, warnings } = loadServiceDef(path, { strict });
+  if (def.name !== service) {
+    throw new CliError(
+      `${path}: name: expected "${service}" (the service being deployed), got "${def.name}"`,
+      2,
+    );
+  }
+  return { def, file: path, warnings };
+}
+
+/** The node a service runs on: --node, the definition's node, or the only configured node. */
+export function nodeForService(ctx: Ctx, service: string, explicit?: string, def?: ServiceDef): CliNode {
+  const name = explicit || def?.node;
+  if (name) return ctx.node(name);
+  if (ctx.config.nodes.length === 1) return ctx.config.nodes[0]!;
+  throw new CliError(
+    `service ${service} has no node: set node = "<name>" in its definition or pass --node (nodes: ${ctx.config.nodes.map((n) => n.name).join(", ") || "none"})`,
+    2,
+  );
+}
+
+/** Finds which node runs a service when no definition says so: asks every node's registry. */
+export async function locateService(ctx: Ctx, service: string): Promise<CliNode> {
+  if (ctx.config.nodes.length === 1) return ctx.config.nodes[0]!;
+  const rows = await fanOut(ctx, async (c) =>
+    (await c.listServices({})).services.some((s) => s.name === service),
+  );
+  const hits = rows.filter((r) => r.value === true).map((r) => r.node);
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length === 0)
+    throw new CliError(`unknown service "${service}": no definition file and no node has it`);
+  throw new CliError(
+    `service "${service}" is on several nodes (${hits.map((n) => n.name).join(", ")}): pass --node`,
+  );
+}

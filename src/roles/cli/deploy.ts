@@ -1,0 +1,105 @@
+// `mcp deploy <svc>[/<comp>]`: resolve the spec (file, else the agent's registry), push it to
+// the node's agent, print one line per step with timings; --dry-run prints the runtime argv.
+import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
+import { defToSpec } from "../../rpc/convert.ts";
+import {
+  type Ctx,
+  definitionPath,
+  loadCtx,
+  loadDefinition,
+  locateService,
+  nodeForService,
+  splitTarget,
+} from "./context.ts";
+import { CliError, green, printJson, red, warn } from "./output.ts";
+
+const PULL = new Set(["always", "missing", "never"]);
+
+/** Quotes an argv element for display only (nothing is ever run through a shell). */
+export function shellQuote(a: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+function stepsLine(r: ComponentResult): string {
+  return r.steps
+    .map((s) => `${s.step} ${Number(s.durationMs)}ms${s.detail ? ` (${s.detail})` : ""}`)
+    .join(", ");
+}
+
+export function resultJson(r: ComponentResult) {
+  return {
+    component: r.name,
+    success: r.success,
+    error: r.error || undefined,
+    version: r.version,
+    steps: r.steps.map((s) => ({ step: s.step, ms: Number(s.durationMs), detail: s.detail || undefined })),
+    warnings: r.warnings,
+    argv: r.argv.length > 0 ? r.argv : undefined,
+  };
+}
+
+async function resolveSpec(ctx: Ctx, service: string, opts: Record<string, unknown>) {
+  const loaded = loadDefinition(ctx, service, opts.file as string | undefined, opts.strict === true);
+  if (loaded) {
+    for (const w of loaded.warnings) warn(w);
+    return {
+      spec: defToSpec(loaded.def),
+      node: nodeForService(ctx, service, opts.node as string, loaded.def),
+      source: loaded.file!,
+    };
+  }
+  // No file: fall back to the spec from the last successful deploy in the agent registry.
+  const node = opts.node
+    ? ctx.node(opts.node as string)
+    : await locateService(ctx, service).catch(() => null);
+  if (node) {
+    const client = await ctx.agent(node);
+    const res = await client.getServiceSpec({ name: service }).catch(() => null);
+    if (res?.service) return { spec: res.service, node, source: `registry of ${node.name}` };
+  }
+  throw new CliError(
+    `no definition for service "${service}": create ${definitionPath(ctx, service)} (no node has a deployed spec either)`,
+    2,
+  );
+}
+
+export async function deployCommand(args: string[], opts: Record<string, unknown>): Promise<number> {
+  const { service, component } = splitTarget(args[0]!);
+  const pull = String(opts.pull ?? "always");
+  if (!PULL.has(pull)) throw new CliError(`--pull: expected always, missing or never, got "${pull}"`, 2);
+  const ctx = loadCtx(opts);
+  const { spec, node, source } = await resolveSpec(ctx, service, opts);
+  const client = await ctx.agent(node);
+  const dryRun = opts.dryRun === true;
+  if (!ctx.json)
+    process.stdout.write(
+      `${dryRun ? "dry run: " : ""}deploying ${service}${component ? `/${component}` : ""} to ${node.name} (from ${source})\n`,
+    );
+  const res = await client.deploy(
+    { service: spec, component: component ?? "", pullPolicy: pull, dryRun },
+    { timeoutMs: 10 * 60_000 },
+  );
+  const failed = res.results.filter((r) => !r.success);
+  if (ctx.json) {
+    printJson({ service, node: node.name, dryRun, results: res.results.map(resultJson) });
+  } else {
+    for (const r of res.results) {
+      for (const w of r.warnings) warn(`${r.name}: ${w}`);
+      if (dryRun) {
+        process.stdout.write(`${r.name}: ${r.argv.map(shellQuote).join(" ")}\n`);
+      } else if (r.success) {
+        process.stdout.write(`${green("ok")}   ${r.name} ${r.version || ""}  ${stepsLine(r)}\n`);
+      } else {
+        process.stdout.write(
+          `${red("FAIL")} ${r.name}: ${r.error}${r.steps.length ? `  (${stepsLine(r)})` : ""}\n`,
+        );
+      }
+    }
+  }
+  if (failed.length > 0) {
+    if (!ctx.json)
+      process.stderr.write(`mcp: deploy of ${service} failed for ${failed.map((f) => f.name).join(", ")}\n`);
+    return 1;
+  }
+  return 0;
+}

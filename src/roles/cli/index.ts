@@ -1,0 +1,179 @@
+// The operator CLI: command table (cac) with one lazily imported module per command group,
+// so each invocation loads only what it runs.
+import { cac } from "cac";
+import { CliError, exitCodeFor, printError } from "./output.ts";
+
+type Action = (args: string[], opts: Record<string, unknown>) => Promise<number>;
+const lazy =
+  <M>(load: () => Promise<M>, pick: (m: M) => Action): Action =>
+  async (args, opts) =>
+    pick(await load())(args, opts);
+
+const deploy = () => import("./deploy.ts");
+const lifecycle = () => import("./lifecycle.ts");
+const status = () => import("./status.ts");
+const node = () => import("./node.ts");
+const init = () => import("./init.ts");
+const login = () => import("./login.ts");
+
+interface CommandDef {
+  name: string;
+  args: string;
+  help: string;
+  options?: [string, string, unknown?][];
+  action: Action;
+}
+
+const GLOBAL_OPTIONS: [string, string][] = [
+  ["--config <file>", "CLI config file (default $MCP_CONFIG or ~/.config/mcp/mcp.toml)"],
+  ["--json", "machine-readable output"],
+];
+
+export const COMMANDS: CommandDef[] = [
+  {
+    name: "init",
+    args: "",
+    help: "Create a local CA, agent cert, admin token and configs (embedded local mode)",
+    options: [
+      ["--local", "local mode (no MCIAS, no Metacrypt)"],
+      ["--dir <dir>", "where to write everything", "~/.config/mcp"],
+      ["--node <name>", "node name", "local"],
+      ["--listen <addr>", "agent gRPC address", "127.0.0.1:9444"],
+      [
+        "--runtime-arg <arg>",
+        "global runtime flag for the agent, repeatable (e.g. --runtime-arg=--runtime --runtime-arg=runc)",
+      ],
+      ["--force", "overwrite an existing setup"],
+    ],
+    action: lazy(init, (m) => m.initCommand),
+  },
+  {
+    name: "login",
+    args: "",
+    help: "Log in to MCIAS and store the token (0600)",
+    options: [["--username <name>", "account name"]],
+    action: lazy(login, (m) => m.loginCommand),
+  },
+  {
+    name: "deploy",
+    args: "<service>",
+    help: "Deploy a service (or <service>/<component>) from its definition",
+    options: [
+      ["-f, --file <file>", "definition file (default <services.dir>/<service>.toml)"],
+      ["--dry-run", "validate and print the exact runtime argv, change nothing"],
+      ["--pull <policy>", "always | missing | never", "always"],
+      ["--strict", "treat warnings (unpinned image tags) as errors"],
+      ["-n, --node <node>", "override the node"],
+    ],
+    action: lazy(deploy, (m) => m.deployCommand),
+  },
+  {
+    name: "stop",
+    args: "<service>",
+    help: "Stop all components and set active = false in the definition",
+    action: lazy(lifecycle, (m) => m.stopCommand),
+  },
+  {
+    name: "start",
+    args: "<service>",
+    help: "Start all components and set active = true in the definition",
+    action: lazy(lifecycle, (m) => m.startCommand),
+  },
+  {
+    name: "restart",
+    args: "<service>",
+    help: "Restart all components",
+    action: lazy(lifecycle, (m) => m.restartCommand),
+  },
+  {
+    name: "list",
+    args: "",
+    help: "Services from every node's registry (no runtime query)",
+    action: lazy(status, (m) => m.listCommand),
+  },
+  {
+    name: "ps",
+    args: "",
+    help: "Live container check on every node",
+    action: lazy(status, (m) => m.psCommand),
+  },
+  {
+    name: "status",
+    args: "[service]",
+    help: "Live state, drift and recent events",
+    action: lazy(status, (m) => m.statusCommand),
+  },
+  {
+    name: "node list",
+    args: "",
+    help: "Nodes with reachability and agent version",
+    action: lazy(node, (m) => m.nodeListCommand),
+  },
+  {
+    name: "node add",
+    args: "<name> <address>",
+    help: "Add a node to the CLI config",
+    options: [
+      ["--ssh <target>", "user@host[:port] or ssh_config alias"],
+      ["--arch <arch>", "amd64 | arm64", "amd64"],
+      ["--fallback <addr>", "fallback address (repeatable)"],
+    ],
+    action: lazy(node, (m) => m.nodeAddCommand),
+  },
+  {
+    name: "node remove",
+    args: "<name>",
+    help: "Remove a node from the CLI config",
+    action: lazy(node, (m) => m.nodeRemoveCommand),
+  },
+];
+
+/** cac does not match multi-word commands: join the first two words when they name one. */
+export function joinMultiWord(argv: string[], names: Set<string>): string[] {
+  if (argv.length >= 2) {
+    const pair = `${argv[0]} ${argv[1]}`;
+    if (names.has(pair)) return [pair, ...argv.slice(2)];
+  }
+  return argv;
+}
+
+export async function runCli(argv: string[], version: string): Promise<number> {
+  const cli = cac("mcp");
+  let result: Promise<number> | null = null;
+  for (const c of COMMANDS) {
+    const cmd = cli.command(`${c.name}${c.args ? ` ${c.args}` : ""}`, c.help);
+    for (const [flag, desc, def] of c.options ?? [])
+      cmd.option(flag, desc, def === undefined ? undefined : { default: def });
+    for (const [flag, desc] of GLOBAL_OPTIONS) cmd.option(flag, desc);
+    cmd.action((...a: unknown[]) => {
+      const opts = a.pop() as Record<string, unknown>;
+      const args = a
+        .flat()
+        .filter((x) => x !== undefined)
+        .map(String);
+      result = c.action(args, opts);
+    });
+  }
+  cli.command("agent", "Run the node agent daemon (mcp agent --config /srv/mcp/mcp-agent.toml)");
+  cli.help();
+  cli.version(version);
+  const names = new Set(COMMANDS.map((c) => c.name));
+  const joined = joinMultiWord(argv, names);
+  try {
+    cli.parse(["mcp", "mcp", ...joined], { run: false });
+    if (cli.options.help || cli.options.version) return 0;
+    if (!cli.matchedCommand) {
+      if (joined.length === 0) {
+        cli.outputHelp();
+        return 0;
+      }
+      throw new CliError(`unknown command "${joined.join(" ")}" (see mcp --help)`, 2);
+    }
+    await cli.runMatchedCommand();
+    if (!result) return 0;
+    return await result;
+  } catch (err) {
+    printError(err);
+    return exitCodeFor(err);
+  }
+}
