@@ -1,6 +1,7 @@
 // Typed gRPC clients over TLS (CA-verified) with a bearer token, built from the same
 // protobuf-es descriptors as the server. Multi-address nodes: addresses are tried in order
 // with a short connect timeout and the first that connects is used.
+import net from "node:net";
 import tls from "node:tls";
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
@@ -67,6 +68,29 @@ const CHANNEL_OPTIONS = {
   "grpc.max_reconnect_backoff_ms": 1000,
 };
 
+function hostOf(address: string): string {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):\d+$/.exec(address);
+  return m ? (m[1] ?? m[2] ?? address) : address;
+}
+
+// Bun refuses an IP address as TLS servername, and grpc-js uses the target host as SNI. So the
+// SNI carries a fixed placeholder name and the certificate is checked against the real host
+// (DNS or IP SAN) with node's own checkServerIdentity. Chain verification against the CA is
+// unchanged.
+const SNI_PLACEHOLDER = "mcp-agent.invalid";
+
+function newChannel(address: string, caPem: string): grpc.Client {
+  const host = hostOf(address);
+  const isIp = net.isIP(host) !== 0;
+  const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
+    checkServerIdentity: (_name, cert) => tls.checkServerIdentity(host, cert),
+  });
+  const options = isIp
+    ? { ...CHANNEL_OPTIONS, "grpc.ssl_target_name_override": SNI_PLACEHOLDER }
+    : CHANNEL_OPTIONS;
+  return new grpc.Client(address, creds, options);
+}
+
 function waitReady(client: grpc.Client, ms: number): Promise<void> {
   return new Promise((resolve, reject) =>
     client.waitForReady(Date.now() + ms, (err) => (err ? reject(err) : resolve())),
@@ -79,15 +103,14 @@ export async function connect<S extends GenService<GenServiceMethods>>(
   opts: ConnectOptions,
 ): Promise<TypedClient<S>> {
   if (opts.addresses.length === 0) throw new Error("no address to connect to");
-  const creds = grpc.credentials.createSsl(Buffer.from(opts.caPem));
   let chosen: grpc.Client | null = null;
   let address = opts.addresses[0]!;
   if (opts.addresses.length === 1) {
-    chosen = new grpc.Client(address, creds, CHANNEL_OPTIONS);
+    chosen = newChannel(address, opts.caPem);
   } else {
     const errors: string[] = [];
     for (const a of opts.addresses) {
-      const c = new grpc.Client(a, creds, CHANNEL_OPTIONS);
+      const c = newChannel(a, opts.caPem);
       try {
         await waitReady(c, opts.connectTimeoutMs ?? 2000);
         chosen = c;
@@ -123,7 +146,7 @@ function makeClient<S extends GenService<GenServiceMethods>>(
   });
   for (const [name, w] of methodWires(svc as unknown as DescService)) {
     const input = w.method.input;
-    const ser = (msg: unknown) => w.serializeRequest(create(input, msg as MessageInitShape<typeof input>));
+    const ser = (msg: unknown) => w.serializeRequest(msg);
     const de = (buf: Buffer) => w.deserializeResponse(buf);
     if (w.method.methodKind === "unary") {
       out[name] = (req: unknown, o?: CallOptions) =>

@@ -3,6 +3,7 @@
 
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import {
+  create,
   type DescMessage,
   type DescMethod,
   type DescService,
@@ -23,8 +24,10 @@ export interface MethodWire {
   deserializeResponse(buf: Buffer): unknown;
 }
 
+// Handlers may return init shapes (plain objects); create() turns them into messages and
+// returns real messages of the same type unchanged.
 function serializer(desc: DescMessage) {
-  return (msg: unknown) => Buffer.from(toBinary(desc, msg as MessageShape<typeof desc>));
+  return (msg: unknown) => Buffer.from(toBinary(desc, create(desc, msg as MessageInitShape<typeof desc>)));
 }
 function deserializer(desc: DescMessage) {
   return (buf: Buffer) => fromBinary(desc, buf);
