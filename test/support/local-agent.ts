@@ -1,0 +1,123 @@
+// A real local agent for tests: `mcp init --local` into a temp dir, then the compiled binary's
+// `mcp agent` as a child process on a free 127.0.0.1 port, with the test podman environment.
+// `mcp(args)` runs the CLI against it; stop() ends the agent and removes the dir.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type RunOptions, type RunResult, mcpBinary, runMcp } from "./binary.ts";
+import { freePort, podmanEnv } from "./env.ts";
+
+export interface LocalAgent {
+  dir: string;
+  port: number;
+  address: string;
+  agentConfig: string;
+  cliConfig: string;
+  servicesDir: string;
+  token: string;
+  caPem: string;
+  /** Environment for CLI children: MCP_CONFIG plus the podman test env. */
+  env: Record<string, string>;
+  mcp(args: string[], opts?: RunOptions): Promise<RunResult>;
+  /** Agent stderr so far (pino JSON lines). */
+  log(): string;
+  /** Stops the agent process (SIGTERM, then SIGKILL after 5 s). */
+  stopAgent(): Promise<void>;
+  /** Starts the agent again with the same config. */
+  startAgent(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function waitForPort(port: number, ms: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error("agent exited during startup");
+    try {
+      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      s.end();
+      return;
+    } catch {
+      await Bun.sleep(50);
+    }
+  }
+  throw new Error(`agent did not listen on 127.0.0.1:${port} within ${ms} ms`);
+}
+
+export async function startLocalAgent(opts: { node?: string } = {}): Promise<LocalAgent> {
+  const pe = await podmanEnv();
+  const dir = mkdtempSync(join(tmpdir(), "mcp-agent-test-"));
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const init = await runMcp([
+    "init",
+    "--local",
+    "--dir",
+    dir,
+    "--listen",
+    address,
+    "--node",
+    opts.node ?? "local",
+    ...pe.globalArgs.map((a) => `--runtime-arg=${a}`),
+  ]);
+  if (init.code !== 0) throw new Error(`mcp init failed: ${init.stderr}`);
+  const agentConfig = join(dir, "mcp-agent.toml");
+  const cliConfig = join(dir, "mcp.toml");
+  const env: Record<string, string> = { ...pe.env, MCP_CONFIG: cliConfig };
+  let stderr = "";
+  let proc: ReturnType<typeof Bun.spawn> | null = null;
+
+  const startAgent = async () => {
+    const p = Bun.spawn([mcpBinary(), "agent", "--config", agentConfig], {
+      env: { ...process.env, ...pe.env },
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    proc = p;
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of p.stderr as ReadableStream<Uint8Array>) stderr += dec.decode(chunk);
+    })();
+    await waitForPort(port, 10_000, () => p.exitCode === null);
+  };
+  const stopAgent = async () => {
+    const p = proc;
+    if (!p || p.exitCode !== null) return;
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), 5000);
+    await p.exited;
+    clearTimeout(t);
+  };
+  await startAgent();
+  return {
+    dir,
+    port,
+    address,
+    agentConfig,
+    cliConfig,
+    servicesDir: join(dir, "services"),
+    token: readFileSync(join(dir, "token"), "utf8").trim(),
+    caPem: readFileSync(join(dir, "certs", "ca.pem"), "utf8"),
+    env,
+    mcp: (args, o = {}) => runMcp(args, { ...o, env: { ...env, ...o.env } }),
+    log: () => stderr,
+    stopAgent,
+    startAgent,
+    async stop() {
+      await stopAgent();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Removes containers by name (never `podman rm -a`). */
+export async function removeContainers(names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  const pe = await podmanEnv();
+  const p = Bun.spawn(["podman", ...pe.globalArgs, "rm", "-f", "-t", "1", "--ignore", ...names], {
+    env: { ...process.env, ...pe.env },
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  await p.exited;
+}
