@@ -3,8 +3,7 @@
 // with a short connect timeout and the first that connects is used.
 import net from "node:net";
 import tls from "node:tls";
-import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
 import { statusName } from "./errors.ts";
@@ -145,7 +144,6 @@ function makeClient<S extends GenService<GenServiceMethods>>(
     deadline: Date.now() + (o?.timeoutMs ?? opts.defaultTimeoutMs ?? 60_000),
   });
   for (const [name, w] of methodWires(svc as unknown as DescService)) {
-    const input = w.method.input;
     const ser = (msg: unknown) => w.serializeRequest(msg);
     const de = (buf: Buffer) => w.deserializeResponse(buf);
     if (w.method.methodKind === "unary") {

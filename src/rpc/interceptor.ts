@@ -22,12 +22,6 @@ export interface Validator {
 /** Returns null when allowed, or the reason the caller may not call this method. */
 export type Policy = (method: string, identity: Identity) => string | null;
 
-/** Default policy (SPEC §5.2): any authenticated non-guest user or system account may operate. */
-export const defaultPolicy: Policy = (_method, id) =>
-  id.roles.includes("guest") && !id.roles.some((r) => r === "admin" || r === "user")
-    ? `${id.name} has the guest role`
-    : null;
-
 export interface InterceptorOptions {
   validator: Validator;
   policy: Policy;

@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type RunOptions, type RunResult, mcpBinary, runMcp } from "./binary.ts";
+import { mcpBinary, type RunOptions, type RunResult, runMcp } from "./binary.ts";
 import { freePort, podmanEnv } from "./env.ts";
 
 export interface LocalAgent {

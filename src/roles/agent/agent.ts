@@ -1,12 +1,24 @@
 // Starts an agent in-process: registry, runtime, gRPC server with the auth+audit interceptor.
 // The daemon (daemon.ts) builds AgentSettings from the config file; tests can call this directly.
+
+import { type Identity, requireOperator } from "../../auth/identity.ts";
 import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { Registry } from "../../registry/index.ts";
 import { openRegistry } from "../../registry/index.ts";
-import { defaultPolicy } from "../../rpc/interceptor.ts";
+import type { Policy } from "../../rpc/interceptor.ts";
 import { type RunningServer, startServer } from "../../rpc/server.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
+
+/** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
+export const operatorPolicy: Policy = (_method, id) => {
+  try {
+    requireOperator(id as Identity);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
 
 export interface RunningAgent {
   port: number;
@@ -34,7 +46,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
       certPem: settings.tlsCertPem,
       keyPem: settings.tlsKeyPem,
       validator: settings.validator,
-      policy: defaultPolicy,
+      policy: operatorPolicy,
       logger: settings.logger,
       services: [{ desc: McpAgent, handlers: agentHandlers(ctx) }],
     });
