@@ -128,11 +128,16 @@ export const COMMANDS: CommandDef[] = [
   },
 ];
 
-/** cac does not match multi-word commands: join the first two words when they name one. */
+// Options that take a value, so their value is not mistaken for a command word.
+const VALUE_OPTIONS = new Set(["--config"]);
+
+/** cac does not match multi-word commands: join the first two positional words when they name one. */
 export function joinMultiWord(argv: string[], names: Set<string>): string[] {
-  if (argv.length >= 2) {
-    const pair = `${argv[0]} ${argv[1]}`;
-    if (names.has(pair)) return [pair, ...argv.slice(2)];
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith("-")) i += VALUE_OPTIONS.has(argv[i]!) ? 2 : 1;
+  if (i + 1 < argv.length) {
+    const pair = `${argv[i]} ${argv[i + 1]}`;
+    if (names.has(pair)) return [...argv.slice(0, i), pair, ...argv.slice(i + 2)];
   }
   return argv;
 }
