@@ -35,17 +35,12 @@ export function bearerToken(md: Metadata): string | null {
   return m ? m[1]! : null;
 }
 
-/** Authenticates and authorizes a call; throws RpcError(UNAUTHENTICATED|PERMISSION_DENIED). */
-export async function authenticate(
-  opts: InterceptorOptions,
-  method: string,
-  md: Metadata,
-): Promise<Identity> {
+/** Resolves the caller from the bearer token; throws RpcError(UNAUTHENTICATED|UNAVAILABLE). */
+export async function identify(opts: InterceptorOptions, md: Metadata): Promise<Identity> {
   const token = bearerToken(md);
   if (!token) throw new RpcError(status.UNAUTHENTICATED, "missing bearer token");
-  let identity: Identity;
   try {
-    identity = await opts.validator.validate(token);
+    return await opts.validator.validate(token);
   } catch (err) {
     const s = toStatus(err);
     if (s.code === status.PERMISSION_DENIED) throw new RpcError(s.code, s.details);
@@ -53,8 +48,22 @@ export async function authenticate(
     // The identity service itself failed: the caller is not authenticated, say why.
     throw new RpcError(status.UNAVAILABLE, `token validation failed: ${s.details}`);
   }
+}
+
+/** Applies the policy to a known caller; throws RpcError(PERMISSION_DENIED). */
+export function authorize(opts: InterceptorOptions, method: string, identity: Identity): void {
   const denied = opts.policy(method, identity);
   if (denied) throw new RpcError(status.PERMISSION_DENIED, denied);
+}
+
+/** Authenticates and authorizes a call; throws RpcError(UNAUTHENTICATED|PERMISSION_DENIED). */
+export async function authenticate(
+  opts: InterceptorOptions,
+  method: string,
+  md: Metadata,
+): Promise<Identity> {
+  const identity = await identify(opts, md);
+  authorize(opts, method, identity);
   return identity;
 }
 

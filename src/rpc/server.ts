@@ -1,12 +1,13 @@
 // gRPC server over TLS 1.3 only. Registers services from protobuf-es descriptors and wraps
 // every handler with the auth+audit interceptor (interceptor.ts). Unimplemented methods
 // still authenticate, then answer UNIMPLEMENTED.
+import { isIPv6 } from "node:net";
 import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { RpcError, toStatus } from "./errors.ts";
-import { audit, authenticate, type InterceptorOptions } from "./interceptor.ts";
+import { audit, authorize, type InterceptorOptions, identify } from "./interceptor.ts";
 import { type CallContext, grpcServiceDefinition, methodWires } from "./service.ts";
 
 // Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
@@ -34,17 +35,30 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const ANY_ADDRS = new Set(["0.0.0.0", "::", "[::]", ""]);
-
 export function splitHostPort(addr: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(addr);
   if (!m) throw new Error(`bad address "${addr}": expected host:port`);
   return { host: m[1] ?? m[2] ?? "", port: Number(m[3]) };
 }
 
+/**
+ * True for a host that binds every interface. The resolver accepts many spellings of the
+ * unspecified address ("0", "0.0.0.00", "0x0", "[::0]", "[0:0:0:0:0:0:0:0]", "[::ffff:0.0.0.0]"),
+ * and each of them really binds 0.0.0.0 or ::, so a literal set of "0.0.0.0"/"::" is not enough.
+ */
+export function isAnyAddress(host: string): boolean {
+  const h = host.toLowerCase().replace(/%.*$/, "");
+  if (h === "") return true;
+  if (/^[0.x]+$/.test(h)) return true; // IPv4 zero in any inet_aton form
+  if (!isIPv6(h)) return false;
+  const parts = h.split(/[:.]/).filter((p) => p !== "");
+  const mapped = /(^|:)ffff:\d+\.\d+\.\d+\.\d+$/.test(h); // ::ffff:a.b.c.d
+  return parts.every((p, i) => /^0+$/.test(p) || (mapped && p === "ffff" && i === parts.length - 5));
+}
+
 export function checkBindAddress(addr: string, allowAny: boolean): void {
   const { host } = splitHostPort(addr);
-  if (ANY_ADDRS.has(host) && !allowAny) {
+  if (isAnyAddress(host) && !allowAny) {
     throw new Error(
       `refusing to bind ${addr}: the agent binds the overlay address only (pass --allow-any-addr to override)`,
     );
@@ -81,8 +95,10 @@ function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: un
     (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort());
     let caller = "-";
     try {
-      const identity = await authenticate(opts, method, call.metadata);
+      const identity = await identify(opts, call.metadata);
+      // Named before the policy check: a denied caller is known and the audit line says who.
       caller = identity.name;
+      authorize(opts, method, identity);
       if (typeof impl !== "function")
         throw new RpcError(status.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
       const value = await body({ method, identity, peer, signal: ac.signal });
