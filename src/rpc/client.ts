@@ -43,9 +43,21 @@ export class CallError extends Error {
   }
 }
 
+/**
+ * grpc-js connection failures read "No connection established. Last error: Error: connect
+ * ECONNREFUSED …. Resolution note: " — drop the nested "Error: " and the empty trailing note so
+ * the operator's one line stays readable.
+ */
+export function tidyDetails(details: string): string {
+  return details
+    .replace(/Last error: Error: /g, "Last error: ")
+    .replace(/\.?\s*Resolution note:\s*$/, "")
+    .trim();
+}
+
 function toCallError(err: unknown): CallError {
   const e = err as grpc.ServiceError;
-  if (e && typeof e.code === "number") return new CallError(e.code, e.details || e.message);
+  if (e && typeof e.code === "number") return new CallError(e.code, tidyDetails(e.details || e.message));
   return new CallError(grpc.status.UNKNOWN, (err as Error)?.message ?? String(err));
 }
 

@@ -33,9 +33,10 @@ function parseArgs(argv: string[]): DaemonArgs {
           "       mcp agent upgrade|status|recover|snapshot ...\n",
       );
       process.exit(0);
-    } else throw new Error(`mcp agent: unknown argument "${a}"`);
+    } else throw new Error(`unknown argument "${a}" (see mcp agent --help)`);
   }
-  if (!out.config) throw new Error("mcp agent: --config needs a file");
+  // No "mcp agent:" prefix here: runAgentDaemon adds it to every startup error.
+  if (!out.config) throw new Error("--config needs a file");
   return out;
 }
 
