@@ -42,7 +42,13 @@ fi
 if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] ||
   [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "ci-deps: npm ci"
-  npm ci --no-audit --no-fund
+  # The registry these machines reach serves only the Linux builds of biome/buf, so the lockfile
+  # cannot list their other-platform optional packages and `npm ci` refuses it. `npm install`
+  # accepts the same lockfile and installs the same versions without rewriting it.
+  if ! npm ci --no-audit --no-fund; then
+    echo "ci-deps: npm ci refused the lockfile; falling back to npm install (same versions)"
+    npm install --no-save --no-audit --no-fund
+  fi
 else
   echo "ci-deps: node_modules up to date"
 fi

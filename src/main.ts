@@ -34,7 +34,12 @@ function installPipeGuard(): void {
 
 async function main(): Promise<void> {
   const argv = normalizeArgv(invokedAs(), process.argv.slice(2));
-  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V" || argv[0] === "version")) {
+  const isVersion = (a: string | undefined) => a === "--version" || a === "-V" || a === "version";
+  // `mcp --version`, and `mcp-agent --version` (rewritten to `agent --version`).
+  if (
+    (argv.length === 1 && isVersion(argv[0])) ||
+    (argv.length === 2 && (argv[0] === "agent" || argv[0] === "master") && isVersion(argv[1]))
+  ) {
     process.stdout.write(`mcp ${VERSION}\n`);
     return;
   }

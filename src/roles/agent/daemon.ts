@@ -6,7 +6,9 @@ import type { TokenValidator } from "../../auth/identity.ts";
 import { LocalTokenValidator } from "../../auth/local.ts";
 import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
 import { type AgentConfig, DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from "../../config/agent.ts";
+import { ConfigError } from "../../config/errors.ts";
 import { createLogger } from "../../log.ts";
+import { checkBindAddress } from "../../rpc/server.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { startAgent } from "./agent.ts";
@@ -76,11 +78,17 @@ export function settingsFromConfig(
 ): AgentSettings {
   const base = dirname(resolve(file));
   const p = (s: string) => (isAbsolute(s) ? s : resolve(base, s));
+  const allowAny = allowAnyAddr || cfg.server.allow_any_addr;
+  try {
+    checkBindAddress(cfg.server.grpc_addr, allowAny);
+  } catch (err) {
+    throw new ConfigError(file, "server.grpc_addr", (err as Error).message);
+  }
   const logger = createLogger(cfg.log.level, "agent");
   return {
     nodeName: cfg.agent.node_name,
     grpcAddr: cfg.server.grpc_addr,
-    allowAnyAddr: allowAnyAddr || cfg.server.allow_any_addr,
+    allowAnyAddr: allowAny,
     tlsCertPem: readFileSync(p(cfg.server.tls_cert), "utf8"),
     tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
     dbPath: p(cfg.database.path),

@@ -121,6 +121,15 @@ export async function fanOut<T>(
   );
 }
 
+/** Prefixes a failed call with the node it went to, so the operator knows where it broke. */
+export async function onNode<T>(node: CliNode, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    throw new CliError(`${node.name}: ${(err as Error).message.split("\n")[0]}`);
+  }
+}
+
 /** `svc` or `svc/comp`. */
 export function splitTarget(target: string): { service: string; component?: string } {
   const i = target.indexOf("/");

@@ -9,6 +9,7 @@ import {
   loadDefinition,
   locateService,
   nodeForService,
+  onNode,
   splitTarget,
 } from "./context.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";
@@ -75,9 +76,12 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
     process.stdout.write(
       `${dryRun ? "dry run: " : ""}deploying ${service}${component ? `/${component}` : ""} to ${node.name} (from ${source})\n`,
     );
-  const res = await client.deploy(
-    { service: spec, component: component ?? "", pullPolicy: pull, dryRun },
-    { timeoutMs: 10 * 60_000 },
+  const res = await onNode(
+    node,
+    client.deploy(
+      { service: spec, component: component ?? "", pullPolicy: pull, dryRun },
+      { timeoutMs: 10 * 60_000 },
+    ),
   );
   const failed = res.results.filter((r) => !r.success);
   if (ctx.json) {

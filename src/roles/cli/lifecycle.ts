@@ -3,7 +3,15 @@
 
 import { setActiveInFile } from "../../config/service.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
-import { type Ctx, loadCtx, loadDefinition, locateService, nodeForService, splitTarget } from "./context.ts";
+import {
+  type Ctx,
+  loadCtx,
+  loadDefinition,
+  locateService,
+  nodeForService,
+  onNode,
+  splitTarget,
+} from "./context.ts";
 import { resultJson } from "./deploy.ts";
 import { green, printJson, red } from "./output.ts";
 
@@ -24,7 +32,7 @@ async function lifecycle(verb: Verb, args: string[], opts: Record<string, unknow
       : verb === "start"
         ? client.startService(req)
         : client.restartService(req);
-  const res = await call;
+  const res = await onNode(node, call);
   // Rewrite the file only after the agent accepted the change, and only for whole-service changes.
   if (loaded?.file && !component && verb !== "restart") setActiveInFile(loaded.file, verb === "start");
   return report(ctx, verb, service, node.name, res.results);

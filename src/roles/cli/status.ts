@@ -34,10 +34,18 @@ function stateColor(desired: string, observed: string): string {
   return red(observed);
 }
 
-function errorRows<T>(rows: NodeResult<T>[], width: number): string[][] {
+/** One row per failed node; the error goes in the last (unpadded) column so it never widens the table. */
+function errorRows<T>(rows: NodeResult<T>[], width: number, nodeCol = 0): string[][] {
   return rows
     .filter((r) => r.error)
-    .map((r) => [r.node.name, red("UNREACHABLE"), r.error ?? "", ...Array(Math.max(0, width - 3)).fill("")]);
+    .map((r) => {
+      const row: string[] = Array(width).fill("");
+      if (nodeCol > 0) row[0] = "-";
+      row[nodeCol] = r.node.name;
+      row[nodeCol + 1] = red("UNREACHABLE");
+      row[width - 1] = r.error ?? "";
+      return row;
+    });
 }
 
 function jsonErrors<T>(rows: NodeResult<T>[]) {
@@ -101,7 +109,7 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
         }
       }
     }
-    printTable(["name", "node", "state", "version", "uptime", ""], [...table, ...errorRows(rows, 6)]);
+    printTable(["name", "node", "state", "version", "uptime", ""], [...table, ...errorRows(rows, 6, 1)]);
   }
   return rows.some((r) => r.error) ? 1 : 0;
 }

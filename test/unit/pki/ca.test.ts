@@ -166,7 +166,10 @@ describe("TLS with issued certs", () => {
 
   test("TLS 1.2-only client is refused", async () => {
     await withServer(async (port) => {
-      const e = await connect(port, { maxVersion: "TLSv1.2" }).catch((err: unknown) => err);
+      // minVersion too: importing src/rpc raises the process-wide TLS minimum to 1.3.
+      const e = await connect(port, { minVersion: "TLSv1.2", maxVersion: "TLSv1.2" }).catch(
+        (err: unknown) => err,
+      );
       expect(e).toBeInstanceOf(Error);
       expect((e as Error).message).toMatch(/PROTOCOL_VERSION/i);
     });
