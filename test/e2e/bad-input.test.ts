@@ -241,7 +241,7 @@ describe("an unreachable node", () => {
     const line = await refused(["deploy", SVC, "--node", "dead"], 1, {
       stdout: `deploying ${SVC} to dead (from ${defFile})\n`,
     });
-    expect(line).toStartWith("mcp: UNAVAILABLE: ");
+    expect(line).toStartWith("mcp: dead: UNAVAILABLE: ");
     expect(line).toContain(`127.0.0.1:${deadPort}`);
   }, 20_000);
 });
