@@ -26,6 +26,12 @@ summary() { # passed failed skipped
   fi
 }
 
+# The README's test command must work on a fresh machine: install what is missing first (apt packages,
+# node_modules). Cheap when everything is there; .ci/run has already done it and sets MCP_SKIP_DEPS.
+if [ -z "${MCP_SKIP_DEPS:-}" ]; then
+  bash scripts/ci-deps.sh >&2 || echo "test: scripts/ci-deps.sh failed; running what can run" >&2
+fi
+
 if [ ! -x "$BUN" ]; then
   echo "test: $BUN is missing: run scripts/ci-deps.sh (or npm ci) first" >&2
   summary 0 $((extra_failed + 1)) 0
