@@ -171,7 +171,9 @@ function makeClient<S extends GenService<GenServiceMethods>>(
         const call = client.makeServerStreamRequest(w.path, ser, de, req, metadata(), {
           deadline: o?.timeoutMs ? Date.now() + o.timeoutMs : Number.POSITIVE_INFINITY,
         });
-        o?.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+        // An already-aborted signal never fires "abort": cancel at once (Ctrl-C during connect).
+        if (o?.signal?.aborted) call.cancel();
+        else o?.signal?.addEventListener("abort", () => call.cancel(), { once: true });
         return (async function* () {
           try {
             for await (const msg of call) yield msg;

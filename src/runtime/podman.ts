@@ -420,3 +420,29 @@ export class PodmanRuntime implements Runtime {
     return { lines: s.lines, kill: s.kill };
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// image build and push (run by the CLI on the operator's machine, not by the agent)
+
+export interface BuildSpec {
+  /** Dockerfile/Containerfile path. */
+  dockerfile: string;
+  /** Image references to tag the result with (at least one). */
+  tags: string[];
+  /** Build context directory. */
+  context: string;
+}
+
+/** `build -f <dockerfile> -t <tag>... <context>`; paths must not look like flags. */
+export function buildArgs(spec: BuildSpec): string[] {
+  if (spec.tags.length === 0) throw new Error("build needs at least one image tag");
+  const argv = ["build", "-f", positional(spec.dockerfile, "Dockerfile path")];
+  for (const t of spec.tags) argv.push("-t", positional(t, "image tag"));
+  argv.push(positional(spec.context, "build context"));
+  return argv;
+}
+
+/** `push <ref>`: TLS and credentials come from registries.conf and auth.json, as for pull. */
+export function pushArgs(image: string): string[] {
+  return ["push", "--quiet", positional(image, "image")];
+}

@@ -10,6 +10,7 @@ import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
+import { logsHandlers } from "./logs.ts";
 import { listServices, liveCheck, nodeStatus, serviceStatus } from "./status.ts";
 
 const PULL_POLICIES = new Set(["always", "missing", "never"]);
@@ -21,6 +22,7 @@ function requireName(name: string, what = "service name"): string {
 
 export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
+    ...logsHandlers(ctx),
     async deploy(req) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {
