@@ -12,6 +12,7 @@ import { deployService } from "./deploy.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
 import { listServices, liveCheck, nodeStatus, serviceStatus } from "./status.ts";
+import { toolkitHandlers } from "./toolkit.ts";
 
 const PULL_POLICIES = new Set(["always", "missing", "never"]);
 
@@ -23,6 +24,7 @@ function requireName(name: string, what = "service name"): string {
 export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
     ...logsHandlers(ctx),
+    ...toolkitHandlers(ctx),
     async deploy(req) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {

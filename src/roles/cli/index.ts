@@ -15,6 +15,10 @@ const status = () => import("./status.ts");
 const node = () => import("./node.ts");
 const init = () => import("./init.ts");
 const login = () => import("./login.ts");
+const undeploy = () => import("./undeploy.ts");
+const adopt = () => import("./adopt.ts");
+const sync = () => import("./sync.ts");
+const service = () => import("./service.ts");
 const logs = () => import("./logs.ts");
 const build = () => import("./build.ts");
 
@@ -86,6 +90,106 @@ export const COMMANDS: CommandDef[] = [
     args: "<service>",
     help: "Restart all components",
     action: lazy(lifecycle, (m) => m.restartCommand),
+  },
+  {
+    name: "undeploy",
+    args: "<service>",
+    help: "Remove a service: containers, routes/DNS/certs, registry entry (events and /srv data kept)",
+    options: [["-n, --node <node>", "override the node"]],
+    action: lazy(undeploy, (m) => m.undeployCommand),
+  },
+  {
+    name: "adopt",
+    args: "<service>",
+    help: "Claim the <service> and <service>-* containers of a node into the registry",
+    options: [["-n, --node <node>", "node whose containers to adopt"]],
+    action: lazy(adopt, (m) => m.adoptCommand),
+  },
+  {
+    name: "sync",
+    args: "",
+    help: "Push every definition: agents record desired state, stop inactive services, discover containers",
+    options: [
+      ["--dry-run", "report what would change; record, stop and discover nothing"],
+      ["--build", "first build and push the [build.images] missing from the registry (see mcp build)"],
+      ["--runtime-arg <arg>", "with --build: global podman flag, repeatable (also $MCP_RUNTIME_ARGS)"],
+    ],
+    action: lazy(sync, (m) => m.syncCommand),
+  },
+  {
+    name: "service show",
+    args: "<service>",
+    help: "Print the spec from the agent registry as TOML",
+    options: [["-n, --node <node>", "override the node"]],
+    action: lazy(service, (m) => m.showCommand),
+  },
+  {
+    name: "service export",
+    args: "<service>",
+    help: "Write the agent registry spec as a definition file",
+    options: [
+      ["-f, --file <file>", "where to write (default <services.dir>/<service>.toml)"],
+      ["-n, --node <node>", "override the node"],
+    ],
+    action: lazy(service, (m) => m.exportCommand),
+  },
+  {
+    name: "service edit",
+    args: "<service>",
+    help: "Edit the definition in $VISUAL/$EDITOR (exported first if missing), then validate it",
+    options: [["-n, --node <node>", "node to export from when there is no file yet"]],
+    action: lazy(service, (m) => m.editCommand),
+  },
+  {
+    name: "edit",
+    args: "<service>",
+    help: "Alias of service edit",
+    options: [["-n, --node <node>", "node to export from when there is no file yet"]],
+    action: lazy(service, (m) => m.editCommand),
+  },
+  {
+    name: "list",
+    args: "",
+    help: "Services from every node's registry (no runtime query)",
+    action: lazy(status, (m) => m.listCommand),
+  },
+  {
+    name: "ps",
+    args: "",
+    help: "Live container check on every node",
+    action: lazy(status, (m) => m.psCommand),
+  },
+  {
+    name: "status",
+    args: "[service]",
+    help: "Live state, drift and recent events",
+    action: lazy(status, (m) => m.statusCommand),
+  },
+  {
+    name: "logs",
+    args: "<service>",
+    help: "Container logs of a service (or <service>/<component>); -f follows until Ctrl-C",
+    options: [
+      ["-f, --follow", "keep printing new lines until interrupted"],
+      ["--tail <n>", "only the last n lines (0: none, with -f only new lines)"],
+      ["--since <time>", "lines since a duration (10m, 2h) or time (2024-01-02T15:04:05Z)"],
+      ["-n, --node <node>", "override the node"],
+    ],
+    action: lazy(logs, (m) => m.logsCommand),
+  },
+  {
+    name: "build",
+    args: "<service>",
+    help: "Build the [build.images] of a definition with podman here, tag with the component images, push",
+    options: [
+      ["-f, --file <file>", "definition file (default <services.dir>/<service>.toml)"],
+      ["--no-push", "build and tag only"],
+      [
+        "--runtime-arg <arg>",
+        'global podman flag, repeatable (also $MCP_RUNTIME_ARGS, e.g. "--runtime runc")',
+      ],
+    ],
+    action: lazy(build, (m) => m.buildCommand),
   },
   {
     name: "list",
