@@ -9,6 +9,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
+import { filesHandlers } from "./files.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
 import { listServices, liveCheck, nodeStatus, serviceStatus } from "./status.ts";
@@ -23,6 +24,7 @@ function requireName(name: string, what = "service name"): string {
 
 export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
+    ...filesHandlers(ctx),
     ...logsHandlers(ctx),
     ...toolkitHandlers(ctx),
     async deploy(req) {

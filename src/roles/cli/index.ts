@@ -15,6 +15,7 @@ const status = () => import("./status.ts");
 const node = () => import("./node.ts");
 const init = () => import("./init.ts");
 const login = () => import("./login.ts");
+const files = () => import("./files.ts");
 const undeploy = () => import("./undeploy.ts");
 const adopt = () => import("./adopt.ts");
 const sync = () => import("./sync.ts");
@@ -234,6 +235,27 @@ export const COMMANDS: CommandDef[] = [
       ],
     ],
     action: lazy(build, (m) => m.buildCommand),
+  },
+  {
+    name: "push",
+    args: "<file> <service> [path]",
+    help: "Copy a local file into /srv/<service>/[path] on the service's node (path default: the file's name)",
+    options: [
+      ["--mode <mode>", "permission bits, e.g. 0640 (default: the local file's mode)"],
+      ["--create", "allow a push before the service's first deploy"],
+      ["-n, --node <node>", "override the node"],
+    ],
+    action: lazy(files, (m) => m.pushCommand),
+  },
+  {
+    name: "pull",
+    args: "<service> <path> [file]",
+    help: "Copy /srv/<service>/<path> from the service's node to a local file (default: its name)",
+    options: [
+      ["--force", "overwrite an existing local file"],
+      ["-n, --node <node>", "override the node"],
+    ],
+    action: lazy(files, (m) => m.pullCommand),
   },
   {
     name: "node list",
