@@ -15,13 +15,13 @@ const status = () => import("./status.ts");
 const node = () => import("./node.ts");
 const init = () => import("./init.ts");
 const login = () => import("./login.ts");
-const files = () => import("./files.ts");
 const undeploy = () => import("./undeploy.ts");
 const adopt = () => import("./adopt.ts");
 const sync = () => import("./sync.ts");
 const service = () => import("./service.ts");
 const logs = () => import("./logs.ts");
 const build = () => import("./build.ts");
+const files = () => import("./files.ts");
 
 interface CommandDef {
   name: string;
@@ -147,50 +147,6 @@ export const COMMANDS: CommandDef[] = [
     help: "Alias of service edit",
     options: [["-n, --node <node>", "node to export from when there is no file yet"]],
     action: lazy(service, (m) => m.editCommand),
-  },
-  {
-    name: "list",
-    args: "",
-    help: "Services from every node's registry (no runtime query)",
-    action: lazy(status, (m) => m.listCommand),
-  },
-  {
-    name: "ps",
-    args: "",
-    help: "Live container check on every node",
-    action: lazy(status, (m) => m.psCommand),
-  },
-  {
-    name: "status",
-    args: "[service]",
-    help: "Live state, drift and recent events",
-    action: lazy(status, (m) => m.statusCommand),
-  },
-  {
-    name: "logs",
-    args: "<service>",
-    help: "Container logs of a service (or <service>/<component>); -f follows until Ctrl-C",
-    options: [
-      ["-f, --follow", "keep printing new lines until interrupted"],
-      ["--tail <n>", "only the last n lines (0: none, with -f only new lines)"],
-      ["--since <time>", "lines since a duration (10m, 2h) or time (2024-01-02T15:04:05Z)"],
-      ["-n, --node <node>", "override the node"],
-    ],
-    action: lazy(logs, (m) => m.logsCommand),
-  },
-  {
-    name: "build",
-    args: "<service>",
-    help: "Build the [build.images] of a definition with podman here, tag with the component images, push",
-    options: [
-      ["-f, --file <file>", "definition file (default <services.dir>/<service>.toml)"],
-      ["--no-push", "build and tag only"],
-      [
-        "--runtime-arg <arg>",
-        'global podman flag, repeatable (also $MCP_RUNTIME_ARGS, e.g. "--runtime runc")',
-      ],
-    ],
-    action: lazy(build, (m) => m.buildCommand),
   },
   {
     name: "list",
