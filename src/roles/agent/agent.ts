@@ -9,6 +9,7 @@ import type { Policy } from "../../rpc/interceptor.ts";
 import { type RunningServer, startServer } from "../../rpc/server.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
+import { noIntegrations } from "./hooks.ts";
 
 /** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
 export const operatorPolicy: Policy = (_method, id) => {
@@ -37,6 +38,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     logger: settings.logger,
     locks: new KeyedLock(),
     startedAt: new Date(),
+    hooks: settings.hooks ?? noIntegrations(settings.logger),
   };
   let server: RunningServer;
   try {

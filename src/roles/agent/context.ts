@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { TokenValidator } from "../../auth/identity.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { IntegrationHooks } from "./hooks.ts";
 
 export interface AgentSettings {
   nodeName: string;
@@ -19,6 +20,8 @@ export interface AgentSettings {
   pullPolicy: PullPolicy;
   logger: Logger;
   version: string;
+  /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
+  hooks?: IntegrationHooks;
 }
 
 export interface AgentContext {
@@ -28,6 +31,7 @@ export interface AgentContext {
   logger: Logger;
   locks: KeyedLock;
   startedAt: Date;
+  hooks: IntegrationHooks;
 }
 
 /** Serializes async work per key (service name); different keys run in parallel. */

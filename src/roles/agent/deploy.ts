@@ -9,6 +9,7 @@ import { invalidArgument } from "../../rpc/errors.ts";
 import type { ContainerSpec, PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
 import { type AgentContext, containerName } from "./context.ts";
+import { runComponentHook } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 type Step = MessageInitShape<typeof StepTimingSchema>;
@@ -157,6 +158,8 @@ async function deployComponent(
         warnings,
       };
     }
+    const hookFailure = await runComponentHook(ctx, "onDeployed", def.name, c.name, steps);
+    if (hookFailure) return { name: c.name, success: false, error: hookFailure, version, steps, warnings };
     return { name: c.name, success: true, version, steps, warnings };
   } catch (err) {
     // Record what is really there so the registry never claims a success that did not happen.

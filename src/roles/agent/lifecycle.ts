@@ -6,6 +6,7 @@ import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { ContainerSpec } from "../../runtime/runtime.ts";
 import { type AgentContext, containerName } from "./context.ts";
+import { runComponentHook } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 
@@ -60,8 +61,10 @@ export function stopService(ctx: AgentContext, service: string, component?: stri
       for (const c of comps) ctx.registry.setDesiredState(service, c.name, "stopped");
       if (!component) ctx.registry.setServiceActive(service, false);
     });
-    return each(ctx, service, comps, async (_c, name) => {
+    return each(ctx, service, comps, async (c, name) => {
       if (await ctx.runtime.inspect(name)) await ctx.runtime.stop(name);
+      const hookFailure = await runComponentHook(ctx, "onStopped", service, c.name);
+      if (hookFailure) throw new Error(hookFailure);
     });
   });
 }

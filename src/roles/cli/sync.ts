@@ -1,0 +1,120 @@
+// `mcp sync [--dry-run]`: push every definition in services.dir to its node. Each agent records
+// desired state without deploying, stops services marked inactive, discovers unknown containers
+// as `ignore`, and reports per service; every node is called (in parallel), even with no
+// definitions, so discovery runs everywhere. A bad file is one line naming it and is left out;
+// the others are still synced and the exit code says something was wrong.
+import { existsSync, readdirSync } from "node:fs";
+import { basename, join } from "node:path";
+import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
+import { defToSpec } from "../../rpc/convert.ts";
+import { type Ctx, fanOut, loadCtx } from "./context.ts";
+import { printJson, printTable, red, warn } from "./output.ts";
+
+export interface SyncPlan {
+  /** Definitions per node name (every configured node has an entry, possibly empty). */
+  byNode: Map<string, { file: string; def: ServiceDef }[]>;
+  /** One line per definition file that cannot be synced. */
+  errors: string[];
+}
+
+/** Loads every `*.toml` in services.dir and assigns it to a node (def.node, or the only node). */
+export function planSync(ctx: Ctx): SyncPlan {
+  const dir = ctx.config.services.dir;
+  const byNode = new Map(ctx.config.nodes.map((n) => [n.name, [] as { file: string; def: ServiceDef }[]]));
+  const errors: string[] = [];
+  const files = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith(".toml") && !f.startsWith("."))
+        .sort()
+    : [];
+  for (const f of files) {
+    const file = join(dir, f);
+    try {
+      const { def, warnings } = loadServiceDef(file);
+      for (const w of warnings) warn(w);
+      const expected = basename(f, ".toml");
+      if (def.name !== expected)
+        throw new Error(`${file}: name: expected "${expected}" (the file name), got "${def.name}"`);
+      let node: string;
+      if (def.node) node = ctx.node(def.node).name;
+      else if (ctx.config.nodes.length === 1) node = ctx.config.nodes[0]!.name;
+      else
+        throw new Error(
+          `${file}: node: not set and several nodes are configured (${ctx.config.nodes.map((n) => n.name).join(", ")}): set node = "<name>"`,
+        );
+      byNode.get(node)?.push({ file, def });
+    } catch (err) {
+      const msg = (err as Error).message.split("\n")[0] ?? "invalid definition";
+      errors.push(msg.startsWith(file) ? msg : `${file}: ${msg}`);
+    }
+  }
+  return { byNode, errors };
+}
+
+interface Row {
+  node: string;
+  service: string;
+  changed: boolean;
+  summary: string;
+  error?: string;
+}
+
+export async function syncCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
+  const ctx = loadCtx(opts);
+  const dryRun = opts.dryRun === true;
+  const plan = planSync(ctx);
+  for (const e of plan.errors) process.stderr.write(`mcp: ${e}\n`);
+  // --build: images of these definitions that are missing from the registry are built and pushed
+  // (on this machine) before any agent records them. A failed build fails the command, not the sync.
+  let builds: object[] = [];
+  let buildFailed = false;
+  if (opts.build === true && !dryRun) {
+    const b = await import("./build.ts");
+    const res = await b.buildMissingImages(ctx, [...plan.byNode.values()].flat(), b.buildSettings(opts));
+    builds = res.map(b.imageResultJson);
+    buildFailed = res.some((r) => r.status === "failed");
+  }
+  const replies = await fanOut(ctx, async (client, node) => {
+    const defs = plan.byNode.get(node.name) ?? [];
+    const res = await client.syncDesiredState(
+      { services: defs.map((d) => defToSpec(d.def)), dryRun },
+      { timeoutMs: 5 * 60_000 },
+    );
+    return res.results;
+  });
+  const rows: Row[] = [];
+  for (const r of replies) {
+    for (const s of r.value ?? []) {
+      rows.push({
+        node: r.node.name,
+        service: s.name,
+        changed: s.changed,
+        summary: s.summary,
+        ...(s.error ? { error: s.error } : {}),
+      });
+    }
+  }
+  const nodeErrors = replies.filter((r) => r.error).map((r) => ({ node: r.node.name, error: r.error! }));
+  if (ctx.json) {
+    printJson({
+      dryRun,
+      results: rows,
+      errors: [...plan.errors.map((e) => ({ error: e })), ...nodeErrors],
+      ...(opts.build === true ? { builds } : {}),
+    });
+  } else {
+    if (dryRun) process.stdout.write("dry run: nothing is recorded, stopped or discovered\n");
+    printTable(
+      ["node", "service", "changed", "summary"],
+      rows.map((r) => [
+        r.node,
+        r.service,
+        r.changed ? "yes" : "no",
+        r.error ? red(`${r.summary}: ${r.error}`) : r.summary,
+      ]),
+    );
+    for (const e of nodeErrors) process.stderr.write(`mcp: ${e.node}: ${e.error}\n`);
+  }
+  if (plan.errors.length > 0) return 2;
+  return nodeErrors.length > 0 || rows.some((r) => r.error) || buildFailed ? 1 : 0;
+}
