@@ -245,9 +245,10 @@ describe("adopt → export → undeploy → redeploy (compiled binary, real podm
       expect(lines).toContainEqual(
         expect.stringMatching(new RegExp(`^ok {3}undeploy ${SVC}/${c} {2}stop \\d+ms`)),
       );
-    expect(lines.at(-1)).toBe(
+    expect(lines.slice(-2)).toEqual([
       `${SVC} undeployed from local: containers removed, registry entry deleted (events kept); /srv/${SVC}/ left in place`,
-    );
+      `${defFile} is kept: mcp deploy brings ${SVC} back; delete it to retire the service`,
+    ]);
     for (const name of ALL) expect(await state(name)).toBe("missing");
     expect(await listRows()).toEqual([]);
     // Events of the deleted service are history: still in the registry file.

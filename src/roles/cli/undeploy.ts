@@ -2,9 +2,10 @@
 // certs, registry entry; events and /srv/<svc>/ data stay). Idempotent: a service no node knows
 // is "not deployed", exit 0. The definition file is left alone: it is the operator's.
 
+import { existsSync } from "node:fs";
 import type { CliNode } from "../../config/cli.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
-import { type Ctx, fanOut, loadCtx, loadDefinition, onNode } from "./context.ts";
+import { type Ctx, definitionPath, fanOut, loadCtx, loadDefinition, onNode } from "./context.ts";
 import { resultJson } from "./deploy.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
@@ -78,6 +79,12 @@ export async function undeployCommand(args: string[], opts: Record<string, unkno
       process.stdout.write(
         `${service} undeployed from ${node.name}: containers removed, registry entry deleted (events kept); /srv/${service}/ left in place\n`,
       );
+      const file = definitionPath(ctx, service);
+      // The file is the operator's: kept, but sync would record the service again from it.
+      if (existsSync(file))
+        process.stdout.write(
+          `${file} is kept: mcp deploy brings ${service} back; delete it to retire the service\n`,
+        );
     }
   }
   if (failed.length > 0) {
