@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  podman runc docker-registry qemu-user-static libc6-arm64-cross busybox-static curl sqlite3
+  podman runc docker.io docker-registry qemu-user-static libc6-arm64-cross busybox-static curl sqlite3
   uidmap slirp4netns ca-certificates git tar gzip zstd
 )
 

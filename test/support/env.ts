@@ -64,7 +64,7 @@ async function podman(...sub: string[]): Promise<{ argv: string[]; env: Record<s
 
 export const BUSYBOX_REPO = "localhost/mcp-test-busybox";
 // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template
-const BUSYBOX_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p ${PORT:-8080} -h /www & wait"];
+export const BUSYBOX_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p ${PORT:-8080} -h /www & wait"];
 const busyboxBuilds = new Map<string, Promise<string>>();
 
 /** Builds (once per machine) and returns localhost/mcp-test-busybox:<tag>. */
@@ -86,44 +86,63 @@ async function buildBusybox(tag: string): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), "mcp-busybox-"));
   try {
     const rootfs = join(root, "rootfs");
-    for (const d of ["bin", "www", "tmp", "etc"]) await mkdir(join(rootfs, d), { recursive: true });
-    await copyFile("/bin/busybox", join(rootfs, "bin", "busybox"));
-    await chmod(join(rootfs, "bin", "busybox"), 0o755);
-    const { stdout } = await runOk(["/bin/busybox", "--list"], { timeoutMs: 10_000 });
-    for (const applet of stdout.split("\n")) {
-      const name = applet.trim();
-      if (name === "" || name === "busybox" || name.includes("/")) continue;
-      await symlink("busybox", join(rootfs, "bin", name));
-    }
-    await writeFile(join(rootfs, "www", "index.html"), "hello from mcp\n");
-    await writeFile(join(rootfs, "www", "version.txt"), `${tag}\n`);
-    await writeFile(
-      join(rootfs, "etc", "passwd"),
-      "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
-    );
-    await writeFile(join(rootfs, "etc", "group"), "root:x:0:\nnobody:x:65534:\n");
+    await writeBusyboxRootfs(rootfs, tag);
 
     // tar's stdout feeds podman import's stdin directly: two argv processes, no shell.
     const imp = await podman("import", "--change", `CMD ${JSON.stringify(BUSYBOX_CMD)}`, "-", ref);
-    const tar = Bun.spawn(["tar", "-C", rootfs, "-c", "."], { stdout: "pipe", stderr: "pipe" });
-    const importer = Bun.spawn(imp.argv, {
-      env: { ...process.env, ...imp.env },
-      stdin: tar.stdout,
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [tarCode, tarErr, code, err] = await Promise.all([
-      tar.exited,
-      new Response(tar.stderr).text(),
-      importer.exited,
-      new Response(importer.stderr).text(),
-    ]);
-    if (tarCode !== 0) throw new Error(`tar of busybox rootfs failed (exit ${tarCode}): ${tarErr.trim()}`);
-    if (code !== 0) throw new Error(`podman import ${ref} failed (exit ${code}): ${err.trim()}`);
+    await importRootfs(rootfs, imp.argv, imp.env, ref);
     return ref;
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * Writes the test image's root filesystem into `rootfs` (shared by the podman and the docker
+ * test images, so both runtimes run the very same busybox tree).
+ */
+export async function writeBusyboxRootfs(rootfs: string, tag: string): Promise<void> {
+  for (const d of ["bin", "www", "tmp", "etc"]) await mkdir(join(rootfs, d), { recursive: true });
+  await copyFile("/bin/busybox", join(rootfs, "bin", "busybox"));
+  await chmod(join(rootfs, "bin", "busybox"), 0o755);
+  const { stdout } = await runOk(["/bin/busybox", "--list"], { timeoutMs: 10_000 });
+  for (const applet of stdout.split("\n")) {
+    const name = applet.trim();
+    if (name === "" || name === "busybox" || name.includes("/")) continue;
+    await symlink("busybox", join(rootfs, "bin", name));
+  }
+  await writeFile(join(rootfs, "www", "index.html"), "hello from mcp\n");
+  await writeFile(join(rootfs, "www", "version.txt"), `${tag}\n`);
+  await writeFile(
+    join(rootfs, "etc", "passwd"),
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+  );
+  await writeFile(join(rootfs, "etc", "group"), "root:x:0:\nnobody:x:65534:\n");
+}
+
+/** Pipes `tar -C rootfs -c .` into an `import … -` argv (podman or docker). */
+export async function importRootfs(
+  rootfs: string,
+  argv: string[],
+  env: Record<string, string>,
+  ref: string,
+): Promise<void> {
+  const tar = Bun.spawn(["tar", "-C", rootfs, "-c", "."], { stdout: "pipe", stderr: "pipe" });
+  const importer = Bun.spawn(argv, {
+    env: { ...process.env, ...env },
+    stdin: tar.stdout,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [tarCode, tarErr, code, err] = await Promise.all([
+    tar.exited,
+    new Response(tar.stderr).text(),
+    importer.exited,
+    new Response(importer.stderr).text(),
+  ]);
+  if (tarCode !== 0) throw new Error(`tar of busybox rootfs failed (exit ${tarCode}): ${tarErr.trim()}`);
+  const bin = (argv[0] ?? "").split("/").pop();
+  if (code !== 0) throw new Error(`${bin} import ${ref} failed (exit ${code}): ${err.trim()}`);
 }
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */

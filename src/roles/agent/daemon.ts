@@ -9,6 +9,7 @@ import { type AgentConfig, DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from "..
 import { ConfigError } from "../../config/errors.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
+import { DockerRuntime } from "../../runtime/docker.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { startAgent } from "./agent.ts";
@@ -66,8 +67,11 @@ export function buildValidator(cfg: AgentConfig, base: string): TokenValidator {
 }
 
 export function buildRuntime(cfg: AgentConfig): Runtime {
-  const kind = cfg.agent.container_runtime;
-  return new PodmanRuntime({ binary: kind, globalArgs: cfg.agent.runtime_args });
+  // Docker's engine endpoint comes from DOCKER_HOST or runtime_args (`-H unix:///…` is global).
+  if (cfg.agent.container_runtime === "docker") {
+    return new DockerRuntime({ binary: "docker", globalArgs: cfg.agent.runtime_args });
+  }
+  return new PodmanRuntime({ binary: "podman", globalArgs: cfg.agent.runtime_args });
 }
 
 export function settingsFromConfig(
