@@ -3,7 +3,7 @@
 import type { Logger } from "pino";
 import type { TokenValidator } from "../../auth/identity.ts";
 import type { Registry } from "../../registry/index.ts";
-import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { IntegrationHooks } from "./hooks.ts";
 
 export interface AgentSettings {
@@ -54,6 +54,29 @@ export class KeyedLock {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
+}
+
+/** The fields a container is made from; both definitions (ComponentDef) and registry records carry them. */
+export type ContainerFields = Pick<
+  ContainerSpec,
+  "image" | "network" | "user" | "restart" | "ports" | "volumes" | "env" | "cmd"
+> & {
+  name: string;
+};
+
+/** The one mapping from a component (definition or registry record) to what the runtime runs. */
+export function containerSpec(service: string, c: ContainerFields): ContainerSpec {
+  return {
+    name: containerName(service, c.name),
+    image: c.image,
+    network: c.network,
+    user: c.user,
+    restart: c.restart,
+    ports: [...c.ports],
+    volumes: [...c.volumes],
+    env: [...c.env],
+    cmd: [...c.cmd],
+  };
 }
 
 /** Containers are named <service>-<component>; a component named after its service runs as <service>. */

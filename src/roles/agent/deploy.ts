@@ -6,9 +6,9 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import { invalidArgument } from "../../rpc/errors.ts";
-import type { ContainerSpec, PullPolicy } from "../../runtime/runtime.ts";
+import type { PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import { type AgentContext, containerName, containerSpec } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
@@ -18,20 +18,6 @@ export interface DeployOptions {
   component?: string;
   pullPolicy?: PullPolicy;
   dryRun?: boolean;
-}
-
-export function containerSpecFor(service: string, c: ComponentDef): ContainerSpec {
-  return {
-    name: containerName(service, c.name),
-    image: c.image,
-    network: c.network,
-    user: c.user,
-    restart: c.restart,
-    ports: [...c.ports],
-    volumes: [...c.volumes],
-    env: [...c.env],
-    cmd: [...c.cmd],
-  };
 }
 
 function selectComponents(def: ServiceDef, component?: string): ComponentDef[] {
@@ -129,7 +115,7 @@ async function deployComponent(
 ): Promise<Result> {
   const steps: Step[] = [];
   const warnings: string[] = [];
-  const spec = containerSpecFor(def.name, c);
+  const spec = containerSpec(def.name, c);
   const version = extractVersion(c.image);
   try {
     const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
@@ -188,7 +174,7 @@ export async function deployService(
       name: c.name,
       success: true,
       version: extractVersion(c.image),
-      argv: ctx.runtime.describeRun(containerSpecFor(def.name, c)),
+      argv: ctx.runtime.describeRun(containerSpec(def.name, c)),
     }));
   }
   return ctx.locks.run(def.name, async () => {

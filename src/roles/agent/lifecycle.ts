@@ -4,25 +4,10 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ComponentResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
-import type { ContainerSpec } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import { type AgentContext, containerName, containerSpec } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
-
-export function specFromRecord(service: string, c: ComponentRecord): ContainerSpec {
-  return {
-    name: containerName(service, c.name),
-    image: c.image,
-    network: c.network,
-    user: c.user,
-    restart: c.restart,
-    ports: c.ports,
-    volumes: c.volumes,
-    env: c.env,
-    cmd: c.cmd,
-  };
-}
 
 function componentsOf(ctx: AgentContext, service: string, component?: string): ComponentRecord[] {
   const svc = ctx.registry.getService(service);
@@ -78,7 +63,7 @@ export function startService(ctx: AgentContext, service: string, component?: str
     });
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name);
-      if (!existing) await ctx.runtime.run(specFromRecord(service, c));
+      if (!existing) await ctx.runtime.run(containerSpec(service, c));
       else if (existing.state !== "running") await ctx.runtime.start(name);
     });
   });
@@ -89,7 +74,7 @@ export function restartService(ctx: AgentContext, service: string, component?: s
     const comps = componentsOf(ctx, service, component);
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name);
-      if (!existing) await ctx.runtime.run(specFromRecord(service, c));
+      if (!existing) await ctx.runtime.run(containerSpec(service, c));
       else await ctx.runtime.restart(name);
       ctx.registry.setDesiredState(service, c.name, "running");
     });
