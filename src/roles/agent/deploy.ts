@@ -8,7 +8,7 @@ import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from ".
 import { invalidArgument } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
-import { type AgentContext, containerName, containerSpec } from "./context.ts";
+import { type AgentContext, containerSpec } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
