@@ -68,6 +68,7 @@ beforeAll(async () => {
     runtime,
     logger,
     locks: new KeyedLock(),
+    shutdown: new AbortController().signal,
     startedAt: new Date(),
     hooks,
   };

@@ -10,6 +10,7 @@ import { type RunningServer, startServer } from "../../rpc/server.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
 import { noIntegrations } from "./hooks.ts";
+import { type Background, runStartup } from "./startup.ts";
 
 /** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
 export const operatorPolicy: Policy = (_method, id) => {
@@ -26,11 +27,14 @@ export interface RunningAgent {
   ctx: AgentContext;
   registry: Registry;
   server: RunningServer;
+  /** Resolves when recover/boot/monitor startup has finished starting (see startup.ts). */
+  startup: Promise<Background[]>;
   close(): Promise<void>;
 }
 
 export async function startAgent(settings: AgentSettings): Promise<RunningAgent> {
   const registry = openRegistry(settings.dbPath);
+  const shutdown = new AbortController();
   const ctx: AgentContext = {
     settings,
     registry,
@@ -39,6 +43,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     locks: new KeyedLock(),
     startedAt: new Date(),
     hooks: settings.hooks ?? noIntegrations(settings.logger),
+    shutdown: shutdown.signal,
   };
   let server: RunningServer;
   try {
@@ -60,12 +65,20 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     { node: settings.nodeName, addr: settings.grpcAddr, port: server.port, version: settings.version },
     "agent listening",
   );
+  // Startup runs in the background: a blocking boot stage must not keep the API down.
+  const startup = runStartup(ctx).catch((err: unknown) => {
+    settings.logger.error({ err: (err as Error).message }, "agent startup failed");
+    return [] as Background[];
+  });
   return {
     port: server.port,
     ctx,
     registry,
     server,
+    startup,
     async close() {
+      shutdown.abort();
+      for (const b of await startup) await b.stop();
       await server.close();
       registry.close();
     },

