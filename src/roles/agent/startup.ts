@@ -3,6 +3,7 @@
 // Each step returns what must be stopped at shutdown. The server already answers meanwhile,
 // so an operator can watch a slow boot with `mcp status`.
 import type { AgentContext } from "./context.ts";
+import { recoverOnStart } from "./recover.ts";
 
 export interface Background {
   stop(): Promise<void>;
@@ -10,6 +11,7 @@ export interface Background {
 
 export async function runStartup(ctx: AgentContext): Promise<Background[]> {
   const running: Background[] = [];
+  await recoverOnStart(ctx);
   void ctx;
   return running;
 }

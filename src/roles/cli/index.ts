@@ -22,6 +22,7 @@ const service = () => import("./service.ts");
 const logs = () => import("./logs.ts");
 const build = () => import("./build.ts");
 const files = () => import("./files.ts");
+const recover = () => import("./recover.ts");
 
 interface CommandDef {
   name: string;
@@ -212,6 +213,13 @@ export const COMMANDS: CommandDef[] = [
       ["-n, --node <node>", "override the node"],
     ],
     action: lazy(files, (m) => m.pullCommand),
+  },
+  {
+    name: "agent recover",
+    args: "[node]",
+    help: "Recreate lost containers from the agent registry (all nodes, or one); never pulls images",
+    options: [["--service <service>", "only this service"]],
+    action: lazy(recover, (m) => m.recoverCommand),
   },
   {
     name: "node list",
