@@ -43,7 +43,15 @@ async function waitForPort(port: number, ms: number, alive: () => boolean): Prom
   throw new Error(`agent did not listen on 127.0.0.1:${port} within ${ms} ms`);
 }
 
-export async function startLocalAgent(opts: { node?: string } = {}): Promise<LocalAgent> {
+export async function startLocalAgent(
+  opts: {
+    node?: string;
+    /** Merged over the podman test env for the agent and CLI children (e.g. a test-local CONTAINERS_CONF). */
+    env?: Record<string, string>;
+    /** The agent's runtime_args (default: the podman test env's global flags). */
+    runtimeArgs?: string[];
+  } = {},
+): Promise<LocalAgent> {
   const pe = await podmanEnv();
   const dir = mkdtempSync(join(tmpdir(), "mcp-agent-test-"));
   const port = await freePort();
@@ -57,18 +65,18 @@ export async function startLocalAgent(opts: { node?: string } = {}): Promise<Loc
     address,
     "--node",
     opts.node ?? "local",
-    ...pe.globalArgs.map((a) => `--runtime-arg=${a}`),
+    ...(opts.runtimeArgs ?? pe.globalArgs).map((a) => `--runtime-arg=${a}`),
   ]);
   if (init.code !== 0) throw new Error(`mcp init failed: ${init.stderr}`);
   const agentConfig = join(dir, "mcp-agent.toml");
   const cliConfig = join(dir, "mcp.toml");
-  const env: Record<string, string> = { ...pe.env, MCP_CONFIG: cliConfig };
+  const env: Record<string, string> = { ...pe.env, ...opts.env, MCP_CONFIG: cliConfig };
   let stderr = "";
   let proc: ReturnType<typeof Bun.spawn> | null = null;
 
   const startAgent = async () => {
     const p = Bun.spawn([mcpBinary(), "agent", "--config", agentConfig], {
-      env: { ...process.env, ...pe.env },
+      env: { ...process.env, ...pe.env, ...opts.env },
       stdin: "ignore",
       stdout: "ignore",
       stderr: "pipe",
