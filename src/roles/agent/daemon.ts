@@ -79,6 +79,11 @@ export function buildRuntime(cfg: AgentConfig): Runtime {
   return new PodmanRuntime({ binary: "podman", globalArgs: cfg.agent.runtime_args });
 }
 
+/** A path from the agent config: absolute as written, else relative to the config file's directory. */
+export function resolveConfigPath(configFile: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(dirname(resolve(configFile)), p);
+}
+
 export function settingsFromConfig(
   cfg: AgentConfig,
   file: string,
@@ -86,7 +91,7 @@ export function settingsFromConfig(
   allowAnyAddr: boolean,
 ): AgentSettings {
   const base = dirname(resolve(file));
-  const p = (s: string) => (isAbsolute(s) ? s : resolve(base, s));
+  const p = (s: string) => resolveConfigPath(file, s);
   const allowAny = allowAnyAddr || cfg.server.allow_any_addr;
   try {
     checkBindAddress(cfg.server.grpc_addr, allowAny);

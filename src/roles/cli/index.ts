@@ -22,6 +22,7 @@ const service = () => import("./service.ts");
 const logs = () => import("./logs.ts");
 const build = () => import("./build.ts");
 const files = () => import("./files.ts");
+const snapshot = () => import("./snapshot.ts");
 const recover = () => import("./recover.ts");
 
 interface CommandDef {
@@ -222,6 +223,17 @@ export const COMMANDS: CommandDef[] = [
     action: lazy(recover, (m) => m.recoverCommand),
   },
   {
+    name: "agent snapshot",
+    args: "",
+    help: "On the node: VACUUM INTO copy of the agent registry to <db dir>/backups, keeping the newest N",
+    options: [
+      ["--config <file>", "agent config (default $MCP_AGENT_CONFIG or /srv/mcp/mcp-agent.toml)"],
+      ["--dir <dir>", "snapshot directory (default: backups/ beside the database)"],
+      ["--keep <n>", "snapshots to keep, older mcp-<stamp>.db files are deleted", 7],
+    ],
+    action: lazy(snapshot, (m) => m.snapshotCommand),
+  },
+  {
     name: "node list",
     args: "",
     help: "Nodes with reachability and agent version",
@@ -267,7 +279,9 @@ export async function runCli(argv: string[], version: string): Promise<number> {
     const cmd = cli.command(`${c.name}${c.args ? ` ${c.args}` : ""}`, c.help);
     for (const [flag, desc, def] of c.options ?? [])
       cmd.option(flag, desc, def === undefined ? undefined : { default: def });
-    for (const [flag, desc] of GLOBAL_OPTIONS) cmd.option(flag, desc);
+    // A command may redefine a global flag (agent snapshot: --config is the AGENT config).
+    const own = new Set((c.options ?? []).map(([f]) => f.split(" ")[0]));
+    for (const [flag, desc] of GLOBAL_OPTIONS) if (!own.has(flag.split(" ")[0])) cmd.option(flag, desc);
     cmd.action((...a: unknown[]) => {
       const opts = a.pop() as Record<string, unknown>;
       const args = a
