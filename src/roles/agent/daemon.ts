@@ -139,6 +139,13 @@ export async function runAgentDaemon(argv: string[], version: string): Promise<n
     process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
     return 2;
   }
+  // Handlers go in before the port opens: a SIGTERM during startup must still shut down cleanly.
+  let signalled: string | null = null;
+  let onSignal: (sig: string) => void = (sig) => {
+    signalled = sig;
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
   let agent: Awaited<ReturnType<typeof startAgent>>;
   try {
     agent = await startAgent(settings);
@@ -148,13 +155,12 @@ export async function runAgentDaemon(argv: string[], version: string): Promise<n
   }
   return new Promise<number>((resolveExit) => {
     let stopping = false;
-    const stop = (sig: string) => {
+    onSignal = (sig: string) => {
       if (stopping) return;
       stopping = true;
       settings.logger.info({ signal: sig }, "agent stopping");
       void agent.close().then(() => resolveExit(0));
     };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
+    if (signalled) onSignal(signalled);
   });
 }
