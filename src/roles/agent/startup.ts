@@ -2,6 +2,7 @@
 // (recover_on_start), bring up the [[boot.sequence]] stages, then start the monitor loop.
 // Each step returns what must be stopped at shutdown. The server already answers meanwhile,
 // so an operator can watch a slow boot with `mcp status`.
+import { runBootSequence } from "./boot.ts";
 import type { AgentContext } from "./context.ts";
 import { recoverOnStart } from "./recover.ts";
 
@@ -12,6 +13,7 @@ export interface Background {
 export async function runStartup(ctx: AgentContext): Promise<Background[]> {
   const running: Background[] = [];
   await recoverOnStart(ctx);
+  await runBootSequence(ctx);
   void ctx;
   return running;
 }
