@@ -58,6 +58,11 @@ export interface AgentContext {
 export class KeyedLock {
   private tails = new Map<string, Promise<void>>();
 
+  /** Whether work for `key` is running or queued (the monitor leaves such services alone). */
+  isHeld(key: string): boolean {
+    return this.tails.has(key);
+  }
+
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(key) ?? Promise.resolve();
     let release!: () => void;

@@ -15,7 +15,11 @@ export interface ReconcileResult {
 
 export async function reconcile(
   ctx: AgentContext,
-  opts: { discoverUnknown?: boolean } = {},
+  opts: {
+    discoverUnknown?: boolean;
+    /** Services to leave as they are this time (an operation holds them mid-change). */
+    skipService?: (service: string) => boolean;
+  } = {},
 ): Promise<ReconcileResult> {
   const list = await ctx.runtime.list();
   const containers = new Map(list.map((c) => [c.name, c]));
@@ -24,9 +28,11 @@ export async function reconcile(
   ctx.registry.withTransaction(() => {
     const known = new Set<string>();
     for (const s of ctx.registry.listServices()) {
+      const skip = opts.skipService?.(s.name) === true;
       for (const c of s.components) {
         const name = containerName(s.name, c.name);
         known.add(name);
+        if (skip) continue;
         const observed = containers.get(name)?.state ?? "removed";
         const r = ctx.registry.setObservedState(s.name, c.name, observed);
         if (r.changed) transitions.push({ service: s.name, component: c.name, prev: r.prev, next: observed });

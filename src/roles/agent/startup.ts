@@ -4,6 +4,7 @@
 // so an operator can watch a slow boot with `mcp status`.
 import { runBootSequence } from "./boot.ts";
 import type { AgentContext } from "./context.ts";
+import { startMonitor } from "./monitor.ts";
 import { recoverOnStart } from "./recover.ts";
 
 export interface Background {
@@ -15,5 +16,6 @@ export async function runStartup(ctx: AgentContext): Promise<Background[]> {
   await recoverOnStart(ctx);
   await runBootSequence(ctx);
   void ctx;
+  if (ctx.settings.monitor && !ctx.shutdown.aborted) running.push(startMonitor(ctx, ctx.settings.monitor));
   return running;
 }
