@@ -57,6 +57,16 @@ export function alertSink(settings: {
   };
 }
 
+/**
+ * The agent's environment without any MCP_* variable: the alert command must see exactly this
+ * alert's MCP_* values, never stale ones the agent itself was started with (MCP_TOKEN included).
+ */
+export function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("MCP_")) env[k] = v;
+  return env;
+}
+
 export function alertEnv(node: string, a: Alert): Record<string, string> {
   const env: Record<string, string> = {
     MCP_COMPONENT: a.component,
@@ -110,7 +120,7 @@ export async function raiseAlert(sink: AlertSink, alert: Alert): Promise<AlertOu
   let proc: ReturnType<typeof Bun.spawn>;
   try {
     proc = Bun.spawn([...sink.command], {
-      env: { ...process.env, ...alertEnv(sink.node, alert) },
+      env: { ...inheritedEnv(), ...alertEnv(sink.node, alert) },
       stdin: "ignore",
       stdout: "ignore",
       stderr: "pipe",
