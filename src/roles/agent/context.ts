@@ -3,6 +3,7 @@
 import type { Logger } from "pino";
 import type { TokenValidator } from "../../auth/identity.ts";
 import type { BootStage } from "../../config/agent.ts";
+import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { IntegrationHooks } from "./hooks.ts";
@@ -23,6 +24,8 @@ export interface AgentSettings {
   version: string;
   /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
   hooks?: IntegrationHooks;
+  /** The configured adapters (mc-proxy, Metacrypt, MCNS); absent or a field unset = not configured. */
+  integrations?: Integrations;
   /** [monitor] (durations in ms); absent = no watch loop. */
   monitor?: MonitorSettings;
   /** [agent] recover_on_start: recreate lost containers from the registry before anything else. */
