@@ -1,7 +1,9 @@
 // Typed gRPC clients over TLS (CA-verified) with a bearer token, built from the same
 // protobuf-es descriptors as the server. Multi-address nodes: addresses are tried in order
-// with a short connect timeout and the first that connects is used.
+// with a short connect timeout and the first that connects is used. connectUnix: the same typed
+// client over a local unix socket (mc-proxy's admin API), where file permissions are the auth.
 import net from "node:net";
+import { resolve } from "node:path";
 import tls from "node:tls";
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -137,11 +139,26 @@ export async function connect<S extends GenService<GenServiceMethods>>(
   return makeClient(svc, chosen, address, opts);
 }
 
+/**
+ * A typed client over a local unix socket with insecure channel credentials: for local admin
+ * sockets (mc-proxy) whose file permissions are the access control. Connects lazily on the
+ * first call; `socketPath` is made absolute so the target is always unix:///abs/path.
+ */
+export function connectUnix<S extends GenService<GenServiceMethods>>(
+  svc: S,
+  socketPath: string,
+  opts: { defaultTimeoutMs?: number } = {},
+): TypedClient<S> {
+  const target = `unix://${resolve(socketPath)}`;
+  const client = new grpc.Client(target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return makeClient(svc, client, target, opts);
+}
+
 function makeClient<S extends GenService<GenServiceMethods>>(
   svc: S,
   client: grpc.Client,
   address: string,
-  opts: ConnectOptions,
+  opts: Pick<ConnectOptions, "token" | "defaultTimeoutMs">,
 ): TypedClient<S> {
   const out: Record<string, unknown> = {
     address,
