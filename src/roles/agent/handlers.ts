@@ -12,6 +12,7 @@ import { deployService } from "./deploy.ts";
 import { filesHandlers } from "./files.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
+import { proxyRoutesHandlers } from "./proxy-routes.ts";
 import { recoverHandlers } from "./recover.ts";
 import { listServices, liveCheck, nodeStatus, serviceStatus } from "./status.ts";
 import { toolkitHandlers } from "./toolkit.ts";
@@ -29,6 +30,7 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
     ...logsHandlers(ctx),
     ...toolkitHandlers(ctx),
     ...recoverHandlers(ctx),
+    ...proxyRoutesHandlers(ctx),
     async deploy(req) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {

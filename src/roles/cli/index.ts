@@ -24,6 +24,7 @@ const build = () => import("./build.ts");
 const files = () => import("./files.ts");
 const snapshot = () => import("./snapshot.ts");
 const recover = () => import("./recover.ts");
+const route = () => import("./route.ts");
 
 interface CommandDef {
   name: string;
@@ -232,6 +233,37 @@ export const COMMANDS: CommandDef[] = [
       ["--keep <n>", "snapshots to keep, older mcp-<stamp>.db files are deleted", 7],
     ],
     action: lazy(snapshot, (m) => m.snapshotCommand),
+  },
+  {
+    name: "route list",
+    args: "",
+    help: "mc-proxy routes of every node (or one), by listener",
+    options: [["-n, --node <node>", "only this node"]],
+    action: lazy(route, (m) => m.routeListCommand),
+  },
+  {
+    name: "route add",
+    args: "<hostname> <backend>",
+    help: "Add or replace an mc-proxy route on a node (manual fix; deploys manage their own routes)",
+    options: [
+      ["--listener <port>", "mc-proxy listener port (default 443)"],
+      ["--mode <mode>", "l4 (TLS passthrough) | l7 (mc-proxy terminates TLS) (default l4)"],
+      ["--tls-cert <path>", "l7: full-chain certificate path on the node"],
+      ["--tls-key <path>", "l7: key path on the node"],
+      ["--backend-tls", "l7: speak TLS to the backend"],
+      ["-n, --node <node>", "node whose mc-proxy to change (default: the only node)"],
+    ],
+    action: lazy(route, (m) => m.routeAddCommand),
+  },
+  {
+    name: "route remove",
+    args: "<hostname>",
+    help: "Remove an mc-proxy route from a node (a missing route is not an error)",
+    options: [
+      ["--listener <port>", "mc-proxy listener port (default 443)"],
+      ["-n, --node <node>", "node whose mc-proxy to change (default: the only node)"],
+    ],
+    action: lazy(route, (m) => m.routeRemoveCommand),
   },
   {
     name: "node list",
