@@ -4,6 +4,7 @@
 // Without integrations the agent uses noIntegrations(): no steps, one info line, nothing fails.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
+import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
 import type { AgentContext } from "./context.ts";
@@ -14,9 +15,16 @@ export interface HookStepResult {
   success: boolean;
   error?: string;
   durationMs?: number;
+  /** What a successful step did ("web.example issued"), shown beside its timing. */
+  detail?: string;
 }
 
 export interface IntegrationHooks {
+  /**
+   * Before a deploy touches anything (registry or containers): what must exist first, e.g. the
+   * certificates of L7 routes. A failed step fails the deploy with nothing started or stopped.
+   */
+  prepareDeploy?(def: ServiceDef, component: ComponentDef): Promise<HookStepResult[]>;
   /** After a component's container is running: add its routes, cert, DNS record. */
   onDeployed(service: ServiceRecord, component: ComponentRecord): Promise<HookStepResult[]>;
   /** After a component's container was stopped: withdraw what points at it. */
@@ -40,7 +48,7 @@ export function noIntegrations(logger: Logger): IntegrationHooks {
     }
     return [];
   };
-  return { onDeployed: none, onStopped: none, onUndeployed: none };
+  return { prepareDeploy: async () => [], onDeployed: none, onStopped: none, onUndeployed: none };
 }
 
 /** The first failed step as one line ("dns: <error>"), or null when every step succeeded. */
@@ -80,6 +88,6 @@ export function stepTiming(s: HookStepResult): Step {
   return {
     step: s.step,
     durationMs: BigInt(Math.round(s.durationMs ?? 0)),
-    detail: s.success ? "" : (s.error ?? "failed"),
+    detail: s.success ? (s.detail ?? "") : (s.error ?? "failed"),
   };
 }
