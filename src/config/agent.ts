@@ -2,11 +2,13 @@
 // reference defaults, nil-safe optional sections (absent → undefined), and
 // `[[boot.sequence]]` stages holding full service definitions that are
 // validated as strictly as definition files. Durations are milliseconds.
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
 import { duration, hostPortString, loadToml, parseWith, urlString } from "./load.ts";
 import { authSection, checkAuth, logSection, mciasSection, serverSection, tlsSection } from "./sections.ts";
 import { imageTagWarnings, parseServiceDef, serviceDefSchema } from "./service.ts";
+import { isAnyAddr } from "./specs.ts";
 
 const portInRange = z
   .number()
@@ -20,6 +22,16 @@ const portInRange = z
       });
     }
   });
+
+const nodeAddress = z.string().check((ctx) => {
+  if (isIP(ctx.value) === 0 || isAnyAddr(ctx.value)) {
+    ctx.issues.push({
+      code: "custom",
+      message: `expected this node's IP address (not a wildcard), got ${JSON.stringify(ctx.value)}`,
+      input: ctx.value,
+    });
+  }
+});
 
 const bootStage = z.strictObject({
   name: z.string().min(1),
@@ -56,6 +68,12 @@ const agentSchema = z
             }
           }),
         pull: z.enum(["always", "missing", "never"]).default("always"),
+        /**
+         * The address other nodes, mc-proxy and DNS reach this node's route ports on; route ports
+         * are published on it. An IP literal (podman publishes on IPs, DNS A records hold IPs);
+         * absent = the host of server.grpc_addr.
+         */
+        address: nodeAddress.optional(),
         recover_on_start: z.boolean().default(false),
       })
       .prefault({}),

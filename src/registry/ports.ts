@@ -53,14 +53,35 @@ export function allocatePort(
   return db.inTransaction ? tx() : tx.immediate();
 }
 
-/** Release one component's ports, or the whole service's when `component` is omitted. Returns how many. */
-export function releasePorts(db: Database, service: string, component?: string): number {
+/**
+ * Release one component's ports, or the whole service's when `component` is omitted. With `keep`
+ * (route keys), the component's ports for those routes stay: a redeploy drops only the ports of
+ * routes the definition no longer has. Returns how many.
+ */
+export function releasePorts(
+  db: Database,
+  service: string,
+  component?: string,
+  keep: readonly string[] = [],
+): number {
   if (component === undefined) {
     return db.query<unknown, [string]>("DELETE FROM port_allocations WHERE service = ?").run(service).changes;
   }
-  return db
-    .query<unknown, [string, string]>("DELETE FROM port_allocations WHERE service = ? AND component = ?")
-    .run(service, component).changes;
+  const keepSet = new Set(keep);
+  const tx = db.transaction((): number => {
+    const stale = db
+      .query<{ route: string }, [string, string]>(
+        "SELECT route FROM port_allocations WHERE service = ? AND component = ?",
+      )
+      .all(service, component)
+      .filter((r) => !keepSet.has(r.route));
+    const del = db.query<unknown, [string, string, string]>(
+      "DELETE FROM port_allocations WHERE service = ? AND component = ? AND route = ?",
+    );
+    for (const r of stale) del.run(service, component, r.route);
+    return stale.length;
+  });
+  return tx();
 }
 
 export function allocatedPorts(db: Database, service: string): PortAllocation[] {

@@ -154,8 +154,9 @@ export class Registry {
     return ports.allocatePort(this.db, service, component, route, range, isFree);
   }
 
-  releasePorts(service: string, component?: string): number {
-    return ports.releasePorts(this.db, service, component);
+  /** See ports.releasePorts: `keep` names route keys whose ports stay. */
+  releasePorts(service: string, component?: string, keep?: readonly string[]): number {
+    return ports.releasePorts(this.db, service, component, keep);
   }
 
   allocatedPorts(service: string): PortAllocation[] {

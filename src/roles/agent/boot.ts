@@ -22,6 +22,7 @@ import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import { extractVersion } from "../../runtime/version.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
+import { nodeAddressOf } from "./host-ports.ts";
 
 /** Backoff between attempts of a failed blocking stage: 1 s doubling, capped at 60 s. */
 export const BOOT_BACKOFF_FIRST_MS = 1000;
@@ -77,7 +78,8 @@ export function healthTarget(ctx: AgentContext, service: string, c: ComponentDef
     return { kind: "port", host, port: spec.hostPort, from: "port" };
   }
   const stored = ctx.registry.getComponent(service, c.name)?.routes.find((r) => r.hostPort > 0);
-  if (stored) return { kind: "port", host: "127.0.0.1", port: stored.hostPort, from: "route" };
+  if (stored)
+    return { kind: "port", host: nodeAddressOf(ctx.settings), port: stored.hostPort, from: "route" };
   return { kind: "running" };
 }
 

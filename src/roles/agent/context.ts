@@ -19,6 +19,11 @@ export interface AgentSettings {
   runtime: Runtime;
   srvRoot: string;
   portRange: [number, number];
+  /**
+   * [agent] address: where other nodes, mc-proxy and DNS reach this node's route ports, and the
+   * address they are published on. Absent = 127.0.0.1 (the daemon always fills it).
+   */
+  nodeAddress?: string;
   pullPolicy: PullPolicy;
   logger: Logger;
   version: string;

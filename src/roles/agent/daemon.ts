@@ -19,6 +19,7 @@ import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { startAgent } from "./agent.ts";
 import type { AgentSettings } from "./context.ts";
+import { defaultNodeAddress } from "./host-ports.ts";
 
 interface DaemonArgs {
   config: string;
@@ -99,6 +100,13 @@ export function settingsFromConfig(
     throw new ConfigError(file, "server.grpc_addr", (err as Error).message);
   }
   const logger = createLogger(cfg.log.level, "agent");
+  const node = cfg.agent.address
+    ? { address: cfg.agent.address, fallback: false }
+    : defaultNodeAddress(cfg.server.grpc_addr);
+  if (node.fallback)
+    logger.warn(
+      `route ports are published on ${node.address}: server.grpc_addr's host is not one IP of this node; set [agent] address`,
+    );
   return {
     nodeName: cfg.agent.node_name,
     grpcAddr: cfg.server.grpc_addr,
@@ -110,6 +118,7 @@ export function settingsFromConfig(
     runtime: buildRuntime(cfg),
     srvRoot: cfg.agent.srv_root,
     portRange: cfg.agent.port_range as [number, number],
+    nodeAddress: node.address,
     pullPolicy: cfg.agent.pull,
     logger,
     version,

@@ -5,11 +5,20 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
-import { invalidArgument } from "../../rpc/errors.ts";
+import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
-import { type AgentContext, containerSpec } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
+import {
+  allocateRoutePorts,
+  HostPortError,
+  nodeAddressOf,
+  portRangeOf,
+  previewRoutePorts,
+  routeKey,
+  runSpec,
+} from "./host-ports.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 type Step = MessageInitShape<typeof StepTimingSchema>;
@@ -27,9 +36,15 @@ function selectComponents(def: ServiceDef, component?: string): ComponentDef[] {
   return [c];
 }
 
-/** Records the desired spec of a service (all components) in one transaction. */
+/**
+ * Records the desired spec of a service (all components) in one transaction. Deployed components
+ * get a host port per route (the one allocated earlier if any), and lose the ports of routes
+ * their definition dropped; the others keep what they have.
+ */
 export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: ComponentDef[]): void {
   const deployedNames = new Set(deployed.map((c) => c.name));
+  const portRange = portRangeOf(ctx.settings);
+  const host = nodeAddressOf(ctx.settings);
   ctx.registry.withTransaction(() => {
     ctx.registry.upsertService({
       name: def.name,
@@ -40,6 +55,11 @@ export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: Compone
     });
     for (const c of def.components) {
       const existing = ctx.registry.getComponent(def.name, c.name);
+      let hostPorts: Map<string, number> | null = null;
+      if (deployedNames.has(c.name)) {
+        ctx.registry.releasePorts(def.name, c.name, c.routes.map(routeKey));
+        hostPorts = allocateRoutePorts(ctx.registry, def.name, c, portRange, host);
+      }
       // Only deployed components change desired state; the others keep theirs (component-level deploy).
       const desiredState = deployedNames.has(c.name) ? "running" : (existing?.desiredState ?? "stopped");
       ctx.registry.upsertComponent(def.name, {
@@ -55,12 +75,15 @@ export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: Compone
         cmd: c.cmd,
         env: c.env,
         routes: c.routes.map((r) => ({
-          name: r.name ?? "",
+          name: routeKey(r),
           port: r.port,
           mode: r.mode,
           hostname: r.hostname ?? "",
           public: r.public,
-          hostPort: existing?.routes.find((x) => x.name === (r.name ?? ""))?.hostPort ?? 0,
+          hostPort:
+            hostPorts?.get(routeKey(r)) ??
+            existing?.routes.find((x) => x.name === routeKey(r))?.hostPort ??
+            0,
         })),
         runtime: c.runtime,
         memory: c.memory ?? "",
@@ -115,7 +138,9 @@ async function deployComponent(
 ): Promise<Result> {
   const steps: Step[] = [];
   const warnings: string[] = [];
-  const spec = containerSpec(def.name, c);
+  // The recorded routes carry the host ports recordSpec allocated for this deploy.
+  const routes = ctx.registry.getComponent(def.name, c.name)?.routes ?? [];
+  const spec = runSpec(ctx.settings, def.name, c, routes);
   const version = extractVersion(c.image);
   try {
     const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
@@ -162,6 +187,16 @@ async function deployComponent(
   }
 }
 
+/** Host-port failures as one clear RPC error (RESOURCE_EXHAUSTED), not an internal one. */
+function portsOrFail<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof HostPortError) throw resourceExhausted(err.message);
+    throw err;
+  }
+}
+
 export async function deployService(
   ctx: AgentContext,
   def: ServiceDef,
@@ -170,15 +205,24 @@ export async function deployService(
   const comps = selectComponents(def, opts.component);
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
-    return comps.map((c) => ({
-      name: c.name,
-      success: true,
-      version: extractVersion(c.image),
-      argv: ctx.runtime.describeRun(containerSpec(def.name, c)),
-    }));
+    // The ports a deploy would use now, chosen like a deploy chooses them but not kept.
+    const host = nodeAddressOf(ctx.settings);
+    const planned = portsOrFail(() =>
+      previewRoutePorts(ctx.registry, def.name, comps, portRangeOf(ctx.settings), host),
+    );
+    return comps.map((c) => {
+      const routes = [...(planned.get(c.name) ?? [])].map(([name, hostPort]) => ({ name, hostPort }));
+      return {
+        name: c.name,
+        success: true,
+        version: extractVersion(c.image),
+        argv: ctx.runtime.describeRun(runSpec(ctx.settings, def.name, c, routes)),
+      };
+    });
   }
   return ctx.locks.run(def.name, async () => {
-    recordSpec(ctx, def, comps);
+    // No free port (or an address that is not this host's): nothing is recorded or started.
+    portsOrFail(() => recordSpec(ctx, def, comps));
     const results: Result[] = [];
     for (const c of comps) results.push(await deployComponent(ctx, def, c, policy));
     ctx.logger.info(

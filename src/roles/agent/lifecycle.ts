@@ -4,8 +4,9 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ComponentResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
-import { type AgentContext, containerName, containerSpec } from "./context.ts";
+import { type AgentContext, containerName } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
+import { runSpec } from "./host-ports.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 
@@ -63,7 +64,7 @@ export function startService(ctx: AgentContext, service: string, component?: str
     });
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name);
-      if (!existing) await ctx.runtime.run(containerSpec(service, c));
+      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else if (existing.state !== "running") await ctx.runtime.start(name);
     });
   });
@@ -74,7 +75,7 @@ export function restartService(ctx: AgentContext, service: string, component?: s
     const comps = componentsOf(ctx, service, component);
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name);
-      if (!existing) await ctx.runtime.run(containerSpec(service, c));
+      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else await ctx.runtime.restart(name);
       ctx.registry.setDesiredState(service, c.name, "running");
     });

@@ -9,9 +9,9 @@ import type { McpAgent, RecoverResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
-import { type AgentContext, containerName, containerSpec } from "./context.ts";
+import { type AgentContext, containerName } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
-import { withRoutePorts } from "./route-ports.ts";
+import { runSpec } from "./host-ports.ts";
 
 type Result = MessageInitShape<typeof RecoverResultSchema>;
 
@@ -38,7 +38,7 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
     // Always, even when inspect saw nothing: after podman loses its database its storage can
     // still hold a container under this name, and `run` would fail with "name already in use".
     await ctx.runtime.remove(name, true);
-    await ctx.runtime.run(withRoutePorts(containerSpec(service, c), c.routes));
+    await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
     const details = await ctx.runtime.inspect(name);
     const observed = details?.state ?? "removed";
     ctx.registry.setObservedState(service, c.name, observed);

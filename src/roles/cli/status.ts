@@ -26,6 +26,19 @@ function componentJson(node: string, s: ServiceInfo, c: ComponentInfo) {
   };
 }
 
+/**
+ * Compact routes for the status table: "rest:8443→10001 l7", the unnamed route as "8443→10001 l4",
+ * "?" for a host port not allocated yet; "-" without routes.
+ */
+export function formatRoutes(
+  routes: readonly Pick<ComponentInfo["routes"][number], "name" | "port" | "mode" | "hostPort">[],
+): string {
+  if (routes.length === 0) return "-";
+  return routes
+    .map((r) => `${r.name ? `${r.name}:` : ""}${r.port}→${r.hostPort > 0 ? r.hostPort : "?"} ${r.mode}`)
+    .join(", ");
+}
+
 function stateColor(desired: string, observed: string): string {
   if (desired === "ignore") return observed;
   if (desired === observed || (desired === "stopped" && observed === "removed")) {
@@ -175,14 +188,15 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
           stateColor(c.desiredState, c.observedState),
           c.version || "-",
           formatAge(started),
+          formatRoutes(c.routes),
           drifting.has(`${s.name}/${c.name}`) ? yellow("DRIFT") : "",
         ]);
       }
     }
   }
   printTable(
-    ["node", "service", "component", "desired", "observed", "version", "uptime", "drift"],
-    [...table, ...errorRows(rows, 8)],
+    ["node", "service", "component", "desired", "observed", "version", "uptime", "routes", "drift"],
+    [...table, ...errorRows(rows, 9)],
   );
   const drift = found.flatMap((r) => r.value.drift.map((d) => ({ node: r.node.name, d })));
   process.stdout.write(drift.length === 0 ? "\nno drift\n" : "\ndrift:\n");
