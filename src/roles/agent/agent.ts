@@ -10,6 +10,8 @@ import { type RunningServer, startServer } from "../../rpc/server.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
 import { noIntegrations } from "./hooks.ts";
+import { nodeAddressOf } from "./host-ports.ts";
+import { composeHooks } from "./integrations.ts";
 import { type Background, runStartup } from "./startup.ts";
 
 /** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
@@ -42,7 +44,14 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     logger: settings.logger,
     locks: new KeyedLock(),
     startedAt: new Date(),
-    hooks: settings.hooks ?? noIntegrations(settings.logger),
+    hooks:
+      settings.hooks ??
+      (settings.integrations
+        ? composeHooks(
+            { logger: settings.logger, nodeAddress: nodeAddressOf(settings) },
+            settings.integrations,
+          )
+        : noIntegrations(settings.logger)),
     shutdown: shutdown.signal,
   };
   let server: RunningServer;
@@ -80,6 +89,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
       shutdown.abort();
       for (const b of await startup) await b.stop();
       await server.close();
+      settings.integrations?.proxy?.close();
       registry.close();
     },
   };

@@ -20,6 +20,7 @@ import type { Runtime } from "../../runtime/runtime.ts";
 import { startAgent } from "./agent.ts";
 import type { AgentSettings } from "./context.ts";
 import { defaultNodeAddress } from "./host-ports.ts";
+import { certDirOf, composeHooks, integrationsFromConfig } from "./integrations.ts";
 
 interface DaemonArgs {
   config: string;
@@ -107,6 +108,8 @@ export function settingsFromConfig(
     logger.warn(
       `route ports are published on ${node.address}: server.grpc_addr's host is not one IP of this node; set [agent] address`,
     );
+  // Absent sections stay undefined: those steps are skipped (said once by composeHooks).
+  const integrations = integrationsFromConfig(cfg, p);
   return {
     nodeName: cfg.agent.node_name,
     grpcAddr: cfg.server.grpc_addr,
@@ -119,6 +122,8 @@ export function settingsFromConfig(
     srvRoot: cfg.agent.srv_root,
     portRange: cfg.agent.port_range as [number, number],
     nodeAddress: node.address,
+    integrations,
+    hooks: composeHooks({ logger, nodeAddress: node.address, certDir: certDirOf(cfg, p) }, integrations),
     pullPolicy: cfg.agent.pull,
     logger,
     version,

@@ -9,7 +9,7 @@ import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
 import type { AgentContext } from "./context.ts";
-import { runComponentHook } from "./hooks.ts";
+import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
 import {
   allocateRoutePorts,
   HostPortError,
@@ -135,8 +135,9 @@ async function deployComponent(
   def: ServiceDef,
   c: ComponentDef,
   policy: PullPolicy,
+  prepared: Step[] = [],
 ): Promise<Result> {
-  const steps: Step[] = [];
+  const steps: Step[] = [...prepared];
   const warnings: string[] = [];
   // The recorded routes carry the host ports recordSpec allocated for this deploy.
   const routes = ctx.registry.getComponent(def.name, c.name)?.routes ?? [];
@@ -187,6 +188,42 @@ async function deployComponent(
   }
 }
 
+/**
+ * Runs the prepareDeploy hook (L7 certificates) of every selected component before anything is
+ * touched. When one fails, every component gets a failed result and nothing else happens.
+ */
+async function prepareComponents(
+  ctx: AgentContext,
+  def: ServiceDef,
+  comps: ComponentDef[],
+): Promise<{ failed: boolean; steps: Map<string, Step[]>; results: Result[] }> {
+  const steps = new Map<string, Step[]>();
+  const failures = new Map<string, string>();
+  if (!ctx.hooks.prepareDeploy) return { failed: false, steps, results: [] };
+  for (const c of comps) {
+    let res: HookStepResult[];
+    try {
+      res = await ctx.hooks.prepareDeploy(def, c);
+    } catch (err) {
+      res = [{ step: "integrations", success: false, error: (err as Error).message.split("\n")[0] }];
+    }
+    steps.set(c.name, res.map(stepTiming));
+    const bad = firstHookFailure(res);
+    if (bad) failures.set(c.name, bad);
+  }
+  if (failures.size === 0) return { failed: false, steps, results: [] };
+  const [firstName, firstError] = [...failures][0]!;
+  const results = comps.map((c) => ({
+    name: c.name,
+    success: false,
+    error: failures.get(c.name) ?? `not deployed: component ${firstName} failed (${firstError})`,
+    version: extractVersion(c.image),
+    steps: steps.get(c.name) ?? [],
+  }));
+  ctx.logger.warn({ service: def.name, error: firstError }, "deploy refused before any change");
+  return { failed: true, steps, results };
+}
+
 /** Host-port failures as one clear RPC error (RESOURCE_EXHAUSTED), not an internal one. */
 function portsOrFail<T>(fn: () => T): T {
   try {
@@ -221,10 +258,14 @@ export async function deployService(
     });
   }
   return ctx.locks.run(def.name, async () => {
+    // Certificates first: a cert error fails the deploy before the registry or any container changes.
+    const prepared = await prepareComponents(ctx, def, comps);
+    if (prepared.failed) return prepared.results;
     // No free port (or an address that is not this host's): nothing is recorded or started.
     portsOrFail(() => recordSpec(ctx, def, comps));
     const results: Result[] = [];
-    for (const c of comps) results.push(await deployComponent(ctx, def, c, policy));
+    for (const c of comps)
+      results.push(await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? []));
     ctx.logger.info(
       { service: def.name, components: results.map((r) => `${r.name}:${r.success ? "ok" : "failed"}`) },
       "deploy finished",

@@ -66,6 +66,9 @@ export function startService(ctx: AgentContext, service: string, component?: str
       const existing = await ctx.runtime.inspect(name);
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else if (existing.state !== "running") await ctx.runtime.start(name);
+      // Stop withdrew its routes and DNS record: bring them back (upserts, so a no-op if present).
+      const hookFailure = await runComponentHook(ctx, "onDeployed", service, c.name);
+      if (hookFailure) throw new Error(hookFailure);
     });
   });
 }
@@ -78,6 +81,9 @@ export function restartService(ctx: AgentContext, service: string, component?: s
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else await ctx.runtime.restart(name);
       ctx.registry.setDesiredState(service, c.name, "running");
+      // A restart after a stop brings the service back: so do its routes and DNS record.
+      const hookFailure = await runComponentHook(ctx, "onDeployed", service, c.name);
+      if (hookFailure) throw new Error(hookFailure);
     });
   });
 }
