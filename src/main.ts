@@ -1,7 +1,10 @@
 // Entry point: picks the role from the name the binary was invoked by (mcp-agent, mcp-master)
 // and from the subcommand. Kept tiny: `mcp --version` loads no command module.
 declare const MCP_VERSION: string;
-export const VERSION: string = typeof MCP_VERSION === "string" ? MCP_VERSION : "0.0.0-dev";
+// The version between a searchable marker: `mcp agent upgrade` reads the version of a build for
+// another arch (which it cannot run) from the file's bytes (agent-binary.ts embeddedVersion).
+export const VERSION_STAMP = `mcp-version:${typeof MCP_VERSION === "string" ? MCP_VERSION : "0.0.0-dev"};`;
+export const VERSION: string = VERSION_STAMP.slice("mcp-version:".length, -1);
 
 const AGENT_CLI_VERBS = new Set(["upgrade", "status", "recover", "snapshot"]);
 

@@ -91,7 +91,8 @@ export async function agentBinaryFor(arch: Arch, opts: { binary?: string } = {})
         2,
       );
     }
-    return { path, arch, source: "flag", version: got === hostArch() ? await versionOf(path) : undefined };
+    const version = embeddedVersion(path) ?? (got === hostArch() ? await versionOf(path) : undefined);
+    return { path, arch, source: "flag", version };
   }
   const self = selfExecutable();
   if (self && hostArch() === arch && elfArch(self) === arch) {
@@ -112,7 +113,8 @@ export async function agentBinaryFor(arch: Arch, opts: { binary?: string } = {})
       const path = join(dir, name);
       tried.push(path);
       if (existsSync(path) && elfArch(path) === arch) {
-        return { path, arch, source: "sibling", version: CLI_VERSION };
+        // A stale sibling from another build says so through its stamp.
+        return { path, arch, source: "sibling", version: embeddedVersion(path) ?? CLI_VERSION };
       }
     }
   }
@@ -120,6 +122,42 @@ export async function agentBinaryFor(arch: Arch, opts: { binary?: string } = {})
     `no ${arch} agent binary: ${self ? `looked for ${tried.join(", ")}` : "not running as a compiled mcp"}; pass --binary <file>`,
     2,
   );
+}
+
+// What src/main.ts VERSION_STAMP compiles to. Written as a regex so this module's own bytes in
+// the binary ("mcp-version:(") never match it.
+const STAMP_RE = /mcp-version:([0-9A-Za-z][0-9A-Za-z.+_~-]{0,63});/;
+const SCAN_CHUNK = 4 * 1024 * 1024;
+
+/**
+ * The version baked into an mcp build (its `mcp-version:<v>;` stamp), read from the file's bytes
+ * so it works for a build of another arch that cannot run here; undefined when there is none.
+ */
+export function embeddedVersion(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(SCAN_CHUNK + 128);
+    let carry = 0;
+    let pos = 0;
+    // Chunks overlap by 128 bytes so a stamp across a chunk boundary is still found.
+    for (;;) {
+      const n = readSync(fd, buf, carry, SCAN_CHUNK, pos);
+      if (n <= 0) return undefined;
+      pos += n;
+      const m = STAMP_RE.exec(buf.toString("latin1", 0, carry + n));
+      if (m) return m[1];
+      const end = carry + n;
+      carry = Math.min(128, end);
+      buf.copy(buf, 0, end - carry, end);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Hex SHA-256 of a local file, streamed (agent binaries are ~100 MiB). */
