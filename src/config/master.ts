@@ -32,6 +32,9 @@ const masterSchema = z
         /** MCIAS identities (`agent-<node>`) allowed to register. */
         allowed_agents: z.array(z.string().min(1)).default([]),
         max_nodes: z.number().int().min(1).default(16),
+        /** Rate limits per agent identity (architecture-v2): Register 1/min, Heartbeat 1/10 s. */
+        register_interval: duration.prefault("60s"),
+        heartbeat_min_interval: duration.prefault("10s"),
       })
       .prefault({}),
     timeouts: z

@@ -61,6 +61,8 @@ describe("master config", () => {
     expect(config.registration).toEqual({
       allowed_agents: ["agent-rift", "agent-svc", "agent-orion"],
       max_nodes: 16,
+      register_interval: 60_000,
+      heartbeat_min_interval: 10_000,
     });
     expect(config.timeouts).toEqual({
       deploy: 300_000,
