@@ -11,11 +11,12 @@ import {
   loadCliConfig,
 } from "../../config/cli.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
-import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import { McpAgent, McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import { connect, type TypedClient } from "../../rpc/client.ts";
 import { CliError, warn } from "./output.ts";
 
 export type AgentClient = TypedClient<typeof McpAgent>;
+export type MasterClient = TypedClient<typeof McpMasterService>;
 
 export interface Ctx {
   configPath: string;
@@ -24,6 +25,10 @@ export interface Ctx {
   token(): Promise<string>;
   agent(node: CliNode): Promise<AgentClient>;
   node(name: string): CliNode;
+  /** True when commands go through the master: [master] is configured and --direct is not given. */
+  viaMaster: boolean;
+  /** Client for the [master] address (same CA and token as the agents). */
+  master(): Promise<MasterClient>;
 }
 
 export function loadCtx(opts: Record<string, unknown>): Ctx {
@@ -39,6 +44,7 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
   let tokenPromise: Promise<string> | null = null;
   let caPem: string | null = null;
   const clients = new Map<string, Promise<AgentClient>>();
+  let masterClient: Promise<MasterClient> | null = null;
   const ctx: Ctx = {
     configPath,
     config,
@@ -64,6 +70,16 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
     },
     node(name) {
       return findNode(config, name, configPath);
+    },
+    viaMaster: config.master !== undefined && opts.direct !== true,
+    master() {
+      masterClient ??= (async () => {
+        const m = config.master;
+        if (!m) throw new CliError(`no [master] in ${configPath}: add [master] address = "host:port"`, 2);
+        caPem ??= readCa(config);
+        return connect(McpMasterService, { addresses: [m.address], caPem, token: await ctx.token() });
+      })();
+      return masterClient;
     },
   };
   return ctx;

@@ -43,6 +43,12 @@ async function resolveSpec(ctx: Ctx, service: string, opts: Record<string, unkno
   const loaded = loadDefinition(ctx, service, opts.file as string | undefined, opts.strict === true);
   if (loaded) {
     for (const w of loaded.warnings) warn(w);
+    // v2: without the master nothing places services, so a direct deploy names its node.
+    if (ctx.config.master && !opts.node && !loaded.def.node)
+      throw new CliError(
+        `${service}: a --direct deploy needs a node: pass --node or set node = "<name>" in ${loaded.file}`,
+        2,
+      );
     return {
       spec: defToSpec(loaded.def),
       node: nodeForService(ctx, service, opts.node as string, loaded.def),
@@ -69,6 +75,7 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
   const pull = String(opts.pull ?? "always");
   if (!PULL.has(pull)) throw new CliError(`--pull: expected always, missing or never, got "${pull}"`, 2);
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).deploy(ctx, args, opts);
   const { spec, node, source } = await resolveSpec(ctx, service, opts);
   const client = await ctx.agent(node);
   const dryRun = opts.dryRun === true;

@@ -25,6 +25,7 @@ const files = () => import("./files.ts");
 const snapshot = () => import("./snapshot.ts");
 const recover = () => import("./recover.ts");
 const route = () => import("./route.ts");
+const provision = () => import("./provision.ts");
 
 interface CommandDef {
   name: string;
@@ -37,6 +38,7 @@ interface CommandDef {
 const GLOBAL_OPTIONS: [string, string][] = [
   ["--config <file>", "CLI config file (default $MCP_CONFIG or ~/.config/mcp/mcp.toml)"],
   ["--json", "machine-readable output"],
+  ["--direct", "talk to the agents directly, bypassing the [master] (v1 mode; deploy then needs a node)"],
 ];
 
 export const COMMANDS: CommandDef[] = [
@@ -287,6 +289,23 @@ export const COMMANDS: CommandDef[] = [
     args: "<name>",
     help: "Remove a node from the CLI config",
     action: lazy(node, (m) => m.nodeRemoveCommand),
+  },
+  {
+    name: "node provision",
+    args: "<name>",
+    help: "Prepare a Debian machine over SSH as an MCP node (idempotent) and add it to the CLI config",
+    options: [
+      ["--ssh <target>", "user@host[:port] or ssh_config alias (root, or a user with passwordless sudo)"],
+      ["--address <addr>", "host:port the CLI and master dial (cert SAN; default <ssh host>:9444)"],
+      ["--listen <addr>", "host:port the agent binds when it differs (NAT, published ports)"],
+      ["--arch <arch>", "amd64 | arm64 (default: what the node reports)"],
+      ["--uid <uid>", "UID/GID of the mcp user (an existing user's UID is never changed)", 850],
+      ["--ca-cert <file>", "CA certificate to issue the agent cert with (the CLI's [tls] CA)"],
+      ["--ca-key <file>", "its private key"],
+      ["--binary <file>", "agent binary to install (default: this executable or mcp-linux-<arch> beside it)"],
+      ["--accept-new-host-key", "trust and record an unknown SSH host key (never a changed one)"],
+    ],
+    action: lazy(provision, (m) => m.provisionCommand),
   },
 ];
 

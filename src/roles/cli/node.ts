@@ -9,6 +9,7 @@ import { CliError, formatAge, green, printJson, printTable, red } from "./output
 
 export async function nodeListCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).nodeList(ctx);
   if (ctx.config.nodes.length === 0) {
     if (ctx.json) printJson({ nodes: [] });
     else process.stdout.write(`no nodes in ${ctx.configPath}\n`);

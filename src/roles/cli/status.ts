@@ -67,6 +67,7 @@ function jsonErrors<T>(rows: NodeResult<T>[]) {
 
 export async function listCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).components(ctx, false);
   const rows = await fanOut(ctx, async (c) => (await c.listServices({})).services);
   if (ctx.json) {
     printJson({
@@ -96,6 +97,7 @@ export async function listCommand(_args: string[], opts: Record<string, unknown>
 
 export async function psCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).components(ctx, true);
   const rows = await fanOut(ctx, async (c) => (await c.liveCheck({})).services);
   if (ctx.json) {
     printJson({
@@ -130,6 +132,7 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
 export async function statusCommand(args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
   const name = args[0] ?? "";
+  if (ctx.viaMaster) return (await import("./via-master.ts")).status(ctx, name);
   const rows = await fanOut(ctx, async (c) => {
     try {
       return await c.getServiceStatus({ name });

@@ -61,6 +61,7 @@ interface Row {
 
 export async function syncCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).sync(ctx, opts);
   const dryRun = opts.dryRun === true;
   const plan = planSync(ctx);
   for (const e of plan.errors) process.stderr.write(`mcp: ${e}\n`);

@@ -47,6 +47,7 @@ function stepsLine(r: ComponentResult): string {
 export async function undeployCommand(args: string[], opts: Record<string, unknown>): Promise<number> {
   const service = requireServiceName(args[0]);
   const ctx = loadCtx(opts);
+  if (ctx.viaMaster) return (await import("./via-master.ts")).undeploy(ctx, service);
   const node = await undeployNode(ctx, service, opts.node);
   if (!node) {
     if (ctx.json) printJson({ service, node: null, undeployed: false, results: [] });
