@@ -98,6 +98,13 @@ const agentSchema = z
         token_path: z.string().min(1).optional(),
       })
       .optional(),
+    /** Edge role (SetupEdgeRoute): where resolved backends may live and the public listener. */
+    edge: z
+      .strictObject({
+        allowed_backend_cidrs: z.array(z.string().min(1)).default(["100.64.0.0/10"]),
+        listener: portInRange.default(443),
+      })
+      .prefault({}),
     mcproxy: z.strictObject({ socket: z.string().min(1), cert_dir: z.string().min(1).optional() }).optional(),
     metacrypt: z
       .strictObject({

@@ -37,7 +37,35 @@ export interface AgentSettings {
   recoverOnStart?: boolean;
   /** [[boot.sequence]] stages, brought up in order at start. */
   bootSequence?: BootStage[];
+  /** [master]: register with and heartbeat to the master (master-link.ts); absent = standalone. */
+  master?: MasterLinkSettings;
+  /** [edge]: SetupEdgeRoute limits (edge.ts); absent = the defaults (100.64.0.0/10, listener 443). */
+  edge?: EdgeSettings;
 }
+
+export interface MasterLinkSettings {
+  /** The master's host:port (first tried), then any fallbacks. */
+  address: string;
+  addresses?: string[];
+  role: "worker" | "edge" | "master";
+  heartbeatMs: number;
+  /** CA that signed the master's certificate. */
+  caPem: string;
+  /** This agent's bearer token for the master (identity agent-<node>). */
+  token: string;
+  /** First registration retry delay (doubles to backoffMaxMs); default 1 s. Tests shorten it. */
+  backoffBaseMs?: number;
+  /** Default 60 s. */
+  backoffMaxMs?: number;
+}
+
+export interface EdgeSettings {
+  /** Resolved backend addresses must fall in one of these (architecture-v2: the Tailnet range). */
+  allowedBackendCidrs: string[];
+  /** mc-proxy listener public routes go on. */
+  listener: number;
+}
+
 
 export interface MonitorSettings {
   intervalMs: number;

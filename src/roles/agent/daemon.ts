@@ -18,6 +18,7 @@ import { DockerRuntime } from "../../runtime/docker.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { startAgent } from "./agent.ts";
+import { parseCidr } from "./cidr.ts";
 import type { AgentSettings } from "./context.ts";
 import { defaultNodeAddress } from "./host-ports.ts";
 import { certDirOf, composeHooks, integrationsFromConfig } from "./integrations.ts";
@@ -138,7 +139,54 @@ export function settingsFromConfig(
     },
     recoverOnStart: cfg.agent.recover_on_start,
     bootSequence: (cfg.boot?.sequence ?? []) as BootStage[],
+    ...(cfg.master ? { master: masterLinkFromConfig(cfg, file, p) } : {}),
+    edge: edgeFromConfig(cfg, file),
   };
+}
+
+/** [master]: the CA is [master] ca_cert, else [tls] ca_cert; the token file is required. */
+function masterLinkFromConfig(
+  cfg: AgentConfig,
+  file: string,
+  p: (s: string) => string,
+): NonNullable<AgentSettings["master"]> {
+  const m = cfg.master!;
+  const ca = m.ca_cert ?? cfg.tls?.ca_cert;
+  if (!ca)
+    throw new ConfigError(file, "master.ca_cert", "is required to verify the master (or set [tls] ca_cert)");
+  if (!m.token_path)
+    throw new ConfigError(file, "master.token_path", "is required to authenticate to the master");
+  const read = (key: string, path: string) => {
+    try {
+      return readFileSync(p(path), "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(
+        file,
+        key,
+        `cannot read ${p(path)}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+  };
+  const token = read("master.token_path", m.token_path);
+  if (!token) throw new ConfigError(file, "master.token_path", `${p(m.token_path)} is empty`);
+  return {
+    address: m.address,
+    role: m.role,
+    heartbeatMs: m.heartbeat,
+    caPem: read(m.ca_cert ? "master.ca_cert" : "tls.ca_cert", ca),
+    token,
+  };
+}
+
+function edgeFromConfig(cfg: AgentConfig, file: string): NonNullable<AgentSettings["edge"]> {
+  cfg.edge.allowed_backend_cidrs.forEach((c, i) => {
+    try {
+      parseCidr(c);
+    } catch (err) {
+      throw new ConfigError(file, `edge.allowed_backend_cidrs[${i}]`, (err as Error).message);
+    }
+  });
+  return { allowedBackendCidrs: cfg.edge.allowed_backend_cidrs, listener: cfg.edge.listener };
 }
 
 export async function runAgentDaemon(argv: string[], version: string): Promise<number> {

@@ -9,6 +9,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
+import { edgeHandlers } from "./edge.ts";
 import { filesHandlers } from "./files.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
@@ -31,6 +32,7 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
     ...toolkitHandlers(ctx),
     ...recoverHandlers(ctx),
     ...proxyRoutesHandlers(ctx),
+    ...edgeHandlers(ctx),
     async deploy(req) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {

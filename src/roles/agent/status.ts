@@ -56,8 +56,8 @@ export function goArch(nodeArch: string = process.arch): string {
   return nodeArch;
 }
 
-/** CPU busy fraction between two os.cpus() samples. */
-function cpuSample(): { idle: number; total: number } {
+/** Cumulative CPU time of all cores (ms); the busy fraction is the delta between two samples. */
+export function cpuSample(): { idle: number; total: number } {
   let idle = 0;
   let total = 0;
   for (const c of os.cpus()) {
@@ -77,7 +77,7 @@ function cpuUsagePercent(): number {
   return dt > 0 ? Math.round(((dt - di) / dt) * 1000) / 10 : 0;
 }
 
-function memAvailable(): number {
+export function memAvailable(): number {
   // MemAvailable is what an operator means by "free"; os.freemem() is MemFree.
   try {
     const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync("/proc/meminfo", "utf8"));
