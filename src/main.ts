@@ -52,6 +52,11 @@ async function main(): Promise<void> {
     process.exitCode = await runAgentDaemon(argv.slice(1), VERSION);
     return;
   }
+  if (argv[0] === "master") {
+    const { runMasterDaemon } = await import("./roles/master/daemon.ts");
+    process.exitCode = await runMasterDaemon(argv.slice(1), VERSION);
+    return;
+  }
   const { runCli } = await import("./roles/cli/index.ts");
   process.exitCode = await runCli(argv, VERSION);
 }

@@ -6,6 +6,7 @@ import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
 
 export interface AgentSettings {
@@ -90,32 +91,8 @@ export interface AgentContext {
   shutdown: AbortSignal;
 }
 
-/** Serializes async work per key (service name); different keys run in parallel. */
-export class KeyedLock {
-  private tails = new Map<string, Promise<void>>();
-
-  /** Whether work for `key` is running or queued (the monitor leaves such services alone). */
-  isHeld(key: string): boolean {
-    return this.tails.has(key);
-  }
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => {
-      release = r;
-    });
-    const tail = prev.then(() => mine);
-    this.tails.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
+// KeyedLock moved to src/util so the master can share it; re-exported for agent modules.
+export { KeyedLock } from "../../util/keyed-lock.ts";
 
 /** The fields a container is made from; both definitions (ComponentDef) and registry records carry them. */
 export type ContainerFields = Pick<

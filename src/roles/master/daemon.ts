@@ -1,0 +1,169 @@
+// `mcp master --config FILE` (and `mcp-master server --config FILE`): load the master config,
+// build the validator, read the certs and the master's token for agents, start the master, and
+// shut down cleanly on SIGTERM/SIGINT.
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import type { TokenValidator } from "../../auth/identity.ts";
+import { LocalTokenValidator } from "../../auth/local.ts";
+import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
+import { ConfigError } from "../../config/errors.ts";
+import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from "../../config/master.ts";
+import { createLogger } from "../../log.ts";
+import { checkBindAddress } from "../../rpc/server.ts";
+import { type MasterSettings, startMaster } from "./master.ts";
+
+interface DaemonArgs {
+  config: string;
+  allowAnyAddr: boolean;
+}
+
+function parseArgs(argv: string[]): DaemonArgs | "help" {
+  const out: DaemonArgs = {
+    config: process.env.MCP_MASTER_CONFIG || DEFAULT_MASTER_CONFIG_PATH,
+    allowAnyAddr: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--config" || a === "-c") out.config = argv[++i] ?? "";
+    else if (a.startsWith("--config=")) out.config = a.slice(9);
+    else if (a === "--allow-any-addr") out.allowAnyAddr = true;
+    else if (a === "--help" || a === "-h") return "help";
+    else throw new Error(`unknown argument "${a}" (see mcp master --help)`);
+  }
+  if (!out.config) throw new Error("--config needs a file");
+  return out;
+}
+
+function buildValidator(cfg: MasterConfig, base: string): TokenValidator {
+  if (cfg.auth.mode === "local") {
+    return new LocalTokenValidator(
+      cfg.auth.tokens.map((t) => ({
+        name: t.name,
+        role: t.role,
+        accountType: t.account_type,
+        sha256: t.sha256,
+        ...(t.expires ? { expires: t.expires } : {}),
+      })),
+    );
+  }
+  const m = cfg.mcias!;
+  return new CachedValidator(
+    new MciasClient({
+      serverUrl: m.server_url,
+      caCertPath: m.ca_cert ? resolve(base, m.ca_cert) : undefined,
+      serviceName: m.service_name,
+      validatePath: m.validate_path,
+    }),
+  );
+}
+
+export function masterSettingsFromConfig(
+  cfg: MasterConfig,
+  file: string,
+  version: string,
+  allowAnyAddr: boolean,
+): MasterSettings {
+  const base = dirname(resolve(file));
+  const p = (s: string) => (isAbsolute(s) ? s : resolve(base, s));
+  const allowAny = allowAnyAddr || cfg.server.allow_any_addr;
+  try {
+    checkBindAddress(cfg.server.grpc_addr, allowAny);
+  } catch (err) {
+    throw new ConfigError(file, "server.grpc_addr", (err as Error).message);
+  }
+  const read = (key: string, path: string) => {
+    try {
+      return readFileSync(p(path), "utf8");
+    } catch (err) {
+      throw new ConfigError(
+        file,
+        key,
+        `cannot read ${p(path)}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+  };
+  if (!cfg.tls) throw new ConfigError(file, "tls.ca_cert", "is required to verify the agents' certificates");
+  const logger = createLogger(cfg.log.level, "master");
+  let agentToken: string | null = null;
+  if (cfg.master.token_path) {
+    agentToken = read("master.token_path", cfg.master.token_path).trim();
+    if (!agentToken) throw new ConfigError(file, "master.token_path", `${p(cfg.master.token_path)} is empty`);
+  } else {
+    logger.warn("no [master] token_path: calls to agents carry no token and will be refused");
+  }
+  return {
+    grpcAddr: cfg.server.grpc_addr,
+    allowAnyAddr: allowAny,
+    tlsCertPem: read("server.tls_cert", cfg.server.tls_cert),
+    tlsKeyPem: read("server.tls_key", cfg.server.tls_key),
+    dbPath: p(cfg.database.path),
+    validator: buildValidator(cfg, base),
+    logger,
+    version,
+    caPem: read("tls.ca_cert", cfg.tls.ca_cert),
+    agentToken,
+    allowedDomains: cfg.edge.allowed_domains,
+    timeouts: {
+      deployMs: cfg.timeouts.deploy,
+      edgeRouteMs: cfg.timeouts.edge_route,
+      healthCheckMs: cfg.timeouts.health_check,
+      undeployMs: cfg.timeouts.undeploy,
+    },
+    heartbeat: {
+      intervalMs: cfg.master.heartbeat_interval,
+      miss: cfg.master.heartbeat_miss,
+      probeTimeoutMs: cfg.master.probe_timeout,
+    },
+    registration: {
+      allowedAgents: cfg.registration.allowed_agents,
+      maxNodes: cfg.registration.max_nodes,
+      registerIntervalMs: cfg.registration.register_interval,
+      heartbeatMinIntervalMs: cfg.registration.heartbeat_min_interval,
+    },
+    bootstrapNodes: cfg.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, arch: n.arch })),
+    config: cfg,
+  };
+}
+
+export async function runMasterDaemon(argv: string[], version: string): Promise<number> {
+  let settings: MasterSettings;
+  try {
+    const args = parseArgs(argv);
+    if (args === "help") {
+      process.stdout.write(
+        "usage: mcp master [--config /srv/mcp-master/mcp-master.toml] [--allow-any-addr]\n",
+      );
+      return 0;
+    }
+    const { config, warnings } = loadMasterConfig(args.config);
+    settings = masterSettingsFromConfig(config, args.config, version, args.allowAnyAddr);
+    for (const w of warnings) settings.logger.warn(w);
+  } catch (err) {
+    process.stderr.write(`mcp master: ${(err as Error).message.split("\n")[0]}\n`);
+    return 2;
+  }
+  // Handlers go in before the port opens: a SIGTERM during startup must still shut down cleanly.
+  let signalled: string | null = null;
+  let onSignal: (sig: string) => void = (sig) => {
+    signalled = sig;
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  let master: Awaited<ReturnType<typeof startMaster>>;
+  try {
+    master = await startMaster(settings);
+  } catch (err) {
+    process.stderr.write(`mcp master: ${(err as Error).message.split("\n")[0]}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    onSignal = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      settings.logger.info({ signal: sig }, "master stopping");
+      void master.close().then(() => resolveExit(0));
+    };
+    if (signalled) onSignal(signalled);
+  });
+}

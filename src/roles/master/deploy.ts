@@ -1,0 +1,239 @@
+// Master deploy and undeploy (architecture-v2 "Deploy Flow with Edge Routing", "Undeploy Flow").
+// Deploy: validate the spec and every public hostname BEFORE anything changes, place, forward
+// Deploy to the agent, record the placement (with the deployed definition, for sync), then set up
+// each public route on the edge node and record it. DNS: the worker agent registers the service's
+// internal A record itself during its deploy (integrations issue), so dns_result reports that step
+// as done by the agent rather than registering a second time from the master.
+// Undeploy: the worker first (no traffic served during edge cleanup), then the edge routes, then
+// the records. Both run under the per-service lock.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceDef } from "../../config/service.ts";
+import type {
+  ComponentResult,
+  MasterDeployResponseSchema,
+  ServiceSpec,
+  StepResultSchema,
+} from "../../gen/mcp/v1/mcp_pb.ts";
+import { CallError } from "../../rpc/client.ts";
+import { specToDef } from "../../rpc/convert.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
+import { backendHostname, pickEdgeNode, publicRouteErrors, publicRoutes } from "./edge.ts";
+import { type MasterContext, nodeViews } from "./master.ts";
+import { place } from "./placement.ts";
+
+type Step = MessageInitShape<typeof StepResultSchema>;
+export type DeployResult = MessageInitShape<typeof MasterDeployResponseSchema>;
+
+const firstLine = (err: unknown) => ((err as Error)?.message ?? String(err)).split("\n")[0] ?? "";
+const ok = (step: string): Step => ({ step, success: true, error: "" });
+const failed = (step: string, err: unknown): Step => ({ step, success: false, error: firstLine(err) });
+
+/** The definition's canonical form: what sync compares to tell a changed service. */
+export function canonicalSpec(def: ServiceDef): string {
+  return JSON.stringify(def);
+}
+
+/** Validates a wire spec (definition schema + public hostnames); throws INVALID_ARGUMENT. */
+export function validateSpec(ctx: MasterContext, spec: ServiceSpec | undefined): ServiceDef {
+  if (!spec) throw invalidArgument("service spec is required");
+  const def = specToDef(spec, `service ${spec.name || "(unnamed)"}`);
+  const errors = publicRouteErrors(def, ctx.settings.allowedDomains);
+  if (errors.length > 0) throw invalidArgument(`service ${def.name}: ${errors.join("; ")}`);
+  return def;
+}
+
+/** The node for `def`: an existing placement sticks (its data lives there) unless pinned elsewhere. */
+function chooseNode(ctx: MasterContext, def: ServiceDef): string {
+  const existing = ctx.store.getPlacement(def.name);
+  if (existing && (!def.node || def.node === existing.node)) return existing.node;
+  if (existing) {
+    throw failedPrecondition(
+      `service ${def.name} is placed on ${existing.node}, not ${def.node}: undeploy it first (or migrate)`,
+    );
+  }
+  const r = place({ name: def.name, node: def.node, tier: def.tier }, nodeViews(ctx));
+  if ("error" in r) throw failedPrecondition(r.error);
+  return r.node;
+}
+
+function agentFor(ctx: MasterContext, name: string) {
+  const node = ctx.store.getNode(name);
+  if (!node) throw notFound(`node "${name}" is not known to the master`);
+  return ctx.agents.get(node);
+}
+
+/** After a deploy the node's container count changed: learn it now, not at the next heartbeat. */
+async function refreshContainers(ctx: MasterContext, node: string): Promise<void> {
+  try {
+    const agent = await agentFor(ctx, node);
+    const h = await agent.healthCheck({}, { timeoutMs: ctx.settings.timeouts.healthCheckMs });
+    ctx.store.setContainers(node, h.containers);
+  } catch (err) {
+    ctx.logger.warn({ node, err: firstLine(err) }, "container count not refreshed after deploy");
+  }
+}
+
+/** Public routes: set up the desired ones on the edge node, remove recorded ones no longer wanted. */
+async function converge(ctx: MasterContext, def: ServiceDef, component: string | undefined): Promise<Step> {
+  const wanted = publicRoutes(def, component);
+  const recorded = ctx.store.listEdgeRoutes(def.name);
+  const errors: string[] = [];
+  const done: string[] = [];
+  if (!component) {
+    const keep = new Set(wanted.map((w) => w.hostname));
+    for (const r of recorded.filter((r) => !keep.has(r.hostname))) {
+      try {
+        await removeEdgeRoute(ctx, r.edgeNode, r.hostname);
+        ctx.store.deleteEdgeRoute(r.hostname);
+      } catch (err) {
+        errors.push(`remove ${r.hostname}: ${firstLine(err)}`);
+      }
+    }
+  }
+  if (wanted.length === 0) {
+    return errors.length ? failed("edge route", errors.join("; ")) : ok("edge route: none");
+  }
+  const pick = pickEdgeNode(nodeViews(ctx));
+  for (const route of wanted) {
+    // A route already on an edge node stays there; new ones go to the picked edge node.
+    const edgeNode =
+      recorded.find((r) => r.hostname === route.hostname)?.edgeNode ?? ("node" in pick ? pick.node : "");
+    if (!edgeNode) {
+      errors.push(`${route.hostname}: ${"error" in pick ? pick.error : "no edge node"}`);
+      continue;
+    }
+    const backend = backendHostname(def.name);
+    try {
+      const edge = await agentFor(ctx, edgeNode);
+      const opts = { timeoutMs: ctx.settings.timeouts.edgeRouteMs };
+      await edge.setupEdgeRoute(
+        { hostname: route.hostname, backendHostname: backend, backendPort: route.port, backendTls: true },
+        opts,
+      );
+      const listed = await edge.listEdgeRoutes({}, opts).catch(() => null);
+      const certExpires = listed?.routes.find((r) => r.hostname === route.hostname)?.certExpires || null;
+      ctx.store.upsertEdgeRoute({
+        hostname: route.hostname,
+        service: def.name,
+        edgeNode,
+        backendHostname: backend,
+        backendPort: route.port,
+        certExpires,
+      });
+      done.push(`${route.hostname} on ${edgeNode}`);
+    } catch (err) {
+      errors.push(`${route.hostname} on ${edgeNode}: ${firstLine(err)}`);
+    }
+  }
+  if (errors.length) return failed("edge route", errors.join("; "));
+  return ok(`edge route: ${done.join(", ")}`);
+}
+
+async function removeEdgeRoute(ctx: MasterContext, edgeNode: string, hostname: string): Promise<void> {
+  const edge = await agentFor(ctx, edgeNode);
+  await edge.removeEdgeRoute({ hostname }, { timeoutMs: ctx.settings.timeouts.edgeRouteMs });
+}
+
+/** Deploys a validated definition (the caller holds no lock; this takes the service's). */
+export async function deployDef(
+  ctx: MasterContext,
+  spec: ServiceSpec,
+  def: ServiceDef,
+  component = "",
+): Promise<DeployResult> {
+  return ctx.locks.run(def.name, async () => {
+    if (component && !def.components.some((c) => c.name === component)) {
+      throw invalidArgument(`service ${def.name} has no component "${component}"`);
+    }
+    const node = chooseNode(ctx, def);
+    // Public routes need an edge node: refused before anything is deployed, like a bad hostname.
+    const recorded = new Set(ctx.store.listEdgeRoutes(def.name).map((r) => r.hostname));
+    if (publicRoutes(def, component || undefined).some((r) => !recorded.has(r.hostname))) {
+      const pick = pickEdgeNode(nodeViews(ctx));
+      if ("error" in pick)
+        throw failedPrecondition(`service ${def.name} has public routes but ${pick.error}`);
+    }
+    const out: DeployResult = { node, success: false, error: "" };
+    let components: ComponentResult[] = [];
+    try {
+      const agent = await agentFor(ctx, node);
+      const res = await agent.deploy(
+        { service: spec, component },
+        { timeoutMs: ctx.settings.timeouts.deployMs },
+      );
+      components = res.results;
+    } catch (err) {
+      out.deployResult = failed(`deploy on ${node}`, err);
+      out.dnsResult = failed("dns", "not attempted: deploy failed");
+      out.edgeRouteResult = failed("edge route", "not attempted: deploy failed");
+      out.error = `deploy on ${node}: ${err instanceof CallError ? err.message : firstLine(err)}`;
+      return out;
+    }
+    out.components = components;
+    // Recorded even when a component failed: containers may exist and undeploy must find them.
+    // A single-component deploy keeps the stored full definition unless none was stored yet.
+    const prior = ctx.store.getPlacement(def.name);
+    ctx.store.upsertPlacement({
+      service: def.name,
+      node,
+      tier: def.tier,
+      specJson: component && prior?.specJson ? prior.specJson : canonicalSpec(def),
+    });
+    await refreshContainers(ctx, node);
+    const bad = components.filter((c) => !c.success);
+    out.deployResult = bad.length
+      ? failed(`deploy on ${node}`, bad.map((c) => `${c.name}: ${c.error}`).join("; "))
+      : ok(`deploy on ${node}`);
+    out.dnsResult = bad.length
+      ? failed("dns", "worker deploy failed")
+      : ok(`dns: ${backendHostname(def.name)} registered by the agent on ${node}`);
+    out.edgeRouteResult = bad.length
+      ? failed("edge route", "not attempted: deploy failed")
+      : await converge(ctx, def, component || undefined);
+    out.success = bad.length === 0 && out.edgeRouteResult.success === true;
+    if (!out.success) out.error = (bad.length ? out.deployResult.error : out.edgeRouteResult.error) ?? "";
+    return out;
+  });
+}
+
+export async function masterDeploy(ctx: MasterContext, spec: ServiceSpec | undefined, component: string) {
+  const def = validateSpec(ctx, spec);
+  return deployDef(ctx, spec!, def, component);
+}
+
+/** Undeploys a placed service: worker, then edge routes, then records. */
+export async function masterUndeploy(
+  ctx: MasterContext,
+  service: string,
+): Promise<{ success: boolean; error: string }> {
+  if (!service) throw invalidArgument("service name is required");
+  return ctx.locks.run(service, async () => {
+    const placement = ctx.store.getPlacement(service);
+    if (!placement) throw notFound(`service "${service}" is not placed by the master`);
+    try {
+      const agent = await agentFor(ctx, placement.node);
+      const res = await agent.undeployService(
+        { name: service },
+        { timeoutMs: ctx.settings.timeouts.undeployMs },
+      );
+      const bad = res.results.filter((r) => !r.success);
+      if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
+    } catch (err) {
+      return { success: false, error: `undeploy on ${placement.node}: ${firstLine(err)}` };
+    }
+    const errors: string[] = [];
+    for (const r of ctx.store.listEdgeRoutes(service)) {
+      try {
+        await removeEdgeRoute(ctx, r.edgeNode, r.hostname);
+        ctx.store.deleteEdgeRoute(r.hostname);
+      } catch (err) {
+        errors.push(`edge route ${r.hostname} on ${r.edgeNode}: ${firstLine(err)}`);
+      }
+    }
+    // With an edge route left, the placement stays so a retried undeploy can finish the cleanup.
+    if (errors.length) return { success: false, error: errors.join("; ") };
+    ctx.store.deletePlacement(service);
+    await refreshContainers(ctx, placement.node);
+    return { success: true, error: "" };
+  });
+}

@@ -1,0 +1,30 @@
+// gRPC handlers of McpMasterService: decode, call the use case, encode. Registration and
+// heartbeat handlers come from registration.ts (identity, registration, health).
+import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { Handlers } from "../../rpc/service.ts";
+import { masterDeploy, masterUndeploy } from "./deploy.ts";
+import type { MasterContext } from "./master.ts";
+import { registrationHandlers } from "./registration.ts";
+import { listNodes, masterStatus } from "./status.ts";
+import { masterSync } from "./sync.ts";
+
+export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpMasterService>> {
+  return {
+    async deploy(req) {
+      return masterDeploy(ctx, req.service, req.component);
+    },
+    async undeploy(req) {
+      return masterUndeploy(ctx, req.serviceName);
+    },
+    async status(req) {
+      return masterStatus(ctx, req.serviceName);
+    },
+    async sync(req) {
+      return { results: await masterSync(ctx, req.services, req.dryRun) };
+    },
+    async listNodes() {
+      return { nodes: listNodes(ctx) };
+    },
+    ...registrationHandlers(ctx),
+  };
+}
