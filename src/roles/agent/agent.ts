@@ -24,6 +24,32 @@ export const operatorPolicy: Policy = (_method, id) => {
   }
 };
 
+/** Agent RPCs that only the master may call once the agent has a master (architecture-v2). */
+export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
+  "Deploy",
+  "UndeployService",
+  "SetupEdgeRoute",
+  "RemoveEdgeRoute",
+  "HealthCheck",
+]);
+
+/**
+ * With [master] configured, placement-changing RPCs and the health probe belong to the master:
+ * only the `mcp-master` system identity may call them (an operator goes through the master).
+ * Every other RPC keeps the operator policy. Without a master: the operator policy alone.
+ */
+export function agentPolicy(masterConfigured: boolean): Policy {
+  if (!masterConfigured) return operatorPolicy;
+  return (method, id) => {
+    const name = method.slice(method.lastIndexOf("/") + 1);
+    if (MASTER_ONLY_AGENT_RPCS.has(name)) {
+      if (id.name === "mcp-master" && id.accountType === "system") return null;
+      return `${name} on this agent is reserved for mcp-master (the agent has a [master]); ${id.name} may not call it`;
+    }
+    return operatorPolicy(method, id);
+  };
+}
+
 export interface RunningAgent {
   port: number;
   ctx: AgentContext;
@@ -62,7 +88,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
       certPem: settings.tlsCertPem,
       keyPem: settings.tlsKeyPem,
       validator: settings.validator,
-      policy: operatorPolicy,
+      policy: agentPolicy(settings.master !== undefined),
       logger: settings.logger,
       services: [{ desc: McpAgent, handlers: agentHandlers(ctx) }],
     });

@@ -1,0 +1,135 @@
+// Register and Heartbeat, the two RPCs agents call on the master (architecture-v2 "Registration
+// Security", "Heartbeats"). Both are identity-bound: the node name comes from the caller's
+// `agent-<node>` identity and the request's name must match it, so a rogue agent cannot speak for
+// another node. Order of checks: identity binding and allowlist (PERMISSION_DENIED), input
+// (INVALID_ARGUMENT), per-identity rate limit and max_nodes (RESOURCE_EXHAUSTED), then the store.
+import type { Logger } from "pino";
+import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
+import {
+  failedPrecondition,
+  invalidArgument,
+  permissionDenied,
+  resourceExhausted,
+} from "../../rpc/errors.ts";
+import type { CallContext, Handlers } from "../../rpc/service.ts";
+import { type MasterHealth, masterHealthOf } from "./health.ts";
+import type { MasterContext } from "./master.ts";
+import { AGENT_PREFIX, agentNodeOf } from "./policy.ts";
+import { type AgentRateLimits, agentRateLimits } from "./ratelimit.ts";
+import type { MasterStore, NodeRole } from "./store.ts";
+
+export interface RegistrationDeps {
+  store: MasterStore;
+  logger: Logger;
+  config: { registration: { allowed_agents: string[]; max_nodes: number } };
+  health: MasterHealth;
+  limits: AgentRateLimits;
+}
+
+const ROLES: ReadonlySet<string> = new Set(["worker", "edge", "master"]);
+const HOST_PORT_RE = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/** The node the caller may speak for; PERMISSION_DENIED when the request names another one. */
+function boundNode(call: CallContext, requested: string, allowed: ReadonlySet<string>, verb: string): string {
+  const id = call.identity;
+  const node = agentNodeOf({ name: id.name, accountType: id.accountType === "human" ? "human" : "system" });
+  if (node === null) throw permissionDenied(`${id.name} is not an agent identity (${AGENT_PREFIX}<node>)`);
+  // The policy already enforces the allowlist; checked again so the handler is safe on its own.
+  if (!allowed.has(id.name)) throw permissionDenied(`${id.name} is not in [registration] allowed_agents`);
+  if (requested !== node) {
+    throw permissionDenied(
+      `${id.name} cannot ${verb} as ${JSON.stringify(requested)}: it may only speak for ${node}`,
+    );
+  }
+  return node;
+}
+
+type RegistrationHandlers = Pick<Handlers<typeof McpMasterService>, "register" | "heartbeat">;
+
+/** Register/Heartbeat of a running master: its store, its MasterHealth, limits from its settings. */
+export function registrationHandlers(ctx: MasterContext): RegistrationHandlers {
+  const r = ctx.settings.registration;
+  return registrationHandlersWith({
+    store: ctx.store,
+    logger: ctx.logger,
+    config: { registration: { allowed_agents: r.allowedAgents, max_nodes: r.maxNodes } },
+    health: masterHealthOf(ctx),
+    limits: agentRateLimits({
+      registration: {
+        register_interval: r.registerIntervalMs ?? 60_000,
+        heartbeat_min_interval: r.heartbeatMinIntervalMs ?? 10_000,
+      },
+    }),
+  });
+}
+
+export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHandlers {
+  const { store, logger, health, limits } = deps;
+  const allowed = new Set(deps.config.registration.allowed_agents);
+  return {
+    async register(req, call) {
+      const name = boundNode(call, req.name, allowed, "register");
+      const role = req.role === "" ? "worker" : req.role;
+      if (!ROLES.has(role))
+        throw invalidArgument(`role must be worker, edge or master, got ${JSON.stringify(req.role)}`);
+      if (!HOST_PORT_RE.test(req.address)) {
+        throw invalidArgument(`address must be host:port, got ${JSON.stringify(req.address)}`);
+      }
+      limits.register.take(call.identity.name, "Register");
+      const prev = store.getNode(name);
+      if (!prev) {
+        const count = store.listNodes().length;
+        const max = deps.config.registration.max_nodes;
+        if (count >= max) {
+          throw resourceExhausted(
+            `the master already has ${count} nodes (max_nodes ${max}); ${name} not registered`,
+          );
+        }
+      }
+      store.upsertNode({
+        name,
+        role: role as NodeRole,
+        address: req.address,
+        // Configured fallbacks stay; the old primary is not kept (another node may own it now).
+        addresses: prev ? prev.addresses.filter((a) => a !== req.address) : [],
+        arch: req.arch || prev?.arch || "amd64",
+        version: req.version,
+      });
+      if (prev) {
+        logger.warn(
+          {
+            node: name,
+            caller: call.identity.name,
+            previous_address: prev.address,
+            address: req.address,
+            role,
+            version: req.version,
+          },
+          "node re-registered",
+        );
+      } else {
+        logger.info(
+          { node: name, address: req.address, role, arch: req.arch, version: req.version },
+          "node registered",
+        );
+      }
+      health.heartbeat(name);
+      return { accepted: true };
+    },
+
+    async heartbeat(req, call) {
+      const name = boundNode(call, req.name, allowed, "heartbeat");
+      limits.heartbeat.take(call.identity.name, "Heartbeat");
+      const ok = store.recordHeartbeat(name, {
+        containers: req.containers,
+        cpuMillicores: Number(req.cpuMillicores),
+        memoryBytes: Number(req.memoryBytes),
+        diskBytes: Number(req.diskBytes),
+      });
+      if (!ok)
+        throw failedPrecondition(`node ${name} is not registered with this master; call Register first`);
+      health.heartbeat(name);
+      return { acknowledged: true };
+    },
+  };
+}
