@@ -12,7 +12,9 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
+import { masterHealthOf } from "../../src/roles/master/health.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
+import { agentLister, reconcileFleet, reconcileReport } from "../../src/roles/master/reconcile.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { podmanEnv } from "../support/env.ts";
@@ -226,6 +228,33 @@ describe("registration", () => {
     expect(e.details).toContain("agent-a is an agent account");
     const nodes = (await (await masterClient(tokens.master)).listNodes({})).nodes;
     expect(nodes.map((n) => n.name)).toEqual(["a", "b"]);
+  });
+});
+
+describe("startup reconciliation", () => {
+  test("ran at start (warm-up over); a placement not running on its live node is stale, an unreachable node unjudged", async () => {
+    expect(await until(() => master.ctx.fleetReport !== null, 5_000)).toBe(true);
+    expect(masterHealthOf(master.ctx).warmedUp).toBe(true);
+    master.ctx.store.upsertPlacement({ service: "ghost-m2", node: "a", tier: "worker" });
+    master.ctx.store.upsertPlacement({ service: "far-m2", node: "b", tier: "worker" });
+    const report = await reconcileFleet({
+      store: master.ctx.store,
+      logger: master.ctx.logger,
+      health: masterHealthOf(master.ctx),
+      list: agentLister(master.ctx.agents),
+      timeoutMs: 5_000,
+    });
+    expect(report.stalePlacements).toContain("a/ghost-m2");
+    // b does not answer: its placement is neither confirmed nor called stale.
+    expect(report.stalePlacements).not.toContain("b/far-m2");
+    expect(report.unreachable).toEqual(["b"]);
+    expect(masterLog.lines().some((l) => l.msg === "reconcile: stale placement (service not running)")).toBe(
+      true,
+    );
+    // Fixed through the master since (placement removed) → no longer reported.
+    master.ctx.store.deletePlacement("ghost-m2");
+    master.ctx.store.deletePlacement("far-m2");
+    expect(reconcileReport(master.ctx.store)!.stalePlacements).not.toContain("a/ghost-m2");
   });
 });
 
