@@ -28,6 +28,16 @@ const firstLine = (err: unknown) => ((err as Error)?.message ?? String(err)).spl
 const ok = (step: string): Step => ({ step, success: true, error: "" });
 const failed = (step: string, err: unknown): Step => ({ step, success: false, error: firstLine(err) });
 
+/** Components of a stored definition (its JSON), 0 when unreadable. */
+function componentCount(specJson: string): number {
+  try {
+    const d = JSON.parse(specJson) as { components?: unknown[] };
+    return Array.isArray(d.components) ? d.components.length : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** The definition's canonical form: what sync compares to tell a changed service. */
 export function canonicalSpec(def: ServiceDef): string {
   return JSON.stringify(def);
@@ -62,15 +72,13 @@ function agentFor(ctx: MasterContext, name: string) {
   return ctx.agents.get(node);
 }
 
-/** After a deploy the node's container count changed: learn it now, not at the next heartbeat. */
-async function refreshContainers(ctx: MasterContext, node: string): Promise<void> {
-  try {
-    const agent = await agentFor(ctx, node);
-    const h = await agent.healthCheck({}, { timeoutMs: ctx.settings.timeouts.healthCheckMs });
-    ctx.store.setContainers(node, h.containers);
-  } catch (err) {
-    ctx.logger.warn({ node, err: firstLine(err) }, "container count not refreshed after deploy");
-  }
+/**
+ * Placement must see a deploy at once, not at the node's next heartbeat: the master adjusts its
+ * own count by the containers it added or removed; the next heartbeat replaces it with the truth.
+ */
+function adjustContainers(ctx: MasterContext, node: string, delta: number): void {
+  const n = ctx.store.getNode(node);
+  if (n && delta !== 0) ctx.store.setContainers(node, Math.max(0, n.containers + delta));
 }
 
 /** Public routes: set up the desired ones on the edge node, remove recorded ones no longer wanted. */
@@ -173,13 +181,14 @@ export async function deployDef(
     // Recorded even when a component failed: containers may exist and undeploy must find them.
     // A single-component deploy keeps the stored full definition unless none was stored yet.
     const prior = ctx.store.getPlacement(def.name);
+    const before = prior?.specJson ? componentCount(prior.specJson) : 0;
     ctx.store.upsertPlacement({
       service: def.name,
       node,
       tier: def.tier,
       specJson: component && prior?.specJson ? prior.specJson : canonicalSpec(def),
     });
-    await refreshContainers(ctx, node);
+    if (!component) adjustContainers(ctx, node, def.components.length - before);
     const bad = components.filter((c) => !c.success);
     out.deployResult = bad.length
       ? failed(`deploy on ${node}`, bad.map((c) => `${c.name}: ${c.error}`).join("; "))
@@ -233,7 +242,7 @@ export async function masterUndeploy(
     // With an edge route left, the placement stays so a retried undeploy can finish the cleanup.
     if (errors.length) return { success: false, error: errors.join("; ") };
     ctx.store.deletePlacement(service);
-    await refreshContainers(ctx, placement.node);
+    adjustContainers(ctx, placement.node, -(placement.specJson ? componentCount(placement.specJson) : 0));
     return { success: true, error: "" };
   });
 }

@@ -94,8 +94,10 @@ export async function masterStatus(
     }
     // Startup reconciliation's findings, minus what was fixed through the master since.
     const report = reconcileReport(ctx.store);
-    for (const o of report?.orphans ?? []) orphans.add(o);
-    for (const s of report?.stalePlacements ?? []) stale.add(s);
+    // It only speaks for nodes that did not answer now: live data is fresher.
+    const unjudged = (entry: string) => live.get(entry.slice(0, entry.indexOf("/"))) === null;
+    for (const o of report?.orphans ?? []) if (unjudged(o)) orphans.add(o);
+    for (const s of report?.stalePlacements ?? []) if (unjudged(s)) stale.add(s);
   }
   return { services, orphans: [...orphans].sort(), stalePlacements: [...stale].sort(), staleSnapshots: [] };
 }
