@@ -126,6 +126,28 @@ async function startLinkedAgent(
     },
   });
   agents.push(agent);
+  // The heartbeat counts running containers of MANAGED services: record the two hand-started
+  // containers as services of this agent (a component named like its service runs as <service>).
+  for (const name of containers) {
+    agent.registry.upsertService({ name, active: true });
+    agent.registry.upsertComponent(name, {
+      name,
+      image: "localhost/mcp-test-busybox:v1.0.0",
+      network: "",
+      user: "",
+      restart: "",
+      desiredState: "running",
+      version: "v1.0.0",
+      ports: [],
+      volumes: [],
+      cmd: [],
+      env: [],
+      routes: [],
+      runtime: "podman",
+      memory: "",
+      vcpus: 0,
+    });
+  }
   return agent;
 }
 

@@ -15,7 +15,7 @@ import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
 import { proxyRoutesHandlers } from "./proxy-routes.ts";
 import { recoverHandlers } from "./recover.ts";
-import { listServices, liveCheck, nodeStatus, serviceStatus } from "./status.ts";
+import { listServices, liveCheck, managedRunning, nodeStatus, serviceStatus } from "./status.ts";
 import { toolkitHandlers } from "./toolkit.ts";
 
 const PULL_POLICIES = new Set(["always", "missing", "never"]);
@@ -79,7 +79,7 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
       const list = await ctx.runtime.list().catch(() => null);
       return {
         status: list ? "healthy" : "degraded",
-        containers: list ? list.filter((c) => c.state === "running").length : 0,
+        containers: list ? managedRunning(ctx, list) : 0,
       };
     },
   };

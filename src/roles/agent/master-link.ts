@@ -3,7 +3,8 @@
 // to 60 s) while the master is unreachable or refuses; then a Heartbeat every [master] heartbeat
 // with this node's resources. Heartbeat fields: cpu_millicores = CPU in use since the previous
 // heartbeat (busy fraction × cores × 1000), memory_bytes = memory available (MemAvailable),
-// disk_bytes = free bytes on the filesystem of srv_root, containers = running containers.
+// disk_bytes = free bytes on the filesystem of srv_root, containers = running containers of
+// the services this agent manages (status.ts managedRunning).
 // A heartbeat answered NOT_FOUND or PERMISSION_DENIED means the master no longer knows this node
 // (restarted with a fresh node list, or the identity binding changed): register again, with the
 // same backoff. RESOURCE_EXHAUSTED and unreachable masters just wait for the next beat.
@@ -18,7 +19,7 @@ import { splitHostPort } from "../../rpc/server.ts";
 import type { AgentContext, MasterLinkSettings } from "./context.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import type { Background } from "./startup.ts";
-import { cpuSample, goArch, memAvailable } from "./status.ts";
+import { cpuSample, goArch, managedRunning, memAvailable } from "./status.ts";
 
 const DEFAULT_BACKOFF_BASE_MS = 1_000;
 const DEFAULT_BACKOFF_MAX_MS = 60_000;
@@ -255,7 +256,7 @@ export class MasterLink implements Background {
     this.lastCpu = now;
     let containers = 0;
     try {
-      containers = (await this.ctx.runtime.list()).filter((c) => c.state === "running").length;
+      containers = managedRunning(this.ctx, await this.ctx.runtime.list());
     } catch (err) {
       this.ctx.logger.warn({ err: oneLine(err) }, "heartbeat: cannot list containers");
     }

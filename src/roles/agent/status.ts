@@ -14,7 +14,8 @@ import {
 } from "../../gen/mcp/v1/mcp_pb.ts";
 import { serviceInfo } from "../../rpc/convert.ts";
 import { notFound } from "../../rpc/errors.ts";
-import type { AgentContext } from "./context.ts";
+import type { ContainerInfo } from "../../runtime/runtime.ts";
+import { type AgentContext, containerName } from "./context.ts";
 import { reconcile, startedOf } from "./reconcile.ts";
 
 export function listServices(ctx: AgentContext): ServiceInfo[] {
@@ -127,4 +128,20 @@ export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse>
     arch: goArch(),
     agentStarted: timestampFromDate(ctx.startedAt),
   });
+}
+
+/**
+ * Running containers that belong to services this agent manages (desired state other than
+ * `ignore`): what the master places by. Unmanaged containers on the same runtime are not
+ * placements, and agents sharing a runtime (tests) must not count each other's.
+ */
+export function managedRunning(ctx: AgentContext, list: ContainerInfo[]): number {
+  const running = new Set(list.filter((c) => c.state === "running").map((c) => c.name));
+  let n = 0;
+  for (const s of ctx.registry.listServices()) {
+    for (const c of s.components) {
+      if (c.desiredState !== "ignore" && running.has(containerName(s.name, c.name))) n++;
+    }
+  }
+  return n;
 }
