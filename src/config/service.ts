@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
+import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
 import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
@@ -29,6 +29,28 @@ export interface RouteDef {
   public: boolean;
 }
 
+export type HealthType = "tcp" | "http" | "exec";
+
+/**
+ * `[components.health]`: how a deploy gate and the monitor decide a component is healthy.
+ * tcp/http name exactly one of `port` (a container port; its published host port is checked when
+ * it has one) or `route` (a route name of the component; its host port). Durations are ms.
+ */
+export interface HealthDef {
+  type: HealthType;
+  port?: number;
+  route?: string;
+  /** http only; "/" when not written. */
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failed checks (after start_period) that make the component unhealthy. */
+  retries: number;
+  startPeriodMs: number;
+  /** exec only: argv run inside the container; exit 0 = healthy. */
+  cmd?: string[];
+}
+
 export interface ComponentDef {
   name: string;
   image: string;
@@ -46,6 +68,7 @@ export interface ComponentDef {
   memory?: string;
   vcpus?: number;
   routes: RouteDef[];
+  health?: HealthDef;
 }
 
 export interface ServiceDef {
@@ -110,6 +133,63 @@ const routeSchema = z.strictObject({
   public: z.boolean().default(false),
 });
 
+export const HEALTH_DEFAULTS = { intervalMs: 2000, timeoutMs: 2000, retries: 3, startPeriodMs: 0 } as const;
+
+const positiveDuration = (dflt: string) =>
+  duration.prefault(dflt).check((ctx) => {
+    if (ctx.value <= 0)
+      ctx.issues.push({ code: "custom", message: "expected a duration above 0", input: ctx.value });
+  });
+
+const healthSchema = z
+  .strictObject({
+    type: z.enum(["tcp", "http", "exec"]),
+    port: portNumber.optional(),
+    route: z.string().min(1, { error: "expected a route name" }).optional(),
+    path: z
+      .string()
+      .regex(/^\/\S*$/, { error: (iss) => `expected a path starting with "/", got ${got(iss.input)}` })
+      .optional(),
+    interval: positiveDuration("2s"),
+    timeout: positiveDuration("2s"),
+    retries: z.number().int().min(1, { error: "expected retries of at least 1" }).default(3),
+    start_period: duration.prefault("0s"),
+    cmd: z.array(z.string()).optional(),
+  })
+  .check((ctx) => {
+    const h = ctx.value;
+    const issue = (message: string, key: string) =>
+      ctx.issues.push({ code: "custom", message, path: [key], input: h });
+    if (h.type === "exec") {
+      if (h.cmd === undefined || h.cmd.length === 0 || h.cmd[0] === "")
+        issue('type = "exec" needs cmd = ["argv", ...]', "cmd");
+      if (h.port !== undefined) issue('port is not used by type = "exec"', "port");
+      if (h.route !== undefined) issue('route is not used by type = "exec"', "route");
+    } else {
+      if ((h.port === undefined) === (h.route === undefined))
+        issue(
+          `type = "${h.type}" needs exactly one of port or route`,
+          h.port === undefined ? "port" : "route",
+        );
+      if (h.cmd !== undefined) issue('cmd is only for type = "exec"', "cmd");
+    }
+    if (h.type !== "http" && h.path !== undefined) issue('path is only for type = "http"', "path");
+  })
+  .transform((h): HealthDef => {
+    const out: HealthDef = {
+      type: h.type,
+      intervalMs: h.interval,
+      timeoutMs: h.timeout,
+      retries: h.retries,
+      startPeriodMs: h.start_period,
+    };
+    if (h.port !== undefined) out.port = h.port;
+    if (h.route !== undefined) out.route = h.route;
+    if (h.type === "http") out.path = h.path ?? "/";
+    if (h.cmd !== undefined) out.cmd = h.cmd;
+    return out;
+  });
+
 const componentSchema = z.strictObject({
   name: nameSchema,
   image: z
@@ -133,6 +213,7 @@ const componentSchema = z.strictObject({
   memory: z.string().min(1).optional(),
   vcpus: z.number().int().min(1).optional(),
   routes: z.array(routeSchema).default([]),
+  health: healthSchema.optional(),
 });
 
 /** The service definition schema; agent.ts reuses it for `[[boot.sequence]] services`. */
@@ -187,6 +268,15 @@ export const serviceDefSchema = z
           });
         } else routeNames.set(r.name, j);
       });
+      const hr = c.health?.route;
+      if (hr !== undefined && !routeNames.has(hr)) {
+        ctx.issues.push({
+          code: "custom",
+          message: `health route ${got(hr)} is not a named route of component ${got(c.name)}`,
+          path: ["components", i, "health", "route"],
+          input: hr,
+        });
+      }
     });
   });
 
@@ -307,8 +397,41 @@ export function serviceDefToToml(def: ServiceDef): string {
       if (r.hostname !== undefined) kv("hostname", tomlString(r.hostname));
       if (r.public) kv("public", "true");
     }
+    if (c.health !== undefined) {
+      const h = c.health;
+      out.push("", "[components.health]");
+      kv("type", tomlString(h.type));
+      if (h.port !== undefined) kv("port", String(h.port));
+      if (h.route !== undefined) kv("route", tomlString(h.route));
+      if (h.path !== undefined && h.path !== "/") kv("path", tomlString(h.path));
+      if (h.cmd !== undefined) kv("cmd", tomlStringArray(h.cmd));
+      const d = HEALTH_DEFAULTS;
+      if (h.intervalMs !== d.intervalMs) kv("interval", tomlString(formatDuration(h.intervalMs)));
+      if (h.timeoutMs !== d.timeoutMs) kv("timeout", tomlString(formatDuration(h.timeoutMs)));
+      if (h.retries !== d.retries) kv("retries", String(h.retries));
+      if (h.startPeriodMs !== d.startPeriodMs)
+        kv("start_period", tomlString(formatDuration(h.startPeriodMs)));
+    }
   }
   return `${out.join("\n")}\n`;
+}
+
+/** Milliseconds as the duration syntax parseDuration reads back exactly ("1m30s", "500ms", "0s"). */
+export function formatDuration(ms: number): string {
+  if (ms <= 0) return "0s";
+  let rest = Math.round(ms);
+  let out = "";
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+    ["ms", 1],
+  ] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) out += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return out;
 }
 
 // ---- in-place edits ---------------------------------------------------------

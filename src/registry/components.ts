@@ -74,13 +74,13 @@ export function upsertComponent(db: Database, service: string, c: ComponentInput
     const observed = c.observedState ?? (prev as ObservedState | null) ?? "unknown";
     db.query(
       `INSERT INTO components (service, name, image, network, user_spec, restart, desired_state,
-         observed_state, version, runtime, memory, vcpus, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${SQL_NOW}, ${SQL_NOW})
+         observed_state, version, runtime, memory, vcpus, health_json, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${SQL_NOW}, ${SQL_NOW})
        ON CONFLICT (service, name) DO UPDATE SET image = excluded.image, network = excluded.network,
          user_spec = excluded.user_spec, restart = excluded.restart,
          desired_state = excluded.desired_state, observed_state = excluded.observed_state,
          version = excluded.version, runtime = excluded.runtime, memory = excluded.memory,
-         vcpus = excluded.vcpus, updated_at = excluded.updated_at`,
+         vcpus = excluded.vcpus, health_json = excluded.health_json, updated_at = excluded.updated_at`,
     ).run(
       service,
       c.name,
@@ -94,6 +94,7 @@ export function upsertComponent(db: Database, service: string, c: ComponentInput
       c.runtime,
       c.memory,
       c.vcpus,
+      c.health === undefined ? null : JSON.stringify(c.health),
     );
     if (prev !== null && prev !== observed) {
       insertEvent(db, { service, component: c.name, prevState: prev, newState: observed });

@@ -121,9 +121,27 @@ UPDATE components SET created_at = ${isoOf("created_at")}, updated_at = ${isoOf(
 UPDATE events SET timestamp = ${isoOf("timestamp")} WHERE timestamp NOT LIKE '%Z';
 `;
 
+// Version 3: health checks per component (the HealthDef as JSON, NULL = none) and the spec
+// history of deploys and rollbacks (kind: deploy | rollback | failed), newest rows by id.
+const V3 = `
+ALTER TABLE components ADD COLUMN health_json TEXT;
+CREATE TABLE deploy_history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  service TEXT NOT NULL,
+  deployed_at TEXT NOT NULL DEFAULT (${SQL_NOW}),
+  caller TEXT NOT NULL DEFAULT '',
+  image_summary TEXT NOT NULL DEFAULT '',
+  spec_json TEXT NOT NULL,
+  kind TEXT NOT NULL DEFAULT 'deploy',
+  detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX idx_deploy_history_service ON deploy_history(service, id);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, sql: V1 },
   { version: 2, sql: V2 },
+  { version: 3, sql: V3 },
 ];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

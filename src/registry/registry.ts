@@ -9,6 +9,7 @@ import { mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import * as comp from "./components.ts";
 import * as ev from "./events.ts";
+import * as hist from "./history.ts";
 import { schemaVersion } from "./migrations.ts";
 import * as ports from "./ports.ts";
 import { loadComponents, loadServices } from "./rows.ts";
@@ -20,6 +21,8 @@ import type {
   EdgeRouteRecord,
   EventInput,
   EventRecord,
+  HistoryInput,
+  HistoryRecord,
   ObservedState,
   PortAllocation,
   ServiceInput,
@@ -140,6 +143,22 @@ export class Registry {
 
   pruneEvents(olderThan: Date): number {
     return ev.pruneEvents(this.db, olderThan);
+  }
+
+  // --- spec history --------------------------------------------------------
+
+  /** Appends a history row, keeping only the newest `keep` rows of that service. */
+  insertHistory(h: HistoryInput, keep: number): number {
+    return hist.insertHistory(this.db, h, keep);
+  }
+
+  /** A service's history rows, newest first. */
+  listHistory(service: string): HistoryRecord[] {
+    return hist.listHistory(this.db, service);
+  }
+
+  getHistory(id: number): HistoryRecord | null {
+    return hist.getHistory(this.db, id);
   }
 
   // --- host ports and edge routes ------------------------------------------

@@ -3,7 +3,14 @@
 // rather than one query per component.
 
 import type { Database, SQLQueryBindings } from "bun:sqlite";
-import type { ComponentRecord, DesiredState, ObservedState, RouteRecord, ServiceRecord } from "./types.ts";
+import type {
+  ComponentRecord,
+  DesiredState,
+  HealthDef,
+  ObservedState,
+  RouteRecord,
+  ServiceRecord,
+} from "./types.ts";
 import { fromDb } from "./types.ts";
 
 interface ServiceRow {
@@ -29,6 +36,7 @@ interface ComponentRow {
   runtime: string;
   memory: string;
   vcpus: number;
+  health_json: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -89,7 +97,7 @@ export function loadComponents(db: Database, scope: Scope): ComponentRecord[] {
   const comps = db
     .query<ComponentRow, SQLQueryBindings[]>(
       `SELECT service, name, image, network, user_spec, restart, desired_state, observed_state, version,
-              runtime, memory, vcpus, created_at, updated_at
+              runtime, memory, vcpus, health_json, created_at, updated_at
        FROM components${cw} ORDER BY service, name`,
     )
     .all(...cb);
@@ -125,9 +133,9 @@ export function loadComponents(db: Database, scope: Scope): ComponentRecord[] {
       hostPort: r.host_port,
     }),
   );
-  return comps.map((c) => {
+  return comps.map((c): ComponentRecord => {
     const k = key(c.service, c.name);
-    return {
+    const rec: ComponentRecord = {
       service: c.service,
       name: c.name,
       image: c.image,
@@ -148,6 +156,8 @@ export function loadComponents(db: Database, scope: Scope): ComponentRecord[] {
       createdAt: fromDb(c.created_at),
       updatedAt: fromDb(c.updated_at),
     };
+    if (c.health_json !== null) rec.health = JSON.parse(c.health_json) as HealthDef;
+    return rec;
   });
 }
 

@@ -2,6 +2,10 @@
 // enums with runtime guards, the drift rule, and timestamp conversion. Kept
 // free of SQL so callers (monitor, roles) can import it cheaply.
 
+import type { HealthDef } from "../config/service.ts";
+
+export type { HealthDef };
+
 export type DesiredState = "running" | "stopped" | "ignore";
 export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
 
@@ -41,6 +45,8 @@ export interface ComponentRecord {
   runtime: string;
   memory: string;
   vcpus: number;
+  /** `[components.health]` as deployed; absent when none is declared. */
+  health?: HealthDef;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -89,6 +95,25 @@ export interface EventInput {
   newState: string;
   timestamp?: Date;
 }
+
+/** deploy: a successful deploy; rollback: a spec restored (automatically or by `mcp rollback`); failed: an attempt that did not become healthy. */
+export type HistoryKind = "deploy" | "rollback" | "failed";
+
+export interface HistoryRecord {
+  id: number;
+  service: string;
+  deployedAt: Date;
+  /** The RPC identity that asked for it. */
+  caller: string;
+  /** "web=img:v1, api=img:v2". */
+  imageSummary: string;
+  /** The whole service definition (ServiceDef as JSON) that ran. */
+  specJson: string;
+  kind: HistoryKind;
+  detail: string;
+}
+
+export type HistoryInput = Omit<HistoryRecord, "id" | "deployedAt"> & { deployedAt?: Date };
 
 export interface DriftRecord {
   service: string;

@@ -1,13 +1,15 @@
 // The one mapping between the wire (generated protobuf types) and the plain domain objects:
 // service definitions (config/service.ts) and registry records. Incoming specs are validated
 // with the same schema as definition files, so the agent never trusts a client's parsing.
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { parseServiceDef, type ServiceDef } from "../config/service.ts";
+import { formatDuration, type HealthDef, parseServiceDef, type ServiceDef } from "../config/service.ts";
 import {
   type ComponentInfo,
   ComponentInfoSchema,
   type ComponentSpec,
+  type HealthSpec,
+  type HealthSpecSchema,
   type ServiceInfo,
   ServiceInfoSchema,
   type ServiceSpec,
@@ -44,8 +46,37 @@ export function defToSpec(def: ServiceDef): ServiceSpec {
         hostname: r.hostname ?? "",
         public: r.public,
       })),
+      health: c.health ? healthToSpec(c.health) : undefined,
     })),
   });
+}
+
+/** Durations go over the wire in the file syntax, so specToDef validates them like a file. */
+export function healthToSpec(h: HealthDef): MessageInitShape<typeof HealthSpecSchema> {
+  return {
+    type: h.type,
+    port: h.port ?? 0,
+    route: h.route ?? "",
+    path: h.path ?? "",
+    interval: formatDuration(h.intervalMs),
+    timeout: formatDuration(h.timeoutMs),
+    retries: h.retries,
+    startPeriod: formatDuration(h.startPeriodMs),
+    cmd: h.cmd ?? [],
+  };
+}
+
+function healthData(h: HealthSpec): Record<string, unknown> {
+  const out: Record<string, unknown> = { type: h.type };
+  if (h.port) out.port = h.port;
+  if (h.route) out.route = h.route;
+  if (h.path) out.path = h.path;
+  if (h.interval) out.interval = h.interval;
+  if (h.timeout) out.timeout = h.timeout;
+  if (h.retries) out.retries = h.retries;
+  if (h.startPeriod) out.start_period = h.startPeriod;
+  if (h.cmd.length > 0) out.cmd = h.cmd;
+  return out;
 }
 
 function componentData(c: ComponentSpec): Record<string, unknown> {
@@ -69,6 +100,7 @@ function componentData(c: ComponentSpec): Record<string, unknown> {
   if (c.runtime) out.runtime = c.runtime;
   if (c.memory) out.memory = c.memory;
   if (c.vcpus) out.vcpus = c.vcpus;
+  if (c.health) out.health = healthData(c.health);
   return out;
 }
 

@@ -88,6 +88,7 @@ export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: Compone
         runtime: c.runtime,
         memory: c.memory ?? "",
         vcpus: c.vcpus ?? 0,
+        ...(c.health ? { health: c.health } : {}),
       });
     }
   });

@@ -25,7 +25,7 @@ describe("openRegistry", () => {
     const path = fresh();
     const reg = openRegistry(path);
     expect(reg.schemaVersion()).toBe(LATEST_VERSION);
-    expect(LATEST_VERSION).toBe(2);
+    expect(LATEST_VERSION).toBe(3);
     expect(tables(reg.db)).toEqual([
       "component_cmd",
       "component_env",
@@ -33,6 +33,7 @@ describe("openRegistry", () => {
       "component_routes",
       "component_volumes",
       "components",
+      "deploy_history",
       "edge_routes",
       "events",
       "port_allocations",
@@ -73,7 +74,7 @@ describe("openRegistry", () => {
     }
   });
 
-  test("a version-1 database upgrades to version 2 with its data kept", () => {
+  test("a version-1 database upgrades to the latest version with its data kept", () => {
     const path = fresh();
     openRegistry(path).close(); // create the directory
     rmSync(path);
@@ -97,7 +98,7 @@ describe("openRegistry", () => {
     v1.close();
 
     const reg = openRegistry(path);
-    expect(reg.schemaVersion()).toBe(2);
+    expect(reg.schemaVersion()).toBe(LATEST_VERSION);
     const svc = reg.getService("metacrypt");
     expect(svc).not.toBeNull();
     expect(svc!.active).toBe(false);
@@ -144,7 +145,7 @@ describe("openRegistry", () => {
     }
     expect(err).toBeInstanceOf(RegistryError);
     expect((err as Error).message).toBe(
-      "registry schema version 99 is newer than this binary supports (2); upgrade mcp",
+      "registry schema version 99 is newer than this binary supports (3); upgrade mcp",
     );
   });
 
