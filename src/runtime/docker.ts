@@ -165,7 +165,7 @@ export function cleanDockerStderr(stderr: string): string {
 export class DockerRuntime extends PodmanRuntime {
   override readonly kind: "podman" | "docker" = "docker";
 
-  protected override async exec(
+  protected override async call(
     sub: string[],
     target: string,
     timeoutMs = this.callTimeoutMs,
@@ -179,7 +179,7 @@ export class DockerRuntime extends PodmanRuntime {
     target: string,
     timeoutMs = this.callTimeoutMs,
   ): Promise<RunResult> {
-    const res = await this.exec(sub, target, timeoutMs);
+    const res = await this.call(sub, target, timeoutMs);
     if (res.code !== 0) throw failure(this.argv(sub), res, this.label(sub, target));
     return res;
   }
@@ -205,7 +205,7 @@ export class DockerRuntime extends PodmanRuntime {
 
   override async imageExists(image: string): Promise<boolean> {
     const sub = dockerImageExistsArgs(image);
-    const res = await this.exec(sub, image);
+    const res = await this.call(sub, image);
     if (res.code === 0) return true;
     if (res.code === 1 && /no such image/i.test(res.stderr)) return false;
     throw failure(this.argv(sub), res, this.label(sub, image));
@@ -217,7 +217,7 @@ export class DockerRuntime extends PodmanRuntime {
     const running = all.filter((c) => c.state === "running" && c.id !== "");
     if (running.length === 0) return all;
     const sub = dockerStartTimesArgs(running.map((c) => c.id));
-    const res = await this.exec(sub, "");
+    const res = await this.call(sub, "");
     // A container removed between ps and inspect makes inspect exit 1 after printing the others:
     // keep what it printed; any other failure is a real error.
     if (res.code !== 0 && !this.isNoSuchContainer(res.stderr)) {

@@ -8,6 +8,7 @@ import {
   type ContainerDetails,
   type ContainerInfo,
   type ContainerSpec,
+  type ExecResult,
   type LogOptions,
   mapState,
   type Runtime,
@@ -84,6 +85,12 @@ export function logsArgs(name: string, opts: LogOptions): string[] {
   if (opts.since !== undefined && opts.since !== "") argv.push("--since", opts.since);
   argv.push(positional(name, "container name"));
   return argv;
+}
+
+/** `exec <name> <argv...>`: runs a command inside a running container (health checks). */
+export function execArgs(name: string, argv: readonly string[]): string[] {
+  if (argv.length === 0) throw new Error("exec needs a command");
+  return ["exec", positional(name, "container name"), positional(argv[0]!, "command"), ...argv.slice(1)];
 }
 
 export function versionArgs(): string[] {
@@ -322,7 +329,7 @@ export class PodmanRuntime implements Runtime {
     return [bin, ...verb, target].filter((w) => w !== "").join(" ");
   }
 
-  protected exec(sub: string[], target: string, timeoutMs = this.callTimeoutMs): Promise<RunResult> {
+  protected call(sub: string[], target: string, timeoutMs = this.callTimeoutMs): Promise<RunResult> {
     return run(this.argv(sub), { env: this.env, timeoutMs, label: this.label(sub, target) });
   }
 
@@ -355,7 +362,7 @@ export class PodmanRuntime implements Runtime {
   }
 
   async imageExists(image: string): Promise<boolean> {
-    const res = await this.exec(imageExistsArgs(image), image);
+    const res = await this.call(imageExistsArgs(image), image);
     if (res.code === 0) return true;
     if (res.code === 1) return false;
     throw failure(this.argv(imageExistsArgs(image)), res, this.label(imageExistsArgs(image), image));
@@ -394,7 +401,7 @@ export class PodmanRuntime implements Runtime {
   }
 
   async inspect(name: string): Promise<ContainerDetails | null> {
-    const res = await this.exec(inspectArgs(name), name);
+    const res = await this.call(inspectArgs(name), name);
     if (res.code !== 0) {
       if (this.isNoSuchContainer(res.stderr)) return null;
       throw failure(this.argv(inspectArgs(name)), res, this.label(inspectArgs(name), name));
@@ -404,7 +411,7 @@ export class PodmanRuntime implements Runtime {
     let image: ImageDefaults | undefined;
     const imageId = imageIdOf(res.stdout);
     if (imageId !== "") {
-      const img = await this.exec(imageInspectArgs(imageId), imageId);
+      const img = await this.call(imageInspectArgs(imageId), imageId);
       if (img.code === 0) image = parseImageDefaults(img.stdout);
     }
     return this.parseDetails(res.stdout, image);
@@ -413,6 +420,12 @@ export class PodmanRuntime implements Runtime {
   async list(): Promise<ContainerInfo[]> {
     const { stdout } = await this.execOk(psArgs(), "-a");
     return this.parseList(stdout);
+  }
+
+  async exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
+    const sub = execArgs(name, argv);
+    const { code, stdout, stderr } = await this.call(sub, name, timeoutMs);
+    return { code, stdout, stderr };
   }
 
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void } {

@@ -56,6 +56,13 @@ export interface LogOptions {
   since?: string;
 }
 
+/** What a command run inside a container answered; a non-zero exit is a result, not an error. */
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
 export interface Runtime {
   readonly kind: "podman" | "docker";
   readonly capabilities: RuntimeCapabilities;
@@ -77,6 +84,11 @@ export interface Runtime {
   inspect(name: string): Promise<ContainerDetails | null>;
   /** All containers, running or not, in one runtime call. */
   list(): Promise<ContainerInfo[]>;
+  /**
+   * Runs argv inside the running container `name` (exec health checks). Throws a RuntimeError
+   * when the client is killed at `timeoutMs` (code -1).
+   */
+  exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult>;
   /** Streams stdout+stderr lines of the container's log; kill() ends the stream. */
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void };
 }
