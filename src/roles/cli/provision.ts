@@ -79,7 +79,8 @@ class Reporter {
   }
 
   note(text: string): void {
-    if (this.mode !== "json") process.stdout.write(`note: ${text}\n`);
+    // On a terminal the note replaces the live line, which the next progress() redraws.
+    if (this.mode !== "json") process.stdout.write(`${this.mode === "tty" ? "\r\x1b[K" : ""}note: ${text}\n`);
   }
 }
 
@@ -122,11 +123,14 @@ function loadSigningCa(opts: Record<string, unknown>, trustPem: string, trustPat
   return { certPem, keyPem };
 }
 
-/** The agent's auth settings and the bearer token the final check sends. */
+/**
+ * The agent's auth settings and the bearer token the final check sends. A token generated for a
+ * CLI that has none is saved by saveToken(), called only once the node is being changed.
+ */
 async function resolveAuth(
   ctx: Ctx,
   rep: Reporter,
-): Promise<{ auth: AgentAuth; token: string; mciasCaPem?: string }> {
+): Promise<{ auth: AgentAuth; token: string; mciasCaPem?: string; saveToken: () => Promise<void> }> {
   const m = ctx.config.mcias;
   if (m) {
     const mciasCaPem = m.ca_cert ? readLocal(m.ca_cert, "[mcias] ca_cert") : undefined;
@@ -139,19 +143,24 @@ async function resolveAuth(
       },
       token: await ctx.token(),
       ...(mciasCaPem !== undefined ? { mciasCaPem } : {}),
+      saveToken: async () => {},
     };
   }
   // Local mode: the CLI sends one token to every node, so the node gets that token's hash.
   let token: string;
+  let saveToken = async () => {};
   try {
     token = await resolveToken({ tokenPath: ctx.config.auth.token_path });
   } catch (e) {
     if ((e as Error).name !== "AuthError") throw e;
-    token = generateToken();
-    await writeTokenFile(ctx.config.auth.token_path, token);
-    rep.note(`no CLI token yet: wrote a new admin token to ${ctx.config.auth.token_path} (0600)`);
+    const fresh = generateToken();
+    token = fresh;
+    saveToken = async () => {
+      await writeTokenFile(ctx.config.auth.token_path, fresh);
+      rep.note(`no CLI token yet: wrote a new admin token to ${ctx.config.auth.token_path} (0600)`);
+    };
   }
-  return { auth: { kind: "local", token }, token };
+  return { auth: { kind: "local", token }, token, saveToken };
 }
 
 async function detectArch(s: SshSession, name: string): Promise<Arch> {
@@ -253,7 +262,7 @@ export async function provisionCommand(args: string[], opts: Record<string, unkn
 
   const mode = opts.json === true ? "json" : process.stdout.isTTY ? "tty" : "plain";
   const rep = new Reporter(mode, STEP_NAMES.length);
-  const { auth, token, mciasCaPem } = await resolveAuth(ctx, rep);
+  const { auth, token, mciasCaPem, saveToken } = await resolveAuth(ctx, rep);
 
   const s = await connectSsh({ target, acceptNewHostKey: opts.acceptNewHostKey === true });
   let failed: { step: string; err: unknown } | undefined;
@@ -298,7 +307,10 @@ export async function provisionCommand(args: string[], opts: Record<string, unkn
     await run("linger", () => stepLinger(n));
     await run("dirs", () => stepDirs(n));
     await run("cert", () => stepCert(n, { trustPem, ...(signingCa ? { ca: signingCa } : {}) }));
-    await run("config", () => stepConfig(n, renderAgentConfig({ name, listen, auth }), mciasCaPem));
+    await run("config", async () => {
+      await saveToken();
+      return stepConfig(n, renderAgentConfig({ name, listen, auth }), mciasCaPem);
+    });
     await run("binary", () => stepBinary(n, binInfo));
     await run("service", () => stepService(n, agentUnit, changed));
     await run("verify", async () => {
