@@ -28,7 +28,8 @@ export interface CliConfig {
   mcias?: { server_url: string; ca_cert: string; service_name: string };
   auth: { token_path: string; username?: string; password_file?: string };
   tls?: { ca_cert: string };
-  master?: { address: string };
+  /** The fleet master (architecture v2): primary address, then fallbacks tried in order. */
+  master?: { address: string; addresses: string[] };
   nodes: CliNode[];
 }
 
@@ -50,7 +51,9 @@ const cliSchema = z
       })
       .prefault({}),
     tls: z.strictObject({ ca_cert: z.string().default("") }).optional(),
-    master: z.strictObject({ address: hostPortString }).optional(),
+    master: z
+      .strictObject({ address: hostPortString, addresses: z.array(hostPortString).default([]) })
+      .optional(),
     nodes: z
       .array(
         z.strictObject({
@@ -156,6 +159,7 @@ export function cliConfigToToml(cfg: CliConfig): string {
   if (cfg.master !== undefined) {
     out.push("", "[master]");
     kv("address", tomlString(cfg.master.address));
+    if (cfg.master.addresses.length > 0) kv("addresses", tomlStringArray(cfg.master.addresses));
   }
   for (const n of cfg.nodes) {
     out.push("", "[[nodes]]");

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { certInfo } from "../../src/pki/ca.ts";
 import { type CallError, connect } from "../../src/rpc/client.ts";
-import { busyboxImage } from "../support/env.ts";
+import { busyboxImage, freePort } from "../support/env.ts";
 import { type LocalFleet, startLocalFleet, waitFor } from "../support/master.ts";
 
 const WORKERS = ["w1", "w2", "w3", "w4", "w5"];
@@ -131,9 +131,38 @@ function nodeStatus(name: string, want: string, ms: number): Promise<NodeJson> {
   );
 }
 
+/**
+ * Waits for a heartbeat of `node` sampled after `since` and for its container count to equal the
+ * services placed there: the master also refreshes the count right after a deploy, but a
+ * heartbeat sampled before the deploy can still arrive after that refresh and overwrite it.
+ */
+async function settled(node: string, since: number): Promise<void> {
+  const want = [...placed.values()].filter((n) => n === node).length;
+  await waitFor(
+    `${node}: a fresh heartbeat with ${want} containers`,
+    async () => {
+      const n = (await nodes()).find((x) => x.name === node);
+      // +1 s: last_heartbeat may be stored at second resolution.
+      return n?.lastHeartbeat && Date.parse(n.lastHeartbeat) >= since + 1000 && n.containers === want;
+    },
+    15_000,
+    200,
+  );
+}
+
 async function running(node: string, container: string): Promise<boolean> {
   const r = await fleet.node(node).podman("inspect", "--format", "{{.State.Running}}", container);
   return r.code === 0 && r.stdout === "true";
+}
+
+/** The master's pino JSON lines written since `from` (a character offset into its stderr). */
+function masterLog(from: number): Record<string, unknown>[] {
+  return fleet.master
+    .log()
+    .slice(from)
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function masterClient(token: string) {
@@ -207,6 +236,7 @@ describe("master e2e: a master and agents on one machine", () => {
       sequence.push(r.node ?? "");
       placed.set(w, r.node ?? "");
       expect(await running(r.node!, `${w}-web`)).toBe(true);
+      await settled(r.node!, Date.now());
     }
     // Both workers start empty: node-a wins the tie, then they alternate.
     expect(sequence).toEqual(["node-a", "node-b", "node-a", "node-b", "node-a"]);
@@ -232,6 +262,7 @@ describe("master e2e: a master and agents on one machine", () => {
     expect(pin.node).toBe("node-a");
     expect(await running("node-a", `${PINNED}-web`)).toBe(true);
     placed.set(PINNED, "node-a");
+    await settled("node-a", Date.now());
 
     const st = await status();
     const where = Object.fromEntries(st.services.map((s) => [s.service, [s.node, s.tier]]));
@@ -247,6 +278,7 @@ describe("master e2e: a master and agents on one machine", () => {
     expect(r.steps.deploy?.success).toBe(true);
     expect(r.steps.edgeRoute?.success).toBe(true);
     placed.set(PUB, r.node!);
+    await settled(r.node!, Date.now());
     expect(["node-a", "node-b"]).toContain(r.node!);
 
     const edge = fleet.node("edge");
@@ -289,6 +321,7 @@ describe("master e2e: a master and agents on one machine", () => {
     )[0]!;
     const other = workers.find((n) => n.name !== target.name)!;
     const node = fleet.node(target.name);
+    const logFrom = fleet.master.log().length;
     const t0 = Date.now();
     node.pause();
     try {
@@ -297,6 +330,12 @@ describe("master e2e: a master and agents on one machine", () => {
       // Not before the heartbeat window (3 × 1 s) has passed.
       expect(detectMs).toBeGreaterThanOrEqual(2_000);
       console.log(`${target.name} marked unhealthy ${detectMs} ms after SIGSTOP`);
+      // The master probed it (HealthCheck) before calling it unhealthy.
+      const lines = masterLog(logFrom).filter((l) => l.node === target.name);
+      const probing = lines.findIndex((l) => l.msg === "no heartbeat within the window: probing");
+      const down = lines.findIndex((l) => l.to === "unhealthy");
+      expect(probing).toBeGreaterThanOrEqual(0);
+      expect(down).toBeGreaterThan(probing);
 
       writeDef(LATE);
       const r = await deploy(LATE);
@@ -432,5 +471,42 @@ describe("master e2e: a master and agents on one machine", () => {
       rogue.close();
       operator.close();
     }
+  }, 60_000);
+
+  test("CLI: master fallback address, text views through the master, --direct and --dry-run rules", async () => {
+    // A CLI config whose [master] primary address is dead: the fallback answers.
+    const dead = `127.0.0.1:${await freePort()}`;
+    const cfg = join(fleet.dir, "mcp-fallback.toml");
+    writeFileSync(
+      cfg,
+      readFileSync(fleet.cliConfig, "utf8").replace(
+        `address = "${fleet.master.address}"`,
+        `address = "${dead}"\naddresses = ["${fleet.master.address}"]`,
+      ),
+    );
+    const viaFallback = await fleet.mcp(["node", "list", "--json"], { env: { MCP_CONFIG: cfg } });
+    expect(viaFallback.stderr).toBe("");
+    expect(viaFallback.code).toBe(0);
+    expect((JSON.parse(viaFallback.stdout) as { nodes: unknown[] }).nodes.length).toBe(fleet.nodes.length);
+
+    const ps = await fleet.mcp(["ps"]);
+    expect(ps.code).toBe(0);
+    expect(ps.stdout).toMatch(new RegExp(`${CORE}-web\\s+hub\\s+running`));
+    const list = await fleet.mcp(["list"]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`${placed.get("w2")}\\s+w2\\s+web\\s+running\\s+running`));
+
+    // --direct: no master to place, so a definition without a node is refused on the CLI side...
+    const noNode = await fleet.mcp(["--direct", "deploy", "w1"]);
+    expect(noNode.code).toBe(2);
+    expect(noNode.stderr).toContain("needs a node");
+    // ...and an agent with a master keeps Deploy for mcp-master.
+    const direct = await fleet.mcp(["deploy", PINNED, "--direct"]);
+    expect(direct.code).toBe(1);
+    expect(direct.stderr).toContain("PERMISSION_DENIED");
+    // A dry run is an agent feature.
+    const dry = await fleet.mcp(["deploy", "w1", "--dry-run"]);
+    expect(dry.code).toBe(2);
+    expect(dry.stderr).toContain("--direct");
   }, 60_000);
 });

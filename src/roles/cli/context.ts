@@ -77,7 +77,11 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
         const m = config.master;
         if (!m) throw new CliError(`no [master] in ${configPath}: add [master] address = "host:port"`, 2);
         caPem ??= readCa(config);
-        return connect(McpMasterService, { addresses: [m.address], caPem, token: await ctx.token() });
+        return connect(McpMasterService, {
+          addresses: [m.address, ...m.addresses],
+          caPem,
+          token: await ctx.token(),
+        });
       })();
       return masterClient;
     },

@@ -46,7 +46,7 @@ describe("CLI config", () => {
       mcias: { server_url: "https://mcias.example.net:8443", ca_cert: "", service_name: "mcp" },
       auth: { token_path: "/home/op/.config/mcp/token" },
       tls: { ca_cert: "/home/op/.config/mcp/ca.pem" },
-      master: { address: "rift.example.ts.net:9555" },
+      master: { address: "rift.example.ts.net:9555", addresses: [] },
       nodes: [
         {
           name: "rift",
@@ -136,6 +136,14 @@ describe("CLI config", () => {
     expect(text).toContain(
       '[[nodes]]\nname = "rift"\naddress = "100.95.252.120:9444"\naddresses = ["192.168.88.181:9444"]',
     );
+    // master fallbacks round-trip too
+    const fallback: CliConfig = {
+      ...withAuth,
+      master: { address: "10.0.0.1:9555", addresses: ["10.0.0.2:9555", "[fd7a::1]:9555"] },
+    };
+    writeCliConfig(out, fallback);
+    expect(loadCliConfig(out).config.master).toEqual(fallback.master);
+    expect(cliConfigToToml(fallback)).toContain('addresses = ["10.0.0.2:9555", "[fd7a::1]:9555"]');
     // node removal is a plain array edit
     const fewer = { ...withAuth, nodes: withAuth.nodes.filter((n) => n.name !== "rift") };
     writeCliConfig(out, fewer);
