@@ -7,6 +7,7 @@
 // per component can follow a restart. That is the price of not writing on every alert.
 import type { Logger } from "pino";
 import type { DesiredState, EventRecord, ServiceRecord } from "../registry/types.ts";
+import { isObservedState } from "../registry/types.ts";
 import { type Alert, type AlertOutcome, type AlertSink, raiseAlert } from "./alert.ts";
 import { componentKey, evaluate, recordAlerts, type Transition } from "./evaluate.ts";
 
@@ -22,11 +23,21 @@ const FLAP_COUNT_CAP = 1_000;
 /**
  * Transitions of one component in the flap window. The first observation (from "unknown", e.g.
  * right after a deploy records the component) is not a change of the container and not counted.
+ * The events table also holds the health watch's healthy/unhealthy transitions (same service and
+ * component, states outside the observed-state set): those are not container state changes
+ * either, so only events between two observed states count.
  */
 export function flapCount(store: MonitorStore, service: string, component: string, since: Date): number {
   return store
     .recentEvents({ service, component, since, limit: FLAP_COUNT_CAP })
-    .filter((e) => e.prevState !== "unknown").length;
+    .filter((e) => e.prevState !== "unknown" && isObservedState(e.prevState) && isObservedState(e.newState))
+    .length;
+}
+
+/** Something that runs beside the loop and starts and stops with it (the health watch). */
+export interface MonitorCompanion {
+  start(): void;
+  stop(): Promise<void>;
 }
 
 export interface MonitorOptions {
@@ -49,6 +60,8 @@ export interface MonitorOptions {
   /** Aborting stops the timer (the agent's shutdown signal). */
   signal?: AbortSignal;
   now?: () => number;
+  /** Started by start(), stopped (and awaited) by stop(). */
+  companions?: readonly MonitorCompanion[];
 }
 
 export interface TickResult {
@@ -89,12 +102,37 @@ export class Monitor {
     this.timer = setInterval(() => this.fire(), this.opts.intervalMs);
     this.opts.signal?.addEventListener("abort", () => this.clearTimer(), { once: true });
     this.fire();
+    for (const c of this.opts.companions ?? []) c.start();
   }
 
-  /** Stops the timer and waits for a running tick (and its alert commands) to finish. */
+  /** Stops the timer and the companions, and waits for a running tick (and its alert commands). */
   async stop(): Promise<void> {
     this.clearTimer();
+    await Promise.all((this.opts.companions ?? []).map((c) => c.stop()));
     while (this.running !== null) await this.running;
+  }
+
+  /**
+   * Raises an alert decided outside the tick (the health watch's `unhealthy`) under the same
+   * per-component cooldown as drift and flap alerts. null = suppressed by the cooldown or
+   * dropped by confirm.
+   */
+  async raise(a: Alert): Promise<AlertOutcome | null> {
+    const now = this.now();
+    const key = componentKey(a.service, a.component);
+    const last = this.lastAlert.get(key);
+    if (last !== undefined && now - last < this.opts.cooldownMs) {
+      this.opts.logger.debug(
+        { alert_type: a.type, service: a.service, component: a.component },
+        "alert suppressed by cooldown",
+      );
+      return null;
+    }
+    // Taken before delivery, as in a tick, so a slow confirm cannot let a twin through.
+    this.lastAlert.set(key, now);
+    const out = await this.deliver(a, now);
+    if (out !== null) this.counters.alerts++;
+    return out;
   }
 
   /** Runs one tick now, after any running one; errors propagate (the timer path logs them). */

@@ -1,13 +1,82 @@
 // Startup step 3: the monitor loop (src/monitor/) wired to this agent — its registry, its
 // reconcile, its alert sink, its shutdown signal, and its per-service locks so neither an event
-// nor an alert comes from a half-done deploy or stop.
+// nor an alert comes from a half-done deploy or stop. Beside the loop runs the health watch
+// (src/monitor/health-watch.ts) over the components that declare `[components.health]`.
+import { checkHttp, checkTcp } from "../../health/index.ts";
+import { hostPort } from "../../health/result.ts";
 import { alertSink } from "../../monitor/alert.ts";
+import { type CheckOutcome, HealthWatch, type WatchTarget } from "../../monitor/health-watch.ts";
 import { Monitor } from "../../monitor/monitor.ts";
+import type { ComponentRecord } from "../../registry/types.ts";
 import { isDrift } from "../../registry/types.ts";
-import type { AgentContext, MonitorSettings } from "./context.ts";
+import { type AgentContext, containerName, type MonitorSettings } from "./context.ts";
+import { healthTarget } from "./health-target.ts";
+import { nodeAddressOf } from "./host-ports.ts";
 import { reconcile } from "./reconcile.ts";
 
+interface ComponentTarget extends WatchTarget {
+  record: ComponentRecord;
+}
+
+/** One declared check of a running component, through the same checkers as boot and deploy. */
+async function runCheck(ctx: AgentContext, c: ComponentRecord, timeoutMs: number): Promise<CheckOutcome> {
+  // The node address route ports are published on, as the deploy gate resolves it.
+  const t = healthTarget(c, nodeAddressOf(ctx.settings));
+  if (t.kind === "exec") return execCheck(ctx, containerName(c.service, c.name), t.cmd, timeoutMs);
+  if (t.kind === "http") return checkHttp(`http://${hostPort(t.host, t.port)}${t.path}`, timeoutMs);
+  return checkTcp(t.host, t.port, timeoutMs);
+}
+
+/** exec check: argv inside the container, exit 0 = healthy (a timeout throws: a failure too). */
+async function execCheck(
+  ctx: AgentContext,
+  name: string,
+  cmd: string[],
+  timeoutMs: number,
+): Promise<CheckOutcome> {
+  const what = `exec ${JSON.stringify(cmd)} in ${name}`;
+  const r = await ctx.runtime.exec(name, cmd, timeoutMs);
+  if (r.code === 0) return { healthy: true, detail: `${what} exited 0` };
+  const why = (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? "";
+  return { healthy: false, detail: `${what} exited ${r.code}${why ? `: ${why}` : ""}` };
+}
+
 export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
+  // Container start times from the latest reconcile: a new one tells the health watch that a
+  // component's container was replaced (its failure count and start_period start over).
+  let startedAt = new Map<string, number>();
+  const health = new HealthWatch<ComponentTarget>({
+    targets: () =>
+      ctx.registry.listServices().flatMap((s) =>
+        s.components
+          .filter(
+            (c) => c.health !== undefined && c.desiredState === "running" && c.observedState === "running",
+          )
+          .map((c) => ({
+            service: s.name,
+            component: c.name,
+            health: c.health!,
+            startedAt: startedAt.get(containerName(s.name, c.name)) ?? c.updatedAt.getTime(),
+            record: c,
+          })),
+      ),
+    check: (t, timeoutMs) => runCheck(ctx, t.record, timeoutMs),
+    // Health transitions share the events table with observed-state transitions (same service
+    // and component; states "healthy"/"unhealthy"), so `mcp status` shows them among recent
+    // events; the monitor's flap count only counts events between observed states.
+    record: (t) =>
+      void ctx.registry.insertEvent({
+        service: t.service,
+        component: t.component,
+        prevState: t.prev,
+        newState: t.next,
+      }),
+    alert: (a) => monitor.raise(a),
+    // A deploy holds the service lock through its own health gate.
+    busy: (s) => ctx.locks.isHeld(s),
+    logger: ctx.logger,
+    signal: ctx.shutdown,
+  });
   const monitor = new Monitor({
     intervalMs: m.intervalMs,
     cooldownMs: m.cooldownMs,
@@ -25,7 +94,13 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
           .map((s) => s.name)
           .filter((n) => ctx.locks.isHeld(n)),
       );
-      return reconcile(ctx, { skipService: (s) => busy.has(s) || ctx.locks.isHeld(s) });
+      return reconcile(ctx, { skipService: (s) => busy.has(s) || ctx.locks.isHeld(s) }).then((res) => {
+        const next = new Map<string, number>();
+        for (const [name, c] of res.containers)
+          if (c.startedAt !== null) next.set(name, c.startedAt.getTime());
+        startedAt = next;
+        return res;
+      });
     },
     sink: alertSink(ctx.settings),
     logger: ctx.logger,
@@ -35,9 +110,11 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
       ctx.locks.run(a.service, async () => {
         const c = ctx.registry.getComponent(a.service, a.component);
         if (c === null || c.desiredState === "ignore") return false;
+        if (a.type === "unhealthy") return health.stateOf(a.service, a.component) === "unhealthy";
         return a.type !== "drift" || isDrift(c.desiredState, c.observedState);
       }),
     signal: ctx.shutdown,
+    companions: [health],
   });
   monitor.start();
   ctx.logger.info({ interval_ms: m.intervalMs, alert_command: m.alertCommand[0] ?? null }, "monitor started");
