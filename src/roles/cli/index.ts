@@ -25,6 +25,8 @@ const files = () => import("./files.ts");
 const snapshot = () => import("./snapshot.ts");
 const recover = () => import("./recover.ts");
 const route = () => import("./route.ts");
+const agentUpgrade = () => import("./agent-upgrade.ts");
+const agentStatus = () => import("./agent-status.ts");
 const provision = () => import("./provision.ts");
 
 interface CommandDef {
@@ -235,6 +237,27 @@ export const COMMANDS: CommandDef[] = [
       ["--keep <n>", "snapshots to keep, older mcp-<stamp>.db files are deleted", 7],
     ],
     action: lazy(snapshot, (m) => m.snapshotCommand),
+  },
+  {
+    name: "agent upgrade",
+    args: "[...nodes]",
+    help: "Ship this mcp build to every node's agent (or the named ones) over SSH, in parallel; rolls back a node whose new agent does not answer",
+    options: [
+      ["--binary <file>", "binary to ship instead of this executable / the mcp-linux-<arch> beside it"],
+      ["--force", "upgrade nodes already on this version too"],
+      [
+        "--accept-new-host-key",
+        "trust and record a host key known_hosts does not have yet (never a changed one)",
+      ],
+      ["--timeout <duration>", "how long to wait for the new agent to answer before rolling back", "60s"],
+    ],
+    action: lazy(agentUpgrade, (m) => m.agentUpgradeCommand),
+  },
+  {
+    name: "agent status",
+    args: "[...nodes]",
+    help: "Every node's agent: reachable, version (skew against this CLI), arch, uptime, runtime, services, disk, memory",
+    action: lazy(agentStatus, (m) => m.agentStatusCommand),
   },
   {
     name: "route list",
