@@ -293,6 +293,16 @@ describe("master e2e: a master and agents on one machine", () => {
     expect(certInfo(pem).dnsNames).toContain(PUB_HOST);
     expect(readdirSync(edge.certDir).length).toBeGreaterThan(0);
 
+    // The worker serves the INTERNAL name (what the edge forwards to) with an internal cert;
+    // the public name never appears on the worker (architecture v2 "Certificate Model").
+    const worker = fleet.node(r.node!);
+    const internal = `${PUB}.svc.mcp.metacircular.net`;
+    const workerRoutes = worker.proxy.routes();
+    expect(workerRoutes.map((x) => x.hostname)).toContain(internal);
+    expect(workerRoutes.map((x) => x.hostname)).not.toContain(PUB_HOST);
+    const workerRoute = workerRoutes.find((x) => x.hostname === internal)!;
+    expect(certInfo(readFileSync(workerRoute.tlsCert, "utf8")).dnsNames).toEqual([internal]);
+
     const st = await status();
     const svc = st.services.find((s) => s.service === PUB);
     expect(svc?.edgeRoutes.map((e) => [e.hostname, e.edgeNode])).toEqual([[PUB_HOST, "edge"]]);

@@ -41,11 +41,21 @@ interface RouteLike {
   port: number;
   mode: "l4" | "l7";
   hostname?: string;
+  public?: boolean;
 }
 
-/** A route's hostname: its own, else `<service>.<zone>` (the name its A record resolves). */
-export function routeHostname(service: string, r: Pick<RouteLike, "hostname">, zone = DEFAULT_ZONE): string {
-  return r.hostname || `${service}.${zone}`;
+/**
+ * The hostname this node's mc-proxy serves a route under: its own, else `<service>.<zone>`
+ * (the name its A record resolves). A public route's hostname is the EDGE's (architecture v2
+ * "Certificate Model"): the worker serves the internal name, which is what the edge forwards
+ * to, and public names never appear on worker certs.
+ */
+export function routeHostname(
+  service: string,
+  r: Pick<RouteLike, "hostname" | "public">,
+  zone = DEFAULT_ZONE,
+): string {
+  return (!r.public && r.hostname) || `${service}.${zone}`;
 }
 
 /** The L7 hostnames of a component's routes, each once. */
