@@ -78,7 +78,9 @@ function agentFor(ctx: MasterContext, name: string) {
  */
 function adjustContainers(ctx: MasterContext, node: string, delta: number): void {
   const n = ctx.store.getNode(node);
-  if (n && delta !== 0) ctx.store.setContainers(node, Math.max(0, n.containers + delta));
+  // Held for one heartbeat interval plus slack: an older sample may still be on its way.
+  const holdMs = ctx.settings.heartbeat.intervalMs + 1000;
+  if (n && delta !== 0) ctx.store.setContainers(node, Math.max(0, n.containers + delta), holdMs);
 }
 
 /** Public routes: set up the desired ones on the edge node, remove recorded ones no longer wanted. */

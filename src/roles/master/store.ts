@@ -218,6 +218,9 @@ const edgeOf = (r: EdgeRow): EdgeRouteRecord => ({
 });
 
 export class MasterStore {
+  /** node → time until which the master's own container count wins over heartbeats (memory only). */
+  private readonly holds = new Map<string, number>();
+
   constructor(
     readonly db: Database,
     readonly path: string,
@@ -263,6 +266,19 @@ export class MasterStore {
   /** Stores the heartbeat's resources and time; status is the caller's decision. False = unknown node. */
   recordHeartbeat(name: string, h: HeartbeatInput): boolean {
     const at = (h.at ?? new Date()).toISOString();
+    // A heartbeat sampled before a deploy the master just made can arrive after it: while the
+    // master's own count is held (setContainers), the heartbeat's count does not replace it.
+    const held = (this.holds.get(name) ?? 0) > Date.now();
+    if (held) {
+      return (
+        this.db
+          .query(
+            `UPDATE nodes SET cpu_millicores = ?, memory_bytes = ?, disk_bytes = ?, last_heartbeat = ?
+               WHERE name = ?`,
+          )
+          .run(h.cpuMillicores, h.memoryBytes, h.diskBytes, at, name).changes > 0
+      );
+    }
     return (
       this.db
         .query(
@@ -273,9 +289,14 @@ export class MasterStore {
     );
   }
 
-  /** The container count learned between heartbeats (after a deploy), so placement sees it at once. */
-  setContainers(name: string, containers: number): void {
+  /**
+   * The container count learned between heartbeats (after a deploy), so placement sees it at once.
+   * `holdMs`: heartbeats arriving within this time keep this count (they may have been sampled
+   * before the change); pass about one heartbeat interval.
+   */
+  setContainers(name: string, containers: number, holdMs = 0): void {
     this.db.query("UPDATE nodes SET containers = ? WHERE name = ?").run(containers, name);
+    if (holdMs > 0) this.holds.set(name, Date.now() + holdMs);
   }
 
   /** Refuses while placements or edge routes still reference the node. */

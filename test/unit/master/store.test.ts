@@ -149,3 +149,21 @@ describe("master store", () => {
     expect(again.getPlacement("s")?.tier).toBe("core");
   });
 });
+
+describe("container count held after a master-side change", () => {
+  test("a heartbeat within the hold keeps the master's count; after it, the heartbeat wins", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-store-hold-"));
+    const store = openMasterStore(join(dir, "master.db"));
+    store.upsertNode({ name: "w1", role: "worker", address: "127.0.0.1:1", arch: "amd64", version: "v" });
+    store.recordHeartbeat("w1", { containers: 2, cpuMillicores: 1, memoryBytes: 1, diskBytes: 1 });
+    store.setContainers("w1", 3, 150);
+    // A heartbeat sampled before the deploy still says 2: the master's 3 stands.
+    store.recordHeartbeat("w1", { containers: 2, cpuMillicores: 5, memoryBytes: 1, diskBytes: 1 });
+    expect(store.getNode("w1")!.containers).toBe(3);
+    await Bun.sleep(200);
+    store.recordHeartbeat("w1", { containers: 4, cpuMillicores: 5, memoryBytes: 1, diskBytes: 1 });
+    expect(store.getNode("w1")!.containers).toBe(4);
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
