@@ -38,6 +38,7 @@ const dirB = join(tmp, "buildB");
 const cliB = () => join(dirB, "mcp-linux-x64");
 const cfgPath = join(tmp, "mcp.toml");
 const cfgArmPath = join(tmp, "mcp-arm.toml");
+const cfgDeployPath = join(tmp, "mcp-deploy.toml");
 const knownHosts = join(home, ".ssh", "known_hosts");
 
 let nodes: DebianNode[] = [];
@@ -234,12 +235,13 @@ async function build(target: string, outdir: string, version: string): Promise<v
   );
 }
 
-function cliConfig(arch1: string): string {
-  const n = (node: DebianNode, arch: string) => `
+/** Both nodes; n1 with the given arch and ssh login user. */
+function cliConfig(arch1: string, user1 = "root"): string {
+  const n = (node: DebianNode, arch: string, user = "root") => `
 [[nodes]]
 name = "${node.name}"
 address = "127.0.0.1:${node.agentPort}"
-ssh = "root@127.0.0.1:${node.sshPort}"
+ssh = "${user}@127.0.0.1:${node.sshPort}"
 arch = "${arch}"
 `;
   return `[auth]
@@ -247,7 +249,7 @@ token_path = "${join(tmp, "token")}"
 
 [tls]
 ca_cert = "${join(tmp, "ca.pem")}"
-${n(n1, arch1)}${n(n2, "amd64")}`;
+${n(n1, arch1, user1)}${n(n2, "amd64")}`;
 }
 
 beforeAll(async () => {
@@ -285,10 +287,11 @@ beforeAll(async () => {
   writeFileSync(knownHosts, `${n2.knownHostsLine}\n`); // n1 unknown until the host key test accepts it
   writeFileSync(cfgPath, cliConfig("amd64"));
   writeFileSync(cfgArmPath, cliConfig("arm64"));
+  writeFileSync(cfgDeployPath, cliConfig("amd64", "deploy"));
 
   await Promise.all(
     started.map(async (node) => {
-      await sh(node, "cat >> /root/.ssh/authorized_keys", pub);
+      await sh(node, "tee -a /root/.ssh/authorized_keys >> /home/deploy/.ssh/authorized_keys", pub);
       await installAgent(node, join(dirA, "mcp-linux-x64"), { cert: leaf.chainPem, key: leaf.keyPem });
     }),
   );
@@ -374,18 +377,26 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
     expect(again.stderr).toContain("skipped");
   });
 
-  test("--force reinstalls one node (and sweeps a stale temp file from an interrupted run)", async () => {
+  test("--force reinstalls one node as a sudo user (and sweeps a stale temp file from an interrupted run)", async () => {
     await sh(n1, "head -c 1000 /dev/urandom > /srv/mcp/.mcp-agent.upload-stale.gz");
     const startedBefore = (await nodeStatus(n2)).agentStarted!;
-    const r = await mcp(["agent", "upgrade", n1.name, "--force", "--json"]);
+    // ssh = deploy@…: SFTP stages in /home/deploy, every node-side step runs through sudo -n.
+    const r = await mcp(["agent", "upgrade", n1.name, "--force", "--json", "--config", cfgDeployPath]);
     const j = parseUpgrade(r);
     expect(r.code).toBe(0);
     expect(row(j, n1.name)).toMatchObject({ from: VB, to: VB, result: "upgraded" });
     expect(row(j, n1.name).removedStale).toEqual(["/srv/mcp/.mcp-agent.upload-stale.gz"]);
     expect(await tempFiles(n1)).toEqual([]);
+    const homeFiles = await n1.exec(["ls", "-a", "/home/deploy"]);
+    expect(homeFiles.stdout).not.toContain(".mcp-agent.");
+    const mode = await n1.exec(["stat", "-c", "%a %U", "/srv/mcp/mcp-agent", "/srv/mcp/mcp-agent.prev"]);
+    expect(mode.stdout.trim().split("\n")).toEqual(["755 root", "755 root"]);
+    expect(await nodeSha(n1, "/srv/mcp/mcp-agent")).toBe(shaB);
     expect(j.nodes.length).toBe(1);
     expect((await nodeStatus(n2)).agentStarted).toEqual(startedBefore);
-    measured.push(`1 node (forced, gzip): wall ${j.wallMs} ms ${JSON.stringify(row(j, n1.name).steps)}`);
+    measured.push(
+      `1 node (forced, gzip, via sudo): wall ${j.wallMs} ms ${JSON.stringify(row(j, n1.name).steps)}`,
+    );
   });
 
   test("a binary that exits at start: that node is rolled back to its previous agent, the other untouched", async () => {
@@ -513,6 +524,22 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
     const badTimeout = await mcp(["agent", "upgrade", "--timeout", "soon"]);
     expect(badTimeout.code).toBe(2);
     expect(badTimeout.stderr).toBe('mcp: --timeout: expected a duration like 60s or 2m, got "soon"\n');
+    // An agent this CLI cannot verify (another CA) would hide the new agent too: stop before SSH.
+    const other = await createCA({ commonName: "some other CA", days: 1 });
+    writeFileSync(join(tmp, "other-ca.pem"), other.certPem);
+    const cfgOtherCa = join(tmp, "mcp-other-ca.toml");
+    writeFileSync(
+      cfgOtherCa,
+      readFileSync(cfgPath, "utf8").replace(join(tmp, "ca.pem"), join(tmp, "other-ca.pem")),
+    );
+    const wrongCa = await mcp(["agent", "upgrade", n1.name, "--json", "--config", cfgOtherCa]);
+    expect(wrongCa.code).toBe(1);
+    const wr = row(parseUpgrade(wrongCa), n1.name);
+    expect(wr.result).toBe("failed");
+    expect(wr.reason).toContain("cannot check the agent");
+    expect(wr.steps).toEqual({});
+    expect((await nodeStatus(n1)).agentVersion).toBe(VB);
+
     const missing = await mcp(["agent", "upgrade", "--binary", join(tmp, "missing")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("file not found");

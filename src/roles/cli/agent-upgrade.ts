@@ -11,9 +11,11 @@
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
+import { status as grpcStatus } from "@grpc/grpc-js";
 import type { CliNode } from "../../config/cli.ts";
 import { parseDuration } from "../../config/load.ts";
 import type { NodeStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
+import { CallError } from "../../rpc/client.ts";
 import { connectSsh, resolveTarget, type SshSession } from "../../ssh/index.ts";
 import { type AgentBinary, agentBinaryFor, CLI_VERSION } from "./agent-binary.ts";
 import { type Ctx, loadCtx } from "./context.ts";
@@ -27,6 +29,10 @@ const UNIT = "mcp-agent";
 const ZSTD_LEVEL = 6;
 const GZIP_LEVEL = 6;
 const POLL_MS = 300;
+// Codes that mean "no agent there right now" (as opposed to one this CLI cannot talk to).
+const AGENT_DOWN = new Set([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED]);
+// grpc-js reports a certificate it cannot verify as UNAVAILABLE too; its text tells them apart.
+const TLS_TROUBLE = /certificate|self[- ]signed|altnames|SSL|TLS|handshake/i;
 
 export type Compression = "zstd" | "gzip";
 export type UpgradeOutcome = "upgraded" | "skipped" | "rolled back" | "failed";
@@ -149,7 +155,7 @@ const ROLLBACK =
   `if [ "$(sum ${AGENT_PATH})" != "$old" ]; then ` +
   `if [ ! -f ${AGENT_PATH}.prev ] || [ "$(sum ${AGENT_PATH}.prev)" != "$old" ]; then ` +
   'echo "mcp-agent.prev is not the binary that ran before the upgrade: not rolling back" >&2; exit 3; fi; ' +
-  `ln -f -- ${AGENT_PATH} ${AGENT_PATH}.failed; ln -f -- ${AGENT_PATH}.prev "$tmp"; mv -f -- "$tmp" ${AGENT_PATH}; fi; ` +
+  `ln -f -- ${AGENT_PATH} ${AGENT_PATH}.failed; ln -f -- ${AGENT_PATH}.prev "$tmp"; mv -f -- "$tmp" ${AGENT_PATH}; echo restored; fi; ` +
   `systemctl restart ${UNIT}`;
 
 // ---- progress -----------------------------------------------------------------------------
@@ -318,8 +324,16 @@ export async function upgradeNode(
     report("asking the agent its version");
     try {
       res.from = (await nodeStatus(ctx, node, 5000)).agentVersion;
-    } catch {
-      // A dead agent is a reason to upgrade, not to stop: the binary may be what is broken.
+    } catch (e) {
+      // A dead agent is a reason to upgrade, not to stop: the binary may be what is broken. But
+      // an answer this CLI cannot accept (CA, token) would also hide the new agent's, and every
+      // upgrade would end in a rollback: that is fixed first.
+      if (!(e instanceof CallError) || !AGENT_DOWN.has(e.code) || TLS_TROUBLE.test(e.message)) {
+        throw new CliError(
+          `cannot check the agent, so could not confirm an upgrade: ${briefError(e as Error)}`,
+        );
+      }
+      res.notes.push(`the agent did not answer before the upgrade (${briefError(e)})`);
     }
     if (res.from !== undefined && res.from === binary.version && !opts.force) {
       res.result = "skipped";
@@ -405,10 +419,10 @@ export async function upgradeNode(
       });
     }
 
+    step("cleanup");
     report(
       binary.version ? `waiting for ${binary.version} to answer` : "waiting for the new agent to answer",
     );
-    mark = performance.now();
     const up = await waitForAgent(ctx, node, binary.version, opts.timeoutMs);
     step("wait");
     if (up.ok) {
@@ -418,14 +432,19 @@ export async function upgradeNode(
     }
     const why = `${binary.version ?? "the new agent"} did not answer within ${seconds(opts.timeoutMs)} (${up.last})`;
     report(`rolling back: ${why}`);
-    await shell.retrying(["sh", "-c", ROLLBACK, "sh", oldSha, `${DIR}/.mcp-agent.restore-${rand}`], 120_000);
+    const rb = await shell.retrying(
+      ["sh", "-c", ROLLBACK, "sh", oldSha, `${DIR}/.mcp-agent.restore-${rand}`],
+      120_000,
+    );
     const back = await waitForAgent(ctx, node, res.from, opts.timeoutMs);
     step("rollback");
     if (back.ok) {
       res.result = "rolled back";
       res.reason = why;
       res.notes.push(
-        `${res.from ?? "the previous agent"} answers again; the new binary is kept as ${AGENT_PATH}.failed`,
+        rb.includes("restored")
+          ? `${res.from ?? "the previous agent"} answers again; the new binary is kept as ${AGENT_PATH}.failed`
+          : `${res.from ?? "the previous agent"} answers again (the new binary never replaced it)`,
       );
     } else {
       res.result = "failed";
