@@ -68,6 +68,8 @@ const agentSchema = z
             }
           }),
         pull: z.enum(["always", "missing", "never"]).default("always"),
+        /** Deploy history rows kept per service (`mcp history`, `mcp rollback`). */
+        history_keep: z.number().int().min(1, { error: "expected at least 1" }).default(10),
         /**
          * The address other nodes, mc-proxy and DNS reach this node's route ports on; route ports
          * are published on it. An IP literal (podman publishes on IPs, DNS A records hold IPs);

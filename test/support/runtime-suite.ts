@@ -248,6 +248,19 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       expect(await getText(`http://127.0.0.1:${webPort}/`)).toBe("hello from mcp\n");
     });
 
+    test("exec runs argv inside the running container: exit code and output, never a shell", async () => {
+      const ok = await rt.exec(WEB, ["cat", "/www/index.html"], 10_000);
+      expect(ok).toEqual({ code: 0, stdout: "hello from mcp\n", stderr: "" });
+      const bad = await rt.exec(WEB, ["cat", "/www/nope; echo injected"], 10_000);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).not.toContain("injected");
+      expect(bad.stderr).toContain("/www/nope; echo injected");
+      const slow = (await rt.exec(WEB, ["sleep", "5"], 300).catch((e: unknown) => e)) as RuntimeError;
+      expect(slow).toBeInstanceOf(RuntimeError);
+      expect(slow.code).toBe(-1);
+      expect(slow.message).toContain("timed out after 300 ms");
+    });
+
     test(`errors carry ${kind}'s stderr in one line`, async () => {
       const dup = (await rt.run(webSpec()).catch((e: unknown) => e)) as RuntimeError;
       expect(dup).toBeInstanceOf(RuntimeError);

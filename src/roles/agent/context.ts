@@ -26,6 +26,8 @@ export interface AgentSettings {
    */
   nodeAddress?: string;
   pullPolicy: PullPolicy;
+  /** [agent] history_keep: deploy history rows kept per service (default 10). */
+  historyKeep?: number;
   logger: Logger;
   version: string;
   /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
@@ -66,7 +68,6 @@ export interface EdgeSettings {
   /** mc-proxy listener public routes go on. */
   listener: number;
 }
-
 
 export interface MonitorSettings {
   intervalMs: number;

@@ -126,6 +126,7 @@ export function settingsFromConfig(
     integrations,
     hooks: composeHooks({ logger, nodeAddress: node.address, certDir: certDirOf(cfg, p) }, integrations),
     pullPolicy: cfg.agent.pull,
+    historyKeep: cfg.agent.history_keep,
     logger,
     version,
     monitor: {

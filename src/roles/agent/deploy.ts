@@ -1,14 +1,22 @@
 // Deploy use case (reference flow): record the spec, then per component pull, stop+remove,
 // run <service>-<component>, inspect, record observed state and the version from the tag.
 // Deploys of one service are serialized by the caller's lock.
+// A component that declares [components.health] is gated: it counts as deployed (routes are
+// registered, the next component proceeds) only once healthy; one that never gets there is
+// rolled back to what its registry record said ran before (unless no_rollback), the components
+// after it are left as they were, and the history records the attempt and the rollback.
+// Without a health declaration a deploy runs exactly the reference flow.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { ComponentRecord, HistoryKind } from "../../registry/types.ts";
 import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
 import type { AgentContext } from "./context.ts";
+import { gateComponent } from "./deploy-health.ts";
+import { componentKey, effectiveDef, recordToDef, writeHistory } from "./history.ts";
 import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
 import {
   allocateRoutePorts,
@@ -27,6 +35,13 @@ export interface DeployOptions {
   component?: string;
   pullPolicy?: PullPolicy;
   dryRun?: boolean;
+  /** A gated component that never becomes healthy is left as it is, for inspection. */
+  noRollback?: boolean;
+  /** The RPC identity that asked; when set, the deploy is written to the spec history. */
+  caller?: string;
+  /** What a successful deploy is recorded as (Rollback: "rollback", with its detail). */
+  historyKind?: Exclude<HistoryKind, "failed">;
+  historyDetail?: string;
 }
 
 function selectComponents(def: ServiceDef, component?: string): ComponentDef[] {
@@ -53,44 +68,53 @@ export function recordSpec(ctx: AgentContext, def: ServiceDef, deployed: Compone
       node: def.node ?? "",
       specJson: JSON.stringify(def),
     });
-    for (const c of def.components) {
-      const existing = ctx.registry.getComponent(def.name, c.name);
-      let hostPorts: Map<string, number> | null = null;
-      if (deployedNames.has(c.name)) {
-        ctx.registry.releasePorts(def.name, c.name, c.routes.map(routeKey));
-        hostPorts = allocateRoutePorts(ctx.registry, def.name, c, portRange, host);
-      }
-      // Only deployed components change desired state; the others keep theirs (component-level deploy).
-      const desiredState = deployedNames.has(c.name) ? "running" : (existing?.desiredState ?? "stopped");
-      ctx.registry.upsertComponent(def.name, {
-        name: c.name,
-        image: deployedNames.has(c.name) ? c.image : (existing?.image ?? c.image),
-        network: c.network,
-        user: c.user,
-        restart: c.restart,
-        desiredState,
-        version: existing?.version ?? "",
-        ports: c.ports,
-        volumes: c.volumes,
-        cmd: c.cmd,
-        env: c.env,
-        routes: c.routes.map((r) => ({
-          name: routeKey(r),
-          port: r.port,
-          mode: r.mode,
-          hostname: r.hostname ?? "",
-          public: r.public,
-          hostPort:
-            hostPorts?.get(routeKey(r)) ??
-            existing?.routes.find((x) => x.name === routeKey(r))?.hostPort ??
-            0,
-        })),
-        runtime: c.runtime,
-        memory: c.memory ?? "",
-        vcpus: c.vcpus ?? 0,
-        ...(c.health ? { health: c.health } : {}),
-      });
-    }
+    for (const c of def.components)
+      writeComponent(ctx, def.name, c, deployedNames.has(c.name), portRange, host);
+  });
+}
+
+/** One component of recordSpec (also used to restore a component's earlier spec). */
+function writeComponent(
+  ctx: AgentContext,
+  service: string,
+  c: ComponentDef,
+  deployed: boolean,
+  portRange: readonly [number, number],
+  host: string,
+): void {
+  const existing = ctx.registry.getComponent(service, c.name);
+  let hostPorts: Map<string, number> | null = null;
+  if (deployed) {
+    ctx.registry.releasePorts(service, c.name, c.routes.map(routeKey));
+    hostPorts = allocateRoutePorts(ctx.registry, service, c, portRange, host);
+  }
+  // Only deployed components change desired state; the others keep theirs (component-level deploy).
+  const desiredState = deployed ? "running" : (existing?.desiredState ?? "stopped");
+  ctx.registry.upsertComponent(service, {
+    name: c.name,
+    image: deployed ? c.image : (existing?.image ?? c.image),
+    network: c.network,
+    user: c.user,
+    restart: c.restart,
+    desiredState,
+    version: existing?.version ?? "",
+    ports: c.ports,
+    volumes: c.volumes,
+    cmd: c.cmd,
+    env: c.env,
+    routes: c.routes.map((r) => ({
+      name: routeKey(r),
+      port: r.port,
+      mode: r.mode,
+      hostname: r.hostname ?? "",
+      public: r.public,
+      hostPort:
+        hostPorts?.get(routeKey(r)) ?? existing?.routes.find((x) => x.name === routeKey(r))?.hostPort ?? 0,
+    })),
+    runtime: c.runtime,
+    memory: c.memory ?? "",
+    vcpus: c.vcpus ?? 0,
+    ...(c.health ? { health: c.health } : {}),
   });
 }
 
@@ -131,29 +155,46 @@ async function ensureImage(
   }
 }
 
+interface ComponentOutcome {
+  result: Result;
+  /**
+   * A gated component failed after its old container was stopped: it never became healthy (or
+   * never ran), so rolling back to the earlier spec is the way to get the service back.
+   */
+  rollback: boolean;
+}
+
 async function deployComponent(
   ctx: AgentContext,
   def: ServiceDef,
   c: ComponentDef,
   policy: PullPolicy,
   prepared: Step[] = [],
-): Promise<Result> {
+): Promise<ComponentOutcome> {
   const steps: Step[] = [...prepared];
   const warnings: string[] = [];
   // The recorded routes carry the host ports recordSpec allocated for this deploy.
   const routes = ctx.registry.getComponent(def.name, c.name)?.routes ?? [];
   const spec = runSpec(ctx.settings, def.name, c, routes);
   const version = extractVersion(c.image);
+  const gated = c.health !== undefined;
+  let replaced = false;
+  const failed = (error: string, rollback = gated && replaced): ComponentOutcome => ({
+    result: { name: c.name, success: false, error, version, steps, warnings },
+    rollback,
+  });
   try {
     const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
     steps[steps.length - 1]!.detail = how;
     await timed(steps, "stop", async () => {
       const existing = await ctx.runtime.inspect(spec.name);
       if (existing) {
+        replaced = true;
         if (existing.state === "running") await ctx.runtime.stop(spec.name);
         await ctx.runtime.remove(spec.name, true);
       }
     });
+    replaced = true;
     await timed(steps, "run", () => ctx.runtime.run(spec));
     const details = await timed(steps, "inspect", () => ctx.runtime.inspect(spec.name));
     const observed = details?.state ?? "removed";
@@ -161,32 +202,110 @@ async function deployComponent(
       ctx.registry.setObservedState(def.name, c.name, observed);
       ctx.registry.setVersion(def.name, c.name, version);
     });
-    if (observed !== "running") {
-      return {
-        name: c.name,
-        success: false,
-        error: `container ${spec.name} is ${observed} after start`,
-        version,
-        steps,
-        warnings,
-      };
+    if (observed !== "running" || !details)
+      return failed(`container ${spec.name} is ${observed} after start`);
+    if (gated) {
+      const gate = await timed(steps, "health", () => gateComponent(ctx, def.name, c.name, details));
+      steps[steps.length - 1]!.detail = gate.detail;
+      if (!gate.healthy) {
+        const now = await ctx.runtime.inspect(spec.name).catch(() => null);
+        ctx.registry.setObservedState(def.name, c.name, now?.state ?? "removed");
+        return failed(gate.detail);
+      }
     }
+    // Routes point at the new container only now: after it runs, and with a check after it is healthy.
     const hookFailure = await runComponentHook(ctx, "onDeployed", def.name, c.name, steps);
-    if (hookFailure) return { name: c.name, success: false, error: hookFailure, version, steps, warnings };
-    return { name: c.name, success: true, version, steps, warnings };
+    if (hookFailure) return failed(hookFailure, false);
+    return { result: { name: c.name, success: true, version, steps, warnings }, rollback: false };
   } catch (err) {
     // Record what is really there so the registry never claims a success that did not happen.
     const details = await ctx.runtime.inspect(spec.name).catch(() => null);
     ctx.registry.setObservedState(def.name, c.name, details?.state ?? "removed");
-    return {
-      name: c.name,
-      success: false,
-      error: (err as Error).message.split("\n")[0],
-      version,
-      steps,
-      warnings,
+    return failed((err as Error).message.split("\n")[0] ?? "deploy failed");
+  }
+}
+
+/**
+ * Puts back the spec a component ran before this deploy (its registry record then) and deploys
+ * it, health-gated when it declares a check. The failed result gets a "rollback" step and says
+ * `rolled back to <image>`; the registry ends recording the old image, version and desired state.
+ */
+async function rollbackComponent(
+  ctx: AgentContext,
+  def: ServiceDef,
+  c: ComponentDef,
+  before: ComponentRecord | undefined,
+  out: Result,
+): Promise<boolean> {
+  const steps = (out.steps ?? []) as Step[];
+  out.steps = steps;
+  if (!before || before.desiredState === "ignore") {
+    out.error = `${out.error}; nothing to roll back to (no earlier deploy of ${c.name})`;
+    return false;
+  }
+  const old = recordToDef(before);
+  if (componentKey(old) === componentKey(c)) {
+    out.error = `${out.error}; nothing to roll back to (the earlier spec of ${c.name} is the same)`;
+    return false;
+  }
+  const t0 = performance.now();
+  let restored: ComponentOutcome;
+  try {
+    ctx.registry.withTransaction(() =>
+      writeComponent(ctx, def.name, old, true, portRangeOf(ctx.settings), nodeAddressOf(ctx.settings)),
+    );
+    restored = await deployComponent(ctx, def, old, "missing");
+  } catch (err) {
+    restored = {
+      result: { name: c.name, success: false, error: (err as Error).message.split("\n")[0] },
+      rollback: false,
     };
   }
+  const r = restored.result;
+  const health = r.steps?.find((x) => x.step === "health")?.detail;
+  steps.push({
+    step: "rollback",
+    durationMs: BigInt(Math.round(performance.now() - t0)),
+    detail: r.success
+      ? `restored ${old.image}${health ? ` (${health})` : ""}`
+      : `restoring ${old.image} failed: ${r.error}`,
+  });
+  if (!r.success) {
+    out.error = `${out.error}; rollback to ${old.image} failed: ${r.error}`;
+    return false;
+  }
+  // What runs now is the old version; the registry says so (writeComponent + deployComponent).
+  ctx.registry.setVersion(def.name, c.name, before.version || extractVersion(old.image));
+  out.error = `${out.error}; rolled back to ${old.image}`;
+  out.rolledBackTo = old.image;
+  out.version = before.version || extractVersion(old.image);
+  out.warnings = [...(out.warnings ?? []), ...(r.warnings ?? [])];
+  return true;
+}
+
+/** A component a stopped deploy never reached gets its earlier record back (its container was not touched). */
+function restoreRecord(
+  ctx: AgentContext,
+  service: string,
+  name: string,
+  before: ComponentRecord | undefined,
+): void {
+  ctx.registry.withTransaction(() => {
+    if (!before) {
+      ctx.registry.deleteComponent(service, name);
+      return;
+    }
+    writeComponent(
+      ctx,
+      service,
+      recordToDef(before),
+      true,
+      portRangeOf(ctx.settings),
+      nodeAddressOf(ctx.settings),
+    );
+    ctx.registry.setDesiredState(service, name, before.desiredState);
+    ctx.registry.setVersion(service, name, before.version);
+  });
 }
 
 /**
@@ -262,17 +381,83 @@ export async function deployService(
     // Certificates first: a cert error fails the deploy before the registry or any container changes.
     const prepared = await prepareComponents(ctx, def, comps);
     if (prepared.failed) return prepared.results;
+    // What ran before this deploy: a component that never becomes healthy goes back to it.
+    const before = new Map((ctx.registry.getService(def.name)?.components ?? []).map((r) => [r.name, r]));
     // No free port (or an address that is not this host's): nothing is recorded or started.
     portsOrFail(() => recordSpec(ctx, def, comps));
     const results: Result[] = [];
-    for (const c of comps)
-      results.push(await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? []));
+    let gateFailure: { component: string; error: string; rolledBack: boolean } | null = null;
+    for (const c of comps) {
+      if (gateFailure) {
+        // The deploy stopped at an unhealthy component: this one was never touched.
+        restoreRecord(ctx, def.name, c.name, before.get(c.name));
+        results.push({
+          name: c.name,
+          success: false,
+          error: `not deployed: component ${gateFailure.component} did not become healthy`,
+          version: extractVersion(c.image),
+          steps: prepared.steps.get(c.name) ?? [],
+        });
+        continue;
+      }
+      const out = await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? []);
+      results.push(out.result);
+      if (!out.rollback) continue;
+      const error = out.result.error ?? "";
+      let rolledBack = false;
+      if (opts.noRollback) out.result.error = `${error}; left for inspection (no rollback)`;
+      else rolledBack = await rollbackComponent(ctx, def, c, before.get(c.name), out.result);
+      gateFailure = { component: c.name, error, rolledBack };
+    }
+    finishDeploy(ctx, def, opts, results, gateFailure);
     ctx.logger.info(
       { service: def.name, components: results.map((r) => `${r.name}:${r.success ? "ok" : "failed"}`) },
       "deploy finished",
     );
     return results;
   });
+}
+
+/**
+ * After the components: the stored service spec says what runs when a gate failed, and the spec
+ * history gets its rows (a deploy asked for over RPC only; boot and recover do not write any):
+ * a successful deploy (or Rollback) one row; a gate failure the attempt as "failed" and, when
+ * something was restored, what runs now as "rollback".
+ */
+function finishDeploy(
+  ctx: AgentContext,
+  def: ServiceDef,
+  opts: DeployOptions,
+  results: Result[],
+  gateFailure: { component: string; error: string; rolledBack: boolean } | null,
+): void {
+  const now = effectiveDef(ctx, def);
+  if (gateFailure) ctx.registry.upsertService({ name: def.name, specJson: JSON.stringify(now) });
+  if (opts.caller === undefined) return;
+  if (!gateFailure) {
+    if (results.every((r) => r.success)) {
+      writeHistory(ctx, now, opts.caller, opts.historyKind ?? "deploy", opts.historyDetail ?? "");
+    }
+    return;
+  }
+  // The attempt as it was asked for: components it did not select keep what they run.
+  const attempted: ServiceDef = {
+    ...now,
+    components: now.components.map((c) =>
+      opts.component && c.name !== opts.component ? c : (def.components.find((d) => d.name === c.name) ?? c),
+    ),
+  };
+  const failed = results.find((r) => r.name === gateFailure.component);
+  writeHistory(ctx, attempted, opts.caller, "failed", `${gateFailure.component}: ${gateFailure.error}`);
+  if (gateFailure.rolledBack) {
+    writeHistory(
+      ctx,
+      now,
+      opts.caller,
+      "rollback",
+      `automatic: ${gateFailure.component} did not become healthy, rolled back to ${failed?.rolledBackTo ?? "?"}`,
+    );
+  }
 }
 
 export type { ComponentResult };

@@ -11,6 +11,7 @@ import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
 import { edgeHandlers } from "./edge.ts";
 import { filesHandlers } from "./files.ts";
+import { historyHandlers } from "./history-rpc.ts";
 import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
 import { proxyRoutesHandlers } from "./proxy-routes.ts";
@@ -33,7 +34,8 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
     ...recoverHandlers(ctx),
     ...proxyRoutesHandlers(ctx),
     ...edgeHandlers(ctx),
-    async deploy(req) {
+    ...historyHandlers(ctx),
+    async deploy(req, call) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {
         throw invalidArgument(
@@ -45,6 +47,8 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
         component: req.component || undefined,
         pullPolicy: (req.pullPolicy || undefined) as PullPolicy | undefined,
         dryRun: req.dryRun,
+        noRollback: req.noRollback,
+        caller: call.identity.name,
       });
       return { results };
     },

@@ -1,6 +1,8 @@
 // `mcp deploy <svc>[/<comp>]`: resolve the spec (file, else the agent's registry), push it to
 // the node's agent, print one line per step with timings; --dry-run prints the runtime argv.
-import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
+// Components with [components.health] are gated by the agent: the CLI says it waits for them and
+// shows their health (and rollback) steps; a rolled-back component makes the exit non-zero.
+import type { ComponentResult, ServiceSpec } from "../../gen/mcp/v1/mcp_pb.ts";
 import { defToSpec } from "../../rpc/convert.ts";
 import {
   type Ctx,
@@ -36,7 +38,57 @@ export function resultJson(r: ComponentResult) {
     steps: r.steps.map((s) => ({ step: s.step, ms: Number(s.durationMs), detail: s.detail || undefined })),
     warnings: r.warnings,
     argv: r.argv.length > 0 ? r.argv : undefined,
+    rolledBackTo: r.rolledBackTo || undefined,
   };
+}
+
+/** One line per health-gated component before the (unary) deploy call: what it will wait for. */
+export function healthWaitLines(spec: ServiceSpec, component?: string): string[] {
+  return spec.components
+    .filter((c) => c.health && (!component || c.name === component))
+    .map((c) => {
+      const h = c.health!;
+      const what =
+        h.type === "exec"
+          ? `exec ${h.cmd.join(" ")}`
+          : `${h.type} ${h.route ? `route ${h.route}` : `port ${h.port}`}${h.type === "http" ? ` ${h.path || "/"}` : ""}`;
+      return `waiting for health: ${c.name} (${what}, every ${h.interval}, ${h.retries} retries${h.startPeriod && h.startPeriod !== "0s" ? `, start period ${h.startPeriod}` : ""})`;
+    });
+}
+
+/** Prints deploy/rollback results (or JSON); returns the exit code. */
+export function printResults(
+  ctx: Ctx,
+  what: string,
+  node: string,
+  results: ComponentResult[],
+  dryRun = false,
+): number {
+  const failed = results.filter((r) => !r.success);
+  if (ctx.json) {
+    printJson({ service: what, node, dryRun, results: results.map(resultJson) });
+  } else {
+    for (const r of results) {
+      for (const w of r.warnings) warn(`${r.name}: ${w}`);
+      if (dryRun) {
+        process.stdout.write(`${r.name}: ${r.argv.map(shellQuote).join(" ")}\n`);
+      } else if (r.success) {
+        process.stdout.write(`${green("ok")}   ${r.name} ${r.version || ""}  ${stepsLine(r)}\n`);
+      } else {
+        process.stdout.write(
+          `${red("FAIL")} ${r.name}: ${r.error}${r.steps.length ? `  (${stepsLine(r)})` : ""}\n`,
+        );
+      }
+    }
+  }
+  if (failed.length === 0) return 0;
+  if (!ctx.json) {
+    const names = failed.map((f) =>
+      f.rolledBackTo ? `${f.name} (rolled back to ${f.rolledBackTo})` : f.name,
+    );
+    process.stderr.write(`mcp: deploy of ${what} failed for ${names.join(", ")}\n`);
+  }
+  return 1;
 }
 
 async function resolveSpec(ctx: Ctx, service: string, opts: Record<string, unknown>) {
@@ -83,34 +135,19 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
     process.stdout.write(
       `${dryRun ? "dry run: " : ""}deploying ${service}${component ? `/${component}` : ""} to ${node.name} (from ${source})\n`,
     );
+  if (!ctx.json && !dryRun) for (const l of healthWaitLines(spec, component)) process.stdout.write(`${l}\n`);
   const res = await onNode(
     node,
     client.deploy(
-      { service: spec, component: component ?? "", pullPolicy: pull, dryRun },
+      {
+        service: spec,
+        component: component ?? "",
+        pullPolicy: pull,
+        dryRun,
+        noRollback: opts.rollback === false,
+      },
       { timeoutMs: 10 * 60_000 },
     ),
   );
-  const failed = res.results.filter((r) => !r.success);
-  if (ctx.json) {
-    printJson({ service, node: node.name, dryRun, results: res.results.map(resultJson) });
-  } else {
-    for (const r of res.results) {
-      for (const w of r.warnings) warn(`${r.name}: ${w}`);
-      if (dryRun) {
-        process.stdout.write(`${r.name}: ${r.argv.map(shellQuote).join(" ")}\n`);
-      } else if (r.success) {
-        process.stdout.write(`${green("ok")}   ${r.name} ${r.version || ""}  ${stepsLine(r)}\n`);
-      } else {
-        process.stdout.write(
-          `${red("FAIL")} ${r.name}: ${r.error}${r.steps.length ? `  (${stepsLine(r)})` : ""}\n`,
-        );
-      }
-    }
-  }
-  if (failed.length > 0) {
-    if (!ctx.json)
-      process.stderr.write(`mcp: deploy of ${service} failed for ${failed.map((f) => f.name).join(", ")}\n`);
-    return 1;
-  }
-  return 0;
+  return printResults(ctx, service, node.name, res.results, dryRun);
 }

@@ -10,6 +10,7 @@ const lazy =
     pick(await load())(args, opts);
 
 const deploy = () => import("./deploy.ts");
+const history = () => import("./history.ts");
 const lifecycle = () => import("./lifecycle.ts");
 const status = () => import("./status.ts");
 const node = () => import("./node.ts");
@@ -78,8 +79,27 @@ export const COMMANDS: CommandDef[] = [
       ["--pull <policy>", "always | missing | never", "always"],
       ["--strict", "treat warnings (unpinned image tags) as errors"],
       ["-n, --node <node>", "override the node"],
+      ["--no-rollback", "leave a component that never becomes healthy as it is, for inspection"],
     ],
     action: lazy(deploy, (m) => m.deployCommand),
+  },
+  {
+    name: "history",
+    args: "<service>",
+    help: "The service's last deployed specs, newest first (1 = current): time, caller, images",
+    options: [["-n, --node <node>", "the node (default: the definition's, else the one running it)"]],
+    action: lazy(history, (m) => m.historyCommand),
+  },
+  {
+    name: "rollback",
+    args: "<service>",
+    help: "Redeploy an earlier spec from `mcp history` (default: the previous one), health-gated",
+    options: [
+      ["--to <k>", "the history entry to go back to (see mcp history; 1 = current)"],
+      ["-n, --node <node>", "the node (default: the definition's, else the one running it)"],
+      ["--no-rollback", "leave a component that never becomes healthy as it is, for inspection"],
+    ],
+    action: lazy(history, (m) => m.rollbackCommand),
   },
   {
     name: "stop",

@@ -105,6 +105,7 @@ describe("agent config", () => {
       srv_root: "/srv",
       port_range: [20000, 20100],
       pull: "missing",
+      history_keep: 10,
       recover_on_start: true,
     });
     expect(config.monitor).toEqual({

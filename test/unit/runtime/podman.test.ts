@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
   DEFAULT_PATH,
+  execArgs,
   imageExistsArgs,
   inspectArgs,
   logsArgs,
@@ -36,6 +37,19 @@ const spec: ContainerSpec = {
 };
 
 describe("argv builders", () => {
+  test("execArgs: the container, then the argv as given; flag-like names and empty commands refused", () => {
+    expect(execArgs("web-api", ["cat", "/ok file", "-n"])).toEqual([
+      "exec",
+      "web-api",
+      "cat",
+      "/ok file",
+      "-n",
+    ]);
+    expect(() => execArgs("-web", ["true"])).toThrow('invalid container name "-web"');
+    expect(() => execArgs("web", ["--privileged"])).toThrow('invalid command "--privileged"');
+    expect(() => execArgs("web", [])).toThrow("exec needs a command");
+  });
+
   test("runArgs maps every spec field onto its flag, image then cmd at the end", () => {
     expect(runArgs(spec)).toEqual([
       "run",

@@ -1,0 +1,67 @@
+// ListHistory and Rollback: the spec history of a service, newest first, and redeploying one
+// entry through the same health-gated deploy path, so a rollback to a bad spec is itself rolled
+// back to what ran before it.
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceDef } from "../../config/service.ts";
+import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { HistoryRecord } from "../../registry/types.ts";
+import { defToSpec, specToDef } from "../../rpc/convert.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
+import type { AgentContext } from "./context.ts";
+import { deployService } from "./deploy.ts";
+import { previousEntry } from "./history.ts";
+
+export function historyHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async listHistory(req) {
+      if (!req.service) throw invalidArgument("service name is required");
+      const entries = ctx.registry.listHistory(req.service);
+      if (entries.length === 0 && !ctx.registry.getService(req.service)) {
+        throw notFound(`service "${req.service}" is not deployed on node ${ctx.settings.nodeName}`);
+      }
+      return {
+        entries: entries.map((e) => ({
+          id: BigInt(e.id),
+          deployedAt: timestampFromDate(e.deployedAt),
+          caller: e.caller,
+          images: e.imageSummary,
+          rolledBack: e.kind === "rollback",
+          kind: e.kind,
+          detail: e.detail,
+        })),
+      };
+    },
+    async rollback(req, call) {
+      if (!req.service) throw invalidArgument("service name is required");
+      const entries = ctx.registry.listHistory(req.service);
+      let target: HistoryRecord | null;
+      if (req.toId === 0n) {
+        target = previousEntry(entries);
+        if (!target) {
+          throw failedPrecondition(
+            entries.length === 0
+              ? `service "${req.service}" has no deploy history on node ${ctx.settings.nodeName}`
+              : `service "${req.service}" has no earlier deployed spec that differs from the current one`,
+          );
+        }
+      } else {
+        target = entries.find((e) => BigInt(e.id) === req.toId) ?? null;
+        if (!target) throw notFound(`service "${req.service}" has no history entry ${req.toId}`);
+      }
+      // Stored specs were valid when written; validate again in case the schema moved on.
+      const def = specToDef(
+        defToSpec(JSON.parse(target.specJson) as ServiceDef),
+        `history entry ${target.id}`,
+      );
+      const results = await deployService(ctx, def, {
+        caller: call.identity.name,
+        noRollback: req.noRollback,
+        pullPolicy: "missing",
+        historyKind: "rollback",
+        historyDetail: `rollback to entry ${target.id} (${target.imageSummary}, ${target.kind} of ${target.deployedAt.toISOString()})`,
+      });
+      return { results };
+    },
+  };
+}

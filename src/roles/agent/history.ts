@@ -1,0 +1,115 @@
+// Spec history of deploys (registry deploy_history): what a finished deploy writes there and the
+// component definition a registry record stands for (the truth of what ran, for rollbacks). The
+// RPCs over it are in history-rpc.ts.
+import type { ComponentDef, ServiceDef } from "../../config/service.ts";
+import type { ComponentRecord, HistoryKind, HistoryRecord } from "../../registry/types.ts";
+import type { AgentContext } from "./context.ts";
+
+/** [agent] history_keep's default. */
+export const DEFAULT_HISTORY_KEEP = 10;
+
+/** The definition of a component as its registry record says it runs (key order as the schema's). */
+export function recordToDef(r: ComponentRecord): ComponentDef {
+  const c: ComponentDef = {
+    name: r.name,
+    image: r.image,
+    network: r.network,
+    user: r.user,
+    restart: r.restart,
+    ports: [...r.ports],
+    volumes: [...r.volumes],
+    cmd: [...r.cmd],
+    env: [...r.env],
+    runtime: r.runtime === "unikernel" ? "unikernel" : "podman",
+    ...(r.memory !== "" ? { memory: r.memory } : {}),
+    ...(r.vcpus !== 0 ? { vcpus: r.vcpus } : {}),
+    routes: r.routes.map((x) => ({
+      ...(x.name !== "" ? { name: x.name } : {}),
+      port: x.port,
+      mode: x.mode,
+      ...(x.hostname !== "" ? { hostname: x.hostname } : {}),
+      public: x.public,
+    })),
+  };
+  if (r.health) c.health = r.health;
+  return c;
+}
+
+/** A canonical text of a component definition: equal texts run the same container. */
+export function componentKey(c: ComponentDef): string {
+  const routes = c.routes.map((r) => ({
+    name: r.name ?? "",
+    port: r.port,
+    mode: r.mode,
+    hostname: r.hostname ?? "",
+    public: r.public,
+  }));
+  return JSON.stringify([
+    c.name,
+    c.image,
+    c.network,
+    c.user,
+    c.restart,
+    c.ports,
+    c.volumes,
+    c.cmd,
+    c.env,
+    c.runtime,
+    c.memory ?? "",
+    c.vcpus ?? 0,
+    routes,
+    c.health ?? null,
+  ]);
+}
+
+/** "web=img:v1, api=img:v2". */
+export function imageSummary(def: Pick<ServiceDef, "components">): string {
+  return def.components.map((c) => `${c.name}=${c.image}`).join(", ");
+}
+
+/** The service as the registry now says it runs: `def` with each component replaced by its record. */
+export function effectiveDef(ctx: AgentContext, def: ServiceDef): ServiceDef {
+  const recs = new Map((ctx.registry.getService(def.name)?.components ?? []).map((r) => [r.name, r]));
+  return {
+    ...def,
+    components: def.components.flatMap((c) => {
+      const r = recs.get(c.name);
+      return r ? [recordToDef(r)] : [];
+    }),
+  };
+}
+
+export function writeHistory(
+  ctx: AgentContext,
+  def: ServiceDef,
+  caller: string,
+  kind: HistoryKind,
+  detail: string,
+): void {
+  try {
+    ctx.registry.insertHistory(
+      {
+        service: def.name,
+        caller,
+        imageSummary: imageSummary(def),
+        specJson: JSON.stringify(def),
+        kind,
+        detail,
+      },
+      ctx.settings.historyKeep ?? DEFAULT_HISTORY_KEEP,
+    );
+  } catch (err) {
+    // History is a record of the deploy, not part of it: never fail a finished deploy over it.
+    ctx.logger.warn({ service: def.name, err: (err as Error).message }, "could not write deploy history");
+  }
+}
+
+/**
+ * The entry `mcp rollback` goes to by default: the newest earlier entry that ran (not a failed
+ * attempt) and differs from the current one (the newest entry).
+ */
+export function previousEntry(entries: readonly HistoryRecord[]): HistoryRecord | null {
+  const current = entries[0];
+  if (!current) return null;
+  return entries.slice(1).find((e) => e.kind !== "failed" && e.specJson !== current.specJson) ?? null;
+}
