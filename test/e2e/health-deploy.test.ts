@@ -102,7 +102,7 @@ async function version(p: number): Promise<string | null> {
   }
 }
 
-/** GET version.txt every 50 ms while `during` runs; returns the samples. */
+/** GET version.txt every 50 ms while `during` runs (and until it answers again); returns the samples. */
 async function pollDuring<T>(
   p: number,
   during: () => Promise<T>,
@@ -119,6 +119,12 @@ async function pollDuring<T>(
   const value = await during();
   stop = true;
   await loop;
+  // A sample in flight while the deploy finished may have missed the restored container by a
+  // moment: keep sampling until one answers (bounded), so the last window is measured, not open.
+  for (let i = 0; i < 40 && samples[samples.length - 1]?.v === null; i++) {
+    await Bun.sleep(50);
+    samples.push({ t: performance.now(), v: await version(p) });
+  }
   return { value, samples };
 }
 
