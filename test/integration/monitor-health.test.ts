@@ -261,7 +261,7 @@ describe("health checks in the monitor", () => {
       MCP_ALERT_TYPE: "unhealthy",
       MCP_COMPONENT: "web",
       MCP_PREV_STATE: "healthy",
-      MCP_DETAIL: `exec ["test","-f","/www/index.html"] in ${svc}-web exited 1`,
+      MCP_DETAIL: `exec ["test","-f","/www/index.html"] exited 1`,
     });
     expect(healthEvents(svc, "web")).toEqual(["healthy->unhealthy"]);
   }, 20_000);

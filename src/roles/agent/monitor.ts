@@ -1,15 +1,10 @@
-// Startup step 3: the monitor loop (src/monitor/) wired to this agent — its registry, its
-// reconcile, its alert sink, its shutdown signal, and its per-service locks so neither an event
-// nor an alert comes from a half-done deploy or stop. Beside the loop runs the health watch
-// (src/monitor/health-watch.ts) over the components that declare `[components.health]`.
-import { checkHttp, checkTcp } from "../../health/index.ts";
-import { hostPort } from "../../health/result.ts";
 import { alertSink } from "../../monitor/alert.ts";
 import { type CheckOutcome, HealthWatch, type WatchTarget } from "../../monitor/health-watch.ts";
 import { Monitor } from "../../monitor/monitor.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { isDrift } from "../../registry/types.ts";
 import { type AgentContext, containerName, type MonitorSettings } from "./context.ts";
+import { checkTarget } from "./deploy-health.ts";
 import { healthTarget } from "./health-target.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import { reconcile } from "./reconcile.ts";
@@ -18,27 +13,11 @@ interface ComponentTarget extends WatchTarget {
   record: ComponentRecord;
 }
 
-/** One declared check of a running component, through the same checkers as boot and deploy. */
+/** One declared check of a running component: the deploy gate's checker (deploy-health.ts). */
 async function runCheck(ctx: AgentContext, c: ComponentRecord, timeoutMs: number): Promise<CheckOutcome> {
   // The node address route ports are published on, as the deploy gate resolves it.
   const t = healthTarget(c, nodeAddressOf(ctx.settings));
-  if (t.kind === "exec") return execCheck(ctx, containerName(c.service, c.name), t.cmd, timeoutMs);
-  if (t.kind === "http") return checkHttp(`http://${hostPort(t.host, t.port)}${t.path}`, timeoutMs);
-  return checkTcp(t.host, t.port, timeoutMs);
-}
-
-/** exec check: argv inside the container, exit 0 = healthy (a timeout throws: a failure too). */
-async function execCheck(
-  ctx: AgentContext,
-  name: string,
-  cmd: string[],
-  timeoutMs: number,
-): Promise<CheckOutcome> {
-  const what = `exec ${JSON.stringify(cmd)} in ${name}`;
-  const r = await ctx.runtime.exec(name, cmd, timeoutMs);
-  if (r.code === 0) return { healthy: true, detail: `${what} exited 0` };
-  const why = (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? "";
-  return { healthy: false, detail: `${what} exited ${r.code}${why ? `: ${why}` : ""}` };
+  return checkTarget(ctx, containerName(c.service, c.name), t)(timeoutMs);
 }
 
 export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
