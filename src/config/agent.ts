@@ -43,7 +43,7 @@ const bootStage = z.strictObject({
   blocking: z.boolean().optional(),
 });
 
-const agentSchema = z
+export const agentSchema = z
   .strictObject({
     server: serverSection,
     database: z.strictObject({ path: z.string().min(1).default("/srv/mcp/mcp.db") }).prefault({}),

@@ -33,7 +33,7 @@ export interface CliConfig {
   nodes: CliNode[];
 }
 
-const cliSchema = z
+export const cliSchema = z
   .strictObject({
     services: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
     mcias: z

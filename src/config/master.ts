@@ -19,7 +19,7 @@ const domain = z.string().regex(DOMAIN_RE, {
   error: (iss) => `expected a lowercase domain such as "example.net", got ${JSON.stringify(iss.input)}`,
 });
 
-const masterSchema = z
+export const masterSchema = z
   .strictObject({
     server: serverSection,
     database: z.strictObject({ path: z.string().min(1).default("/srv/mcp-master/master.db") }).prefault({}),

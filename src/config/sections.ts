@@ -6,11 +6,11 @@ import { hostPortString, urlString } from "./load.ts";
 
 export const serverSection = z.strictObject({
   /** Overlay address to bind, "host:port". */
-  grpc_addr: hostPortString,
-  tls_cert: z.string().min(1),
-  tls_key: z.string().min(1),
+  grpc_addr: hostPortString.describe("overlay address to bind; 0.0.0.0 / :: only with allow_any_addr"),
+  tls_cert: z.string().min(1).describe("PEM certificate (full chain) the gRPC server presents"),
+  tls_key: z.string().min(1).describe("PEM private key of tls_cert"),
   /** Binding 0.0.0.0 / :: is refused unless this (or --allow-any-addr) is set. */
-  allow_any_addr: z.boolean().default(false),
+  allow_any_addr: z.boolean().default(false).describe("permit binding every interface"),
 });
 
 const localToken = z.strictObject({
@@ -21,7 +21,8 @@ const localToken = z.strictObject({
   sha256: z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, { error: "expected 64 hex characters (SHA-256 of the token)" })
-    .transform((s) => s.toLowerCase()),
+    .transform((s) => s.toLowerCase())
+    .describe("hex SHA-256 of the bearer token (the token itself is never stored)"),
   /** ISO 8601 (a TOML datetime or a string); absent = never expires. */
   expires: z
     .preprocess(
@@ -41,7 +42,10 @@ const localToken = z.strictObject({
 
 export const authSection = z
   .strictObject({
-    mode: z.enum(["mcias", "local"]).default("mcias"),
+    mode: z
+      .enum(["mcias", "local"])
+      .default("mcias")
+      .describe("who validates bearer tokens: MCIAS or [[auth.tokens]]"),
     tokens: z.array(localToken).default([]),
   })
   .prefault({});
