@@ -72,9 +72,15 @@ export class McnsClient implements DnsRegistrar {
     for (const r of current) if (r.value !== value) await this.remove(r);
   }
 
-  async deleteA(name: string): Promise<void> {
+  /**
+   * Deletes the name's A records; with `value`, only the one with that address, so a node
+   * tearing a service down never removes the record another node has set since (migration).
+   */
+  async deleteA(name: string, value?: string): Promise<void> {
     const rel = this.relName(name);
-    for (const r of await this.list(rel)) if (r.type === "A" && r.name === rel) await this.remove(r);
+    for (const r of await this.list(rel))
+      if (r.type === "A" && r.name === rel && (value === undefined || r.value === value))
+        await this.remove(r);
   }
 
   async listRecords(): Promise<DnsRecord[]> {

@@ -57,8 +57,8 @@ export interface DnsRegistrar {
   readonly zone: string;
   /** Creates or updates `<name>.<zone> A value`. */
   upsertA(name: string, value: string): Promise<void>;
-  /** Deleting a record that does not exist is not an error. */
-  deleteA(name: string): Promise<void>;
+  /** Deleting a record that does not exist is not an error; `value`: only the record with that address. */
+  deleteA(name: string, value?: string): Promise<void>;
   listRecords(): Promise<DnsRecord[]>;
 }
 

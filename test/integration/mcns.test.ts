@@ -85,6 +85,17 @@ describe("A records", () => {
     expect(fake.writeCalls()).toBe(writes);
   });
 
+  test("delete with a value removes only the record with that address (a migrated service's new record stays)", async () => {
+    const c = client();
+    await c.upsertA("moved", "10.0.4.2"); // the destination's record
+    const writes = fake.writeCalls();
+    await c.deleteA("moved", "10.0.4.1"); // the source tears down: not its address, nothing to do
+    expect(aRecords("moved").map((r) => r.value)).toEqual(["10.0.4.2"]);
+    expect(fake.writeCalls()).toBe(writes);
+    await c.deleteA("moved", "10.0.4.2");
+    expect(aRecords("moved")).toEqual([]);
+  });
+
   test("stale duplicates left by an earlier run are cleaned up by upsert", async () => {
     const c = client();
     // Two A records for one name (MCNS allows it); upsert to a third value leaves exactly one.

@@ -4,7 +4,9 @@
 // error fails the deploy with nothing started); once the container runs, its routes are
 // registered (hostname → <node address>:<host port>) and the service's A record points at this
 // node; stop withdraws routes (and DNS when no component of the service is meant to run);
-// undeploy removes routes, DNS and the certs. Each adapter is optional: an absent one is said
+// undeploy removes routes, DNS and the certs. DNS deletes only this node's A record (its address):
+// after a migration the service's record points at the destination and must survive the source's
+// teardown. Each adapter is optional: an absent one is said
 // once at startup and its steps are skipped. Re-running any teardown is a no-op (the adapters
 // treat "already gone" as success).
 import { existsSync } from "node:fs";
@@ -231,7 +233,7 @@ export function platformHooks(opts: PlatformOptions, integrations: Integrations)
       if (dns && !othersRun)
         out.push(
           await step("dns", [svc.name], async (name) => {
-            await dns.deleteA(name);
+            await dns.deleteA(name, opts.nodeAddress);
             return undefined;
           }),
         );
@@ -247,7 +249,7 @@ export function platformHooks(opts: PlatformOptions, integrations: Integrations)
       if (dns)
         out.push(
           await step("dns", [svc.name], async (name) => {
-            await dns.deleteA(name);
+            await dns.deleteA(name, opts.nodeAddress);
             return undefined;
           }),
         );
