@@ -29,6 +29,7 @@ const route = () => import("./route.ts");
 const agentUpgrade = () => import("./agent-upgrade.ts");
 const agentStatus = () => import("./agent-status.ts");
 const provision = () => import("./provision.ts");
+const migrate = () => import("./migrate.ts");
 
 interface CommandDef {
   name: string;
@@ -100,6 +101,18 @@ export const COMMANDS: CommandDef[] = [
       ["--no-rollback", "leave a component that never becomes healthy as it is, for inspection"],
     ],
     action: lazy(history, (m) => m.rollbackCommand),
+  },
+  {
+    name: "migrate",
+    args: "[service]",
+    help: "Move a service (or --all of a node) to another node through the master: data, routes, DNS",
+    options: [
+      ["--to <node>", "the destination node"],
+      ["--all", "every service of the --from node (tier core skipped), one after another"],
+      ["--from <node>", "the source node (with --all)"],
+      ["--force", "overwrite an existing /srv/<service>/ on the destination"],
+    ],
+    action: lazy(migrate, (m) => m.migrateCommand),
   },
   {
     name: "stop",

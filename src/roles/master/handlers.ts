@@ -4,6 +4,7 @@ import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import { masterDeploy, masterUndeploy } from "./deploy.ts";
 import type { MasterContext } from "./master.ts";
+import { masterMigrate } from "./migrate.ts";
 import { registrationHandlers } from "./registration.ts";
 import { listNodes, masterStatus } from "./status.ts";
 import { masterSync } from "./sync.ts";
@@ -25,6 +26,7 @@ export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpM
     async listNodes() {
       return { nodes: listNodes(ctx) };
     },
+    migrate: (req) => masterMigrate(ctx, req),
     ...registrationHandlers(ctx),
   };
 }
