@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   podman runc docker.io docker-registry qemu-user-static libc6-arm64-cross busybox-static curl sqlite3
-  uidmap slirp4netns ca-certificates git tar gzip zstd debootstrap openssh-client openssh-server
+  uidmap slirp4netns ca-certificates git tar gzip zstd debootstrap openssh-client openssh-server zsh
 )
 
 installed() {

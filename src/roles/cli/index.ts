@@ -29,6 +29,7 @@ const route = () => import("./route.ts");
 const agentUpgrade = () => import("./agent-upgrade.ts");
 const agentStatus = () => import("./agent-status.ts");
 const provision = () => import("./provision.ts");
+const completion = () => import("./completion.ts");
 const migrate = () => import("./migrate.ts");
 
 interface CommandDef {
@@ -39,7 +40,7 @@ interface CommandDef {
   action: Action;
 }
 
-const GLOBAL_OPTIONS: [string, string][] = [
+export const GLOBAL_OPTIONS: [string, string][] = [
   ["--config <file>", "CLI config file (default $MCP_CONFIG or ~/.config/mcp/mcp.toml)"],
   ["--json", "machine-readable output"],
   ["--direct", "talk to the agents directly, bypassing the [master] (v1 mode; deploy then needs a node)"],
@@ -362,6 +363,12 @@ export const COMMANDS: CommandDef[] = [
       ["--accept-new-host-key", "trust and record an unknown SSH host key (never a changed one)"],
     ],
     action: lazy(provision, (m) => m.provisionCommand),
+  },
+  {
+    name: "completion",
+    args: "<shell>",
+    help: "Print the shell completion script: bash | zsh (e.g. source <(mcp completion bash))",
+    action: lazy(completion, (m) => m.completionCommand),
   },
 ];
 
