@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Installs the MCP agent on a Debian node by hand, as root on the node:
+#   sudo deploy/install-debian.sh /path/to/mcp-linux-amd64 [--uid 850]
+# The by-hand twin of `mcp node provision` (src/roles/cli/provision-steps.ts): same mcp user with
+# a pinned UID, subuid/subgid ranges, packages, linger, /srv layout and modes, binary path, and
+# the SAME unit file: deploy/systemd/mcp-agent.service next to this script, the file provision
+# embeds. Idempotent: every step checks first and says "done" or "already done".
+# It does NOT write /srv/mcp/mcp-agent.toml (it needs the node's cert and token hash): without
+# it the unit is installed and enabled but not started, and the script says what to do.
+set -euo pipefail
+
+usage() { echo "usage: $0 <mcp binary> [--uid <uid>]" >&2; exit 2; }
+die() { echo "install-debian: $*" >&2; exit 1; }
+say() { printf '%-10s %s\n' "$1" "$2"; }
+
+[[ $# -ge 1 ]] || usage
+BINARY=$1
+shift
+MCP_UID=850
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --uid) [[ $# -ge 2 ]] || usage; MCP_UID=$2; shift 2 ;;
+    *) usage ;;
+  esac
+done
+[[ $MCP_UID =~ ^[0-9]+$ ]] || die "--uid must be a number, got '$MCP_UID'"
+[[ $(id -u) -eq 0 ]] || die "run as root (sudo $0 ...)"
+[[ -f $BINARY && -x $BINARY ]] || die "$BINARY: not an executable file"
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+UNIT_SRC=$HERE/systemd/mcp-agent.service
+[[ -f $UNIT_SRC ]] || die "$UNIT_SRC missing: run the script from the repository's deploy/ directory"
+
+MCP_HOME=/srv/mcp
+AGENT_BIN=$MCP_HOME/mcp-agent
+AGENT_CONFIG=$MCP_HOME/mcp-agent.toml
+UNIT_PATH=/etc/systemd/system/mcp-agent.service
+PACKAGES=(podman runc uidmap slirp4netns zstd gzip)
+SUBID_MIN=100000
+SUBID_COUNT=65536
+
+# --- mcp user: checked before anything is changed. Its UID is never changed: rootless podman's
+# state is keyed by the UID (the reference incident, UID 995 -> 850, lost a node's containers).
+if existing=$(getent passwd mcp); then
+  uid=$(cut -d: -f3 <<<"$existing")
+  [[ $uid == "$MCP_UID" ]] || die "user mcp exists with UID $uid, not $MCP_UID: refusing to change it (pass --uid $uid to keep it)"
+  say "user" "already done: mcp uid $uid"
+else
+  if other=$(getent passwd "$MCP_UID"); then die "UID $MCP_UID belongs to user ${other%%:*}; pick a free one with --uid"; fi
+  if grp=$(getent group mcp); then
+    gid=$(cut -d: -f3 <<<"$grp")
+    [[ $gid == "$MCP_UID" ]] || die "group mcp exists with GID $gid, not $MCP_UID; pass --uid $gid or fix it"
+  else
+    if other=$(getent group "$MCP_UID"); then die "GID $MCP_UID belongs to group ${other%%:*}; pick a free one with --uid"; fi
+    groupadd --system --gid "$MCP_UID" mcp
+  fi
+  useradd --system --uid "$MCP_UID" --gid "$MCP_UID" --home-dir "$MCP_HOME" --no-create-home \
+    --shell /usr/sbin/nologin --comment "MCP agent" mcp
+  say "user" "done: created mcp (uid $MCP_UID, home $MCP_HOME, nologin)"
+fi
+
+# --- packages: apt only for what is missing.
+missing=()
+for p in "${PACKAGES[@]}"; do
+  st=$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ $st == installed ]] || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  say "packages" "already done: ${PACKAGES[*]}"
+else
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  say "packages" "done: installed ${missing[*]}"
+fi
+
+# --- subuid/subgid: one start free in both files (same grid as useradd and provision).
+touch /etc/subuid /etc/subgid
+has_range() { grep -Eq "^(mcp|$MCP_UID):[0-9]+:[0-9]+$" "$1"; }
+if has_range /etc/subuid && has_range /etc/subgid; then
+  say "subids" "already done"
+else
+  start=$SUBID_MIN
+  while read -r s c; do
+    if ((s < start + SUBID_COUNT && start < s + c)); then
+      start=$((SUBID_MIN + ((s + c - SUBID_MIN + SUBID_COUNT - 1) / SUBID_COUNT) * SUBID_COUNT))
+    fi
+  done < <(cat /etc/subuid /etc/subgid | awk -F: 'NF==3 && $2 ~ /^[0-9]+$/ {print $2, $3}' | sort -n)
+  for f in /etc/subuid /etc/subgid; do
+    has_range "$f" && continue
+    [[ -s $f && $(tail -c1 "$f") != "" ]] && echo >>"$f"
+    echo "mcp:$start:$SUBID_COUNT" >>"$f"
+  done
+  say "subids" "done: mcp:$start:$SUBID_COUNT"
+fi
+
+# --- linger: keeps mcp's user manager (and /run/user/<uid>) for rootless podman.
+if [[ -e /var/lib/systemd/linger/mcp ]]; then
+  say "linger" "already done"
+else
+  loginctl enable-linger mcp
+  say "linger" "done"
+fi
+
+# --- directories: the modes of src/roles/cli/provision-steps.ts.
+dir() { # path owner group mode
+  install -d "$1"
+  chown "$2:$3" "$1"
+  chmod "$4" "$1"
+}
+dir /srv 0 "$MCP_UID" 775
+dir "$MCP_HOME" "$MCP_UID" "$MCP_UID" 750
+dir "$MCP_HOME/certs" "$MCP_UID" "$MCP_UID" 700
+dir "$MCP_HOME/backups" "$MCP_UID" "$MCP_UID" 700
+say "dirs" "done: /srv root:mcp 775, /srv/mcp mcp:mcp 750, certs and backups 700"
+
+# --- binary and unit: replaced only when they differ (atomic rename in the same directory).
+changed=0
+put() { # src dst mode
+  if [[ -f $2 ]] && cmp -s "$1" "$2"; then
+    chmod "$3" "$2"
+    say "${2##*/}" "already done"
+    return
+  fi
+  install -o root -g root -m "$3" "$1" "$2.new"
+  mv -f "$2.new" "$2"
+  changed=1
+  say "${2##*/}" "done: installed $2"
+}
+put "$BINARY" "$AGENT_BIN" 755
+put "$UNIT_SRC" "$UNIT_PATH" 644
+systemctl daemon-reload
+systemctl enable mcp-agent >/dev/null 2>&1
+say "enable" "done: mcp-agent enabled"
+
+if [[ -f $AGENT_CONFIG ]]; then
+  if [[ $changed -eq 1 ]] || ! systemctl is-active --quiet mcp-agent; then
+    systemctl restart mcp-agent
+    say "service" "done: mcp-agent (re)started"
+  else
+    say "service" "already done: mcp-agent active, nothing changed"
+  fi
+else
+  say "service" "not started: $AGENT_CONFIG does not exist"
+  cat <<MSG
+Next: write $AGENT_CONFIG (mcp:mcp 0600; example: deploy/examples/mcp-agent.toml, every key:
+docs/reference/agent-config.md) and the agent cert/key in $MCP_HOME/certs, then
+  systemctl start mcp-agent
+or let the CLI do all of it: mcp node provision <name> --ssh root@<host> --ca-cert … --ca-key …
+MSG
+fi
