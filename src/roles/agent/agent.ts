@@ -31,6 +31,8 @@ export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
   "SetupEdgeRoute",
   "RemoveEdgeRoute",
   "HealthCheck",
+  "ExportServiceData",
+  "ImportServiceData",
 ]);
 
 /**

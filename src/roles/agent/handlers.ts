@@ -16,6 +16,7 @@ import { restartService, startService, stopService } from "./lifecycle.ts";
 import { logsHandlers } from "./logs.ts";
 import { proxyRoutesHandlers } from "./proxy-routes.ts";
 import { recoverHandlers } from "./recover.ts";
+import { serviceDataHandlers } from "./service-data.ts";
 import { listServices, liveCheck, managedRunning, nodeStatus, serviceStatus } from "./status.ts";
 import { toolkitHandlers } from "./toolkit.ts";
 
@@ -35,6 +36,7 @@ export function agentHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
     ...proxyRoutesHandlers(ctx),
     ...edgeHandlers(ctx),
     ...historyHandlers(ctx),
+    ...serviceDataHandlers(ctx),
     async deploy(req, call) {
       if (!req.service) throw invalidArgument("service spec is required");
       if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {

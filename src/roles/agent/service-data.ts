@@ -1,0 +1,350 @@
+// ExportServiceData / ImportServiceData (architecture-v2 "Snapshots", "Service Migration"): the
+// agent side of snapshots and migration. Export streams a tar.zst of <srv_root>/<svc>/ chosen
+// by the service's [snapshot] config; import extracts such a stream into <srv_root>/<svc>/.
+//
+// Snapshot methods (the [snapshot] method recorded in the registry spec at deploy time):
+//  - ""  (default): only *.toml, *.db and *.pem files (config, databases, certs).
+//  - "full": every regular file and directory.
+//  - "cli": `<runtime> exec <container> <svc> snapshot` first, then as "full".
+//  - "exec: <cmd>": `<runtime> exec <container> <cmd...>` (split on whitespace, no shell) first,
+//    then as "full".
+//  - "grpc": this agent has no client for the services' Snapshot RPC yet; it falls back to
+//    "full" with the agent's own VACUUM INTO of every database (the same consistency as the
+//    default), and logs that it did.
+// The in-container step runs only when a container of the service is running (the migration
+// case stops it first; its shutdown already left the databases consistent), and a failing step
+// fails the export. `exclude` entries ("layers/", "cache/*.tmp") apply to every method.
+// SQLite databases (*.db with the SQLite header) are archived from a `VACUUM INTO` copy taken on
+// a read-only connection (one consistent WAL snapshot while the service writes); their -wal,
+// -shm and -journal files are never archived (the vacuumed copy is self-contained). Symlinks,
+// sockets and devices are skipped.
+//
+// Import: the first message names the service (and force); the archive is extracted into a
+// private temp dir beside the target (same filesystem) and renamed into place, so the service
+// directory is either the old one or the complete new one. An existing non-empty directory is
+// refused unless force; with force the old one is replaced whole.
+import { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, rename, rm, rmdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { collectTree, extractTarZst, type PackEntry, packTarZst, TarError } from "../../archive/index.ts";
+import type { ServiceDef } from "../../config/service.ts";
+import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
+import { type AgentContext, containerName } from "./context.ts";
+import { checkServiceName } from "./files/confine.ts";
+
+/** Time allowed for a `cli`/`exec` snapshot command inside the container. */
+export const SNAPSHOT_EXEC_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_SUFFIXES = [".toml", ".db", ".pem"];
+const SQLITE_SIDE_FILES = /\.db-(wal|shm|journal)$/;
+const SQLITE_MAGIC = "SQLite format 3\0";
+
+export interface SnapshotConfig {
+  method: string;
+  exclude: string[];
+}
+
+/** The [snapshot] config recorded for a service (default method, no excludes when none). */
+export function snapshotConfigOf(ctx: AgentContext, service: string): SnapshotConfig {
+  const rec = ctx.registry.getService(service);
+  if (!rec?.specJson) return { method: "", exclude: [] };
+  const def = JSON.parse(rec.specJson) as ServiceDef;
+  return { method: def.snapshot?.method ?? "", exclude: def.snapshot?.exclude ?? [] };
+}
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob
+    .split("*")
+    .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+    .join("[^/]*");
+  return new RegExp(`^${body}$`);
+}
+
+/**
+ * A predicate for `exclude` patterns: "dir/" or "dir" excludes that path and everything under
+ * it; "*" matches within one path segment ("logs/*.gz").
+ */
+export function excludeMatcher(patterns: string[]): (rel: string) => boolean {
+  const res = patterns
+    .map((p) => p.replace(/^\.\//, "").replace(/\/+$/, ""))
+    .filter((p) => p !== "")
+    .map(globToRegExp);
+  return (rel) => {
+    const segs = rel.split("/");
+    for (let i = 1; i <= segs.length; i++) {
+      const prefix = segs.slice(0, i).join("/");
+      if (res.some((r) => r.test(prefix))) return true;
+    }
+    return false;
+  };
+}
+
+async function isSqlite(path: string): Promise<boolean> {
+  const fh = await open(path, "r");
+  try {
+    const buf = new Uint8Array(16);
+    const { bytesRead } = await fh.read(buf, 0, 16, 0);
+    return bytesRead === 16 && new TextDecoder().decode(buf) === SQLITE_MAGIC;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A consistent copy of a live SQLite database (read-only connection, VACUUM INTO). */
+export function vacuumInto(src: string, dest: string): void {
+  const db = new Database(src, { readonly: true });
+  try {
+    db.run("VACUUM INTO ?", [dest]);
+  } finally {
+    db.close();
+  }
+}
+
+export interface ExportPlan {
+  entries: PackEntry[];
+  /** Databases archived from a vacuumed copy (relative paths). */
+  vacuumed: string[];
+  /** Entries left out: excluded, method filter, SQLite side files, non-regular files. */
+  skipped: string[];
+  /** Temp dir holding the vacuumed copies; remove it when the archive has been streamed. */
+  tempDir: string;
+}
+
+/**
+ * Chooses what to archive from `dir` for `method` and `exclude`, and vacuums the databases
+ * into a temp dir. The caller removes plan.tempDir.
+ */
+export async function planExport(dir: string, cfg: SnapshotConfig): Promise<ExportPlan> {
+  const full = cfg.method !== "";
+  const excluded = excludeMatcher(cfg.exclude);
+  const tree = await collectTree(dir);
+  const skipped = [...tree.skipped];
+  const files: PackEntry[] = [];
+  const dirs = new Map<string, PackEntry>();
+  for (const e of tree.entries) {
+    if (excluded(e.path)) {
+      skipped.push(e.path);
+      continue;
+    }
+    if (e.type === "dir") {
+      dirs.set(e.path, e);
+      continue;
+    }
+    if (SQLITE_SIDE_FILES.test(e.path) || (!full && !DEFAULT_SUFFIXES.some((s) => e.path.endsWith(s)))) {
+      skipped.push(e.path);
+      continue;
+    }
+    files.push(e);
+  }
+  const tempDir = await mkdtemp(join(tmpdir(), "mcp-export-"));
+  const vacuumed: string[] = [];
+  try {
+    for (const [i, f] of files.entries()) {
+      if (!f.path.endsWith(".db") || !(await isSqlite(f.source!))) continue;
+      const copy = join(tempDir, `${i}.db`);
+      try {
+        vacuumInto(f.source!, copy);
+      } catch (e) {
+        throw failedPrecondition(`cannot copy database ${f.path} consistently: ${(e as Error).message}`);
+      }
+      f.source = copy;
+      vacuumed.push(f.path);
+    }
+  } catch (e) {
+    await rm(tempDir, { recursive: true, force: true });
+    throw e;
+  }
+  // Full: every kept directory (empty ones too). Default: only the parents of kept files.
+  let keptDirs: PackEntry[];
+  if (full) keptDirs = [...dirs.values()];
+  else {
+    const need = new Set<string>();
+    for (const f of files) {
+      const segs = f.path.split("/");
+      for (let i = 1; i < segs.length; i++) need.add(segs.slice(0, i).join("/"));
+    }
+    keptDirs = [...dirs.values()].filter((d) => need.has(d.path));
+  }
+  // Parents before children: sorting by path puts "a" before "a/b" and any "a/..." file.
+  const entries = [...keptDirs, ...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { entries, vacuumed, skipped, tempDir };
+}
+
+/** Runs the method's in-container step when a container of the service is running. */
+async function runSnapshotCommand(
+  ctx: AgentContext,
+  service: string,
+  method: string,
+): Promise<string | null> {
+  if (method === "" || method === "full") return null;
+  if (method === "grpc") {
+    ctx.logger.info(
+      { service },
+      "snapshot method grpc: no Snapshot RPC client; archiving as full with VACUUM INTO",
+    );
+    return null;
+  }
+  const argv = method === "cli" ? [service, "snapshot"] : method.replace(/^exec:\s*/, "").split(/\s+/);
+  const rec = ctx.registry.getService(service);
+  for (const c of rec?.components ?? []) {
+    const name = containerName(service, c.name);
+    const info = await ctx.runtime.inspect(name);
+    if (info?.state !== "running") continue;
+    const r = await ctx.runtime.exec(name, argv, SNAPSHOT_EXEC_TIMEOUT_MS);
+    if (r.code !== 0) {
+      const why = (r.stderr || r.stdout).trim().split("\n").pop() ?? "";
+      throw failedPrecondition(
+        `snapshot command ${JSON.stringify(argv.join(" "))} in ${name} exited ${r.code}${why ? `: ${why}` : ""}`,
+      );
+    }
+    return name;
+  }
+  ctx.logger.info({ service, method }, "no running container: snapshot command skipped, archiving directly");
+  return null;
+}
+
+async function dirExists(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The tar.zst stream of a service's data; its temp copies go when the stream ends or is returned. */
+export async function exportServiceData(
+  ctx: AgentContext,
+  service: string,
+): Promise<{ chunks: AsyncGenerator<Uint8Array>; plan: ExportPlan }> {
+  checkServiceName(service);
+  const dir = join(ctx.settings.srvRoot, service);
+  const known = ctx.registry.getService(service) !== null;
+  if (!(await dirExists(dir))) {
+    throw notFound(
+      known
+        ? `service ${service} has no data directory ${dir} on node ${ctx.settings.nodeName}`
+        : `unknown service ${service} on node ${ctx.settings.nodeName}`,
+    );
+  }
+  const cfg = snapshotConfigOf(ctx, service);
+  await runSnapshotCommand(ctx, service, cfg.method);
+  const plan = await planExport(dir, cfg);
+  const inner = packTarZst(plan.entries);
+  const chunks = (async function* () {
+    try {
+      yield* inner;
+    } finally {
+      await rm(plan.tempDir, { recursive: true, force: true });
+    }
+  })();
+  return { chunks, plan };
+}
+
+async function isEmptyDir(path: string): Promise<boolean> {
+  return (await readdir(path)).length === 0;
+}
+
+/**
+ * Extracts a tar.zst stream into <srv_root>/<service>/ through a temp dir and a rename.
+ * Returns the file bytes written.
+ */
+export async function importServiceData(
+  ctx: AgentContext,
+  service: string,
+  force: boolean,
+  data: AsyncIterable<Uint8Array>,
+): Promise<number> {
+  checkServiceName(service);
+  const root = ctx.settings.srvRoot;
+  const target = join(root, service);
+  const existing = await dirExists(target);
+  if (existing && !force && !(await isEmptyDir(target))) {
+    throw failedPrecondition(
+      `${target} on node ${ctx.settings.nodeName} exists and is not empty; use force to replace it`,
+    );
+  }
+  await mkdir(root, { recursive: true });
+  const tag = randomBytes(6).toString("hex");
+  const temp = join(root, `.mcp-import-${service}-${tag}`);
+  await mkdir(temp, { mode: 0o700 });
+  try {
+    let res: { bytes: number };
+    try {
+      res = await extractTarZst(data, temp);
+    } catch (e) {
+      if (e instanceof TarError) throw invalidArgument(`service data for ${service}: ${e.message}`);
+      const msg = (e as Error).message ?? String(e);
+      if (/zstd|Unknown frame|incorrect header|corrupt/i.test(msg))
+        throw invalidArgument(`service data for ${service}: not a zstd stream (${msg})`);
+      throw e;
+    }
+    // The service dir is world-readable like the ones the agent creates on deploy.
+    await chmod(temp, 0o755);
+    if (await dirExists(target)) {
+      if (await isEmptyDir(target)) await rmdir(target);
+      else {
+        if (!force) throw failedPrecondition(`${target} was filled while importing; use force to replace it`);
+        const old = join(root, `.mcp-replaced-${service}-${tag}`);
+        await rename(target, old);
+        await rename(temp, target);
+        await rm(old, { recursive: true, force: true });
+        return res.bytes;
+      }
+    }
+    await rename(temp, target);
+    return res.bytes;
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
+}
+
+export function serviceDataHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async exportServiceData(req, call, send) {
+      const { chunks, plan } = await exportServiceData(ctx, req.serviceName);
+      let bytes = 0;
+      try {
+        for await (const data of chunks) {
+          if (call.signal.aborted) break;
+          await send({ data });
+          bytes += data.length;
+        }
+      } finally {
+        await chunks.return(undefined);
+        await rm(plan.tempDir, { recursive: true, force: true });
+      }
+      ctx.logger.info(
+        {
+          service: req.serviceName,
+          bytes,
+          entries: plan.entries.length,
+          vacuumed: plan.vacuumed,
+          caller: call.identity.name,
+        },
+        "service data exported",
+      );
+    },
+    async importServiceData(reqs, call) {
+      const it = reqs[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done || !first.value.serviceName)
+        throw invalidArgument("the first ImportServiceData message must name the service");
+      const service = first.value.serviceName;
+      const force = first.value.force;
+      const data = (async function* () {
+        if (first.value.data.length > 0) yield first.value.data;
+        for (;;) {
+          const r = await it.next();
+          if (r.done) return;
+          if (r.value.data.length > 0) yield r.value.data;
+        }
+      })();
+      const bytes = await ctx.locks.run(service, () => importServiceData(ctx, service, force, data));
+      ctx.logger.info({ service, bytes, force, caller: call.identity.name }, "service data imported");
+      return { bytesWritten: BigInt(bytes) };
+    },
+  };
+}
