@@ -390,6 +390,11 @@ export async function extractTar(
         `archive entry ${JSON.stringify(name)} is ${what}; only files and directories are allowed`,
       );
     }
+    // "./" (tar -C dir .) names the target itself: nothing to create.
+    if (type === "5" && !name.startsWith("/") && name.split("/").every((x) => x === "" || x === ".")) {
+      await skip(size);
+      continue;
+    }
     const rel = safeRelPath(name);
     if (type === "5") {
       await ensureDir(rel);
