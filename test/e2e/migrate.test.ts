@@ -17,8 +17,19 @@
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join, relative } from "node:path";
+import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
+import { connect } from "../../src/rpc/client.ts";
 import { busyboxImage } from "../support/env.ts";
 import { type LocalFleet, startLocalFleet, waitFor } from "../support/master.ts";
 
@@ -27,6 +38,7 @@ const HOST = "mig.metacircular.net";
 const INTERNAL = `${SVC}.svc.mcp.metacircular.net`;
 const CORE = "migcore";
 const EXTRA = "migextra"; // moved by --all
+const DR = "migdr"; // moved while its node is down, from a stored snapshot
 const ROWS = 250;
 
 let fleet: LocalFleet;
@@ -149,7 +161,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!fleet) return;
-  await fleet.removeContainers([`${SVC}-web`, `${CORE}-web`, `${EXTRA}-web`]);
+  for (const n of fleet.nodes) n.resume();
+  await fleet.removeContainers([`${SVC}-web`, `${CORE}-web`, `${EXTRA}-web`, `${DR}-web`]);
   await fleet.stop();
 }, 120_000);
 
@@ -312,4 +325,68 @@ describe("mcp migrate between two agents", () => {
     expect(await placement(CORE)).toBe("hub");
     expect(await running("hub", `${CORE}-web`)).toBe(true);
   }, 300_000);
+
+  test("a node that is down: the service is restored on another node from the master's latest stored snapshot", async () => {
+    const down = "node-a";
+    writeDef(DR, [`node = "${down}"`]);
+    seedData(srvDir(down, DR));
+    expect((await fleet.mcp(["deploy", DR], { timeoutMs: 120_000 })).code).toBe(0);
+    const before = { files: checksums(srvDir(down, DR)), db: dbContent(join(srvDir(down, DR), "data.db")) };
+    // A stored snapshot, as the master's scheduled snapshots leave it: the agent's archive of
+    // /srv/migdr/ (taken as mcp-master) recorded in the master's snapshots table.
+    const agent = await connect(McpAgent, {
+      addresses: [fleet.node(down).address],
+      caPem: fleet.caPem,
+      token: fleet.tokens.master,
+    });
+    const snapDir = join(fleet.dir, "master", "snapshots", DR);
+    mkdirSync(snapDir, { recursive: true });
+    const fd = openSync(join(snapDir, "20261121T000000Z.tar.zst"), "w");
+    try {
+      for await (const c of agent.exportServiceData({ serviceName: DR }, { timeoutMs: 60_000 }))
+        writeSync(fd, c.data);
+    } finally {
+      closeSync(fd);
+      agent.close();
+    }
+    const db = new Database(join(fleet.dir, "master", "master.db"));
+    db.run("PRAGMA busy_timeout = 5000");
+    db.run(
+      "INSERT INTO snapshots (service_name, node, filename, size_bytes, created_at) VALUES (?, ?, ?, ?, ?)",
+      [
+        DR,
+        down,
+        join(snapDir, "20261121T000000Z.tar.zst"),
+        statSync(join(snapDir, "20261121T000000Z.tar.zst")).size,
+        "2026-11-21T00:00:00Z",
+      ],
+    );
+    db.close();
+
+    fleet.node(down).pause();
+    await waitFor(
+      `${down} unhealthy`,
+      async () => {
+        const r = await fleet.mcp(["node", "list", "--json"], { timeoutMs: 30_000 });
+        return (JSON.parse(r.stdout) as { nodes: { name: string; status: string }[] }).nodes.some(
+          (n) => n.name === down && n.status === "unhealthy",
+        );
+      },
+      30_000,
+      300,
+    );
+    const r = await migrate([DR, "--to", dest]);
+    expect(r.json.steps.filter((s) => !s.success)).toEqual([]);
+    expect(r.code).toBe(0);
+    const steps = r.json.steps.map((s) => s.step);
+    expect(steps).toContain(`${DR}: stop on ${down}: skipped (${down} is down)`);
+    expect(steps.some((s) => s.includes("using the stored snapshot"))).toBe(true);
+    expect(await running(dest, `${DR}-web`)).toBe(true);
+    const after = { files: checksums(srvDir(dest, DR)), db: dbContent(join(srvDir(dest, DR), "data.db")) };
+    expect(after.db.digest).toBe(before.db.digest);
+    expect(after.files).toEqual(before.files);
+
+    fleet.node(down).resume();
+    expect(await placement(DR)).toBe(dest);
+  }, 180_000);
 });

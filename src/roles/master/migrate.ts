@@ -9,9 +9,9 @@
 // says which. Before the destination is healthy a failure undoes the destination's part and
 // restarts the service on the source; after that the destination keeps it and what failed is
 // reported (the source's leftovers can be removed with a retried undeploy there).
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdir, open, rm, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceDef } from "../../config/service.ts";
 import type { ImportServiceDataChunkSchema, StepResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
@@ -207,7 +207,10 @@ class Migration {
             "snapshot",
             `${source} is down and the master has no stored snapshot of ${service}: nothing to restore from`,
           );
-          return this.final(false, `not migrated: ${service} is not running anywhere (${source} is down)`);
+          return this.final(
+            false,
+            `not migrated: nothing changed, ${service} stays placed on ${source} (down)`,
+          );
         }
         snapshotFile = stored;
         this.ok(`snapshot: ${source} is down, using the stored snapshot ${stored}`);
@@ -351,7 +354,10 @@ class Migration {
     }
     if (!this.sourceAlive) {
       log.warn("migration failed; source is down");
-      return this.final(false, `migration failed: ${service} is not running anywhere (${source} is down)`);
+      return this.final(
+        false,
+        `migration failed: ${service} stays placed on ${source}, which is down: it runs nowhere until ${source} is back or a retry succeeds`,
+      );
     }
     try {
       const src = await this.agent(source);
@@ -440,12 +446,20 @@ class Migration {
   }
 }
 
-/** The newest snapshot file the master stored for `service`, or null. */
+/**
+ * The newest snapshot file the master recorded for `service` that is still on disk, or null.
+ * A relative filename lives in `<[snapshots] dir>/<service>/`.
+ */
 function latestStoredSnapshot(ctx: MasterContext, service: string): string | null {
-  const row = ctx.store.db
+  const rows = ctx.store.db
     .query<{ filename: string }, [string]>(
-      "SELECT filename FROM snapshots WHERE service_name = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+      "SELECT filename FROM snapshots WHERE service_name = ? ORDER BY created_at DESC, id DESC",
     )
-    .get(service);
-  return row?.filename ?? null;
+    .all(service);
+  const dir = join(ctx.settings.config?.snapshots?.dir ?? "/srv/mcp-master/snapshots", service);
+  for (const r of rows) {
+    const file = isAbsolute(r.filename) ? r.filename : join(dir, r.filename);
+    if (existsSync(file)) return file;
+  }
+  return null;
 }
