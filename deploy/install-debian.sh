@@ -74,7 +74,7 @@ else
 fi
 
 # --- subuid/subgid: one start free in both files (same grid as useradd and provision).
-touch /etc/subuid /etc/subgid
+for f in /etc/subuid /etc/subgid; do [[ -e $f ]] || install -m 644 /dev/null "$f"; done
 has_range() { grep -Eq "^(mcp|$MCP_UID):[0-9]+:[0-9]+$" "$1"; }
 if has_range /etc/subuid && has_range /etc/subgid; then
   say "subids" "already done"
@@ -102,16 +102,23 @@ else
 fi
 
 # --- directories: the modes of src/roles/cli/provision-steps.ts.
+fixed=()
 dir() { # path owner group mode
+  [[ -d $1 && $(stat -c '%u %g %a' "$1") == "$2 $3 $4" ]] && return
   install -d "$1"
   chown "$2:$3" "$1"
   chmod "$4" "$1"
+  fixed+=("$1")
 }
 dir /srv 0 "$MCP_UID" 775
 dir "$MCP_HOME" "$MCP_UID" "$MCP_UID" 750
 dir "$MCP_HOME/certs" "$MCP_UID" "$MCP_UID" 700
 dir "$MCP_HOME/backups" "$MCP_UID" "$MCP_UID" 700
-say "dirs" "done: /srv root:mcp 775, /srv/mcp mcp:mcp 750, certs and backups 700"
+if [[ ${#fixed[@]} -eq 0 ]]; then
+  say "dirs" "already done: /srv root:mcp 775, /srv/mcp mcp:mcp 750, certs and backups 700"
+else
+  say "dirs" "done: set ${fixed[*]}"
+fi
 
 # --- binary and unit: replaced only when they differ (atomic rename in the same directory).
 changed=0
@@ -128,9 +135,13 @@ put() { # src dst mode
 }
 put "$BINARY" "$AGENT_BIN" 755
 put "$UNIT_SRC" "$UNIT_PATH" 644
-systemctl daemon-reload
-systemctl enable mcp-agent >/dev/null 2>&1
-say "enable" "done: mcp-agent enabled"
+if [[ $changed -eq 1 ]]; then systemctl daemon-reload; fi
+if systemctl is-enabled --quiet mcp-agent; then
+  say "enable" "already done"
+else
+  systemctl enable --quiet mcp-agent
+  say "enable" "done: mcp-agent enabled"
+fi
 
 if [[ -f $AGENT_CONFIG ]]; then
   if [[ $changed -eq 1 ]] || ! systemctl is-active --quiet mcp-agent; then
