@@ -104,6 +104,8 @@ export interface FleetOptions {
   logLevel?: string;
   /** Local images copied into every node's store (agents run with pull = "never"). */
   images?: string[];
+  /** [snapshots] interval and retain (the dir is always `<fleet dir>/master/snapshots`). */
+  snapshots?: { interval?: string; retain?: number };
 }
 
 const q = JSON.stringify;
@@ -419,6 +421,11 @@ heartbeat_min_interval = ${q(opts.heartbeatMinInterval ?? "500ms")}
 
 [timeouts]
 health_check = ${q(opts.probeTimeout ?? "1s")}
+
+[snapshots]
+dir = ${q(join(masterDir, "snapshots"))}
+interval = ${q(opts.snapshots?.interval ?? "24h")}
+retain = ${opts.snapshots?.retain ?? 7}
 
 [master]
 heartbeat_interval = ${q(heartbeat)}

@@ -31,6 +31,7 @@ const agentStatus = () => import("./agent-status.ts");
 const provision = () => import("./provision.ts");
 const completion = () => import("./completion.ts");
 const migrate = () => import("./migrate.ts");
+const serviceSnapshot = () => import("./service-snapshot.ts");
 
 interface CommandDef {
   name: string;
@@ -114,6 +115,18 @@ export const COMMANDS: CommandDef[] = [
       ["--force", "overwrite an existing /srv/<service>/ on the destination"],
     ],
     action: lazy(migrate, (m) => m.migrateCommand),
+  },
+  {
+    name: "snapshot create",
+    args: "<service>",
+    help: "Snapshot a service's /srv/<service>/ data to the master's snapshots dir (through the master)",
+    action: lazy(serviceSnapshot, (m) => m.snapshotCreateCommand),
+  },
+  {
+    name: "snapshot list",
+    args: "<service>",
+    help: "List the master's stored snapshots of a service, newest first",
+    action: lazy(serviceSnapshot, (m) => m.snapshotListCommand),
   },
   {
     name: "stop",

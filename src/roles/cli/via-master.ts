@@ -228,11 +228,16 @@ function printFindings(res: MasterStatusResponse): void {
     process.stdout.write("\nstale placements (placed, not found on the node):\n");
     for (const p of res.stalePlacements) process.stdout.write(`  ${p}\n`);
   }
+  if (res.staleSnapshots.length > 0) {
+    process.stdout.write("\nstale snapshots (none newer than twice the snapshot interval):\n");
+    for (const s of res.staleSnapshots) process.stdout.write(`  ${s}\n`);
+  }
 }
 
 const findingsJson = (res: MasterStatusResponse) => ({
   orphans: res.orphans,
   stalePlacements: res.stalePlacements,
+  staleSnapshots: res.staleSnapshots,
 });
 
 /** `mcp list` / `mcp ps`: one row per component, with the node the master placed it on. */

@@ -6,6 +6,7 @@ import { masterDeploy, masterUndeploy } from "./deploy.ts";
 import type { MasterContext } from "./master.ts";
 import { masterMigrate } from "./migrate.ts";
 import { registrationHandlers } from "./registration.ts";
+import { snapshotHandlers } from "./snapshots.ts";
 import { listNodes, masterStatus } from "./status.ts";
 import { masterSync } from "./sync.ts";
 
@@ -28,5 +29,6 @@ export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpM
     },
     migrate: (req) => masterMigrate(ctx, req),
     ...registrationHandlers(ctx),
+    ...snapshotHandlers(ctx),
   };
 }

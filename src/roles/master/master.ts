@@ -14,6 +14,7 @@ import { masterHandlers } from "./handlers.ts";
 import { startHealthMonitor } from "./health.ts";
 import type { NodeView } from "./placement.ts";
 import { masterPolicy } from "./policy.ts";
+import { snapshotSettings, startSnapshotScheduler } from "./snapshots.ts";
 import { type MasterStore, type NodeInput, openMasterStore } from "./store.ts";
 
 export interface MasterTimeouts {
@@ -110,6 +111,7 @@ export interface RunningMaster {
 /** Background tasks started once the server is up (heartbeat monitor, reconciliation). */
 function startBackground(_ctx: MasterContext): Background[] {
   const running: Background[] = [startHealthMonitor(_ctx)];
+  if (snapshotSettings(_ctx).scheduled) running.push(startSnapshotScheduler(_ctx));
   return running;
 }
 

@@ -12,6 +12,7 @@ import type {
 import { notFound } from "../../rpc/errors.ts";
 import type { MasterContext } from "./master.ts";
 import { reconcileReport } from "./reconcile.ts";
+import { staleSnapshots } from "./snapshots.ts";
 import type { NodeRecord } from "./store.ts";
 
 type ServiceStatus = MessageInitShape<typeof ServiceStatusSchema>;
@@ -99,7 +100,12 @@ export async function masterStatus(
     for (const o of report?.orphans ?? []) if (unjudged(o)) orphans.add(o);
     for (const s of report?.stalePlacements ?? []) if (unjudged(s)) stale.add(s);
   }
-  return { services, orphans: [...orphans].sort(), stalePlacements: [...stale].sort(), staleSnapshots: [] };
+  return {
+    services,
+    orphans: [...orphans].sort(),
+    stalePlacements: [...stale].sort(),
+    staleSnapshots: staleSnapshots(ctx).filter((s) => !service || s === service),
+  };
 }
 
 export function nodeInfo(n: NodeRecord): NodeInfo {

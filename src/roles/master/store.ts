@@ -380,6 +380,63 @@ export class MasterStore {
   deleteEdgeRoute(hostname: string): boolean {
     return this.db.query("DELETE FROM edge_routes WHERE hostname = ?").run(hostname).changes > 0;
   }
+
+  // --- snapshots -----------------------------------------------------------
+
+  addSnapshot(s: Omit<SnapshotRecord, "id">): SnapshotRecord {
+    const r = this.db
+      .query(
+        "INSERT INTO snapshots (service_name, node, filename, size_bytes, created_at) VALUES (?, ?, ?, ?, ?)",
+      )
+      .run(s.service, s.node, s.filename, s.sizeBytes, s.createdAt);
+    return { id: Number(r.lastInsertRowid), ...s };
+  }
+
+  /** Newest first (created_at, then insertion order for equal times). */
+  listSnapshots(service?: string): SnapshotRecord[] {
+    const rows =
+      service === undefined
+        ? this.db
+            .query<SnapshotRow, []>("SELECT * FROM snapshots ORDER BY service_name, created_at DESC, id DESC")
+            .all()
+        : this.db
+            .query<SnapshotRow, [string]>(
+              "SELECT * FROM snapshots WHERE service_name = ? ORDER BY created_at DESC, id DESC",
+            )
+            .all(service);
+    return rows.map((r) => ({
+      id: r.id,
+      service: r.service_name,
+      node: r.node,
+      filename: r.filename,
+      sizeBytes: r.size_bytes,
+      createdAt: r.created_at,
+    }));
+  }
+
+  deleteSnapshot(id: number): boolean {
+    return this.db.query("DELETE FROM snapshots WHERE id = ?").run(id).changes > 0;
+  }
+}
+
+interface SnapshotRow {
+  id: number;
+  service_name: string;
+  node: string;
+  filename: string;
+  size_bytes: number;
+  created_at: string;
+}
+
+/** One stored service snapshot; `filename` is relative to `<[snapshots] dir>/<service>/`. */
+export interface SnapshotRecord {
+  id: number;
+  service: string;
+  node: string;
+  filename: string;
+  sizeBytes: number;
+  /** RFC 3339 UTC with milliseconds. */
+  createdAt: string;
 }
 
 /** Opens (creating and migrating) the master database. */
