@@ -12,8 +12,12 @@ import { cliSchema } from "../src/config/cli.ts";
 import { duration, hostPortString, urlString } from "../src/config/load.ts";
 import { masterSchema } from "../src/config/master.ts";
 import { serviceDefSchema } from "../src/config/service.ts";
+import { COMMANDS } from "../src/roles/cli/index.ts";
 
 export const REFERENCE_DIR = join(import.meta.dir, "..", "docs", "reference");
+export const README = join(import.meta.dir, "..", "README.md");
+const BEGIN = "<!-- commands:begin (generated from src/roles/cli/index.ts COMMANDS by npm run docs) -->";
+const END = "<!-- commands:end -->";
 
 interface Row {
   key: string;
@@ -199,6 +203,25 @@ export function renderAll(): Record<string, string> {
   };
 }
 
+/** README's command table: one row per COMMANDS entry (usage with option flags, help text). */
+export function renderCommandTable(): string {
+  const esc = (t: string) => t.replace(/\|/g, "\\|");
+  const rows = COMMANDS.map((c) => {
+    const opts = (c.options ?? []).map(([f]) => `[${f.replace(/^-[a-z], /, "")}]`).join(" ");
+    const usage = ["mcp", c.name, c.args, opts].filter((x) => x !== "").join(" ");
+    return `| \`${esc(usage)}\` | ${esc(c.help)} |`;
+  });
+  return [BEGIN, "| command | does |", "|---|---|", ...rows, END].join("\n");
+}
+
+/** README.md with the generated block between the markers replaced (text unchanged elsewhere). */
+export function renderReadme(current: string): string {
+  const i = current.indexOf(BEGIN);
+  const j = current.indexOf(END);
+  if (i < 0 || j < i) throw new Error("README.md has no commands:begin/end markers");
+  return current.slice(0, i) + renderCommandTable() + current.slice(j + END.length);
+}
+
 if (import.meta.main) {
   const check = process.argv.includes("--check");
   let stale = 0;
@@ -217,6 +240,15 @@ if (import.meta.main) {
       writeFileSync(path, text);
       process.stdout.write(`wrote docs/reference/${name}\n`);
     }
+  }
+  const readme = readFileSync(README, "utf8");
+  const next = renderReadme(readme);
+  if (check && next !== readme) {
+    process.stderr.write("stale: README.md command table (run npm run docs)\n");
+    stale++;
+  } else if (!check && next !== readme) {
+    writeFileSync(README, next);
+    process.stdout.write("wrote README.md command table\n");
   }
   process.exitCode = stale ? 1 : 0;
 }

@@ -4,7 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { REFERENCE_DIR, renderAll } from "../../../scripts/gen-config-docs.ts";
+import { README, REFERENCE_DIR, renderAll, renderReadme } from "../../../scripts/gen-config-docs.ts";
+import { COMMANDS } from "../../../src/roles/cli/index.ts";
 
 const pages = renderAll();
 
@@ -23,6 +24,12 @@ describe("generated config reference", () => {
       expect(readFileSync(join(REFERENCE_DIR, name), "utf8")).toBe(text);
     });
   }
+
+  test("README's command table is the COMMANDS table (run npm run docs)", () => {
+    const readme = readFileSync(README, "utf8");
+    expect(renderReadme(readme)).toBe(readme);
+    for (const c of COMMANDS) expect(readme).toContain(`| \`mcp ${c.name}`);
+  });
 
   test("rows carry key paths, types, defaults and enums from the schemas", () => {
     const agent = pages["agent-config.md"]!;
