@@ -6,30 +6,22 @@
 //     not; the A record exists and was rewritten (every fleet node has address 127.0.0.1, so the
 //     record's VALUE cannot tell source from destination: the fake's write count shows it was
 //     deleted by the source's teardown and set again by the destination); the edge route is
-//     still there; no container is left on the source; `mcp status` shows the new placement
+//     still there; no container is left on the source; `mcp status` shows the new placement;
+//     the final snapshot is stored and listed (`mcp snapshot list`) as taken from the source
 //   - an interrupted transfer leaves the service on the source: migrating back to the old node,
 //     whose /srv/<svc>/ is still there (undeploy keeps data) and refused without --force, exits
 //     non-zero saying the service is still on the source, where it runs again with its data;
 //     --force then moves it
 //   - bad requests (core service, edge target, same node, unknown service, --all without --from)
 //     are one clear line and a non-zero exit; --all evacuates a node, skipping core
+//   - a node that is down (SIGSTOP, marked unhealthy): its service is restored elsewhere from the
+//     master's newest stored snapshot (`mcp snapshot create` taken before), data identical
 // Tests run in file order: each step starts from the state the previous one left.
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { connect } from "../../src/rpc/client.ts";
 import { busyboxImage } from "../support/env.ts";
 import { type LocalFleet, startLocalFleet, waitFor } from "../support/master.ts";
 
@@ -225,6 +217,12 @@ describe("mcp migrate between two agents", () => {
     for (const step of ["stop on node-a", "snapshot from node-a", "restore on node-b", "deploy on node-b"])
       expect(text.stdout).toContain(step);
     expect(text.stdout).toContain(`${SVC}: migrated to ${dest}`);
+    // The final snapshot is kept and listed like any other, taken from the source.
+    const list = await fleet.mcp(["snapshot", "list", SVC, "--json"], { timeoutMs: 30_000 });
+    const snaps = (JSON.parse(list.stdout) as { snapshots: { node: string; sizeBytes: number }[] }).snapshots;
+    expect(snaps.length).toBe(1);
+    expect(snaps[0]!.node).toBe(source);
+    expect(snaps[0]!.sizeBytes).toBeGreaterThan(0);
 
     // Data identical on the destination.
     const after = { files: checksums(srvDir(dest)), db: dbContent(join(srvDir(dest), "data.db")) };
@@ -332,37 +330,10 @@ describe("mcp migrate between two agents", () => {
     seedData(srvDir(down, DR));
     expect((await fleet.mcp(["deploy", DR], { timeoutMs: 120_000 })).code).toBe(0);
     const before = { files: checksums(srvDir(down, DR)), db: dbContent(join(srvDir(down, DR), "data.db")) };
-    // A stored snapshot, as the master's scheduled snapshots leave it: the agent's archive of
-    // /srv/migdr/ (taken as mcp-master) recorded in the master's snapshots table.
-    const agent = await connect(McpAgent, {
-      addresses: [fleet.node(down).address],
-      caPem: fleet.caPem,
-      token: fleet.tokens.master,
-    });
-    const snapDir = join(fleet.dir, "master", "snapshots", DR);
-    mkdirSync(snapDir, { recursive: true });
-    const fd = openSync(join(snapDir, "20261121T000000Z.tar.zst"), "w");
-    try {
-      for await (const c of agent.exportServiceData({ serviceName: DR }, { timeoutMs: 60_000 }))
-        writeSync(fd, c.data);
-    } finally {
-      closeSync(fd);
-      agent.close();
-    }
-    const db = new Database(join(fleet.dir, "master", "master.db"));
-    db.run("PRAGMA busy_timeout = 5000");
-    db.run(
-      "INSERT INTO snapshots (service_name, node, filename, size_bytes, created_at) VALUES (?, ?, ?, ?, ?)",
-      [
-        DR,
-        down,
-        join(snapDir, "20261121T000000Z.tar.zst"),
-        statSync(join(snapDir, "20261121T000000Z.tar.zst")).size,
-        "2026-11-21T00:00:00Z",
-      ],
-    );
-    db.close();
-
+    // A stored snapshot (what the scheduled snapshots leave), taken before the node goes down.
+    const snap = await fleet.mcp(["snapshot", "create", DR], { timeoutMs: 60_000 });
+    expect(snap.stderr).toBe("");
+    expect(snap.code).toBe(0);
     fleet.node(down).pause();
     await waitFor(
       `${down} unhealthy`,

@@ -1,7 +1,7 @@
 // Service migration between nodes (architecture-v2 "Service Migration"): validate, then per
 // service under its lock: stop on the source, take a final snapshot of /srv/<svc>/ (streamed from
-// the source into a file beside the master's database; the latest stored snapshot when the source
-// is down), stream it to the destination (ImportServiceData, which refuses an existing
+// the source into the master's snapshots dir and recorded like any snapshot, so `snapshot list`
+// shows it and retention prunes it later; the latest stored snapshot when the source is down), stream it to the destination (ImportServiceData, which refuses an existing
 // /srv/<svc>/ unless force), deploy the stored definition there (the agent allocates route ports,
 // certs, mc-proxy routes and points the service's A record at itself), wait until every component
 // runs, refresh the edge routes, move the placement, and only then undeploy on the source.
@@ -10,8 +10,8 @@
 // restarts the service on the source; after that the destination keeps it and what failed is
 // reported (the source's leftovers can be removed with a retried undeploy there).
 import { createReadStream, existsSync } from "node:fs";
-import { mkdir, open, rm, stat } from "node:fs/promises";
-import { dirname, isAbsolute, join } from "node:path";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceDef } from "../../config/service.ts";
 import type { ImportServiceDataChunkSchema, StepResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
@@ -20,6 +20,7 @@ import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.
 import type { AgentClient } from "./agents.ts";
 import { canonicalSpec } from "./deploy.ts";
 import type { MasterContext } from "./master.ts";
+import { snapshotFileName, snapshotSettings } from "./snapshots.ts";
 import type { NodeRecord, PlacementRecord } from "./store.ts";
 
 type Step = MessageInitShape<typeof StepResultSchema>;
@@ -43,11 +44,6 @@ const HEALTHY_WITHIN_MS = 60_000;
 const firstLine = (err: unknown) => ((err as Error)?.message ?? String(err)).split("\n")[0] ?? "";
 const ok = (step: string): Step => ({ step, success: true, error: "" });
 const failed = (step: string, err: unknown): Step => ({ step, success: false, error: firstLine(err) });
-
-/** Where the master keeps the final snapshot while it streams it to the destination. */
-function stagingDir(ctx: MasterContext): string {
-  return join(dirname(ctx.settings.dbPath), "migrate");
-}
 
 function requireNode(ctx: MasterContext, name: string, what: string): NodeRecord {
   const n = ctx.store.getNode(name);
@@ -168,165 +164,158 @@ class Migration {
     const { service, source, target } = this;
     const log = this.ctx.logger.child({ service, source, target });
     log.info({ sourceAlive: this.sourceAlive }, "migration started");
-    await mkdir(stagingDir(this.ctx), { recursive: true, mode: 0o700 });
-    const archive = join(stagingDir(this.ctx), `${service}-${Date.now()}.tar.zst`);
-    try {
-      // (1) stop on the source: the service shuts down cleanly, so the data is consistent.
-      if (this.sourceAlive) {
-        try {
-          const src = await this.agent(source);
-          const res = await src.stopService(
-            { name: service },
-            { timeoutMs: this.ctx.settings.timeouts.deployMs },
-          );
-          const bad = res.results.filter((r) => !r.success);
-          if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
-          this.ok(`stop on ${source}`);
-        } catch (err) {
-          this.fail(`stop on ${source}`, err);
-          return await this.backToSource(false, log);
-        }
-      } else {
-        this.ok(`stop on ${source}: skipped (${source} is down)`);
-      }
-      // (2) final snapshot from the source, or the latest stored one when the source is down.
-      let snapshotFile: string;
-      if (this.sourceAlive) {
-        try {
-          const bytes = await this.exportTo(archive);
-          snapshotFile = archive;
-          this.ok(`snapshot from ${source} (${bytes} bytes)`);
-        } catch (err) {
-          this.fail(`snapshot from ${source}`, err);
-          return await this.backToSource(false, log);
-        }
-      } else {
-        const stored = latestStoredSnapshot(this.ctx, service);
-        if (!stored) {
-          this.fail(
-            "snapshot",
-            `${source} is down and the master has no stored snapshot of ${service}: nothing to restore from`,
-          );
-          return this.final(
-            false,
-            `not migrated: nothing changed, ${service} stays placed on ${source} (down)`,
-          );
-        }
-        snapshotFile = stored;
-        this.ok(`snapshot: ${source} is down, using the stored snapshot ${stored}`);
-      }
-      // (3) stream it to the destination; the agent refuses an existing /srv/<svc>/ unless force.
+    // (1) stop on the source: the service shuts down cleanly, so the data is consistent.
+    if (this.sourceAlive) {
       try {
-        const written = await this.importFrom(snapshotFile, force);
-        this.ok(`restore on ${target} (${written} bytes written)`);
-      } catch (err) {
-        this.fail(`restore on ${target}`, err);
-        // Nothing was deployed there; its /srv/<svc>/ is left for the operator to inspect.
-        return await this.backToSource(false, log);
-      }
-      // (4) deploy the stored definition on the destination.
-      const moved: ServiceDef = def.node ? { ...def, node: target } : def;
-      try {
-        const dst = await this.agent(target);
-        const res = await dst.deploy(
-          { service: defToSpec(moved), component: "" },
+        const src = await this.agent(source);
+        const res = await src.stopService(
+          { name: service },
           { timeoutMs: this.ctx.settings.timeouts.deployMs },
         );
         const bad = res.results.filter((r) => !r.success);
         if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
-        this.ok(`deploy on ${target}`);
+        this.ok(`stop on ${source}`);
       } catch (err) {
-        this.fail(`deploy on ${target}`, err);
-        return await this.backToSource(true, log);
+        this.fail(`stop on ${source}`, err);
+        return await this.backToSource(false, log);
       }
-      // (5) the destination answers: every component observed running.
-      try {
-        await this.waitRunning(target);
-        this.ok(`healthy on ${target}`);
-      } catch (err) {
-        this.fail(`healthy on ${target}`, err);
-        return await this.backToSource(true, log);
-      }
-      // From here on the destination keeps the service, whatever else fails.
-      let clean = true;
-      // (6) edge routes: the backend name is unchanged (its A record moved); set up again anyway
-      // so the edge refreshes its route now rather than at the next deploy.
-      const edgeErrors: string[] = [];
-      const edges = this.ctx.store.listEdgeRoutes(service);
-      for (const r of edges) {
-        try {
-          const edge = await this.agent(r.edgeNode);
-          await edge.setupEdgeRoute(
-            {
-              hostname: r.hostname,
-              backendHostname: r.backendHostname,
-              backendPort: r.backendPort,
-              backendTls: true,
-            },
-            { timeoutMs: this.ctx.settings.timeouts.edgeRouteMs },
-          );
-        } catch (err) {
-          edgeErrors.push(`${r.hostname} on ${r.edgeNode}: ${firstLine(err)}`);
-        }
-      }
-      if (edgeErrors.length) {
-        clean = false;
-        this.fail("edge routes", edgeErrors.join("; "));
-      } else if (edges.length) {
-        this.ok(`edge routes: ${edges.map((r) => `${r.hostname} on ${r.edgeNode}`).join(", ")}`);
-      }
-      // (7) the placement moves (edge route rows stay: they belong to the service, not the node).
-      this.ctx.store.upsertPlacement({
-        service,
-        node: target,
-        tier: moved.tier,
-        specJson: canonicalSpec(moved),
-      });
-      this.adjust(target, moved.components.length);
-      this.ok(
-        `placement: ${source} → ${target}${def.node ? ` (the definition pins node = "${def.node}": update it)` : ""}`,
-      );
-      // (8) only now remove it from the source (containers, routes, DNS record, certs; data stays).
-      if (this.sourceAlive) {
-        try {
-          const src = await this.agent(source);
-          const res = await src.undeployService(
-            { name: service },
-            { timeoutMs: this.ctx.settings.timeouts.undeployMs },
-          );
-          const bad = res.results.filter((r) => !r.success);
-          if (bad.length)
-            throw new Error(bad.map((r) => `${r.name || "integrations"}: ${r.error}`).join("; "));
-          this.adjust(source, -def.components.length);
-          this.ok(`undeploy on ${source} (/srv/${service}/ kept there)`);
-        } catch (err) {
-          clean = false;
-          this.fail(`undeploy on ${source}`, err);
-        }
-        // (9) the source's teardown may have removed the A record the destination set (nodes
-        // sharing an address, or an MCNS without per-value deletes): the destination re-asserts
-        // its routes and record (StartService on running components is an upsert).
-        try {
-          const dst = await this.agent(target);
-          const res = await dst.startService(
-            { name: service },
-            { timeoutMs: this.ctx.settings.timeouts.deployMs },
-          );
-          const bad = res.results.filter((r) => !r.success);
-          if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
-          this.ok(`routes and DNS re-asserted on ${target}`);
-        } catch (err) {
-          clean = false;
-          this.fail(`routes and DNS on ${target}`, err);
-        }
-      } else {
-        this.ok(`undeploy on ${source}: skipped (${source} is down; undeploy it there once it is back)`);
-      }
-      log.info({ clean }, "migration done");
-      this.final(clean, clean ? `migrated to ${target}` : `running on ${target}; see the failed steps above`);
-    } finally {
-      await rm(archive, { force: true });
+    } else {
+      this.ok(`stop on ${source}: skipped (${source} is down)`);
     }
+    // (2) final snapshot from the source, or the latest stored one when the source is down.
+    let snapshotFile: string;
+    if (this.sourceAlive) {
+      try {
+        const snap = await this.finalSnapshot();
+        snapshotFile = snap.path;
+        this.ok(`snapshot from ${source} (${snap.bytes} bytes, stored as ${snap.filename})`);
+      } catch (err) {
+        this.fail(`snapshot from ${source}`, err);
+        return await this.backToSource(false, log);
+      }
+    } else {
+      const stored = latestStoredSnapshot(this.ctx, service);
+      if (!stored) {
+        this.fail(
+          "snapshot",
+          `${source} is down and the master has no stored snapshot of ${service}: nothing to restore from`,
+        );
+        return this.final(
+          false,
+          `not migrated: nothing changed, ${service} stays placed on ${source} (down)`,
+        );
+      }
+      snapshotFile = stored;
+      this.ok(`snapshot: ${source} is down, using the stored snapshot ${stored}`);
+    }
+    // (3) stream it to the destination; the agent refuses an existing /srv/<svc>/ unless force.
+    try {
+      const written = await this.importFrom(snapshotFile, force);
+      this.ok(`restore on ${target} (${written} bytes written)`);
+    } catch (err) {
+      this.fail(`restore on ${target}`, err);
+      // Nothing was deployed there; its /srv/<svc>/ is left for the operator to inspect.
+      return await this.backToSource(false, log);
+    }
+    // (4) deploy the stored definition on the destination.
+    const moved: ServiceDef = def.node ? { ...def, node: target } : def;
+    try {
+      const dst = await this.agent(target);
+      const res = await dst.deploy(
+        { service: defToSpec(moved), component: "" },
+        { timeoutMs: this.ctx.settings.timeouts.deployMs },
+      );
+      const bad = res.results.filter((r) => !r.success);
+      if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
+      this.ok(`deploy on ${target}`);
+    } catch (err) {
+      this.fail(`deploy on ${target}`, err);
+      return await this.backToSource(true, log);
+    }
+    // (5) the destination answers: every component observed running.
+    try {
+      await this.waitRunning(target);
+      this.ok(`healthy on ${target}`);
+    } catch (err) {
+      this.fail(`healthy on ${target}`, err);
+      return await this.backToSource(true, log);
+    }
+    // From here on the destination keeps the service, whatever else fails.
+    let clean = true;
+    // (6) edge routes: the backend name is unchanged (its A record moved); set up again anyway
+    // so the edge refreshes its route now rather than at the next deploy.
+    const edgeErrors: string[] = [];
+    const edges = this.ctx.store.listEdgeRoutes(service);
+    for (const r of edges) {
+      try {
+        const edge = await this.agent(r.edgeNode);
+        await edge.setupEdgeRoute(
+          {
+            hostname: r.hostname,
+            backendHostname: r.backendHostname,
+            backendPort: r.backendPort,
+            backendTls: true,
+          },
+          { timeoutMs: this.ctx.settings.timeouts.edgeRouteMs },
+        );
+      } catch (err) {
+        edgeErrors.push(`${r.hostname} on ${r.edgeNode}: ${firstLine(err)}`);
+      }
+    }
+    if (edgeErrors.length) {
+      clean = false;
+      this.fail("edge routes", edgeErrors.join("; "));
+    } else if (edges.length) {
+      this.ok(`edge routes: ${edges.map((r) => `${r.hostname} on ${r.edgeNode}`).join(", ")}`);
+    }
+    // (7) the placement moves (edge route rows stay: they belong to the service, not the node).
+    this.ctx.store.upsertPlacement({
+      service,
+      node: target,
+      tier: moved.tier,
+      specJson: canonicalSpec(moved),
+    });
+    this.adjust(target, moved.components.length);
+    this.ok(
+      `placement: ${source} → ${target}${def.node ? ` (the definition pins node = "${def.node}": update it)` : ""}`,
+    );
+    // (8) only now remove it from the source (containers, routes, DNS record, certs; data stays).
+    if (this.sourceAlive) {
+      try {
+        const src = await this.agent(source);
+        const res = await src.undeployService(
+          { name: service },
+          { timeoutMs: this.ctx.settings.timeouts.undeployMs },
+        );
+        const bad = res.results.filter((r) => !r.success);
+        if (bad.length) throw new Error(bad.map((r) => `${r.name || "integrations"}: ${r.error}`).join("; "));
+        this.adjust(source, -def.components.length);
+        this.ok(`undeploy on ${source} (/srv/${service}/ kept there)`);
+      } catch (err) {
+        clean = false;
+        this.fail(`undeploy on ${source}`, err);
+      }
+      // (9) the source's teardown may have removed the A record the destination set (nodes
+      // sharing an address, or an MCNS without per-value deletes): the destination re-asserts
+      // its routes and record (StartService on running components is an upsert).
+      try {
+        const dst = await this.agent(target);
+        const res = await dst.startService(
+          { name: service },
+          { timeoutMs: this.ctx.settings.timeouts.deployMs },
+        );
+        const bad = res.results.filter((r) => !r.success);
+        if (bad.length) throw new Error(bad.map((r) => `${r.name}: ${r.error}`).join("; "));
+        this.ok(`routes and DNS re-asserted on ${target}`);
+      } catch (err) {
+        clean = false;
+        this.fail(`routes and DNS on ${target}`, err);
+      }
+    } else {
+      this.ok(`undeploy on ${source}: skipped (${source} is down; undeploy it there once it is back)`);
+    }
+    log.info({ clean }, "migration done");
+    this.final(clean, clean ? `migrated to ${target}` : `running on ${target}; see the failed steps above`);
   }
 
   private final(success: boolean, msg: string): void {
@@ -382,26 +371,50 @@ class Migration {
     if (n && delta !== 0) this.ctx.store.setContainers(node, Math.max(0, n.containers + delta), holdMs);
   }
 
-  /** Streams the source's /srv/<svc>/ archive into `file`; returns its size. */
-  private async exportTo(file: string): Promise<number> {
+  /**
+   * Streams the source's /srv/<svc>/ archive into `<[snapshots] dir>/<svc>/<UTC time>.tar.zst`
+   * (a hidden partial file renamed when complete) and records it as a snapshot of the source.
+   */
+  private async finalSnapshot(): Promise<{ path: string; filename: string; bytes: number }> {
+    const dir = join(snapshotSettings(this.ctx).dir, this.service);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const at = new Date();
+    // Millisecond names: never the same name as a scheduled snapshot taken in the same second.
+    const filename = snapshotFileName(at, true);
+    const path = join(dir, filename);
+    const partial = join(dir, `.${filename}.partial`);
     const src = await this.agent(this.source);
-    const fh = await open(file, "w", 0o600);
     let bytes = 0;
     try {
-      for await (const chunk of src.exportServiceData(
-        { serviceName: this.service },
-        { timeoutMs: DATA_TIMEOUT_MS },
-      )) {
-        if (chunk.data.length === 0) continue;
-        await fh.write(chunk.data);
-        bytes += chunk.data.length;
+      const fh = await open(partial, "wx", 0o600);
+      try {
+        for await (const chunk of src.exportServiceData(
+          { serviceName: this.service },
+          { timeoutMs: DATA_TIMEOUT_MS },
+        )) {
+          if (chunk.data.length === 0) continue;
+          let w = 0;
+          while (w < chunk.data.length) w += (await fh.write(chunk.data, w)).bytesWritten;
+          bytes += chunk.data.length;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
       }
-      await fh.sync();
-    } finally {
-      await fh.close();
+      if (bytes === 0) throw new Error("the source sent an empty archive");
+      await rename(partial, path);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
     }
-    if (bytes === 0) throw new Error("the source sent an empty archive");
-    return bytes;
+    this.ctx.store.addSnapshot({
+      service: this.service,
+      node: this.source,
+      filename,
+      sizeBytes: bytes,
+      createdAt: at.toISOString(),
+    });
+    return { path, filename, bytes };
   }
 
   /** Streams `file` to the destination's ImportServiceData; returns the bytes it wrote. */
@@ -451,13 +464,8 @@ class Migration {
  * A relative filename lives in `<[snapshots] dir>/<service>/`.
  */
 function latestStoredSnapshot(ctx: MasterContext, service: string): string | null {
-  const rows = ctx.store.db
-    .query<{ filename: string }, [string]>(
-      "SELECT filename FROM snapshots WHERE service_name = ? ORDER BY created_at DESC, id DESC",
-    )
-    .all(service);
-  const dir = join(ctx.settings.config?.snapshots?.dir ?? "/srv/mcp-master/snapshots", service);
-  for (const r of rows) {
+  const dir = join(snapshotSettings(ctx).dir, service);
+  for (const r of ctx.store.listSnapshots(service)) {
     const file = isAbsolute(r.filename) ? r.filename : join(dir, r.filename);
     if (existsSync(file)) return file;
   }
