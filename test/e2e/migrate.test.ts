@@ -47,8 +47,9 @@ interface MigrateJson {
 }
 
 function writeDef(name: string, extra: string[] = []): void {
-  // method "full": every file moves (the default snapshot method keeps only *.toml, *.db, *.pem).
-  const lines = [`name = "${name}"`, ...extra, "", "[snapshot]", 'method = "full"'];
+  // No [snapshot] section: the default method keeps only *.toml, *.db, *.pem for snapshots, and a
+  // migration must still carry every file (the master asks the source for all files).
+  const lines = [`name = "${name}"`, ...extra];
   lines.push("", "[[components]]", 'name = "web"', `image = "${image}"`, 'restart = "no"');
   if (name === SVC)
     lines.push(
@@ -326,7 +327,9 @@ describe("mcp migrate between two agents", () => {
 
   test("a node that is down: the service is restored on another node from the master's latest stored snapshot", async () => {
     const down = "node-a";
-    writeDef(DR, [`node = "${down}"`]);
+    // Restoring from a STORED snapshot brings back what the service's [snapshot] method selected
+    // (the default keeps only *.toml/*.db/*.pem): this service opts into every file.
+    writeDef(DR, [`node = "${down}"`, "", "[snapshot]", 'method = "full"']);
     seedData(srvDir(down, DR));
     expect((await fleet.mcp(["deploy", DR], { timeoutMs: 120_000 })).code).toBe(0);
     const before = { files: checksums(srvDir(down, DR)), db: dbContent(join(srvDir(down, DR), "data.db")) };

@@ -218,6 +218,7 @@ async function dirExists(path: string): Promise<boolean> {
 export async function exportServiceData(
   ctx: AgentContext,
   service: string,
+  opts: { allFiles?: boolean } = {},
 ): Promise<{ chunks: AsyncGenerator<Uint8Array>; plan: ExportPlan }> {
   checkServiceName(service);
   const dir = join(ctx.settings.srvRoot, service);
@@ -229,8 +230,10 @@ export async function exportServiceData(
         : `unknown service ${service} on node ${ctx.settings.nodeName}`,
     );
   }
-  const cfg = snapshotConfigOf(ctx, service);
-  await runSnapshotCommand(ctx, service, cfg.method);
+  const configured = snapshotConfigOf(ctx, service);
+  await runSnapshotCommand(ctx, service, configured.method);
+  // A migration must carry every file; the default method's toml/db/pem filter is for snapshots.
+  const cfg = opts.allFiles && configured.method === "" ? { ...configured, method: "full" } : configured;
   const plan = await planExport(dir, cfg);
   const inner = packTarZst(plan.entries);
   const chunks = (async function* () {
@@ -304,7 +307,7 @@ export async function importServiceData(
 export function serviceDataHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
     async exportServiceData(req, call, send) {
-      const { chunks, plan } = await exportServiceData(ctx, req.serviceName);
+      const { chunks, plan } = await exportServiceData(ctx, req.serviceName, { allFiles: req.allFiles });
       let bytes = 0;
       try {
         for await (const data of chunks) {

@@ -389,7 +389,7 @@ class Migration {
       const fh = await open(partial, "wx", 0o600);
       try {
         for await (const chunk of src.exportServiceData(
-          { serviceName: this.service },
+          { serviceName: this.service, allFiles: true },
           { timeoutMs: DATA_TIMEOUT_MS },
         )) {
           if (chunk.data.length === 0) continue;
