@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const SVC = `adopt-${Math.random().toString(36).slice(2, 8).padEnd(6, "0")}`;
@@ -29,22 +29,6 @@ let dataDir = "";
 let webPort = 0;
 let defFile = "";
 let before: Record<string, Spec> = {};
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 async function podmanOk(...args: string[]): Promise<string> {
   const r = await podman(...args);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type RunResult, runMcp } from "../support/binary.ts";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const SVC = `bad-${Math.random().toString(36).slice(2, 8).padEnd(6, "0")}`;
@@ -19,18 +19,6 @@ let defFile = "";
 let goodDef = "";
 let webPort = 0;
 let webId = "";
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "ignore",
-  });
-  const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
-  return { code, stdout: stdout.trim() };
-}
 
 /** "<id> <state>" of the service's container, to prove a refused redeploy left it alone. */
 async function webContainer(): Promise<string> {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { busyboxImage, freePort, podmanEnv, type Registry, startRegistry } from "../support/env.ts";
+import { busyboxImage, freePort, podman, type Registry, startRegistry } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -25,22 +25,6 @@ let ws = "";
 let ref = ""; // 127.0.0.1:<port>/bimg-<rand>:v1.N.0
 let port = 0;
 const refsToRemove: string[] = [];
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 async function httpGet(p: number): Promise<{ status: number; body: string }> {
   let last: unknown;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import {
   busyboxImage,
   freePort,
-  podmanEnv,
+  podman,
   pushToRegistry,
   type Registry,
   startRegistry,
@@ -32,21 +32,6 @@ let defFile = "";
 const ports = { web: 0, api: 0 };
 
 /** Runs podman with the test environment's global flags; returns exit code and output. */
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 /** "running", "exited", … or "missing" when there is no such container. */
 async function containerState(name: string): Promise<string> {

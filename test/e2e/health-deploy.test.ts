@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -25,22 +25,6 @@ let agent: LocalAgent;
 let port = 0;
 let execPort = 0;
 let ctxDir = "";
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 /** Builds REPO:<tag> FROM the busybox test image: version.txt, optionally healthz, optionally a CMD. */
 async function buildImage(base: string, tag: string, healthz: boolean, cmd?: string[]): Promise<void> {

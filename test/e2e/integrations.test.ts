@@ -20,7 +20,7 @@ import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
 import { type FakeMcns, startFakeMcns } from "../fakes/mcns.ts";
 import { type FakeMcProxy, startFakeMcProxy } from "../fakes/mcproxy.ts";
 import { type FakeMetacrypt, startFakeMetacrypt } from "../fakes/metacrypt.ts";
-import { busyboxImage, podmanEnv } from "../support/env.ts";
+import { busyboxImage, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -46,22 +46,6 @@ let certDir = "";
 const logFrom = { agent: 0, plain: 0 };
 let userToken = "";
 const timings: Record<string, number> = {};
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 /** The container's env as a map (podman inspect). */
 async function containerEnv(name: string): Promise<Map<string, string>> {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mcpBinary } from "../support/binary.ts";
-import { busyboxImage, podmanEnv } from "../support/env.ts";
+import { busyboxImage, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -22,22 +22,6 @@ const loop = (word: string) => [
   "-c",
   `trap 'exit 0' TERM; i=0; while true; do echo ${word} $i; i=$((i+1)); sleep 0.2; done & wait`,
 ];
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 /** Pids of `podman … logs --follow … <container>` processes on this machine (read from /proc). */
 function followers(container: string): number[] {

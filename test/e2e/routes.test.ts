@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -26,22 +26,6 @@ let base = 0; // port_range = [base, base + 5]; base itself is held by `blocker`
 let blocker: Server | null = null;
 let dbPath = "";
 const hostPorts = { grpc: 0, web: 0 };
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-}
 
 async function mcpOk(args: string[]): Promise<string> {
   const r = await agent.mcp(args);

@@ -16,7 +16,7 @@ import { deployService } from "../../src/roles/agent/deploy.ts";
 import type { HookStepResult, IntegrationHooks } from "../../src/roles/agent/hooks.ts";
 import { recoverServices } from "../../src/roles/agent/recover.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -44,17 +44,6 @@ let ctx: AgentContext;
 let hooks: RecordingHooks;
 let image = "";
 let routePort = 0;
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdout: "pipe",
-    stderr: "ignore",
-  });
-  const [stdout, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
-  return { code, stdout: stdout.trim() };
-}
 
 const containerId = async (name: string) =>
   (await podman("container", "inspect", "--format", "{{.Id}}", name)).stdout;

@@ -57,9 +57,26 @@ export function podmanEnv(): Promise<PodmanEnv> {
 }
 
 /** podman argv with the test environment's global flags. */
-async function podman(...sub: string[]): Promise<{ argv: string[]; env: Record<string, string> }> {
+async function podmanArgv(...sub: string[]): Promise<{ argv: string[]; env: Record<string, string> }> {
   const pe = await podmanEnv();
   return { argv: ["podman", ...pe.globalArgs, ...sub], env: pe.env };
+}
+
+/** Runs podman with the test environment; never throws on a non-zero exit (outputs trimmed). */
+export async function podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const pe = await podmanEnv();
+  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
+    env: { ...process.env, ...pe.env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
 }
 
 export const BUSYBOX_REPO = "localhost/mcp-test-busybox";
@@ -80,7 +97,7 @@ export function busyboxImage(tag = "v1.0.0"): Promise<string> {
 
 async function buildBusybox(tag: string): Promise<string> {
   const ref = `${BUSYBOX_REPO}:${tag}`;
-  const exists = await podman("image", "exists", ref);
+  const exists = await podmanArgv("image", "exists", ref);
   if ((await run(exists.argv, { env: exists.env, timeoutMs: 30_000 })).code === 0) return ref;
 
   const root = await mkdtemp(join(tmpdir(), "mcp-busybox-"));
@@ -89,7 +106,7 @@ async function buildBusybox(tag: string): Promise<string> {
     await writeBusyboxRootfs(rootfs, tag);
 
     // tar's stdout feeds podman import's stdin directly: two argv processes, no shell.
-    const imp = await podman("import", "--change", `CMD ${JSON.stringify(BUSYBOX_CMD)}`, "-", ref);
+    const imp = await podmanArgv("import", "--change", `CMD ${JSON.stringify(BUSYBOX_CMD)}`, "-", ref);
     await importRootfs(rootfs, imp.argv, imp.env, ref);
     return ref;
   } finally {
@@ -240,6 +257,6 @@ export async function startRegistry(): Promise<Registry> {
 
 /** Pushes a local image to a test registry, e.g. pushToRegistry(img, `${reg.address}/busybox:v1`). */
 export async function pushToRegistry(localImage: string, ref: string): Promise<void> {
-  const p = await podman("push", "--tls-verify=false", localImage, ref);
+  const p = await podmanArgv("push", "--tls-verify=false", localImage, ref);
   await runOk(p.argv, { env: p.env, timeoutMs: 60_000 });
 }

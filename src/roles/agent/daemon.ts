@@ -17,6 +17,7 @@ import { checkBindAddress } from "../../rpc/server.ts";
 import { DockerRuntime } from "../../runtime/docker.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
+import { runUntilSignal } from "../../util/daemon.ts";
 import { startAgent } from "./agent.ts";
 import { parseCidr } from "./cidr.ts";
 import type { AgentSettings } from "./context.ts";
@@ -202,28 +203,5 @@ export async function runAgentDaemon(argv: string[], version: string): Promise<n
     process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
     return 2;
   }
-  // Handlers go in before the port opens: a SIGTERM during startup must still shut down cleanly.
-  let signalled: string | null = null;
-  let onSignal: (sig: string) => void = (sig) => {
-    signalled = sig;
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
-  let agent: Awaited<ReturnType<typeof startAgent>>;
-  try {
-    agent = await startAgent(settings);
-  } catch (err) {
-    process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
-    return 1;
-  }
-  return new Promise<number>((resolveExit) => {
-    let stopping = false;
-    onSignal = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      settings.logger.info({ signal: sig }, "agent stopping");
-      void agent.close().then(() => resolveExit(0));
-    };
-    if (signalled) onSignal(signalled);
-  });
+  return runUntilSignal("agent", settings.logger, () => startAgent(settings));
 }

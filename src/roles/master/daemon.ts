@@ -10,6 +10,7 @@ import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from "../../config/master.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
+import { runUntilSignal } from "../../util/daemon.ts";
 import { type MasterSettings, startMaster } from "./master.ts";
 
 interface DaemonArgs {
@@ -142,28 +143,5 @@ export async function runMasterDaemon(argv: string[], version: string): Promise<
     process.stderr.write(`mcp master: ${(err as Error).message.split("\n")[0]}\n`);
     return 2;
   }
-  // Handlers go in before the port opens: a SIGTERM during startup must still shut down cleanly.
-  let signalled: string | null = null;
-  let onSignal: (sig: string) => void = (sig) => {
-    signalled = sig;
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
-  let master: Awaited<ReturnType<typeof startMaster>>;
-  try {
-    master = await startMaster(settings);
-  } catch (err) {
-    process.stderr.write(`mcp master: ${(err as Error).message.split("\n")[0]}\n`);
-    return 1;
-  }
-  return new Promise<number>((resolveExit) => {
-    let stopping = false;
-    onSignal = (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      settings.logger.info({ signal: sig }, "master stopping");
-      void master.close().then(() => resolveExit(0));
-    };
-    if (signalled) onSignal(signalled);
-  });
+  return runUntilSignal("master", settings.logger, () => startMaster(settings));
 }
