@@ -1,0 +1,166 @@
+// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5]`.
+// Each benchmark times mcp (side A) against the equivalent raw podman calls (side B) in this one
+// process run and the figures go to bench/results/latest.json with the machine description.
+// Containers it creates are named mcpbench-* and removed by name at the end.
+import { writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { mcpBinary } from "../../test/support/binary.ts";
+import { busyboxImage, podmanEnv } from "../../test/support/env.ts";
+import { type LocalAgent, removeContainers, startLocalAgent } from "../../test/support/local-agent.ts";
+import { abRounds, type Figure, machineInfo, type Skipped, timeSpawn, writeResults } from "./lib.ts";
+
+const ALL = ["cold-start", "ps-local", "deploy-cached", "monitor-tick", "registry"] as const;
+const IMPLEMENTED = new Set<string>(["cold-start", "ps-local", "deploy-cached"]);
+
+interface Opts {
+  names: string[];
+  n: number;
+  rounds: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Opts {
+  const o: Opts = {
+    names: [],
+    n: 30,
+    rounds: 5,
+    out: resolve(import.meta.dir, "..", "..", "bench/results/latest.json"),
+  };
+  for (const a of argv) {
+    const m = /^--(n|rounds|out)=(.+)$/.exec(a);
+    if (m) {
+      if (m[1] === "out") o.out = resolve(m[2] as string);
+      else {
+        const v = Number(m[2]);
+        if (!Number.isInteger(v) || v < 1) throw new Error(`--${m[1]} needs a positive integer, got ${m[2]}`);
+        if (m[1] === "n") o.n = v;
+        else o.rounds = v;
+      }
+    } else if ((ALL as readonly string[]).includes(a)) o.names.push(a);
+    else
+      throw new Error(
+        `unknown benchmark or flag: ${a} (known: ${ALL.join(", ")}; flags --n=, --rounds=, --out=)`,
+      );
+  }
+  if (o.names.length === 0) o.names = [...ALL];
+  return o;
+}
+
+async function coldStart(opts: Opts): Promise<Figure> {
+  const bin = mcpBinary();
+  return abRounds(
+    "cold-start",
+    { label: "mcp --version", run: async () => (await timeSpawn([bin, "--version"])).ms },
+    { label: "podman --version", run: async () => (await timeSpawn(["podman", "--version"])).ms },
+    { rounds: opts.rounds, perRound: 20 },
+  );
+}
+
+function writeService(agent: LocalAgent, name: string, image: string, components: number): void {
+  const lines = [`name = "${name}"`, "active = true", ""];
+  for (let i = 0; i < components; i++) {
+    lines.push("[[components]]", `name = "c${i}"`, `image = "${image}"`, "");
+  }
+  writeFileSync(join(agent.servicesDir, `${name}.toml`), lines.join("\n"));
+}
+
+async function psLocal(opts: Opts, agent: LocalAgent, image: string, created: string[]): Promise<Figure> {
+  const pe = await podmanEnv();
+  const svc = "mcpbench-ps";
+  writeService(agent, svc, image, opts.n);
+  for (let i = 0; i < opts.n; i++) created.push(`${svc}-c${i}`);
+  const d = await agent.mcp(["deploy", svc, "--pull", "never"], { timeoutMs: 300_000 });
+  if (d.code !== 0) throw new Error(`deploy of ${opts.n} containers failed: ${d.stderr.trim()}`);
+  const check = await timeSpawn([mcpBinary(), "ps", "--json"], agent.env);
+  const rows = (check.stdout.match(new RegExp(`${svc}`, "g")) ?? []).length;
+  return abRounds(
+    "ps-local",
+    {
+      label: `mcp ps --json (${opts.n} containers)`,
+      run: async () => (await timeSpawn([mcpBinary(), "ps", "--json"], agent.env)).ms,
+    },
+    {
+      label: "podman ps -a --format json",
+      run: async () =>
+        (await timeSpawn(["podman", ...pe.globalArgs, "ps", "-a", "--format", "json"], pe.env)).ms,
+    },
+    { rounds: opts.rounds, perRound: 3, notes: `N=${opts.n}; mcp ps output mentions ${svc} ${rows} times` },
+  );
+}
+
+async function deployCached(
+  opts: Opts,
+  agent: LocalAgent,
+  image: string,
+  created: string[],
+): Promise<Figure> {
+  const pe = await podmanEnv();
+  const svc = "mcpbench-deploy";
+  const raw = "mcpbench-raw-c0";
+  writeService(agent, svc, image, 1);
+  created.push(`${svc}-c0`, raw);
+  const p = (...args: string[]) => timeSpawn(["podman", ...pe.globalArgs, ...args], pe.env);
+  return abRounds(
+    "deploy-cached",
+    {
+      label: "mcp deploy (1 component, --pull missing)",
+      run: async () => (await timeSpawn([mcpBinary(), "deploy", svc, "--pull", "missing"], agent.env)).ms,
+    },
+    {
+      label: "podman image exists + rm -f + run -d + inspect",
+      run: async () => {
+        const t0 = performance.now();
+        await p("image", "exists", image);
+        await p("rm", "-f", "-t", "1", "--ignore", raw);
+        await p("run", "-d", "--name", raw, image);
+        await p("inspect", raw);
+        return performance.now() - t0;
+      },
+    },
+    {
+      rounds: opts.rounds,
+      perRound: 1,
+      notes:
+        "redeploy of an unchanged definition: mcp decides itself whether to recreate; the raw side always recreates",
+    },
+  );
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const machine = await machineInfo(mcpBinary());
+  const results: (Figure | Skipped)[] = [];
+  const created: string[] = [];
+  let agent: LocalAgent | undefined;
+  try {
+    for (const name of opts.names) {
+      if (!IMPLEMENTED.has(name)) {
+        results.push({ name, status: "not implemented" });
+        continue;
+      }
+      try {
+        if (name === "cold-start") results.push(await coldStart(opts));
+        else {
+          const image = await busyboxImage("v1.0.0");
+          agent ??= await startLocalAgent();
+          if (name === "ps-local") results.push(await psLocal(opts, agent, image, created));
+          else results.push(await deployCached(opts, agent, image, created));
+        }
+      } catch (e) {
+        const reason = (e as Error).message.split("\n")[0] ?? "";
+        console.error(`bench ${name} failed: ${reason}`);
+        results.push({ name, status: "failed", reason });
+      }
+    }
+  } finally {
+    await removeContainers(created);
+    await agent?.stop();
+  }
+  writeResults(opts.out, machine, results);
+  console.log(`wrote ${opts.out}`);
+}
+
+main().catch((e) => {
+  console.error(`bench: ${(e as Error).message.split("\n")[0]}`);
+  process.exit(1);
+});
