@@ -1,4 +1,4 @@
-// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5]`.
+// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5] [--events=500000]`.
 // Each benchmark times mcp (side A) against the equivalent raw podman calls (side B) in this one
 // process run and the figures go to bench/results/latest.json with the machine description.
 // Containers it creates are named mcpbench-* and removed by name at the end.
@@ -8,14 +8,16 @@ import { mcpBinary } from "../../test/support/binary.ts";
 import { busyboxImage, podmanEnv } from "../../test/support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../../test/support/local-agent.ts";
 import { abRounds, type Figure, machineInfo, type Skipped, timeSpawn, writeResults } from "./lib.ts";
+import { registryBench } from "./registry.ts";
 
 const ALL = ["cold-start", "ps-local", "deploy-cached", "monitor-tick", "registry"] as const;
-const IMPLEMENTED = new Set<string>(["cold-start", "ps-local", "deploy-cached"]);
+const IMPLEMENTED = new Set<string>(["cold-start", "ps-local", "deploy-cached", "registry"]);
 
 interface Opts {
   names: string[];
   n: number;
   rounds: number;
+  events: number;
   out: string;
 }
 
@@ -24,22 +26,24 @@ function parseArgs(argv: string[]): Opts {
     names: [],
     n: 30,
     rounds: 5,
+    events: 500_000,
     out: resolve(import.meta.dir, "..", "..", "bench/results/latest.json"),
   };
   for (const a of argv) {
-    const m = /^--(n|rounds|out)=(.+)$/.exec(a);
+    const m = /^--(n|rounds|events|out)=(.+)$/.exec(a);
     if (m) {
       if (m[1] === "out") o.out = resolve(m[2] as string);
       else {
         const v = Number(m[2]);
         if (!Number.isInteger(v) || v < 1) throw new Error(`--${m[1]} needs a positive integer, got ${m[2]}`);
         if (m[1] === "n") o.n = v;
+        else if (m[1] === "events") o.events = v;
         else o.rounds = v;
       }
     } else if ((ALL as readonly string[]).includes(a)) o.names.push(a);
     else
       throw new Error(
-        `unknown benchmark or flag: ${a} (known: ${ALL.join(", ")}; flags --n=, --rounds=, --out=)`,
+        `unknown benchmark or flag: ${a} (known: ${ALL.join(", ")}; flags --n=, --rounds=, --events=, --out=)`,
       );
   }
   if (o.names.length === 0) o.names = [...ALL];
@@ -140,6 +144,8 @@ async function main(): Promise<void> {
       }
       try {
         if (name === "cold-start") results.push(await coldStart(opts));
+        else if (name === "registry")
+          results.push(...(await registryBench({ rounds: opts.rounds, events: opts.events })));
         else {
           const image = await busyboxImage("v1.0.0");
           agent ??= await startLocalAgent();
