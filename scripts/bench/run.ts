@@ -125,7 +125,7 @@ async function deployCached(
       rounds: opts.rounds,
       perRound: 1,
       notes:
-        "redeploy of an unchanged definition: mcp decides itself whether to recreate; the raw side always recreates",
+        "both sides recreate the container every time (mcp deploy of an unchanged definition replaces it: new container id each run)",
     },
   );
 }
