@@ -220,8 +220,8 @@ describe("routes and host ports e2e (compiled binary, real podman)", () => {
       services: { service: string; component: string; routes: Route[] }[];
     };
     const expected = [
-      { name: "grpc", port: 9443, mode: "l4", hostname: "", hostPort: hostPorts.grpc },
-      { name: "", port: 443, mode: "l7", hostname: "", hostPort: hostPorts.web },
+      { name: "grpc", port: 9443, mode: "l4", hostname: "", hostPort: hostPorts.grpc, public: false },
+      { name: "", port: 443, mode: "l7", hostname: "", hostPort: hostPorts.web, public: false },
     ];
     expect(st.services.find((s) => s.service === SVC)?.routes).toEqual(expected);
     const ps = JSON.parse(await mcpOk(["ps", "--json"])) as {

@@ -2,9 +2,7 @@
 // validator and runtime, start the agent, and shut down cleanly on SIGTERM/SIGINT.
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import type { TokenValidator } from "../../auth/identity.ts";
-import { LocalTokenValidator } from "../../auth/local.ts";
-import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
+import { validatorFromConfig } from "../../auth/from-config.ts";
 import {
   type AgentConfig,
   type BootStage,
@@ -52,29 +50,6 @@ function parseArgs(argv: string[]): DaemonArgs {
   return out;
 }
 
-export function buildValidator(cfg: AgentConfig, base: string): TokenValidator {
-  if (cfg.auth.mode === "local") {
-    return new LocalTokenValidator(
-      cfg.auth.tokens.map((t) => ({
-        name: t.name,
-        role: t.role,
-        accountType: t.account_type,
-        sha256: t.sha256,
-        ...(t.expires ? { expires: t.expires } : {}),
-      })),
-    );
-  }
-  const m = cfg.mcias!;
-  return new CachedValidator(
-    new MciasClient({
-      serverUrl: m.server_url,
-      caCertPath: m.ca_cert ? resolve(base, m.ca_cert) : undefined,
-      serviceName: m.service_name,
-      validatePath: m.validate_path,
-    }),
-  );
-}
-
 export function buildRuntime(cfg: AgentConfig): Runtime {
   // Docker's engine endpoint comes from DOCKER_HOST or runtime_args (`-H unix:///…` is global).
   if (cfg.agent.container_runtime === "docker") {
@@ -119,7 +94,7 @@ export function settingsFromConfig(
     tlsCertPem: readFileSync(p(cfg.server.tls_cert), "utf8"),
     tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
     dbPath: p(cfg.database.path),
-    validator: buildValidator(cfg, base),
+    validator: validatorFromConfig(cfg, base),
     runtime: buildRuntime(cfg),
     srvRoot: cfg.agent.srv_root,
     portRange: cfg.agent.port_range as [number, number],

@@ -1,14 +1,15 @@
 // `mcp list` (registries), `mcp ps` (live runtime check) and `mcp status [svc]` (live state,
 // drift, recent events) across all nodes in parallel; an unreachable node is one error row.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { ComponentInfo, ServiceInfo, ServiceStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { ComponentInfo, ServiceStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
 import { fanOut, loadCtx, type NodeResult } from "./context.ts";
 import { formatAge, green, printJson, printTable, red, yellow } from "./output.ts";
 
-function componentJson(node: string, s: ServiceInfo, c: ComponentInfo) {
+/** The JSON of one component, shared by the direct and the master views (via-master.ts). */
+export function componentJson(node: string, service: string, c: ComponentInfo) {
   return {
     node,
-    service: s.name,
+    service,
     component: c.name,
     image: c.image,
     desired: c.desiredState,
@@ -22,6 +23,7 @@ function componentJson(node: string, s: ServiceInfo, c: ComponentInfo) {
       mode: r.mode,
       hostname: r.hostname,
       hostPort: r.hostPort,
+      public: r.public,
     })),
   };
 }
@@ -73,7 +75,7 @@ export async function listCommand(_args: string[], opts: Record<string, unknown>
     printJson({
       services: rows.flatMap((r) =>
         (r.value ?? []).flatMap((s) =>
-          s.components.map((c) => ({ ...componentJson(r.node.name, s, c), active: s.active })),
+          s.components.map((c) => ({ ...componentJson(r.node.name, s.name, c), active: s.active })),
         ),
       ),
       errors: jsonErrors(rows),
@@ -102,7 +104,7 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
   if (ctx.json) {
     printJson({
       containers: rows.flatMap((r) =>
-        (r.value ?? []).flatMap((s) => s.components.map((c) => componentJson(r.node.name, s, c))),
+        (r.value ?? []).flatMap((s) => s.components.map((c) => componentJson(r.node.name, s.name, c))),
       ),
       errors: jsonErrors(rows),
     });
@@ -152,7 +154,7 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
   if (ctx.json) {
     printJson({
       services: found.flatMap((r) =>
-        r.value.services.flatMap((s) => s.components.map((c) => componentJson(r.node.name, s, c))),
+        r.value.services.flatMap((s) => s.components.map((c) => componentJson(r.node.name, s.name, c))),
       ),
       drift: found.flatMap((r) =>
         r.value.drift.map((d) => ({

@@ -6,17 +6,12 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
-import type {
-  ComponentInfo,
-  MasterStatusResponse,
-  ServiceStatus,
-  StepResult,
-} from "../../gen/mcp/v1/mcp_pb.ts";
+import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/mcp/v1/mcp_pb.ts";
 import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, definitionPath, loadDefinition, type MasterClient, splitTarget } from "./context.ts";
 import { resultJson } from "./deploy.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";
-import { formatRoutes } from "./status.ts";
+import { componentJson, formatRoutes } from "./status.ts";
 
 /** Runs one master call; a failure is one line naming the master. */
 async function onMaster<T>(ctx: Ctx, call: (m: MasterClient) => Promise<T>): Promise<T> {
@@ -176,35 +171,13 @@ async function masterStatus(ctx: Ctx, service = ""): Promise<MasterStatusRespons
   return onMaster(ctx, (m) => m.status({ serviceName: service }, { timeoutMs: 60_000 }));
 }
 
-function componentJson(s: ServiceStatus, c: ComponentInfo) {
-  return {
-    node: s.node,
-    service: s.name,
-    component: c.name,
-    image: c.image,
-    desired: c.desiredState,
-    observed: c.observedState,
-    version: c.version,
-    started: c.started ? timestampDate(c.started).toISOString() : null,
-    ports: c.ports,
-    routes: c.routes.map((r) => ({
-      name: r.name,
-      port: r.port,
-      mode: r.mode,
-      hostname: r.hostname,
-      hostPort: r.hostPort,
-      public: r.public,
-    })),
-  };
-}
-
 function serviceJson(s: ServiceStatus) {
   return {
     service: s.name,
     node: s.node,
     tier: s.tier,
     status: s.status,
-    components: s.components.map((c) => componentJson(s, c)),
+    components: s.components.map((c) => componentJson(s.node, s.name, c)),
     edgeRoutes: s.edgeRoutes.map((e) => ({
       hostname: e.hostname,
       edgeNode: e.edgeNode,
@@ -245,7 +218,7 @@ export async function components(ctx: Ctx, live: boolean): Promise<number> {
   const res = await masterStatus(ctx);
   if (ctx.json) {
     const rows = res.services.flatMap((s) =>
-      s.components.map((c) => ({ ...componentJson(s, c), tier: s.tier, status: s.status })),
+      s.components.map((c) => ({ ...componentJson(s.node, s.name, c), tier: s.tier, status: s.status })),
     );
     printJson({ [live ? "containers" : "services"]: rows, ...findingsJson(res) });
     return 0;

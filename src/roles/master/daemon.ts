@@ -3,9 +3,7 @@
 // shut down cleanly on SIGTERM/SIGINT.
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import type { TokenValidator } from "../../auth/identity.ts";
-import { LocalTokenValidator } from "../../auth/local.ts";
-import { CachedValidator, MciasClient } from "../../auth/mcias.ts";
+import { validatorFromConfig } from "../../auth/from-config.ts";
 import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from "../../config/master.ts";
 import { createLogger } from "../../log.ts";
@@ -33,29 +31,6 @@ function parseArgs(argv: string[]): DaemonArgs | "help" {
   }
   if (!out.config) throw new Error("--config needs a file");
   return out;
-}
-
-function buildValidator(cfg: MasterConfig, base: string): TokenValidator {
-  if (cfg.auth.mode === "local") {
-    return new LocalTokenValidator(
-      cfg.auth.tokens.map((t) => ({
-        name: t.name,
-        role: t.role,
-        accountType: t.account_type,
-        sha256: t.sha256,
-        ...(t.expires ? { expires: t.expires } : {}),
-      })),
-    );
-  }
-  const m = cfg.mcias!;
-  return new CachedValidator(
-    new MciasClient({
-      serverUrl: m.server_url,
-      caCertPath: m.ca_cert ? resolve(base, m.ca_cert) : undefined,
-      serviceName: m.service_name,
-      validatePath: m.validate_path,
-    }),
-  );
 }
 
 export function masterSettingsFromConfig(
@@ -98,7 +73,7 @@ export function masterSettingsFromConfig(
     tlsCertPem: read("server.tls_cert", cfg.server.tls_cert),
     tlsKeyPem: read("server.tls_key", cfg.server.tls_key),
     dbPath: p(cfg.database.path),
-    validator: buildValidator(cfg, base),
+    validator: validatorFromConfig(cfg, base),
     logger,
     version,
     caPem: read("tls.ca_cert", cfg.tls.ca_cert),
