@@ -67,6 +67,9 @@ if [ -z "${CONTAINERS_CONF:-}" ]; then
   export CONTAINERS_CONF="$tmp_root/containers.conf"
 fi
 
+# The reliability suite (test/reliability/) records cases/faults/data lost here; summarized below.
+export MCP_RELIABILITY_LOG="$tmp_root/reliability.jsonl"
+
 targets=("$@")
 [ "${#targets[@]}" -eq 0 ] && targets=(./test)
 
@@ -102,6 +105,7 @@ if [ "$bun_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 fi
 failed=$((failed + extra_failed))
 
+"$BUN" scripts/reliability-summary.ts "$MCP_RELIABILITY_LOG" | tee -a "$LOG"
 echo "test: log in $LOG"
 summary "$passed" "$failed" "$skipped"
 [ "$failed" -eq 0 ] && [ "$bun_rc" -eq 0 ]

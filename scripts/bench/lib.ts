@@ -11,16 +11,37 @@ export interface Stats {
   samples: number[];
 }
 
+/** A goal to report against (never asserted): `ratio <= 1.3`, `value <= 60`. */
+export interface Target {
+  of: "ratio" | "value";
+  max: number;
+}
+
 export interface Figure {
   name: string;
   status: "ok";
   unit: string;
+  target?: Target;
+  /** Whether the target was met (present when a target is). */
+  met?: boolean;
   /** Side A: mcp. */
   a: Stats & { label: string };
   /** Side B: the podman baseline. */
   b: Stats & { label: string };
   /** A median / B median. */
   ratio: number;
+  notes?: string;
+}
+
+/** A figure without a raw-tool side (RSS, heartbeat latency): one measured quantity. */
+export interface Measure {
+  name: string;
+  status: "ok";
+  unit: string;
+  label: string;
+  value: Stats;
+  target?: Target;
+  met?: boolean;
   notes?: string;
 }
 
@@ -78,7 +99,7 @@ export async function abRounds(
   name: string,
   a: Side,
   b: Side,
-  opts: { rounds: number; perRound: number; unit?: string; notes?: string },
+  opts: { rounds: number; perRound: number; unit?: string; notes?: string; target?: Target },
 ): Promise<Figure> {
   await a.run();
   await b.run();
@@ -108,16 +129,55 @@ export async function abRounds(
     ratio: A.median / B.median,
     ...(opts.notes ? { notes: opts.notes } : {}),
   };
+  if (opts.target) {
+    fig.target = opts.target;
+    fig.met = (opts.target.of === "ratio" ? fig.ratio : A.median) <= opts.target.max;
+  }
   printFigure(fig);
   return fig;
 }
 
+/** A single-sided figure from samples, printed as a BENCH line with `ratio=-`. */
+export function measure(
+  name: string,
+  label: string,
+  samples: number[],
+  opts: { unit: string; target?: Target; notes?: string },
+): Measure {
+  const value = stats(samples);
+  const m: Measure = {
+    name,
+    status: "ok",
+    unit: opts.unit,
+    label,
+    value,
+    ...(opts.notes ? { notes: opts.notes } : {}),
+  };
+  if (opts.target) {
+    m.target = opts.target;
+    m.met = value.median <= opts.target.max;
+  }
+  printMeasure(m);
+  return m;
+}
+
 const r2 = (n: number) => Math.round(n * 100) / 100;
+
+const targetText = (t: Target | undefined, met: boolean | undefined) =>
+  t ? ` target=${t.of}<=${t.max} ${met ? "met" : "MISSED"}` : "";
 
 export function printFigure(f: Figure): void {
   console.log(
     `BENCH ${f.name} ${r2(f.a.median)} ${f.unit} ratio=${r2(f.ratio)} min=${r2(f.a.min)} max=${r2(f.a.max)}` +
-      ` baseline=${r2(f.b.median)} baseline_min=${r2(f.b.min)} baseline_max=${r2(f.b.max)}`,
+      ` baseline=${r2(f.b.median)} baseline_min=${r2(f.b.min)} baseline_max=${r2(f.b.max)}` +
+      targetText(f.target, f.met),
+  );
+}
+
+export function printMeasure(m: Measure): void {
+  console.log(
+    `BENCH ${m.name} ${r2(m.value.median)} ${m.unit} ratio=- min=${r2(m.value.min)} max=${r2(m.value.max)}` +
+      targetText(m.target, m.met),
   );
 }
 
@@ -149,8 +209,33 @@ export async function machineInfo(mcpBin: string): Promise<Machine> {
   };
 }
 
-export function writeResults(path: string, machine: Machine, results: (Figure | Skipped)[]): void {
+export type Result = Figure | Measure | Skipped;
+
+export function writeResults(path: string, machine: Machine, results: Result[]): void {
   mkdirSync(dirname(path), { recursive: true });
   const doc = { date: new Date().toISOString(), machine, results };
   writeFileSync(path, `${JSON.stringify(doc, null, 2)}\n`);
 }
+
+export interface BenchOpts {
+  n: number;
+  rounds: number;
+  events: number;
+  out: string;
+}
+
+/** What every benchmark gets from the runner: options, a shared local agent and cleanup. */
+export interface BenchContext {
+  opts: BenchOpts;
+  /** Starts (once per run) and returns the shared local agent (init --local, test podman env). */
+  localAgent(): Promise<import("../../test/support/local-agent.ts").LocalAgent>;
+  /** The cached busybox test image (localhost/mcp-test-busybox:v1.0.0). */
+  image(): Promise<string>;
+  /** Container names removed by name at the end of the run. */
+  created: string[];
+  /** Cleanup run at the end of the run, last registered first. */
+  defer(fn: () => Promise<void> | void): void;
+}
+
+/** One benchmark: returns its figures (one or several). Throwing records it as failed. */
+export type Bench = (ctx: BenchContext) => Promise<Result[]>;

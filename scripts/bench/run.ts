@@ -7,18 +7,21 @@ import { join, resolve } from "node:path";
 import { mcpBinary } from "../../test/support/binary.ts";
 import { busyboxImage, podmanEnv } from "../../test/support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../../test/support/local-agent.ts";
-import { abRounds, type Figure, machineInfo, type Skipped, timeSpawn, writeResults } from "./lib.ts";
+import {
+  abRounds,
+  type Bench,
+  type BenchContext,
+  type BenchOpts,
+  type Figure,
+  machineInfo,
+  type Result,
+  timeSpawn,
+  writeResults,
+} from "./lib.ts";
 import { registryBench } from "./registry.ts";
 
-const ALL = ["cold-start", "ps-local", "deploy-cached", "monitor-tick", "registry"] as const;
-const IMPLEMENTED = new Set<string>(["cold-start", "ps-local", "deploy-cached", "registry"]);
-
-interface Opts {
+interface Opts extends BenchOpts {
   names: string[];
-  n: number;
-  rounds: number;
-  events: number;
-  out: string;
 }
 
 function parseArgs(argv: string[]): Opts {
@@ -40,23 +43,23 @@ function parseArgs(argv: string[]): Opts {
         else if (m[1] === "events") o.events = v;
         else o.rounds = v;
       }
-    } else if ((ALL as readonly string[]).includes(a)) o.names.push(a);
+    } else if (a in BENCHES) o.names.push(a);
     else
       throw new Error(
-        `unknown benchmark or flag: ${a} (known: ${ALL.join(", ")}; flags --n=, --rounds=, --events=, --out=)`,
+        `unknown benchmark or flag: ${a} (known: ${Object.keys(BENCHES).join(", ")}; flags --n=, --rounds=, --events=, --out=)`,
       );
   }
-  if (o.names.length === 0) o.names = [...ALL];
+  if (o.names.length === 0) o.names = Object.keys(BENCHES);
   return o;
 }
 
-async function coldStart(opts: Opts): Promise<Figure> {
+async function coldStart(opts: BenchOpts): Promise<Figure> {
   const bin = mcpBinary();
   return abRounds(
     "cold-start",
     { label: "mcp --version", run: async () => (await timeSpawn([bin, "--version"])).ms },
     { label: "podman --version", run: async () => (await timeSpawn(["podman", "--version"])).ms },
-    { rounds: opts.rounds, perRound: 20 },
+    { rounds: opts.rounds, perRound: 20, target: { of: "ratio", max: 1.0 } },
   );
 }
 
@@ -68,7 +71,12 @@ function writeService(agent: LocalAgent, name: string, image: string, components
   writeFileSync(join(agent.servicesDir, `${name}.toml`), lines.join("\n"));
 }
 
-async function psLocal(opts: Opts, agent: LocalAgent, image: string, created: string[]): Promise<Figure> {
+async function psLocal(
+  opts: BenchOpts,
+  agent: LocalAgent,
+  image: string,
+  created: string[],
+): Promise<Figure> {
   const pe = await podmanEnv();
   const svc = "mcpbench-ps";
   writeService(agent, svc, image, opts.n);
@@ -88,12 +96,17 @@ async function psLocal(opts: Opts, agent: LocalAgent, image: string, created: st
       run: async () =>
         (await timeSpawn(["podman", ...pe.globalArgs, "ps", "-a", "--format", "json"], pe.env)).ms,
     },
-    { rounds: opts.rounds, perRound: 3, notes: `N=${opts.n}; mcp ps output mentions ${svc} ${rows} times` },
+    {
+      rounds: opts.rounds,
+      perRound: 3,
+      target: { of: "ratio", max: 1.3 },
+      notes: `N=${opts.n}; mcp ps output mentions ${svc} ${rows} times`,
+    },
   );
 }
 
 async function deployCached(
-  opts: Opts,
+  opts: BenchOpts,
   agent: LocalAgent,
   image: string,
   created: string[],
@@ -124,34 +137,48 @@ async function deployCached(
     {
       rounds: opts.rounds,
       perRound: 1,
+      target: { of: "ratio", max: 1.2 },
       notes:
         "both sides recreate the container every time (mcp deploy of an unchanged definition replaces it: new container id each run)",
     },
   );
 }
 
+/** Every benchmark, in run order. Add a new one here (its module exports a `Bench`). */
+const BENCHES: Record<string, Bench> = {
+  "cold-start": async (ctx) => [await coldStart(ctx.opts)],
+  "ps-local": async (ctx) => [
+    await psLocal(ctx.opts, await ctx.localAgent(), await ctx.image(), ctx.created),
+  ],
+  "deploy-cached": async (ctx) => [
+    await deployCached(ctx.opts, await ctx.localAgent(), await ctx.image(), ctx.created),
+  ],
+  registry: async (ctx) => registryBench({ rounds: ctx.opts.rounds, events: ctx.opts.events }),
+};
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const machine = await machineInfo(mcpBinary());
-  const results: (Figure | Skipped)[] = [];
-  const created: string[] = [];
-  let agent: LocalAgent | undefined;
+  const results: Result[] = [];
+  const cleanups: (() => Promise<void> | void)[] = [];
+  let agent: Promise<LocalAgent> | undefined;
+  const ctx: BenchContext = {
+    opts,
+    created: [],
+    image: () => busyboxImage("v1.0.0"),
+    localAgent: () => {
+      agent ??= startLocalAgent();
+      return agent;
+    },
+    defer: (fn) => {
+      cleanups.push(fn);
+    },
+  };
   try {
     for (const name of opts.names) {
-      if (!IMPLEMENTED.has(name)) {
-        results.push({ name, status: "not implemented" });
-        continue;
-      }
+      const bench = BENCHES[name] as Bench;
       try {
-        if (name === "cold-start") results.push(await coldStart(opts));
-        else if (name === "registry")
-          results.push(...(await registryBench({ rounds: opts.rounds, events: opts.events })));
-        else {
-          const image = await busyboxImage("v1.0.0");
-          agent ??= await startLocalAgent();
-          if (name === "ps-local") results.push(await psLocal(opts, agent, image, created));
-          else results.push(await deployCached(opts, agent, image, created));
-        }
+        results.push(...(await bench(ctx)));
       } catch (e) {
         const reason = (e as Error).message.split("\n")[0] ?? "";
         console.error(`bench ${name} failed: ${reason}`);
@@ -159,8 +186,15 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await removeContainers(created);
-    await agent?.stop();
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        console.error(`bench cleanup: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
+    await removeContainers(ctx.created);
+    if (agent) await (await agent).stop();
   }
   writeResults(opts.out, machine, results);
   console.log(`wrote ${opts.out}`);
