@@ -39,13 +39,27 @@ function statusQuery(reg: Registry): number {
   return performance.now() - t0;
 }
 
-export async function registryBench(opts: { rounds: number; events: number }): Promise<Figure[]> {
+/** The issue's sizes: the status query against 1,000,000 events, the prune of 500,000. */
+export const STATUS_EVENTS = 1_000_000;
+export const PRUNE_EVENTS = 500_000;
+
+export async function registryBench(opts: {
+  rounds: number;
+  /** Events in the status-query registry (default STATUS_EVENTS). */
+  events?: number;
+  /** Events pruned (default PRUNE_EVENTS). */
+  pruneEvents?: number;
+}): Promise<Figure[]> {
+  const events = opts.events ?? STATUS_EVENTS;
+  const pruneEvents = opts.pruneEvents ?? PRUNE_EVENTS;
   const dir = mkdtempSync(join(tmpdir(), "mcpbench-registry-"));
   try {
     const big = join(dir, "big.db");
     const small = join(dir, "small.db");
-    buildRegistry(big, opts.events);
+    const prunable = join(dir, "prunable.db");
+    buildRegistry(big, events);
     buildRegistry(small, 1000);
+    buildRegistry(prunable, pruneEvents);
     const figures: Figure[] = [];
     const regBig = openRegistry(big);
     const regSmall = openRegistry(small);
@@ -53,11 +67,12 @@ export async function registryBench(opts: { rounds: number; events: number }): P
       figures.push(
         await abRounds(
           "registry-status",
-          { label: `status query, ${opts.events} events`, run: async () => statusQuery(regBig) },
+          { label: `status query, ${events} events`, run: async () => statusQuery(regBig) },
           { label: "status query, 1000 events", run: async () => statusQuery(regSmall) },
           {
             rounds: opts.rounds,
             perRound: 200,
+            target: { of: "value", max: 20 },
             notes: "recentEvents(svc,comp,20) + countTransitions(1h) + recentEvents(50)",
           },
         ),
@@ -73,17 +88,17 @@ export async function registryBench(opts: { rounds: number; events: number }): P
       await abRounds(
         "registry-prune",
         {
-          label: `Registry.pruneEvents (batched), ${opts.events} events`,
+          label: `Registry.pruneEvents (batched), ${pruneEvents} events`,
           run: async () => {
             const copy = join(dir, `prune-${n++}.db`);
-            copyFileSync(big, copy);
+            copyFileSync(prunable, copy);
             const reg = openRegistry(copy);
             const t0 = performance.now();
             const deleted = reg.pruneEvents(cutoff);
             const ms = performance.now() - t0;
             reg.close();
             rmSync(copy, { force: true });
-            if (deleted !== opts.events) throw new Error(`pruned ${deleted} of ${opts.events} events`);
+            if (deleted !== pruneEvents) throw new Error(`pruned ${deleted} of ${pruneEvents} events`);
             return ms;
           },
         },
@@ -91,7 +106,7 @@ export async function registryBench(opts: { rounds: number; events: number }): P
           label: "one unbatched DELETE",
           run: async () => {
             const copy = join(dir, `prune-${n++}.db`);
-            copyFileSync(big, copy);
+            copyFileSync(prunable, copy);
             const db = new Database(copy, { strict: true });
             applyPragmas(db);
             const t0 = performance.now();
@@ -102,7 +117,12 @@ export async function registryBench(opts: { rounds: number; events: number }): P
             return ms;
           },
         },
-        { rounds: opts.rounds, perRound: 1, notes: `${opts.events} events, all older than the cutoff` },
+        {
+          rounds: opts.rounds,
+          perRound: 1,
+          target: { of: "value", max: 2000 },
+          notes: `${pruneEvents} events, all older than the cutoff`,
+        },
       ),
     );
     return figures;

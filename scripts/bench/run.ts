@@ -1,4 +1,4 @@
-// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5] [--events=500000]`.
+// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5] [--events=1000000 (status-query registry size)]`.
 // Each benchmark times mcp (side A) against the equivalent raw podman calls (side B) in this one
 // process run and the figures go to bench/results/latest.json with the machine description.
 // Containers it creates are named mcpbench-* and removed by name at the end.
@@ -18,7 +18,7 @@ import {
   timeSpawn,
   writeResults,
 } from "./lib.ts";
-import { registryBench } from "./registry.ts";
+import { registryBench, STATUS_EVENTS } from "./registry.ts";
 
 interface Opts extends BenchOpts {
   names: string[];
@@ -29,7 +29,7 @@ function parseArgs(argv: string[]): Opts {
     names: [],
     n: 30,
     rounds: 5,
-    events: 500_000,
+    events: STATUS_EVENTS,
     out: resolve(import.meta.dir, "..", "..", "bench/results/latest.json"),
   };
   for (const a of argv) {
