@@ -6,9 +6,9 @@ import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
-import { RpcError, toStatus } from "./errors.ts";
+import { invalidArgument, RpcError, toStatus } from "./errors.ts";
 import { audit, authorize, type InterceptorOptions, identify } from "./interceptor.ts";
-import { type CallContext, grpcServiceDefinition, methodWires } from "./service.ts";
+import { type CallContext, grpcServiceDefinition, methodWires, UndecodableRequest } from "./service.ts";
 
 // Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
 tls.DEFAULT_MIN_VERSION = "TLSv1.3";
@@ -73,8 +73,15 @@ function peerOf(call: { getPeer(): string }): string {
   }
 }
 
+/** The decoded request, or INVALID_ARGUMENT for bytes that are not a valid message of its type. */
+function decoded(msg: unknown): unknown {
+  if (msg instanceof UndecodableRequest)
+    throw invalidArgument(`request is not a valid ${msg.typeName}: ${msg.reason}`);
+  return msg;
+}
+
 async function* streamOf<T>(call: grpc.ServerReadableStream<T, unknown>): AsyncIterable<T> {
-  for await (const msg of call) yield msg as T;
+  for await (const msg of call) yield decoded(msg) as T;
 }
 
 function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: unknown) {
@@ -116,7 +123,7 @@ function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: un
   const fn = impl as (...a: unknown[]) => Promise<unknown>;
   if (kind === "unary") {
     return (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      void run(call, (ctx) => fn(call.request, ctx)).then((r) =>
+      void run(call, (ctx) => fn(decoded(call.request), ctx)).then((r) =>
         r.ok ? cb(null, r.value) : cb({ code: r.code, details: r.details }),
       );
     };
@@ -129,7 +136,7 @@ function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: un
           if (call.write(msg)) resolve();
           else call.once("drain", () => resolve());
         });
-      void run(call, (ctx) => fn(call.request, ctx, send)).then((r) => {
+      void run(call, (ctx) => fn(decoded(call.request), ctx, send)).then((r) => {
         if (call.cancelled) return;
         if (r.ok) call.end();
         else call.emit("error", { code: r.code, details: r.details });

@@ -33,6 +33,30 @@ function deserializer(desc: DescMessage) {
   return (buf: Buffer) => fromBinary(desc, buf);
 }
 
+/**
+ * A request the server could not decode. grpc-js answers a throwing request deserializer with
+ * INTERNAL before any interceptor runs (unauthenticated, unaudited, and blaming the server), so
+ * the server's deserializer returns this instead and the interceptor answers INVALID_ARGUMENT
+ * after authentication (server.ts).
+ */
+export class UndecodableRequest {
+  constructor(
+    readonly typeName: string,
+    readonly reason: string,
+  ) {}
+}
+
+function requestDeserializer(desc: DescMessage) {
+  return (buf: Buffer): unknown => {
+    try {
+      return fromBinary(desc, buf);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      return new UndecodableRequest(desc.typeName, msg.split("\n")[0] ?? "malformed message");
+    }
+  };
+}
+
 const wireCache = new WeakMap<DescService, Map<string, MethodWire>>();
 
 /** Wire description of every method of a service, keyed by localName (e.g. "deploy"). */
@@ -47,7 +71,7 @@ export function methodWires(svc: DescService): Map<string, MethodWire> {
       requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
       responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
       serializeRequest: serializer(m.input),
-      deserializeRequest: deserializer(m.input),
+      deserializeRequest: requestDeserializer(m.input),
       serializeResponse: serializer(m.output),
       deserializeResponse: deserializer(m.output),
     });
