@@ -35,6 +35,9 @@ export interface RunOptions {
   bin?: string;
   /** Prefix argv, e.g. ["qemu-aarch64-static"] to run an arm64 build. */
   wrapper?: readonly string[];
+  /** Run as this user/group (setuid/setgid in the child; supplementary groups dropped). Root only. */
+  uid?: number;
+  gid?: number;
 }
 
 export interface RunResult {
@@ -53,6 +56,8 @@ export async function runMcp(args: string[], opts: RunOptions = {}): Promise<Run
   const proc = Bun.spawn(argv, {
     cwd: opts.cwd,
     env,
+    uid: opts.uid,
+    gid: opts.gid,
     stdin: input ?? "ignore",
     stdout: "pipe",
     stderr: "pipe",

@@ -1,7 +1,9 @@
 // A real local agent for tests: `mcp init --local` into a temp dir, then the compiled binary's
 // `mcp agent` as a child process on a free 127.0.0.1 port, with the test podman environment.
 // `mcp(args)` runs the CLI against it; stop() ends the agent and removes the dir.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// With `user`, init and the agent run as that unprivileged user (rootless podman, as the fleet
+// runs it); the CLI stays root and reaches the agent over TLS like any other client.
+import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mcpBinary, type RunOptions, type RunResult, runMcp } from "./binary.ts";
@@ -50,23 +52,34 @@ export async function startLocalAgent(
     env?: Record<string, string>;
     /** The agent's runtime_args (default: the podman test env's global flags). */
     runtimeArgs?: string[];
+    /**
+     * Run `mcp init` and the agent as this user: the agent dir is chowned to it and `env` (HOME,
+     * USER, XDG_RUNTIME_DIR, CONTAINERS_CONF… of that user) is merged over everything else.
+     */
+    user?: { uid: number; gid: number; env: Record<string, string> };
   } = {},
 ): Promise<LocalAgent> {
   const pe = await podmanEnv();
   const dir = mkdtempSync(join(tmpdir(), "mcp-agent-test-"));
+  const user = opts.user;
+  if (user) chownSync(dir, user.uid, user.gid);
+  const asUser = user ? { uid: user.uid, gid: user.gid, env: { ...pe.env, ...opts.env, ...user.env } } : {};
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const init = await runMcp([
-    "init",
-    "--local",
-    "--dir",
-    dir,
-    "--listen",
-    address,
-    "--node",
-    opts.node ?? "local",
-    ...(opts.runtimeArgs ?? pe.globalArgs).map((a) => `--runtime-arg=${a}`),
-  ]);
+  const init = await runMcp(
+    [
+      "init",
+      "--local",
+      "--dir",
+      dir,
+      "--listen",
+      address,
+      "--node",
+      opts.node ?? "local",
+      ...(opts.runtimeArgs ?? pe.globalArgs).map((a) => `--runtime-arg=${a}`),
+    ],
+    asUser,
+  );
   if (init.code !== 0) throw new Error(`mcp init failed: ${init.stderr}`);
   const agentConfig = join(dir, "mcp-agent.toml");
   const cliConfig = join(dir, "mcp.toml");
@@ -76,7 +89,9 @@ export async function startLocalAgent(
 
   const startAgent = async () => {
     const p = Bun.spawn([mcpBinary(), "agent", "--config", agentConfig], {
-      env: { ...process.env, ...pe.env, ...opts.env },
+      env: { ...process.env, ...pe.env, ...opts.env, ...user?.env },
+      uid: user?.uid,
+      gid: user?.gid,
       stdin: "ignore",
       stdout: "ignore",
       stderr: "pipe",
