@@ -24,12 +24,17 @@ export const operatorPolicy: Policy = (_method, id) => {
   }
 };
 
-/** Agent RPCs that only the master may call once the agent has a master (architecture-v2). */
+/**
+ * Agent RPCs that only the master may call once the agent has a master (architecture-v2: "All new
+ * RPCs [HealthCheck, Setup/Remove/ListEdgeRoutes] require the caller to be mcp-master"; the edge
+ * route list is the master's bookkeeping, no CLI command reads it from an agent).
+ */
 export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
   "Deploy",
   "UndeployService",
   "SetupEdgeRoute",
   "RemoveEdgeRoute",
+  "ListEdgeRoutes",
   "HealthCheck",
   "ExportServiceData",
   "ImportServiceData",

@@ -83,6 +83,9 @@ describe("agentPolicy", () => {
     ["UndeployService", human, "reserved for mcp-master"],
     ["SetupEdgeRoute", agentRift, "reserved for mcp-master"],
     ["RemoveEdgeRoute", ci, "reserved for mcp-master"],
+    ["ListEdgeRoutes", human, "reserved for mcp-master"],
+    ["ListEdgeRoutes", agentRift, "reserved for mcp-master"],
+    ["ListEdgeRoutes", master, null],
     ["HealthCheck", human, "reserved for mcp-master"],
     ["HealthCheck", master, null],
     [
