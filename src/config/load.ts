@@ -9,9 +9,9 @@ import { parseHostPort } from "./specs.ts";
 
 /** Reads and parses a TOML file; every failure is a ConfigError naming the file (and line). */
 export function loadToml(file: string): Record<string, unknown> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(file, "utf8");
+    bytes = readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new ConfigError(file, "", "file not found");
@@ -19,7 +19,34 @@ export function loadToml(file: string): Record<string, unknown> {
     if (code === "EISDIR") throw new ConfigError(file, "", "is a directory, expected a TOML file");
     throw new ConfigError(file, "", `cannot read file: ${(e as Error).message}`);
   }
-  return parseTomlText(text, file);
+  return parseTomlText(decodeUtf8(bytes, file), file);
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * TOML files must be UTF-8. A lossy decode would turn a stray Latin-1 byte into U+FFFD and let it
+ * through silently (e.g. into a user name or an env value), so invalid bytes are an error naming
+ * the first line that has one.
+ */
+export function decodeUtf8(bytes: Uint8Array, file: string): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    // Bounded: one decode per line until the bad one; only reached for a broken file.
+    let start = 0;
+    for (let line = 1; start <= bytes.length; line++) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      try {
+        strictUtf8.decode(bytes.subarray(start, end));
+      } catch {
+        throw new ConfigError(file, `line ${line}`, "invalid UTF-8 (TOML files must be UTF-8)", line);
+      }
+      start = end + 1;
+    }
+    throw new ConfigError(file, "", "invalid UTF-8 (TOML files must be UTF-8)");
+  }
 }
 
 /** Parses TOML text; syntax errors become `<file>: line N: <reason>`. */

@@ -92,9 +92,17 @@ const SNAPSHOT_METHOD_RE = /^(grpc|cli|full|exec:\s*\S.*)$/;
 
 const got = (v: unknown) => JSON.stringify(v);
 
-export const nameSchema = z.string().regex(NAME_RE, {
-  error: (iss) => `expected a lowercase name matching [a-z0-9][a-z0-9-]*, got ${got(iss.input)}`,
-});
+/** A service name is a DNS label (`<service>.svc.<zone>`), node names are host names: 63 at most. */
+export const NAME_MAX = 63;
+
+export const nameSchema = z
+  .string()
+  .regex(NAME_RE, {
+    error: (iss) => `expected a lowercase name matching [a-z0-9][a-z0-9-]*, got ${got(iss.input)}`,
+  })
+  .max(NAME_MAX, {
+    error: (iss) => `expected at most ${NAME_MAX} characters (a DNS label), got ${String(iss.input).length}`,
+  });
 
 export const portNumber = z
   .number()

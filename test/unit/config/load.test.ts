@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import fc from "fast-check";
 import { z } from "zod";
 import { ConfigError } from "../../../src/config/errors.ts";
@@ -40,6 +41,21 @@ describe("loadToml", () => {
     expect(e.message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: line 4: \\S`));
     expect(e.message).not.toContain("\n");
     expect(e.line).toBe(4);
+  });
+  test("invalid UTF-8 is an error naming its line, not a silent U+FFFD", () => {
+    const f = writeTemp(dir, "");
+    writeFileSync(
+      f,
+      Buffer.concat([Buffer.from('a = "ok"\n# fine\nuser = "caf'), Buffer.from([0xe9]), Buffer.from('"\n')]),
+    );
+    const e = thrown(() => loadToml(f)) as ConfigError;
+    expect(e.message).toBe(`${f}: line 3: invalid UTF-8 (TOML files must be UTF-8)`);
+    expect(e.line).toBe(3);
+    // in a comment too: the file as a whole must be UTF-8
+    writeFileSync(f, Buffer.concat([Buffer.from("# "), Buffer.from([0xff, 0xfe])]));
+    expect(thrown(() => loadToml(f)).message).toBe(`${f}: line 1: invalid UTF-8 (TOML files must be UTF-8)`);
+    writeFileSync(f, 'name = "café ✓"\n');
+    expect(loadToml(f)).toEqual({ name: "café ✓" });
   });
   test("duplicate key is a syntax error with its line", () => {
     const f = writeTemp(dir, "a = 1\nb = 2\na = 3\n");

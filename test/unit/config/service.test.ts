@@ -199,6 +199,12 @@ describe("bad definitions: one line naming file, key and expectation", () => {
     expect(svcErr(comp("").replace('name = "api"', 'name = "-api"'))).toBe(
       'components[0].name: expected a lowercase name matching [a-z0-9][a-z0-9-]*, got "-api"',
     );
+    // A service name is a DNS label: 63 characters fit, 64 do not.
+    expect(svcErr(MINIMAL.replace('name = "mcq"', `name = "${"a".repeat(64)}"`))).toBe(
+      "name: expected at most 63 characters (a DNS label), got 64",
+    );
+    const fits = writeTemp(dir, MINIMAL.replace('name = "mcq"', `name = "${"a".repeat(63)}"`));
+    expect(loadServiceDef(fits).def.name).toHaveLength(63);
   });
   test("enums, ranges, duplicates, env", () => {
     expect(svcErr(comp('runtime = "docker"'))).toBe(

@@ -142,6 +142,19 @@ function symlinkRefused(shown: string): Error {
   return invalidArgument(`${shown} is a symlink; symlinks inside a service directory are refused`);
 }
 
+/**
+ * A full disk (or quota) while writing the temp file: the temp file is already gone and the
+ * target was never touched, so say so (the raw "ENOSPC: no space left on device, write" names
+ * neither the file nor the outcome).
+ */
+function noSpace(err: unknown, shown: string, existed: boolean): Error | null {
+  const code = errCode(err);
+  if (code !== "ENOSPC" && code !== "EDQUOT") return null;
+  const what = code === "ENOSPC" ? "no space left on device" : "disk quota exceeded";
+  const kept = existed ? "it keeps its previous content" : "nothing was written";
+  return resourceExhausted(`${what} for ${shown} on this node; ${kept}`);
+}
+
 /** ENOENT inside a directory we hold open: someone removed that directory while we worked. */
 function concurrentRemoval(err: unknown, shown: string): unknown {
   if (errCode(err) !== "ENOENT") return err;
@@ -229,7 +242,7 @@ export async function writeConfined(
     const tmp = `.mcp-push-${randomBytes(8).toString("hex")}.tmp`;
     const fh = await open(at(t.dir, tmp), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, fileMode).catch(
       (err) => {
-        throw concurrentRemoval(err, t.shown);
+        throw noSpace(err, t.shown, existing !== null) ?? concurrentRemoval(err, t.shown);
       },
     );
     try {
@@ -244,7 +257,7 @@ export async function writeConfined(
     } catch (err) {
       await unlink(at(t.dir, tmp)).catch(() => {});
       if (errCode(err) === "EISDIR") throw failedPrecondition(`${t.shown} is a directory`);
-      throw concurrentRemoval(err, t.shown);
+      throw noSpace(err, t.shown, existing !== null) ?? concurrentRemoval(err, t.shown);
     }
     await t.dir.sync(); // make the rename itself durable
     return { path: t.path, bytes: content.byteLength, mode: fileMode };
