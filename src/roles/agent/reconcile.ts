@@ -25,9 +25,11 @@ export async function reconcile(
   const containers = new Map(list.map((c) => [c.name, c]));
   const transitions: ReconcileResult["transitions"] = [];
   const discovered: string[] = [];
+  let listed: ServiceRecord[] = [];
   ctx.registry.withTransaction(() => {
     const known = new Set<string>();
-    for (const s of ctx.registry.listServices()) {
+    listed = ctx.registry.listServices();
+    for (const s of listed) {
       const skip = opts.skipService?.(s.name) === true;
       for (const c of s.components) {
         const name = containerName(s.name, c.name);
@@ -65,7 +67,10 @@ export async function reconcile(
       }
     }
   });
-  return { services: ctx.registry.listServices(), containers, transitions, discovered };
+  // Nothing written: the listing taken inside the transaction is still the registry's state, so
+  // the common case (a `ps` where nothing changed) reads the registry once, not twice.
+  const services = transitions.length === 0 && discovered.length === 0 ? listed : ctx.registry.listServices();
+  return { services, containers, transitions, discovered };
 }
 
 export function startedOf(res: ReconcileResult, service: string): (c: ComponentRecord) => Date | null {

@@ -16,19 +16,33 @@ import { serviceInfo } from "../../rpc/convert.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
 import { type AgentContext, containerName } from "./context.ts";
-import { reconcile, startedOf } from "./reconcile.ts";
+import { type ReconcileResult, reconcile, startedOf } from "./reconcile.ts";
 
 export function listServices(ctx: AgentContext): ServiceInfo[] {
   return ctx.registry.listServices().map((s) => serviceInfo(s));
 }
 
+// Single flight: calls that arrive while a read-side reconcile is running share it (one `podman ps`
+// for N concurrent `mcp ps`). Its listing started at most one runtime call before theirs, and a
+// call arriving after it settles starts a fresh one, so nothing older than that is ever reported.
+const inFlight = new WeakMap<AgentContext, Promise<ReconcileResult>>();
+
+export function sharedReconcile(ctx: AgentContext): Promise<ReconcileResult> {
+  let p = inFlight.get(ctx);
+  if (!p) {
+    p = reconcile(ctx).finally(() => inFlight.delete(ctx));
+    inFlight.set(ctx, p);
+  }
+  return p;
+}
+
 export async function liveCheck(ctx: AgentContext): Promise<ServiceInfo[]> {
-  const res = await reconcile(ctx);
+  const res = await sharedReconcile(ctx);
   return res.services.map((s) => serviceInfo(s, startedOf(res, s.name)));
 }
 
 export async function serviceStatus(ctx: AgentContext, name: string): Promise<ServiceStatusResponse> {
-  const res = await reconcile(ctx);
+  const res = await sharedReconcile(ctx);
   const services = name ? res.services.filter((s) => s.name === name) : res.services;
   if (name && services.length === 0)
     throw notFound(`unknown service "${name}" on node ${ctx.settings.nodeName}`);
