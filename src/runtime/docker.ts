@@ -6,13 +6,14 @@
 //   - there is no `image exists`: `image inspect` and its "No such image" answer stand in;
 //   - version() is the engine's (server) version: that is what runs the containers, and asking
 //     for it also proves the engine is reachable;
+//   - `rm -f` takes no stop timeout: stopAndRemove is `stop -t` then `rm -f` (two calls);
 //   - inspect reports the default network mode as "default" (read back as "", like an unset one);
 //   - error output carries "docker: " prefixes and "See 'docker run --help'." lines, dropped so a
 //     failure reads as one line.
 // The engine endpoint comes from DOCKER_HOST or from global args (`-H unix:///…`).
 // Pure builders and parsers are exported for unit tests with output captured from a real engine.
 
-import { failure, type RunResult, run } from "./exec.ts";
+import { failure, type RunResult, RuntimeError, run } from "./exec.ts";
 import { type ImageDefaults, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
 import { type ContainerDetails, type ContainerInfo, mapState } from "./runtime.ts";
 
@@ -209,6 +210,18 @@ export class DockerRuntime extends PodmanRuntime {
     if (res.code === 0) return true;
     if (res.code === 1 && /no such image/i.test(res.stderr)) return false;
     throw failure(this.argv(sub), res, this.label(sub, image));
+  }
+
+  /** `docker rm -f` kills at once (no -t): stop with the grace period first, then remove. */
+  override async stopAndRemove(name: string, timeoutSec = 10): Promise<boolean> {
+    try {
+      await this.stop(name, timeoutSec);
+    } catch (e) {
+      if (e instanceof RuntimeError && this.isNoSuchContainer(e.stderr)) return false;
+      throw e;
+    }
+    await this.remove(name, true);
+    return true;
   }
 
   override async list(): Promise<ContainerInfo[]> {

@@ -9,6 +9,7 @@ import {
   type ContainerInfo,
   type ContainerSpec,
   type ExecResult,
+  type InspectOptions,
   type LogOptions,
   mapState,
   type Runtime,
@@ -61,6 +62,12 @@ export function stopArgs(name: string, timeoutSec = 10): string[] {
 
 export function restartArgs(name: string): string[] {
   return ["restart", positional(name, "container name")];
+}
+
+/** `rm -f -t <sec> --ignore`: stop (SIGTERM, then SIGKILL after <sec>) and remove in one call. */
+export function stopRmArgs(name: string, timeoutSec = 10): string[] {
+  const t = String(Math.max(0, Math.floor(timeoutSec)));
+  return ["rm", "-f", "-t", t, "--ignore", positional(name, "container name")];
 }
 
 export function rmArgs(name: string, force = false): string[] {
@@ -400,7 +407,14 @@ export class PodmanRuntime implements Runtime {
     }
   }
 
-  async inspect(name: string): Promise<ContainerDetails | null> {
+  async stopAndRemove(name: string, timeoutSec = 10): Promise<boolean> {
+    // --ignore: a missing container prints nothing and exits 0; a removed one prints its name.
+    const sub = stopRmArgs(name, timeoutSec);
+    const { stdout } = await this.execOk(sub, name, this.callTimeoutMs + timeoutSec * 1000);
+    return stdout.trim() !== "";
+  }
+
+  async inspect(name: string, opts: InspectOptions = {}): Promise<ContainerDetails | null> {
     const res = await this.call(inspectArgs(name), name);
     if (res.code !== 0) {
       if (this.isNoSuchContainer(res.stderr)) return null;
@@ -409,7 +423,7 @@ export class PodmanRuntime implements Runtime {
     // The image's own env/cmd let us report only what the operator set. Best effort: if the
     // image is gone, fall back to dropping the well-known injected env.
     let image: ImageDefaults | undefined;
-    const imageId = imageIdOf(res.stdout);
+    const imageId = opts.imageDefaults === false ? "" : imageIdOf(res.stdout);
     if (imageId !== "") {
       const img = await this.call(imageInspectArgs(imageId), imageId);
       if (img.code === 0) image = parseImageDefaults(img.stdout);

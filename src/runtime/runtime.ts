@@ -50,6 +50,11 @@ export interface RuntimeCapabilities {
 
 export type PullPolicy = "always" | "missing" | "never";
 
+export interface InspectOptions {
+  /** Look up the image's own env/cmd so spec reports only what the operator set (default true). */
+  imageDefaults?: boolean;
+}
+
 export interface LogOptions {
   follow: boolean;
   tail?: number;
@@ -80,8 +85,18 @@ export interface Runtime {
   restart(name: string): Promise<void>;
   /** No error if the container does not exist. */
   remove(name: string, force?: boolean): Promise<void>;
-  /** null if the container does not exist. */
-  inspect(name: string): Promise<ContainerDetails | null>;
+  /**
+   * stop(name, timeoutSec) then remove(name) in as few runtime calls as the runtime allows (podman:
+   * one `rm -f -t`): SIGTERM, up to timeoutSec for a graceful exit, then SIGKILL. Resolves false
+   * when there was no such container (not an error).
+   */
+  stopAndRemove(name: string, timeoutSec?: number): Promise<boolean>;
+  /**
+   * null if the container does not exist. `imageDefaults: false` skips the image lookup (one
+   * runtime call instead of two) for callers that read only id/state/times: spec.env and spec.cmd
+   * may then include what the image itself sets.
+   */
+  inspect(name: string, opts?: InspectOptions): Promise<ContainerDetails | null>;
   /** All containers, running or not, in one runtime call. */
   list(): Promise<ContainerInfo[]>;
   /**

@@ -290,6 +290,42 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       expect((await rt.list()).some((c) => c.name.startsWith(PREFIX))).toBe(false);
     });
 
+    test("stopAndRemove stops with the grace period, then removes; false when there is none", async () => {
+      const graceful = `${PREFIX}-graceful`;
+      const stubborn = `${PREFIX}-stubborn`;
+      const spec = (name: string, cmd: string[]): ContainerSpec => ({
+        ...webSpec(),
+        name,
+        ports: [],
+        volumes: [],
+        cmd,
+      });
+      try {
+        await rt.run(spec(graceful, HTTPD_CMD));
+        // No image lookup: the same container and state as a full inspect.
+        const light = await rt.inspect(graceful, { imageDefaults: false });
+        expect(light?.state).toBe("running");
+        expect(light?.id).toBe((await rt.inspect(graceful))!.id);
+        let t0 = performance.now();
+        expect(await rt.stopAndRemove(graceful, 10)).toBe(true);
+        expect(performance.now() - t0).toBeLessThan(5000); // traps TERM: no wait for the 10 s
+        expect(await rt.inspect(graceful)).toBeNull();
+        expect(await rt.stopAndRemove(graceful, 10)).toBe(false);
+
+        // `sleep` as PID 1 ignores SIGTERM: it is killed only when the 1 s grace is over.
+        await rt.run(spec(stubborn, ["sleep", "30"]));
+        t0 = performance.now();
+        expect(await rt.stopAndRemove(stubborn, 1)).toBe(true);
+        const ms = performance.now() - t0;
+        expect(ms).toBeGreaterThan(900);
+        expect(ms).toBeLessThan(8000);
+        expect(await rt.inspect(stubborn)).toBeNull();
+      } finally {
+        await rt.remove(graceful, true);
+        await rt.remove(stubborn, true);
+      }
+    }, 30_000);
+
     test("pull fetches from a local insecure registry; a missing tag fails with the registry's error", async () => {
       registry = await startRegistry();
       const ref = `${registry.address}/${PREFIX}:v1.0.0`;

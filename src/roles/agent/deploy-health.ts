@@ -55,7 +55,8 @@ export async function gateComponent(
   const name = containerName(service, component);
   const startedAt = started.startedAt?.getTime() ?? null;
   const watch = async (): Promise<string | null> => {
-    const d = await ctx.runtime.inspect(name).catch(() => undefined);
+    // State, exit code and start time only: no image lookup per poll.
+    const d = await ctx.runtime.inspect(name, { imageDefaults: false }).catch(() => undefined);
     if (d === undefined) return null; // a runtime hiccup is no evidence the container is gone
     if (d === null) return "container removed";
     if (d.state !== "running") {

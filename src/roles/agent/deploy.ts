@@ -28,6 +28,9 @@ import {
   runSpec,
 } from "./host-ports.ts";
 
+/** Grace period for the old container (podman stop's default, as the reference flow had it). */
+const STOP_TIMEOUT_SEC = 10;
+
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 type Step = MessageInitShape<typeof StepTimingSchema>;
 
@@ -186,17 +189,23 @@ async function deployComponent(
   try {
     const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
     steps[steps.length - 1]!.detail = how;
+    // The reference's `stop` + `rm` as one runtime call (podman `rm -f -t 10`: SIGTERM, the same
+    // 10 s grace as `podman stop`, then SIGKILL), with no inspect before it: a missing container
+    // is not an error. A failure means one was there and may be half gone: a gated one rolls back.
     await timed(steps, "stop", async () => {
-      const existing = await ctx.runtime.inspect(spec.name);
-      if (existing) {
+      try {
+        if (await ctx.runtime.stopAndRemove(spec.name, STOP_TIMEOUT_SEC)) replaced = true;
+      } catch (err) {
         replaced = true;
-        if (existing.state === "running") await ctx.runtime.stop(spec.name);
-        await ctx.runtime.remove(spec.name, true);
+        throw err;
       }
     });
     replaced = true;
     await timed(steps, "run", () => ctx.runtime.run(spec));
-    const details = await timed(steps, "inspect", () => ctx.runtime.inspect(spec.name));
+    // State and start time are all a deploy reads back: no image lookup (one call, not two).
+    const details = await timed(steps, "inspect", () =>
+      ctx.runtime.inspect(spec.name, { imageDefaults: false }),
+    );
     const observed = details?.state ?? "removed";
     ctx.registry.withTransaction(() => {
       ctx.registry.setObservedState(def.name, c.name, observed);
@@ -208,7 +217,7 @@ async function deployComponent(
       const gate = await timed(steps, "health", () => gateComponent(ctx, def.name, c.name, details));
       steps[steps.length - 1]!.detail = gate.detail;
       if (!gate.healthy) {
-        const now = await ctx.runtime.inspect(spec.name).catch(() => null);
+        const now = await ctx.runtime.inspect(spec.name, { imageDefaults: false }).catch(() => null);
         ctx.registry.setObservedState(def.name, c.name, now?.state ?? "removed");
         return failed(gate.detail);
       }
@@ -219,7 +228,7 @@ async function deployComponent(
     return { result: { name: c.name, success: true, version, steps, warnings }, rollback: false };
   } catch (err) {
     // Record what is really there so the registry never claims a success that did not happen.
-    const details = await ctx.runtime.inspect(spec.name).catch(() => null);
+    const details = await ctx.runtime.inspect(spec.name, { imageDefaults: false }).catch(() => null);
     ctx.registry.setObservedState(def.name, c.name, details?.state ?? "removed");
     return failed((err as Error).message.split("\n")[0] ?? "deploy failed");
   }

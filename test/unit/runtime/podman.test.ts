@@ -20,6 +20,7 @@ import {
   runArgs,
   startArgs,
   stopArgs,
+  stopRmArgs,
 } from "../../../src/runtime/podman.ts";
 import type { ContainerSpec } from "../../../src/runtime/runtime.ts";
 import { mapState } from "../../../src/runtime/runtime.ts";
@@ -110,6 +111,9 @@ describe("argv builders", () => {
     expect(restartArgs("x")).toEqual(["restart", "x"]);
     expect(rmArgs("x")).toEqual(["rm", "x"]);
     expect(rmArgs("x", true)).toEqual(["rm", "-f", "x"]);
+    expect(stopRmArgs("x")).toEqual(["rm", "-f", "-t", "10", "--ignore", "x"]);
+    expect(stopRmArgs("x", 1.7)).toEqual(["rm", "-f", "-t", "1", "--ignore", "x"]);
+    expect(() => stopRmArgs("-x")).toThrow(/invalid container name/);
     expect(inspectArgs("x")).toEqual(["container", "inspect", "x"]);
     expect(imageExistsArgs("i:1")).toEqual(["image", "exists", "i:1"]);
     expect(psArgs()).toEqual(["ps", "-a", "--format", "json"]);
