@@ -1,6 +1,7 @@
 // Registry reconciliation against the runtime (reference "Registry Reconciliation"): one
 // runtime listing; registered components get their observed state (missing → removed, with an
-// event per transition); containers MCP does not know are recorded with desired state `ignore`.
+// event per transition) and, when their container runs the recorded image's tag, that version;
+// containers MCP does not know are recorded with desired state `ignore`.
 import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
 import { extractVersion } from "../../runtime/version.ts";
@@ -25,6 +26,7 @@ export async function reconcile(
   const containers = new Map(list.map((c) => [c.name, c]));
   const transitions: ReconcileResult["transitions"] = [];
   const discovered: string[] = [];
+  let versions = 0;
   let listed: ServiceRecord[] = [];
   ctx.registry.withTransaction(() => {
     const known = new Set<string>();
@@ -35,9 +37,17 @@ export async function reconcile(
         const name = containerName(s.name, c.name);
         known.add(name);
         if (skip) continue;
-        const observed = containers.get(name)?.state ?? "removed";
+        const info = containers.get(name);
+        const observed = info?.state ?? "removed";
         const r = ctx.registry.setObservedState(s.name, c.name, observed);
         if (r.changed) transitions.push({ service: s.name, component: c.name, prev: r.prev, next: observed });
+        // An agent killed between `podman run` and the deploy's last registry write leaves the
+        // earlier version recorded while the container already runs the recorded image's tag.
+        const tag = info ? extractVersion(info.image) : "";
+        if (tag !== "" && tag !== c.version && tag === extractVersion(c.image)) {
+          ctx.registry.setVersion(s.name, c.name, tag);
+          versions++;
+        }
       }
     }
     if (opts.discoverUnknown !== false) {
@@ -69,7 +79,8 @@ export async function reconcile(
   });
   // Nothing written: the listing taken inside the transaction is still the registry's state, so
   // the common case (a `ps` where nothing changed) reads the registry once, not twice.
-  const services = transitions.length === 0 && discovered.length === 0 ? listed : ctx.registry.listServices();
+  const wrote = transitions.length > 0 || discovered.length > 0 || versions > 0;
+  const services = wrote ? ctx.registry.listServices() : listed;
   return { services, containers, transitions, discovered };
 }
 
