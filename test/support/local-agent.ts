@@ -27,6 +27,10 @@ export interface LocalAgent {
   stopAgent(): Promise<void>;
   /** Starts the agent again with the same config. */
   startAgent(): Promise<void>;
+  /** The running agent's process id (null when it is not running). */
+  pid(): number | null;
+  /** Sends `signal` to the agent process alone (not its children) and waits until it has exited. */
+  kill(signal: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -111,6 +115,16 @@ export async function startLocalAgent(
     await p.exited;
     clearTimeout(t);
   };
+  const pid = () => {
+    const p = proc;
+    return p && p.exitCode === null && p.signalCode === null ? p.pid : null;
+  };
+  const kill = async (signal: NodeJS.Signals) => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill(signal);
+    await p.exited;
+  };
   await startAgent();
   return {
     dir,
@@ -126,6 +140,8 @@ export async function startLocalAgent(
     log: () => stderr,
     stopAgent,
     startAgent,
+    pid,
+    kill,
     async stop() {
       await stopAgent();
       rmSync(dir, { recursive: true, force: true });
