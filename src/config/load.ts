@@ -86,7 +86,7 @@ export function parseWith<T extends z.ZodType>(
   opts: ParseOptions,
 ): z.output<T> {
   const pre = opts.pathPrefix ?? [];
-  let input = data;
+  let input = markDates(data);
   // Bounded: each pass removes at least one unknown key, and a file has finitely many.
   for (let pass = 0; pass < 100; pass++) {
     const result = schema.safeParse(input, { error: issueMessage });
@@ -119,6 +119,28 @@ export function parseWith<T extends z.ZodType>(
   throw new ConfigError(file, "", "too many unknown keys");
 }
 
+// A TOML datetime as parseWith hands it to a schema. zod takes a Date for an object, so a datetime
+// written where a table belongs (`log = 2024-01-01`) passed as an empty table and every default of
+// that section applied silently. A symbol passes no table, string or number schema by accident;
+// the keys that do take a datetime read it with tomlDateString().
+const DATE_MARK = "toml-datetime:";
+
+function markDates(v: unknown): unknown {
+  if (v instanceof Date) return Symbol.for(`${DATE_MARK}${v.toISOString()}`);
+  if (Array.isArray(v)) return v.map(markDates);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, markDates(x)]));
+  }
+  return v;
+}
+
+/** The ISO text of a TOML datetime (a Date, or as parseWith marks it); anything else unchanged. */
+export function tomlDateString(v: unknown): unknown {
+  if (v instanceof Date) return v.toISOString();
+  const mark = typeof v === "symbol" ? Symbol.keyFor(v) : undefined;
+  return mark?.startsWith(DATE_MARK) ? mark.slice(DATE_MARK.length) : v;
+}
+
 /** `["components", 1, "ports", 0]` → `components[1].ports[0]`; odd keys are quoted. */
 export function formatKeyPath(path: readonly PropertyKey[]): string {
   let out = "";
@@ -138,7 +160,7 @@ export function describeType(v: unknown): string {
   if (v === undefined) return "nothing";
   if (v === null) return "null";
   if (Array.isArray(v)) return "array";
-  if (v instanceof Date) return "date";
+  if (v instanceof Date || typeof v === "symbol") return "date";
   if (typeof v === "object") return "table";
   if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
   if (typeof v === "bigint") return "integer";

@@ -2,7 +2,7 @@
 // server, local/MCIAS auth, MCIAS client settings and logging. Parsed
 // objects keep the TOML's snake_case key names so code reads like the file.
 import { z } from "zod";
-import { hostPortString, urlString } from "./load.ts";
+import { hostPortString, tomlDateString, urlString } from "./load.ts";
 
 export const serverSection = z.strictObject({
   /** Overlay address to bind, "host:port". */
@@ -26,7 +26,7 @@ const localToken = z.strictObject({
   /** ISO 8601 (a TOML datetime or a string); absent = never expires. */
   expires: z
     .preprocess(
-      (v) => (v instanceof Date ? v.toISOString() : v),
+      tomlDateString,
       z.string().check((ctx) => {
         if (Number.isNaN(Date.parse(ctx.value))) {
           ctx.issues.push({

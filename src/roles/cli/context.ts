@@ -57,7 +57,7 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
       let c = clients.get(node.name);
       if (!c) {
         c = (async () => {
-          caPem ??= readCa(config);
+          caPem ??= readCa(config, configPath);
           return connect(McpAgent, {
             addresses: [node.address, ...node.addresses],
             caPem,
@@ -76,7 +76,7 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
       masterClient ??= (async () => {
         const m = config.master;
         if (!m) throw new CliError(`no [master] in ${configPath}: add [master] address = "host:port"`, 2);
-        caPem ??= readCa(config);
+        caPem ??= readCa(config, configPath);
         return connect(McpMasterService, {
           addresses: [m.address, ...m.addresses],
           caPem,
@@ -89,10 +89,13 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
   return ctx;
 }
 
-function readCa(config: CliConfig): string {
+function readCa(config: CliConfig, configPath: string): string {
   const path = config.tls?.ca_cert;
   if (!path)
-    throw new CliError("no [tls] ca_cert in the CLI config: it is needed to verify agent certificates", 2);
+    throw new CliError(
+      `${configPath}: tls.ca_cert: required (no [tls] ca_cert) to verify agent certificates`,
+      2,
+    );
   try {
     return readFileSync(path, "utf8");
   } catch {

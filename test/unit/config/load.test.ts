@@ -70,6 +70,16 @@ describe("parseWith", () => {
       .strictObject({ n: z.number().int().default(1), list: z.array(z.string()).default([]) })
       .prefault({}),
   });
+  test("a TOML datetime where a table belongs is an error, not an empty table of defaults", () => {
+    const data = { name: "x", sub: new Date("2024-01-01T00:00:00Z") };
+    expect(thrown(() => parseWith(schema, data, "f.toml", { unknownKeys: "error" })).message).toBe(
+      "f.toml: sub: expected table, got date",
+    );
+    const asString = { name: new Date(0), sub: {} };
+    expect(thrown(() => parseWith(schema, asString, "f.toml", { unknownKeys: "error" })).message).toBe(
+      "f.toml: name: expected string, got date",
+    );
+  });
   test("wrong type: expected X, got Y with the key path", () => {
     const e = thrown(() => parseWith(schema, { name: 5 }, "f.toml", { unknownKeys: "error" }));
     expect(e.message).toBe("f.toml: name: expected string, got integer");
