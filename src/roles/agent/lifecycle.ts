@@ -10,6 +10,9 @@ import { runSpec } from "./host-ports.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 
+// Every inspect here reads only whether the container exists and its state: no image lookup.
+const STATE_ONLY = { imageDefaults: false } as const;
+
 function componentsOf(ctx: AgentContext, service: string, component?: string): ComponentRecord[] {
   const svc = ctx.registry.getService(service);
   if (!svc) throw notFound(`unknown service "${service}" on node ${ctx.settings.nodeName}`);
@@ -34,7 +37,7 @@ async function each(
     } catch (err) {
       results.push({ name: c.name, success: false, error: (err as Error).message.split("\n")[0] });
     }
-    const details = await ctx.runtime.inspect(name).catch(() => null);
+    const details = await ctx.runtime.inspect(name, STATE_ONLY).catch(() => null);
     ctx.registry.setObservedState(service, c.name, details?.state ?? "removed");
   }
   return results;
@@ -48,7 +51,7 @@ export function stopService(ctx: AgentContext, service: string, component?: stri
       if (!component) ctx.registry.setServiceActive(service, false);
     });
     return each(ctx, service, comps, async (c, name) => {
-      if (await ctx.runtime.inspect(name)) await ctx.runtime.stop(name);
+      if (await ctx.runtime.inspect(name, STATE_ONLY)) await ctx.runtime.stop(name);
       const hookFailure = await runComponentHook(ctx, "onStopped", service, c.name);
       if (hookFailure) throw new Error(hookFailure);
     });
@@ -63,7 +66,7 @@ export function startService(ctx: AgentContext, service: string, component?: str
       if (!component) ctx.registry.setServiceActive(service, true);
     });
     return each(ctx, service, comps, async (c, name) => {
-      const existing = await ctx.runtime.inspect(name);
+      const existing = await ctx.runtime.inspect(name, STATE_ONLY);
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else if (existing.state !== "running") await ctx.runtime.start(name);
       // Stop withdrew its routes and DNS record: bring them back (upserts, so a no-op if present).
@@ -77,7 +80,7 @@ export function restartService(ctx: AgentContext, service: string, component?: s
   return ctx.locks.run(service, async () => {
     const comps = componentsOf(ctx, service, component);
     return each(ctx, service, comps, async (c, name) => {
-      const existing = await ctx.runtime.inspect(name);
+      const existing = await ctx.runtime.inspect(name, STATE_ONLY);
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
       else await ctx.runtime.restart(name);
       ctx.registry.setDesiredState(service, c.name, "running");
