@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import { mcpBinary } from "../../test/support/binary.ts";
 import { busyboxImage, podmanEnv } from "../../test/support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../../test/support/local-agent.ts";
+import { agentRssBench, monitorTickBench } from "./agent.ts";
 import {
   abRounds,
   type Bench,
@@ -19,6 +20,7 @@ import {
   writeResults,
 } from "./lib.ts";
 import { registryBench, STATUS_EVENTS } from "./registry.ts";
+import { upgradeBench } from "./upgrade.ts";
 
 interface Opts extends BenchOpts {
   names: string[];
@@ -153,6 +155,9 @@ const BENCHES: Record<string, Bench> = {
   "deploy-cached": async (ctx) => [
     await deployCached(ctx.opts, await ctx.localAgent(), await ctx.image(), ctx.created),
   ],
+  "monitor-tick": monitorTickBench,
+  "agent-rss": agentRssBench,
+  upgrade: upgradeBench,
   registry: async (ctx) => registryBench({ rounds: ctx.opts.rounds, events: ctx.opts.events }),
 };
 
