@@ -19,6 +19,7 @@ import {
   timeSpawn,
   writeResults,
 } from "./lib.ts";
+import { masterHeartbeatsBench, psFanoutBench } from "./master.ts";
 import { registryBench, STATUS_EVENTS } from "./registry.ts";
 import { upgradeBench } from "./upgrade.ts";
 
@@ -155,9 +156,11 @@ const BENCHES: Record<string, Bench> = {
   "deploy-cached": async (ctx) => [
     await deployCached(ctx.opts, await ctx.localAgent(), await ctx.image(), ctx.created),
   ],
+  "ps-fanout": psFanoutBench,
   "monitor-tick": monitorTickBench,
   "agent-rss": agentRssBench,
   upgrade: upgradeBench,
+  "master-heartbeats": masterHeartbeatsBench,
   registry: async (ctx) => registryBench({ rounds: ctx.opts.rounds, events: ctx.opts.events }),
 };
 
