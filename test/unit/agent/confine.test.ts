@@ -105,10 +105,12 @@ beforeAll(() => {
   outsideBefore = outsideNow();
 });
 
+// Removing the trees the property tests filled can take seconds on a loaded machine (bun's hook
+// default is 5 s; it timed out there once).
 afterAll(() => {
   rmSync(top, { recursive: true, force: true });
   rmSync(join(srv2, ".."), { recursive: true, force: true });
-});
+}, 60_000);
 
 // Segments chosen to hit the tree above, plus every awkward shape of a name.
 const NAMES = [
