@@ -6,8 +6,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { hostPortString, loadToml, parseWith, urlString } from "./load.ts";
-import { archSchema } from "./sections.ts";
-import { nameSchema } from "./service.ts";
+import { archSchema, nameSchema } from "./names.ts";
 import { tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
 export type Arch = "amd64" | "arm64";

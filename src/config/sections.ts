@@ -71,7 +71,7 @@ export const logSection = z
   .strictObject({ level: z.enum(["debug", "info", "warn", "error"]).default("info") })
   .prefault({});
 
-export const archSchema = z.enum(["amd64", "arm64"]).default("amd64");
+export { archSchema } from "./names.ts";
 
 /** Cross-section rule shared by both daemons: the chosen auth mode must be configured. */
 export function checkAuth(

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
+import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
 import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
@@ -83,26 +84,17 @@ export interface ServiceDef {
 
 // ---- schema ---------------------------------------------------------------
 
-export const NAME_RE = /^[a-z0-9][a-z0-9-]*$/;
 const ROUTE_NAME_RE = /^[a-z0-9_-]*$/;
 const HOSTNAME_RE =
   /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+// Re-exported: callers of the definition schema keep importing the name rule from here.
+export { NAME_MAX, NAME_RE, nameSchema };
+
 const RESTART_RE = /^(no|always|unless-stopped|on-failure(:[0-9]+)?)$/;
 const SNAPSHOT_METHOD_RE = /^(grpc|cli|full|exec:\s*\S.*)$/;
 
 const got = (v: unknown) => JSON.stringify(v);
-
-/** A service name is a DNS label (`<service>.svc.<zone>`), node names are host names: 63 at most. */
-export const NAME_MAX = 63;
-
-export const nameSchema = z
-  .string()
-  .regex(NAME_RE, {
-    error: (iss) => `expected a lowercase name matching [a-z0-9][a-z0-9-]*, got ${got(iss.input)}`,
-  })
-  .max(NAME_MAX, {
-    error: (iss) => `expected at most ${NAME_MAX} characters (a DNS label), got ${String(iss.input).length}`,
-  });
 
 export const portNumber = z
   .number()

@@ -2,7 +2,8 @@
 // <svc> (reference "Adopting Unmanaged Containers"); one line per container. The typical next
 // step is `mcp service export <svc>`, which writes a definition that recreates them.
 import type { CliNode } from "../../config/cli.ts";
-import { type Ctx, loadCtx, loadDefinition, onNode } from "./context.ts";
+import { type Ctx, loadCtx, onNode } from "./context.ts";
+import { loadDefinition } from "./definition.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
 

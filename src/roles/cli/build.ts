@@ -15,7 +15,8 @@ import { dirname, join, resolve } from "node:path";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import { failure, run } from "../../runtime/exec.ts";
 import { buildArgs, pushArgs } from "../../runtime/podman.ts";
-import { type Ctx, definitionPath, loadCtx } from "./context.ts";
+import { type Ctx, loadCtx } from "./context.ts";
+import { definitionPath } from "./definition.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";
 
 const BUILD_TIMEOUT_MS = 30 * 60_000;

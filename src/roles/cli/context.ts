@@ -1,7 +1,6 @@
 // What CLI commands share: the loaded config, the token, agent clients, fan-out over nodes
 // (parallel, an unreachable node is an error row, never a crash) and service resolution.
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { readTokenFile, resolveToken } from "../../auth/token-file.ts";
 import {
   type CliConfig,
@@ -10,7 +9,6 @@ import {
   findNode,
   loadCliConfig,
 } from "../../config/cli.ts";
-import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import { McpAgent, McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import { connect, type TypedClient } from "../../rpc/client.ts";
 import { CliError, warn } from "./output.ts";
@@ -163,44 +161,6 @@ export function splitTarget(target: string): { service: string; component?: stri
     throw new CliError(`bad target "${target}": expected <service> or <service>/<component>`, 2);
   }
   return { service, component };
-}
-
-export function definitionPath(ctx: Ctx, service: string): string {
-  return join(ctx.config.services.dir, `${service}.toml`);
-}
-
-export interface ResolvedDef {
-  def: ServiceDef;
-  file: string | null;
-  warnings: string[];
-}
-
-/** The definition file for a service (explicit -f, else <services.dir>/<svc>.toml), or null. */
-export function loadDefinition(ctx: Ctx, service: string, file?: string, strict = false): ResolvedDef | null {
-  const path = file ?? definitionPath(ctx, service);
-  if (!existsSync(path)) {
-    if (file) throw new CliError(`${file}: file not found`, 2);
-    return null;
-  }
-  const { def, warnings } = loadServiceDef(path, { strict });
-  if (def.name !== service) {
-    throw new CliError(
-      `${path}: name: expected "${service}" (the service being deployed), got "${def.name}"`,
-      2,
-    );
-  }
-  return { def, file: path, warnings };
-}
-
-/** The node a service runs on: --node, the definition's node, or the only configured node. */
-export function nodeForService(ctx: Ctx, service: string, explicit?: string, def?: ServiceDef): CliNode {
-  const name = explicit || def?.node;
-  if (name) return ctx.node(name);
-  if (ctx.config.nodes.length === 1) return ctx.config.nodes[0]!;
-  throw new CliError(
-    `service ${service} has no node: set node = "<name>" in its definition or pass --node (nodes: ${ctx.config.nodes.map((n) => n.name).join(", ") || "none"})`,
-    2,
-  );
 }
 
 /** Finds which node runs a service when no definition says so: asks every node's registry. */

@@ -4,16 +4,8 @@
 // shows their health (and rollback) steps; a rolled-back component makes the exit non-zero.
 import type { ComponentResult, ServiceSpec } from "../../gen/mcp/v1/mcp_pb.ts";
 import { defToSpec } from "../../rpc/convert.ts";
-import {
-  type Ctx,
-  definitionPath,
-  loadCtx,
-  loadDefinition,
-  locateService,
-  nodeForService,
-  onNode,
-  splitTarget,
-} from "./context.ts";
+import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
+import { definitionPath, loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";
 
 const PULL = new Set(["always", "missing", "never"]);

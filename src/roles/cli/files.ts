@@ -17,7 +17,8 @@ import {
 import { basename, dirname, join, posix } from "node:path";
 import type { CliNode } from "../../config/cli.ts";
 import { MAX_FILE_BYTES, tooLargeMessage } from "../agent/files/confine.ts";
-import { type Ctx, loadCtx, loadDefinition, locateService, nodeForService, onNode } from "./context.ts";
+import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
+import { loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, formatBytes, printJson } from "./output.ts";
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, "0")}`;

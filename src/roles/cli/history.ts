@@ -4,7 +4,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { CliNode } from "../../config/cli.ts";
 import type { HistoryEntry } from "../../gen/mcp/v1/mcp_pb.ts";
-import { type Ctx, loadCtx, loadDefinition, locateService, nodeForService, onNode } from "./context.ts";
+import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
+import { loadDefinition, nodeForService } from "./definition.ts";
 import { printResults } from "./deploy.ts";
 import { CliError, formatAge, printJson, printTable } from "./output.ts";
 

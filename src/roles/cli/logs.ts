@@ -4,15 +4,8 @@
 // agent's log process) and the command exits 0 without a message. --json prints one JSON object
 // per line ({component, line}), so it works while following.
 
-import {
-  type Ctx,
-  loadCtx,
-  loadDefinition,
-  locateService,
-  nodeForService,
-  onNode,
-  splitTarget,
-} from "./context.ts";
+import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
+import { loadDefinition, nodeForService } from "./definition.ts";
 import { CliError } from "./output.ts";
 
 function parseTail(v: unknown): number {

@@ -7,7 +7,8 @@ import type { CliNode } from "../../config/cli.ts";
 import { loadServiceDef, NAME_RE, type ServiceDef, serviceDefToToml } from "../../config/service.ts";
 import { writeFileAtomic } from "../../config/write.ts";
 import { specToDef } from "../../rpc/convert.ts";
-import { type Ctx, definitionPath, loadCtx, loadDefinition, locateService, onNode } from "./context.ts";
+import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
+import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, printError, printJson, warn } from "./output.ts";
 
 export function requireServiceName(name: string | undefined): string {

@@ -5,7 +5,8 @@
 import { existsSync } from "node:fs";
 import type { CliNode } from "../../config/cli.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
-import { type Ctx, definitionPath, fanOut, loadCtx, loadDefinition, onNode } from "./context.ts";
+import { type Ctx, fanOut, loadCtx, onNode } from "./context.ts";
+import { definitionPath, loadDefinition } from "./definition.ts";
 import { resultJson } from "./deploy.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
