@@ -20,7 +20,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { certInfo } from "../pki/ca.ts";
+import type { certInfo as CertInfoFn } from "../pki/ca.ts";
 import { writeFileAtomic } from "../pki/files.ts";
 import { isObject, ServiceHttp } from "./http.ts";
 import type { TokenSource } from "./token.ts";
@@ -113,7 +113,8 @@ export class MetacryptClient implements CertIssuer {
 
   private async ensure(hostname: string): Promise<IssuedCertFiles> {
     const { certPath, keyPath } = this.paths(hostname);
-    const existing = await this.reusable(hostname, certPath, keyPath);
+    const certInfo = await loadCertInfo();
+    const existing = await this.reusable(certInfo, hostname, certPath, keyPath);
     if (existing) return { hostname, certPath, keyPath, ...existing, reused: true };
 
     const r = await this.http.request("POST", "/v1/engine/request", {
@@ -124,7 +125,7 @@ export class MetacryptClient implements CertIssuer {
       },
     });
     if (r.status < 200 || r.status > 299) throw this.http.fail(`issue certificate for ${hostname}`, r);
-    const issued = this.checkIssued(hostname, r.body);
+    const issued = this.checkIssued(certInfo, hostname, r.body);
     // Key first: a stale .pem beside a new .key fails the key check on the
     // next ensureCert and is reissued, never served.
     await writeFileAtomic(keyPath, issued.keyPem, 0o600);
@@ -134,6 +135,7 @@ export class MetacryptClient implements CertIssuer {
 
   /** The existing cert's serial/expiry when it may be kept, else undefined. */
   private async reusable(
+    certInfo: typeof CertInfoFn,
     hostname: string,
     certPath: string,
     keyPath: string,
@@ -158,6 +160,7 @@ export class MetacryptClient implements CertIssuer {
   }
 
   private checkIssued(
+    certInfo: typeof CertInfoFn,
     hostname: string,
     body: unknown,
   ): { chainPem: string; keyPem: string; serial: string; notAfter: Date } {
@@ -180,7 +183,7 @@ export class MetacryptClient implements CertIssuer {
     const uniqueChain = chainCerts.filter((c) => !seen.has(norm(c)) && seen.add(norm(c)));
     if (uniqueChain.length === 0) throw bad("response has no CA chain (mc-proxy needs the full chain)");
 
-    let info: ReturnType<typeof certInfo>;
+    let info: ReturnType<typeof CertInfoFn>;
     let leafX: X509Certificate;
     let issuerX: X509Certificate;
     try {
@@ -207,6 +210,14 @@ export class MetacryptClient implements CertIssuer {
       notAfter: info.notAfter,
     };
   }
+}
+
+/**
+ * @peculiar/x509 (and its asn1/tsyringe/reflect deps) costs the compiled agent ~16 MB RSS once
+ * evaluated: it loads on the first certificate this client handles, never in an idle agent.
+ */
+function loadCertInfo(): Promise<typeof CertInfoFn> {
+  return import("../pki/ca.ts").then((m) => m.certInfo);
 }
 
 function checkHostname(hostname: string): void {
