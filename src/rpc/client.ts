@@ -8,9 +8,10 @@ import tls from "node:tls";
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
-import { statusName } from "./errors.ts";
-import { MAX_MESSAGE_BYTES } from "./server.ts";
 import { type MethodsOf, methodWires } from "./service.ts";
+import { CallError, MAX_MESSAGE_BYTES } from "./wire.ts";
+
+export { CallError };
 
 tls.DEFAULT_MIN_VERSION = "TLSv1.3";
 
@@ -33,17 +34,6 @@ type ClientMethod<M> = M extends { methodKind: "unary" }
 export type TypedClient<S extends GenService<GenServiceMethods>> = {
   [K in keyof MethodsOf<S>]: ClientMethod<MethodsOf<S>[K]>;
 } & { readonly address: string; close(): void };
-
-/** A failed call: carries the gRPC code; message is one line ("UNAVAILABLE: ..."). */
-export class CallError extends Error {
-  constructor(
-    readonly code: number,
-    readonly details: string,
-  ) {
-    super(`${statusName(code)}: ${details}`);
-    this.name = "CallError";
-  }
-}
 
 /**
  * grpc-js connection failures read "No connection established. Last error: Error: connect

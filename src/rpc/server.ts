@@ -9,11 +9,12 @@ import { status } from "@grpc/grpc-js";
 import { invalidArgument, RpcError, toStatus } from "./errors.ts";
 import { audit, authorize, type InterceptorOptions, identify } from "./interceptor.ts";
 import { type CallContext, grpcServiceDefinition, methodWires, UndecodableRequest } from "./service.ts";
+import { MAX_MESSAGE_BYTES } from "./wire.ts";
 
 // Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
 tls.DEFAULT_MIN_VERSION = "TLSv1.3";
 
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+export { MAX_MESSAGE_BYTES };
 
 export interface ServiceRegistration {
   desc: DescService;
