@@ -170,8 +170,11 @@ export async function monitorTickBench(ctx: BenchContext): Promise<Result[]> {
   const dir = mkdtempSync(join(tmpdir(), "mcpbench-monitor-"));
   let agent: RunningAgent | undefined;
   const calls: Record<string, number> = {};
+  // api: true is what the agent daemon builds by default ([agent] runtime_api = "auto").
+  const runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env, api: true });
   ctx.defer(async () => {
     await agent?.close();
+    runtime.close();
     rmSync(dir, { recursive: true, force: true });
   });
   const dbPath = copyRegistry(join(f.local.dir, "mcp.db"), dir);
@@ -185,7 +188,7 @@ export async function monitorTickBench(ctx: BenchContext): Promise<Result[]> {
     tlsKeyPem: readFileSync(join(f.local.dir, "certs", "agent.key"), "utf8"),
     dbPath,
     validator: new LocalTokenValidator([]),
-    runtime: counting(new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }), calls),
+    runtime: counting(runtime, calls),
     srvRoot: join(dir, "srv"),
     portRange: [20000, 20100],
     pullPolicy: "never",

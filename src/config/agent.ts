@@ -58,6 +58,12 @@ export const agentSchema = z
         container_runtime: z.enum(["podman", "docker"]).default("podman"),
         /** Extra global runtime flags, e.g. ["--runtime", "runc"]. */
         runtime_args: z.array(z.string()).default([]),
+        /**
+         * podman: "auto" lists containers through an agent-owned `podman system service` socket
+         * (no podman process per `mcp ps` or monitor tick), falling back to the CLI when it is
+         * unavailable; "off" always runs the CLI. Ignored for docker.
+         */
+        runtime_api: z.enum(["auto", "off"]).default("auto"),
         srv_root: z.string().startsWith("/", { error: "expected an absolute path" }).default("/srv"),
         port_range: z
           .tuple([portInRange, portInRange], { error: "expected [low, high] port numbers" })

@@ -4,6 +4,7 @@
 // binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
 
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
+import { PodmanService, type ServiceLogger } from "./podman-service.ts";
 import {
   type ContainerDetails,
   type ContainerInfo,
@@ -85,6 +86,17 @@ export function psArgs(): string[] {
   return ["ps", "-a", "--format", "json"];
 }
 
+/** The REST twin of psArgs(): same containers, same fields (see parsePs). */
+export const LIST_API_PATH = "/v4.0.0/libpod/containers/json?all=true";
+
+/** The REST twins of inspectArgs()/imageInspectArgs(): one object, the CLI array's element. */
+export function inspectApiPath(name: string): string {
+  return `/v4.0.0/libpod/containers/${encodeURIComponent(positional(name, "container name"))}/json`;
+}
+export function imageInspectApiPath(image: string): string {
+  return `/v4.0.0/libpod/images/${encodeURIComponent(positional(image, "image"))}/json`;
+}
+
 export function logsArgs(name: string, opts: LogOptions): string[] {
   const argv = ["logs"];
   if (opts.follow) argv.push("--follow");
@@ -147,7 +159,16 @@ function exitCodeFor(rawState: string, code: unknown): number | null {
   return s === "exited" || s === "stopped" ? (asNum(code) ?? null) : null;
 }
 
-/** Parses `podman ps -a --format json`. */
+/** Whole seconds, as `podman ps` reports Created; the REST API's RFC 3339 has nanoseconds. */
+function wholeSeconds(d: Date | null): Date | null {
+  return d === null ? null : new Date(Math.floor(d.getTime() / 1000) * 1000);
+}
+
+/**
+ * Parses `podman ps -a --format json` and the REST API's `libpod/containers/json` (the same
+ * objects, except that the API's Created is RFC 3339 instead of unix seconds and it leaves the
+ * human-readable Status/CreatedAt empty, which are not read).
+ */
 export function parsePs(json: unknown): ContainerInfo[] {
   const data = parseJson(json, "ps");
   if (!Array.isArray(data)) throw new Error("unexpected ps output: not a JSON array");
@@ -160,7 +181,7 @@ export function parsePs(json: unknown): ContainerInfo[] {
       image: asStr(c["Image"]),
       state: mapState(rawState),
       startedAt: parseTime(c["StartedAt"]),
-      createdAt: parseTime(c["Created"]),
+      createdAt: wholeSeconds(parseTime(c["Created"])),
       exitCode: exitCodeFor(rawState, c["ExitCode"]),
     };
   });
@@ -305,6 +326,14 @@ export interface PodmanOptions {
   callTimeoutMs?: number;
   /** Limit for pulls (default 10 min). */
   pullTimeoutMs?: number;
+  /**
+   * Serve list() from an agent-owned `podman system service` over a unix socket (no podman
+   * process per call), falling back to the CLI whenever it is unavailable. Off by default: only
+   * long-lived daemons gain from it; one-shot CLI uses keep the plain CLI. Podman only.
+   */
+  api?: boolean;
+  /** Where the API service logs its state changes. */
+  logger?: ServiceLogger;
 }
 
 export class PodmanRuntime implements Runtime {
@@ -315,6 +344,8 @@ export class PodmanRuntime implements Runtime {
   protected readonly env: Record<string, string> | undefined;
   protected readonly callTimeoutMs: number;
   protected readonly pullTimeoutMs: number;
+  /** The REST service list() prefers; null = CLI only. */
+  protected readonly service: PodmanService | null;
 
   constructor(opts: PodmanOptions) {
     this.binary = opts.binary ?? "podman";
@@ -322,6 +353,19 @@ export class PodmanRuntime implements Runtime {
     this.env = opts.env;
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
     this.pullTimeoutMs = opts.pullTimeoutMs ?? 600_000;
+    this.service = opts.api
+      ? new PodmanService({
+          binary: this.binary,
+          globalArgs: this.globalArgs,
+          ...(opts.env ? { env: opts.env } : {}),
+          ...(opts.logger ? { logger: opts.logger } : {}),
+        })
+      : null;
+  }
+
+  /** Stops the API service child, if one runs; the CLI paths keep working. */
+  close(): void {
+    this.service?.close();
   }
 
   /** Full argv for a subcommand. */
@@ -415,6 +459,8 @@ export class PodmanRuntime implements Runtime {
   }
 
   async inspect(name: string, opts: InspectOptions = {}): Promise<ContainerDetails | null> {
+    const viaApi = await this.inspectViaApi(name, opts);
+    if (viaApi !== undefined) return viaApi;
     const res = await this.call(inspectArgs(name), name);
     if (res.code !== 0) {
       if (this.isNoSuchContainer(res.stderr)) return null;
@@ -431,7 +477,39 @@ export class PodmanRuntime implements Runtime {
     return this.parseDetails(res.stdout, image);
   }
 
+  /** inspect() through the REST service; undefined = not answered there (use the CLI). */
+  private async inspectViaApi(
+    name: string,
+    opts: InspectOptions,
+  ): Promise<ContainerDetails | null | undefined> {
+    if (!this.service) return undefined;
+    const a = await this.service.request(inspectApiPath(name));
+    if (a === null) return undefined;
+    if (a.status === 404 && this.isNoSuchContainer(asStr(asObj(a.json)["message"]))) return null;
+    if (a.status !== 200) return undefined;
+    let image: ImageDefaults | undefined;
+    const imageId = opts.imageDefaults === false ? "" : imageIdOf(a.json);
+    if (imageId !== "") {
+      const img = await this.service.getJson(imageInspectApiPath(imageId));
+      if (img === null) return undefined; // the CLI path decides (image gone, service down)
+      image = parseImageDefaults(img);
+    }
+    try {
+      return parseInspect(a.json, image);
+    } catch {
+      return undefined;
+    }
+  }
+
   async list(): Promise<ContainerInfo[]> {
+    const viaApi = await this.service?.getJson(LIST_API_PATH);
+    if (viaApi !== undefined && viaApi !== null) {
+      try {
+        return parsePs(viaApi);
+      } catch {
+        // An unexpected body: the CLI's answer is authoritative.
+      }
+    }
     const { stdout } = await this.execOk(psArgs(), "-a");
     return this.parseList(stdout);
   }

@@ -106,6 +106,8 @@ export interface Runtime {
   exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult>;
   /** Streams stdout+stderr lines of the container's log; kill() ends the stream. */
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void };
+  /** Releases what the runtime keeps running (podman: its API service child); optional. */
+  close?(): void;
 }
 
 /** Maps a runtime's state word onto the agent's observed states. */

@@ -2,6 +2,7 @@
 // validator and runtime, start the agent, and shut down cleanly on SIGTERM/SIGINT.
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
+import type { Logger } from "pino";
 import { validatorFromConfig } from "../../auth/from-config.ts";
 import {
   type AgentConfig,
@@ -50,12 +51,17 @@ function parseArgs(argv: string[]): DaemonArgs {
   return out;
 }
 
-export function buildRuntime(cfg: AgentConfig): Runtime {
+export function buildRuntime(cfg: AgentConfig, logger?: Logger): Runtime {
   // Docker's engine endpoint comes from DOCKER_HOST or runtime_args (`-H unix:///…` is global).
   if (cfg.agent.container_runtime === "docker") {
     return new DockerRuntime({ binary: "docker", globalArgs: cfg.agent.runtime_args });
   }
-  return new PodmanRuntime({ binary: "podman", globalArgs: cfg.agent.runtime_args });
+  return new PodmanRuntime({
+    binary: "podman",
+    globalArgs: cfg.agent.runtime_args,
+    api: cfg.agent.runtime_api === "auto",
+    ...(logger ? { logger: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) } } : {}),
+  });
 }
 
 /** A path from the agent config: absolute as written, else relative to the config file's directory. */
@@ -95,7 +101,7 @@ export function settingsFromConfig(
     tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
     dbPath: p(cfg.database.path),
     validator: validatorFromConfig(cfg, base),
-    runtime: buildRuntime(cfg),
+    runtime: buildRuntime(cfg, logger),
     srvRoot: cfg.agent.srv_root,
     portRange: cfg.agent.port_range as [number, number],
     nodeAddress: node.address,
@@ -178,5 +184,18 @@ export async function runAgentDaemon(argv: string[], version: string): Promise<n
     process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
     return 2;
   }
-  return runUntilSignal("agent", settings.logger, () => startAgent(settings));
+  const { runtime } = settings;
+  // The runtime's API service child dies with the agent (see src/runtime/podman-service.ts).
+  return runUntilSignal("agent", settings.logger, async () => {
+    const agent = await startAgent(settings).catch((err) => {
+      runtime.close?.();
+      throw err;
+    });
+    return {
+      async close() {
+        await agent.close();
+        runtime.close?.();
+      },
+    };
+  });
 }

@@ -102,6 +102,7 @@ describe("agent config", () => {
       node_name: "rift",
       container_runtime: "podman",
       runtime_args: ["--runtime", "runc"],
+      runtime_api: "auto",
       srv_root: "/srv",
       port_range: [20000, 20100],
       pull: "missing",
