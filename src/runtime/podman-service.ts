@@ -16,7 +16,7 @@
 // an idle timeout instead (`--time=600`), so an orphan exits after 10 minutes without requests.
 // Every agent process uses a fresh private directory, so an orphan never blocks a restarted agent.
 
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -136,14 +136,13 @@ export class PodmanService {
     this.lastStartAt = Date.now();
     this.stopChild();
     let socket: string;
-    try {
-      this.removeDir();
-      this.dir = mkdtempSync(join(this.parentDir(), "mcp-podman-")); // mode 0700
-      socket = this.socketPath!;
-    } catch (err) {
-      this.markDown(`cannot create a socket directory: ${(err as Error).message}`);
+    this.removeDir();
+    this.dir = this.makeDir();
+    if (this.dir === null) {
+      this.markDown("cannot create a private socket directory");
       return false;
     }
+    socket = this.socketPath!;
     const setpriv = Bun.which("setpriv");
     const time = setpriv ? "--time=0" : `--time=${ORPHAN_IDLE_SEC}`;
     const argv = [
@@ -216,16 +215,16 @@ export class PodmanService {
     this.dir = null;
   }
 
-  private parentDir(): string {
-    const candidates = [this.opts.dir, process.env.XDG_RUNTIME_DIR, tmpdir()];
-    for (const c of candidates) {
-      if (!c || c.length > MAX_DIR_LEN) continue;
+  /** A fresh mode-0700 directory under the first usable parent (short enough for sun_path). */
+  private makeDir(): string | null {
+    for (const parent of [this.opts.dir, process.env.XDG_RUNTIME_DIR, tmpdir(), "/tmp"]) {
+      if (!parent || parent.length > MAX_DIR_LEN) continue;
       try {
-        if (statSync(c).isDirectory()) return c;
+        return mkdtempSync(join(parent, "mcp-podman-"));
       } catch {
-        // missing or unreadable: try the next
+        // missing or not writable for this user (e.g. another user's XDG_RUNTIME_DIR): next
       }
     }
-    return "/tmp";
+    return null;
   }
 }

@@ -3,6 +3,8 @@
 // port and labels, exited 3, created, stopped), and the API service fails over to "use the CLI"
 // (null) without throwing, logging once per state change, restarting at most once per backoff.
 import { describe, expect, test } from "bun:test";
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
 import { parsePs } from "../../../src/runtime/podman.ts";
 import { PodmanService } from "../../../src/runtime/podman-service.ts";
 import type { ContainerInfo } from "../../../src/runtime/runtime.ts";
@@ -65,6 +67,19 @@ describe("PodmanService failure handling (real processes)", () => {
       expect(await svc.getJson("/_ping")).toBeNull();
       expect(logs).toHaveLength(1);
       expect(logs[0]).toMatch(/podman API unavailable/);
+    } finally {
+      svc.close();
+    }
+  });
+
+  test("an unusable socket parent (missing dir) falls through to the next: a private dir elsewhere", async () => {
+    const svc = new PodmanService({ binary: "/bin/false", globalArgs: [], dir: "/nonexistent-mcp-dir" });
+    try {
+      await svc.getJson("/_ping");
+      const sock = svc.socketPath;
+      expect(sock).not.toBeNull();
+      expect(sock!.startsWith("/nonexistent-mcp-dir")).toBe(false);
+      expect(statSync(dirname(sock!)).mode & 0o777).toBe(0o700);
     } finally {
       svc.close();
     }
