@@ -14,9 +14,10 @@
 // `setpriv --pdeathsig TERM` (util-linux, when on PATH) has the kernel send the service SIGTERM
 // when the agent dies; it then exits and removes its socket. Without setpriv the service runs with
 // an idle timeout instead (`--time=600`), so an orphan exits after 10 minutes without requests.
-// Every agent process uses a fresh private directory, so an orphan never blocks a restarted agent.
+// Every agent process uses a fresh private directory, so an orphan never blocks a restarted agent,
+// and a starting service removes the directories of owners that are gone.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -45,6 +46,9 @@ export interface PodmanServiceOptions {
 
 /** Idle timeout used when setpriv is missing: bounds an orphan's life after an agent SIGKILL. */
 const ORPHAN_IDLE_SEC = 600;
+// Socket directories are <parent>/mcp-podman-<agent pid>-XXXXXX: the pid lets a later agent
+// remove the directories of agents that died without close().
+const DIR_PREFIX = "mcp-podman-";
 // sun_path holds 108 bytes; leave room for the file name.
 const MAX_DIR_LEN = 90;
 
@@ -220,11 +224,46 @@ export class PodmanService {
     for (const parent of [this.opts.dir, process.env.XDG_RUNTIME_DIR, tmpdir(), "/tmp"]) {
       if (!parent || parent.length > MAX_DIR_LEN) continue;
       try {
-        return mkdtempSync(join(parent, "mcp-podman-"));
+        const dir = mkdtempSync(join(parent, `${DIR_PREFIX}${process.pid}-`));
+        sweepDeadOwners(parent);
+        return dir;
       } catch {
         // missing or not writable for this user (e.g. another user's XDG_RUNTIME_DIR): next
       }
     }
     return null;
+  }
+}
+
+/**
+ * Removes socket directories whose owning process is gone (an agent that was SIGKILLed leaves its
+ * empty directory behind; its service already exited). Directories of live processes, and of
+ * other users (EPERM), are left alone.
+ */
+function sweepDeadOwners(parent: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const m = /^mcp-podman-(\d+)-/.exec(e);
+    const pid = Number(m?.[1] ?? 0);
+    if (pid <= 0 || pid === process.pid || processExists(pid)) continue;
+    try {
+      rmSync(join(parent, e), { recursive: true, force: true });
+    } catch {
+      // another user's, or already gone
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, but not ours
   }
 }

@@ -3,8 +3,9 @@
 // port and labels, exited 3, created, stopped), and the API service fails over to "use the CLI"
 // (null) without throwing, logging once per state change, restarting at most once per backoff.
 import { describe, expect, test } from "bun:test";
-import { statSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { parsePs } from "../../../src/runtime/podman.ts";
 import { PodmanService } from "../../../src/runtime/podman-service.ts";
 import type { ContainerInfo } from "../../../src/runtime/runtime.ts";
@@ -82,6 +83,26 @@ describe("PodmanService failure handling (real processes)", () => {
       expect(statSync(dirname(sock!)).mode & 0o777).toBe(0o700);
     } finally {
       svc.close();
+    }
+  });
+
+  test("a start removes socket dirs of owners that are gone (SIGKILLed agents), keeps live ones", async () => {
+    const parent = mkdtempSync(join(tmpdir(), "mcp-sweep-"));
+    const dead = Bun.spawn(["/bin/true"]);
+    await dead.exited;
+    const gone = join(parent, `mcp-podman-${dead.pid}-abc123`);
+    const live = join(parent, `mcp-podman-${process.ppid}-def456`);
+    mkdirSync(gone);
+    mkdirSync(live);
+    const svc = new PodmanService({ binary: "/bin/false", globalArgs: [], dir: parent });
+    try {
+      await svc.getJson("/_ping");
+      expect(existsSync(gone)).toBe(false);
+      expect(existsSync(live)).toBe(true);
+      expect(dirname(svc.socketPath!)).toStartWith(join(parent, `mcp-podman-${process.pid}-`));
+    } finally {
+      svc.close();
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 
