@@ -47,7 +47,7 @@ export interface Measure {
 
 export interface Skipped {
   name: string;
-  status: "not implemented" | "failed";
+  status: "failed";
   reason?: string;
 }
 

@@ -14,9 +14,14 @@ import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { PayloadCache } from "../../src/roles/cli/agent-upgrade.ts";
 import { connect } from "../../src/rpc/client.ts";
 import { runOk } from "../../src/runtime/exec.ts";
-import { mcpBinary, REPO_ROOT, runMcp } from "../../test/support/binary.ts";
-import { type DebianNode, startDebianNode } from "../../test/support/debian-node.ts";
-import { podmanEnv } from "../../test/support/env.ts";
+import { mcpBinary, runMcp } from "../../test/support/binary.ts";
+import {
+  type DebianNode,
+  installAgent,
+  copyToNode as podmanCp,
+  nodeSh as sh,
+  startDebianNode,
+} from "../../test/support/debian-node.ts";
 import { abRounds, type BenchContext, type Figure, printFigure, type Result, stats } from "./lib.ts";
 
 const BYTES_TARGET = 0.45;
@@ -38,69 +43,6 @@ interface Env {
   cfgPath: string;
   caPem: string;
   token: string;
-}
-
-async function sh(node: DebianNode, script: string, input?: string): Promise<void> {
-  const r = await node.exec(["sh", "-c", script], input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`${node.name}: ${script.slice(0, 60)}: ${r.stderr.trim()}`);
-}
-
-async function podmanCp(src: string, node: DebianNode, dest: string): Promise<void> {
-  const pe = await podmanEnv();
-  await runOk(["podman", ...pe.globalArgs, "cp", src, `${node.container}:${dest}`], {
-    env: pe.env,
-    timeoutMs: 60_000,
-  });
-}
-
-/** The agent installed the way provision would (as test/e2e/upgrade.test.ts does). */
-async function installAgent(node: DebianNode, e: Env, tls: { cert: string; key: string }): Promise<void> {
-  const pe = await podmanEnv();
-  const ip = (
-    await runOk(
-      ["podman", ...pe.globalArgs, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", node.container],
-      { env: pe.env, timeoutMs: 30_000 },
-    )
-  ).stdout.trim();
-  await sh(
-    node,
-    "set -e; useradd --system --uid 850 --user-group --home-dir /srv/mcp --no-create-home --shell /usr/sbin/nologin mcp; " +
-      "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 mcp; " +
-      "install -d -o mcp -g mcp -m 0750 /srv/mcp /srv/mcp/certs /srv/mcp/backups; loginctl enable-linger mcp",
-  );
-  await podmanCp(mcpBinary(), node, "/srv/mcp/mcp-agent");
-  await sh(node, "chown root:root /srv/mcp/mcp-agent && chmod 0755 /srv/mcp/mcp-agent");
-  await sh(node, "cat > /srv/mcp/certs/agent.pem && chown mcp:mcp /srv/mcp/certs/agent.pem", tls.cert);
-  await sh(
-    node,
-    "umask 077; cat > /srv/mcp/certs/agent.key && chown mcp:mcp /srv/mcp/certs/agent.key",
-    tls.key,
-  );
-  const config = `[server]
-grpc_addr = "${ip}:9444"
-tls_cert = "/srv/mcp/certs/agent.pem"
-tls_key = "/srv/mcp/certs/agent.key"
-
-[database]
-path = "/srv/mcp/mcp.db"
-
-[auth]
-mode = "local"
-
-[[auth.tokens]]
-name = "admin"
-role = "admin"
-account_type = "human"
-sha256 = "${hashToken(e.token)}"
-
-[agent]
-node_name = "${node.name}"
-runtime_args = ["--runtime", "runc"]
-`;
-  await sh(node, "umask 077; cat > /srv/mcp/mcp-agent.toml && chown mcp:mcp /srv/mcp/mcp-agent.toml", config);
-  const unit = readFileSync(join(REPO_ROOT, "deploy", "systemd", "mcp-agent.service"), "utf8");
-  await sh(node, "cat > /etc/systemd/system/mcp-agent.service", unit);
-  await sh(node, "systemctl daemon-reload && systemctl enable --now mcp-agent");
 }
 
 async function waitForAgent(node: DebianNode, e: Env, timeoutMs = 60_000): Promise<void> {
@@ -174,7 +116,7 @@ async function setUp(ctx: BenchContext): Promise<{ e: Env; nodes: [DebianNode, D
   await Promise.all(
     nodes.map(async (n) => {
       await sh(n, "tee -a /root/.ssh/authorized_keys > /dev/null", pub);
-      await installAgent(n, e, { cert: leaf.chainPem, key: leaf.keyPem });
+      await installAgent(n, mcpBinary(), { cert: leaf.chainPem, key: leaf.keyPem }, hashToken(e.token));
       await podmanCp("/usr/bin/zstd", n, "/usr/local/bin/zstd");
     }),
   );

@@ -20,8 +20,13 @@ import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { connect } from "../../src/rpc/client.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { REPO_ROOT, runMcp } from "../support/binary.ts";
-import { type DebianNode, startDebianNode } from "../support/debian-node.ts";
-import { podmanEnv } from "../support/env.ts";
+import {
+  type DebianNode,
+  installAgent,
+  copyToNode as podmanCp,
+  nodeSh as sh,
+  startDebianNode,
+} from "../support/debian-node.ts";
 
 // Every CLI run ships ~50 MB to a node and may wait out a rollback timeout.
 setDefaultTimeout(120_000);
@@ -147,78 +152,6 @@ async function tempFiles(node: DebianNode): Promise<string[]> {
   return r.stdout.split("\n").filter((f) => f.startsWith(".mcp-agent."));
 }
 
-async function sh(node: DebianNode, script: string, input?: string): Promise<void> {
-  const r = await node.exec(["sh", "-c", script], input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`${node.name}: ${script}: ${r.stderr.trim()}`);
-}
-
-async function podmanCp(src: string, node: DebianNode, dest: string): Promise<void> {
-  const pe = await podmanEnv();
-  await runOk(["podman", ...pe.globalArgs, "cp", src, `${node.container}:${dest}`], {
-    env: pe.env,
-    timeoutMs: 60_000,
-  });
-}
-
-/**
- * Installs an agent by hand, the way provision would (without depending on it): mcp user (uid
- * 850, subuids, linger), /srv/mcp dirs, binary, cert, config, the hardened unit, enable --now.
- * The agent binds the container's own IP, which podman publishes as 127.0.0.1:<agentPort>.
- */
-async function installAgent(
-  node: DebianNode,
-  binary: string,
-  tls: { cert: string; key: string },
-): Promise<void> {
-  const pe = await podmanEnv();
-  const ip = (
-    await runOk(
-      ["podman", ...pe.globalArgs, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", node.container],
-      { env: pe.env, timeoutMs: 30_000 },
-    )
-  ).stdout.trim();
-  expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
-  await sh(
-    node,
-    "set -e; useradd --system --uid 850 --user-group --home-dir /srv/mcp --no-create-home --shell /usr/sbin/nologin mcp; " +
-      "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 mcp; " +
-      "install -d -o mcp -g mcp -m 0750 /srv/mcp /srv/mcp/certs /srv/mcp/backups; loginctl enable-linger mcp",
-  );
-  await podmanCp(binary, node, "/srv/mcp/mcp-agent");
-  await sh(node, "chown root:root /srv/mcp/mcp-agent && chmod 0755 /srv/mcp/mcp-agent");
-  await sh(node, "cat > /srv/mcp/certs/agent.pem && chown mcp:mcp /srv/mcp/certs/agent.pem", tls.cert);
-  await sh(
-    node,
-    "umask 077; cat > /srv/mcp/certs/agent.key && chown mcp:mcp /srv/mcp/certs/agent.key",
-    tls.key,
-  );
-  const config = `[server]
-grpc_addr = "${ip}:9444"
-tls_cert = "/srv/mcp/certs/agent.pem"
-tls_key = "/srv/mcp/certs/agent.key"
-
-[database]
-path = "/srv/mcp/mcp.db"
-
-[auth]
-mode = "local"
-
-[[auth.tokens]]
-name = "admin"
-role = "admin"
-account_type = "human"
-sha256 = "${hashToken(token)}"
-
-[agent]
-node_name = "${node.name}"
-runtime_args = ["--runtime", "runc"]
-`;
-  await sh(node, "umask 077; cat > /srv/mcp/mcp-agent.toml && chown mcp:mcp /srv/mcp/mcp-agent.toml", config);
-  const unit = readFileSync(join(REPO_ROOT, "deploy", "systemd", "mcp-agent.service"), "utf8");
-  await sh(node, "cat > /etc/systemd/system/mcp-agent.service", unit);
-  await sh(node, "systemctl daemon-reload && systemctl enable --now mcp-agent");
-}
-
 async function build(target: string, outdir: string, version: string): Promise<void> {
   await runOk(
     [
@@ -292,7 +225,12 @@ beforeAll(async () => {
   await Promise.all(
     started.map(async (node) => {
       await sh(node, "tee -a /root/.ssh/authorized_keys >> /home/deploy/.ssh/authorized_keys", pub);
-      await installAgent(node, join(dirA, "mcp-linux-x64"), { cert: leaf.chainPem, key: leaf.keyPem });
+      await installAgent(
+        node,
+        join(dirA, "mcp-linux-x64"),
+        { cert: leaf.chainPem, key: leaf.keyPem },
+        hashToken(token),
+      );
     }),
   );
   await podmanCp("/usr/bin/zstd", n2, "/usr/local/bin/zstd");

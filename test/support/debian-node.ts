@@ -16,12 +16,14 @@
 //   own tmpfs, the host's devices stay 0600.
 
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DebianNodeVariant, ensureDebianNodeImage } from "../../scripts/testenv/debian-node.ts";
 import { type RunResult, run, runOk } from "../../src/runtime/exec.ts";
+import { REPO_ROOT } from "./binary.ts";
 import { freePort, podmanEnv } from "./env.ts";
 
 export interface DebianNodeOptions {
@@ -299,4 +301,84 @@ export { ensureDebianNodeImage };
 /** Whether a container of that name exists on the host (for cleanup assertions). */
 export async function containerExists(container: string): Promise<boolean> {
   return (await podman(30_000, "container", "exists", container)).code === 0;
+}
+
+/** Runs a script in the node as root; throws naming the node and script on failure. */
+export async function nodeSh(node: DebianNode, script: string, input?: string): Promise<void> {
+  const r = await node.exec(["sh", "-c", script], input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`${node.name}: ${script}: ${r.stderr.trim()}`);
+}
+
+/** Copies a host file into the node container. */
+export async function copyToNode(src: string, node: DebianNode, dest: string): Promise<void> {
+  const pe = await podmanEnv();
+  await runOk(["podman", ...pe.globalArgs, "cp", src, `${node.container}:${dest}`], {
+    env: pe.env,
+    timeoutMs: 60_000,
+  });
+}
+
+/**
+ * Installs an agent by hand, the way provision would (without depending on it): mcp user (uid
+ * 850, subuids, linger), /srv/mcp dirs, binary, cert, config, the hardened unit, enable --now.
+ * The agent binds the container's own IP, which podman publishes as 127.0.0.1:<agentPort>.
+ */
+export async function installAgent(
+  node: DebianNode,
+  binary: string,
+  tls: { cert: string; key: string },
+  /** SHA-256 of the admin token the agent accepts (local auth). */
+  tokenSha256: string,
+): Promise<void> {
+  const pe = await podmanEnv();
+  const ip = (
+    await runOk(
+      ["podman", ...pe.globalArgs, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", node.container],
+      { env: pe.env, timeoutMs: 30_000 },
+    )
+  ).stdout.trim();
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip)) throw new Error(`${node.name}: no container IP (got "${ip}")`);
+  await nodeSh(
+    node,
+    "set -e; useradd --system --uid 850 --user-group --home-dir /srv/mcp --no-create-home --shell /usr/sbin/nologin mcp; " +
+      "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 mcp; " +
+      "install -d -o mcp -g mcp -m 0750 /srv/mcp /srv/mcp/certs /srv/mcp/backups; loginctl enable-linger mcp",
+  );
+  await copyToNode(binary, node, "/srv/mcp/mcp-agent");
+  await nodeSh(node, "chown root:root /srv/mcp/mcp-agent && chmod 0755 /srv/mcp/mcp-agent");
+  await nodeSh(node, "cat > /srv/mcp/certs/agent.pem && chown mcp:mcp /srv/mcp/certs/agent.pem", tls.cert);
+  await nodeSh(
+    node,
+    "umask 077; cat > /srv/mcp/certs/agent.key && chown mcp:mcp /srv/mcp/certs/agent.key",
+    tls.key,
+  );
+  const config = `[server]
+grpc_addr = "${ip}:9444"
+tls_cert = "/srv/mcp/certs/agent.pem"
+tls_key = "/srv/mcp/certs/agent.key"
+
+[database]
+path = "/srv/mcp/mcp.db"
+
+[auth]
+mode = "local"
+
+[[auth.tokens]]
+name = "admin"
+role = "admin"
+account_type = "human"
+sha256 = "${tokenSha256}"
+
+[agent]
+node_name = "${node.name}"
+runtime_args = ["--runtime", "runc"]
+`;
+  await nodeSh(
+    node,
+    "umask 077; cat > /srv/mcp/mcp-agent.toml && chown mcp:mcp /srv/mcp/mcp-agent.toml",
+    config,
+  );
+  const unit = readFileSync(join(REPO_ROOT, "deploy", "systemd", "mcp-agent.service"), "utf8");
+  await nodeSh(node, "cat > /etc/systemd/system/mcp-agent.service", unit);
+  await nodeSh(node, "systemctl daemon-reload && systemctl enable --now mcp-agent");
 }
