@@ -105,6 +105,8 @@ if [ "$bun_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 fi
 failed=$((failed + extra_failed))
 
+# CI keeps only the tail of the output: repeat each failure with its error next to the summary.
+"$BUN" scripts/failure-digest.ts "$LOG"
 "$BUN" scripts/reliability-summary.ts "$MCP_RELIABILITY_LOG" | tee -a "$LOG"
 echo "test: log in $LOG"
 summary "$passed" "$failed" "$skipped"
