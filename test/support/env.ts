@@ -10,7 +10,7 @@
 // on SIGTERM (busybox httpd as PID 1 would ignore it and make every stop wait its full timeout).
 
 import { chmod, copyFile, mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, runOk } from "../../src/runtime/exec.ts";
@@ -187,18 +187,51 @@ process.on("exit", () => {
   for (const p of liveRegistries) p.kill("SIGKILL"); // never leave a registry behind a crashed run
 });
 
-async function waitForV2(address: string, proc: ReturnType<typeof Bun.spawn>, ms: number): Promise<boolean> {
+/**
+ * One `GET /v2/` over a plain socket: the status code, or why there is none. Deliberately not
+ * fetch(): this probe must not depend on the test process's HTTP client (its connection pool is
+ * shared with whatever earlier test files left in flight in the same bun process).
+ */
+function probeV2(port: number, ms: number): Promise<{ status: number } | { error: string }> {
+  return new Promise((resolve) => {
+    let buf = "";
+    let connected = false;
+    const sock = connect({ host: "127.0.0.1", port });
+    const done = (r: { status: number } | { error: string }) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(
+      () => done({ error: connected ? "connected, no answer" : "connect timed out" }),
+      ms,
+    );
+    sock.on("connect", () => {
+      connected = true;
+      sock.write(`GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+    });
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
+      if (m) done({ status: Number(m[1]) });
+    });
+    sock.on("error", (e: NodeJS.ErrnoException) => done({ error: e.code ?? e.message }));
+    sock.on("close", () => done({ error: connected ? "closed without an answer" : "closed" }));
+  });
+}
+
+/** Waits for the registry to answer 200 on /v2/; "" when it does, else the last reason it did not. */
+async function waitForV2(port: number, proc: ReturnType<typeof Bun.spawn>, ms: number): Promise<string> {
   const deadline = Date.now() + ms;
-  while (Date.now() < deadline && proc.exitCode === null) {
-    try {
-      const res = await fetch(`http://${address}/v2/`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return true;
-    } catch {
-      // not listening yet
-    }
+  let last = "not probed";
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) return `exited with ${proc.exitCode}`;
+    const r = await probeV2(port, 1000);
+    if ("status" in r && r.status === 200) return "";
+    last = "status" in r ? `answered ${r.status}` : r.error;
     await Bun.sleep(25);
   }
-  return false;
+  return `no 200 on /v2/ within ${ms / 1000} s (last: ${last})`;
 }
 
 /** Starts a real OCI registry (Debian's docker-registry) on 127.0.0.1 with storage in a temp dir. */
@@ -235,7 +268,10 @@ export async function startRegistry(): Promise<Registry> {
       stdin: "ignore",
     });
     liveRegistries.add(proc);
-    if (await waitForV2(address, proc, 10_000)) {
+    // A registry that is alive but slow gets the whole wait; only one that exited (its port was
+    // taken between freePort() and the bind) is retried on another port.
+    const why = await waitForV2(port, proc, 30_000);
+    if (why === "") {
       return {
         address,
         stop: async () => {
@@ -246,10 +282,13 @@ export async function startRegistry(): Promise<Registry> {
         },
       };
     }
+    const alive = proc.exitCode === null;
     proc.kill("SIGKILL");
     await proc.exited;
     liveRegistries.delete(proc);
-    lastErr = (await Bun.file(logPath).text()).trim().split("\n").slice(-2).join(" | ");
+    const tail = (await Bun.file(logPath).text()).trim().split("\n").slice(-3).join(" | ");
+    lastErr = `${address}: ${why}; log: ${tail || "empty"}`;
+    if (alive) break;
   }
   await rm(dir, { recursive: true, force: true });
   throw new Error(`docker-registry did not start: ${lastErr || "no output"}`);
