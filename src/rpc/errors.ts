@@ -1,10 +1,11 @@
-// RPC errors: the one place where failures become gRPC status codes.
+// RPC errors: the one place where failures become gRPC status codes (numbers from wire.ts, so
+// neither the server nor a handler loads grpc-js for them).
 // Handlers throw RpcError (or helpers below); anything else becomes INTERNAL with its message only.
-import { status } from "@grpc/grpc-js";
+import { codeName, Code as status } from "./wire.ts";
 
 export class RpcError extends Error {
   constructor(
-    readonly code: status,
+    readonly code: number,
     message: string,
   ) {
     super(message);
@@ -21,7 +22,7 @@ export const resourceExhausted = (msg: string) => new RpcError(status.RESOURCE_E
 export const unavailable = (msg: string) => new RpcError(status.UNAVAILABLE, msg);
 
 /** Maps any thrown value to a gRPC status and a one-line message (never a stack). */
-export function toStatus(err: unknown): { code: status; details: string } {
+export function toStatus(err: unknown): { code: number; details: string } {
   if (err instanceof RpcError) return { code: err.code, details: err.message };
   const e = err as { code?: unknown; message?: unknown; name?: string };
   if (e && e.name === "ConfigError") return { code: status.INVALID_ARGUMENT, details: String(e.message) };
@@ -37,5 +38,5 @@ export function toStatus(err: unknown): { code: status; details: string } {
 
 /** Human name of a status code, for audit lines and CLI messages. */
 export function statusName(code: number): string {
-  return (status as unknown as Record<number, string>)[code] ?? String(code);
+  return codeName(code);
 }

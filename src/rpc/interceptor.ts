@@ -3,11 +3,15 @@
 // per-RPC authorization policy, runs the handler, and writes one audit line per call
 // (method, caller, peer, duration, status) — never the token.
 
-import type { Metadata } from "@grpc/grpc-js";
-import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { RpcError, statusName, toStatus } from "./errors.ts";
 import type { CallContext } from "./service.ts";
+import { Code as status } from "./wire.ts";
+
+/** Request metadata: grpc-js's Metadata fits, and so does the server's view of HTTP/2 headers. */
+export interface Metadata {
+  get(key: string): unknown[];
+}
 
 export interface Identity {
   name: string;

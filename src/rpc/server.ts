@@ -1,17 +1,24 @@
-// gRPC server over TLS 1.3 only. Registers services from protobuf-es descriptors and wraps
-// every handler with the auth+audit interceptor (interceptor.ts). Unimplemented methods
-// still authenticate, then answer UNIMPLEMENTED.
+// gRPC server over TLS 1.3 only, speaking the gRPC-over-HTTP/2 protocol on node:http2 directly.
+// Registers services from protobuf-es descriptors and wraps every handler with the auth+audit
+// interceptor (interceptor.ts). Unimplemented methods still authenticate, then answer
+// UNIMPLEMENTED; a path no service has is UNIMPLEMENTED without a handler.
+//
+// Not grpc-js's Server: loading grpc-js and starting its server cost the agent ~11 MB of its
+// ~62 MB resident set (issue 10, agent-rss target 60 MB), and this API needs only what is here:
+// unary, server- and client-streaming calls, identity encoding, grpc-timeout deadlines,
+// cancellation, a 16 MiB message limit and trailers (test/integration/server-h2.test.ts checks
+// it against the grpc-js client; every other RPC test goes through it too).
+import http2 from "node:http2";
 import { isIPv6 } from "node:net";
 import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
-import { status } from "@grpc/grpc-js";
 import { invalidArgument, RpcError, toStatus } from "./errors.ts";
-import { audit, authorize, type InterceptorOptions, identify } from "./interceptor.ts";
-import { type CallContext, grpcServiceDefinition, methodWires, UndecodableRequest } from "./service.ts";
-import { MAX_MESSAGE_BYTES } from "./wire.ts";
+import { audit, authorize, type InterceptorOptions, identify, type Metadata } from "./interceptor.ts";
+import { type CallContext, type MethodWire, methodWires, UndecodableRequest } from "./service.ts";
+import { Code, MAX_MESSAGE_BYTES } from "./wire.ts";
 
-// Must be set before any secure context is created: grpc-js accepts TLS 1.2 otherwise.
+// Must be set before any secure context is created: a grpc-js client in this process (the
+// agent's master link) would accept TLS 1.2 otherwise; the server below also asks for 1.3.
 tls.DEFAULT_MIN_VERSION = "TLSv1.3";
 
 export { MAX_MESSAGE_BYTES };
@@ -32,7 +39,7 @@ export interface ServerOptions extends InterceptorOptions {
 
 export interface RunningServer {
   port: number;
-  server: grpc.Server;
+  /** Stops listening, lets calls in flight finish (3 s at most), then drops the connections. */
   close(): Promise<void>;
 }
 
@@ -66,14 +73,6 @@ export function checkBindAddress(addr: string, allowAny: boolean): void {
   }
 }
 
-function peerOf(call: { getPeer(): string }): string {
-  try {
-    return call.getPeer();
-  } catch {
-    return "unknown";
-  }
-}
-
 /** The decoded request, or INVALID_ARGUMENT for bytes that are not a valid message of its type. */
 function decoded(msg: unknown): unknown {
   if (msg instanceof UndecodableRequest)
@@ -81,112 +80,446 @@ function decoded(msg: unknown): unknown {
   return msg;
 }
 
-async function* streamOf<T>(call: grpc.ServerReadableStream<T, unknown>): AsyncIterable<T> {
-  for await (const msg of call) yield decoded(msg) as T;
+/** grpc-message is percent-encoded (gRPC over HTTP/2): bytes outside printable ASCII, and '%'. */
+export function encodeGrpcMessage(details: string): string {
+  let out = "";
+  for (const b of Buffer.from(details, "utf8")) {
+    out +=
+      b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }
 
-function wrap(opts: ServerOptions, svc: DescService, localName: string, impl: unknown) {
+/** grpc-timeout ("100m", "5S", "1H", …) in milliseconds, or null when absent or malformed. */
+export function parseGrpcTimeout(v: unknown): number | null {
+  const m = typeof v === "string" ? /^(\d{1,8})([HMSmun])$/.exec(v) : null;
+  if (!m) return null;
+  const n = Number(m[1]);
+  const unit: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+  return n * (unit[m[2] as string] as number);
+}
+
+/**
+ * Splits the request body into length-prefixed messages. Throws RpcError for a compressed
+ * message (only identity is offered) and for one over the size limit, before buffering it.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private need = -1;
+
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.have += chunk.length;
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.need < 0) {
+        if (this.have < 5) break;
+        const head = this.take(5);
+        const flag = head[0];
+        const len = head.readUInt32BE(1);
+        if (flag !== 0)
+          throw new RpcError(
+            Code.UNIMPLEMENTED,
+            "compressed messages are not supported (grpc-encoding identity only)",
+          );
+        if (len > MAX_MESSAGE_BYTES)
+          throw new RpcError(
+            Code.RESOURCE_EXHAUSTED,
+            `received message larger than max (${len} vs. ${MAX_MESSAGE_BYTES})`,
+          );
+        this.need = len;
+      }
+      if (this.have < this.need) break;
+      out.push(this.take(this.need));
+      this.need = -1;
+    }
+    return out;
+  }
+
+  /** True when the body so far ends inside a message. */
+  get partial(): boolean {
+    return this.need >= 0 || this.have > 0;
+  }
+
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0] as Buffer;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.have -= n;
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0] as Buffer;
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.have -= n;
+    return out;
+  }
+}
+
+function frame(msg: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + msg.length);
+  out[0] = 0;
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+const RESPONSE_HEADERS = {
+  ":status": 200,
+  "content-type": "application/grpc+proto",
+  "grpc-accept-encoding": "identity",
+};
+
+/** A client reset this close to (or after) the call's deadline counts as the deadline passing. */
+const DEADLINE_SLACK_MS = 50;
+
+/** Request messages kept before the stream is paused (HTTP/2 flow control then holds the client). */
+const INBOX_HIGH_WATER = 8;
+
+/** One call on one HTTP/2 stream: the request's messages in, messages and the status out. */
+class Call {
+  readonly signal: AbortSignal;
+  /** Why the call was aborted: CANCELLED by the client or DEADLINE_EXCEEDED. */
+  abortCode: number | null = null;
+  private readonly ac = new AbortController();
+  private readonly reader = new FrameReader();
+  private readonly inbox: Buffer[] = [];
+  private inboxEnded = false;
+  private inboxError: RpcError | null = null;
+  private wake: (() => void) | null = null;
+  private paused = false;
+  private requestEnded = false;
+  private headersSent = false;
+  private done = false;
+  private trailers: Record<string, string> = {};
+  private deadline: ReturnType<typeof setTimeout> | undefined;
+  private deadlineAt: number | null = null;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+  ) {
+    this.signal = this.ac.signal;
+    stream.on("error", () => {}); // a reset by the client ends the call below ('close')
+    stream.on("close", () => {
+      // A client resets the stream at its own deadline, which is ours give or take the latency:
+      // a reset that close to the deadline is the deadline passing, not a cancel.
+      const late = this.deadlineAt !== null && Date.now() >= this.deadlineAt - DEADLINE_SLACK_MS;
+      if (!this.done) this.abort(late ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+      this.done = true;
+      this.failInbox(new RpcError(Code.CANCELLED, "cancelled by client"));
+    });
+    stream.on("data", (chunk: Buffer) => {
+      if (this.inboxError) return; // refused already: drain without buffering
+      try {
+        for (const m of this.reader.push(chunk)) this.inbox.push(m);
+      } catch (err) {
+        this.failInbox(err as RpcError);
+        return;
+      }
+      if (this.inbox.length >= INBOX_HIGH_WATER && !this.paused) {
+        this.paused = true;
+        stream.pause();
+      }
+      this.notify();
+    });
+    stream.on("end", () => {
+      this.requestEnded = true;
+      if (this.reader.partial)
+        this.failInbox(
+          invalidArgument("the request ended inside a message (truncated length-prefixed frame)"),
+        );
+      this.inboxEnded = true;
+      this.notify();
+    });
+    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
+    if (timeout !== null) {
+      this.deadlineAt = Date.now() + timeout;
+      this.deadline = setTimeout(() => {
+        this.abort(Code.DEADLINE_EXCEEDED);
+        this.finish(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+      }, timeout);
+    }
+  }
+
+  /** Metadata view of the request headers (authorization and friends). */
+  get metadata(): Metadata {
+    return {
+      get: (key: string) => {
+        const v = this.headers[key.toLowerCase()];
+        return v === undefined ? [] : Array.isArray(v) ? v : [v];
+      },
+    };
+  }
+
+  get peer(): string {
+    try {
+      const s = this.stream.session?.socket;
+      const addr = s?.remoteAddress;
+      if (!addr) return "unknown";
+      return isIPv6(addr) ? `[${addr}]:${s.remotePort}` : `${addr}:${s.remotePort}`;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  private abort(code: number): void {
+    if (this.abortCode !== null) return;
+    this.abortCode = code;
+    this.ac.abort();
+  }
+
+  private failInbox(err: RpcError): void {
+    if (!this.inboxError) this.inboxError = err;
+    if (this.paused) {
+      this.paused = false;
+      this.stream.resume();
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** The next request message; null at the end of the request. */
+  async next(): Promise<Buffer | null> {
+    for (;;) {
+      if (this.inboxError) throw this.inboxError;
+      const m = this.inbox.shift();
+      if (m) {
+        if (this.paused && this.inbox.length <= INBOX_HIGH_WATER / 4) {
+          this.paused = false;
+          this.stream.resume();
+        }
+        return m;
+      }
+      if (this.inboxEnded) return null;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  /** The one request message of a unary or server-streaming call. */
+  async single(): Promise<Buffer> {
+    const first = await this.next();
+    if (first === null) throw invalidArgument("no request message");
+    if ((await this.next()) !== null)
+      throw invalidArgument("more than one request message for a unary request");
+    return first;
+  }
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.on("wantTrailers", () => {
+      try {
+        this.stream.sendTrailers(this.trailers);
+      } catch {
+        // the client is gone
+      }
+    });
+  }
+
+  /** Sends one response message; resolves when the stream can take more (or the call is over). */
+  write(msg: Uint8Array): Promise<void> {
+    if (this.done || this.stream.destroyed) return Promise.resolve();
+    this.sendHeaders();
+    if (this.stream.write(frame(msg))) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const go = () => {
+        this.stream.off("drain", go);
+        this.stream.off("close", go);
+        resolve();
+      };
+      this.stream.on("drain", go);
+      this.stream.on("close", go);
+    });
+  }
+
+  /** Ends the call with a status (the first status wins; later ones are ignored). */
+  finish(code: number, details: string): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.deadline);
+    if (this.stream.destroyed || this.stream.closed) return;
+    const status: Record<string, string> = { "grpc-status": String(code) };
+    if (details) status["grpc-message"] = encodeGrpcMessage(details);
+    try {
+      if (!this.headersSent) {
+        this.headersSent = true;
+        this.stream.respond({ ...RESPONSE_HEADERS, ...status }, { endStream: true });
+      } else {
+        this.trailers = status;
+        this.stream.end();
+      }
+    } catch {
+      return; // the client is gone
+    }
+    // Answered before the client finished sending (an early error): keep draining what it sends
+    // so its writes complete; a client that never stops is reset after a grace period.
+    if (!this.requestEnded) {
+      this.inboxError ??= new RpcError(code, details);
+      if (this.paused) {
+        this.paused = false;
+        this.stream.resume();
+      }
+      setTimeout(() => {
+        if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
+      }, 5000).unref();
+    }
+  }
+}
+
+async function* requestsOf(call: Call, wire: MethodWire): AsyncIterable<unknown> {
+  for (let m = await call.next(); m !== null; m = await call.next())
+    yield decoded(wire.deserializeRequest(m));
+}
+
+type Route = (call: Call) => void;
+
+function route(opts: ServerOptions, svc: DescService, localName: string, impl: unknown): Route {
   const wire = methodWires(svc).get(localName)!;
   const kind = wire.method.methodKind;
   const method = wire.path;
+  if (kind === "bidi_streaming") throw new Error(`bidi streaming is not used by this API (${method})`);
+  const fn = impl as (...a: unknown[]) => Promise<unknown>;
 
-  const run = async (
-    call:
-      | grpc.ServerUnaryCall<unknown, unknown>
-      | grpc.ServerWritableStream<unknown, unknown>
-      | grpc.ServerReadableStream<unknown, unknown>,
-    body: (ctx: CallContext) => Promise<unknown>,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; code: number; details: string }> => {
-    const started = performance.now();
-    const peer = peerOf(call);
-    const ac = new AbortController();
-    (call as grpc.ServerUnaryCall<unknown, unknown>).on("cancelled", () => ac.abort());
-    let caller = "-";
-    try {
-      const identity = await identify(opts, call.metadata);
-      // Named before the policy check: a denied caller is known and the audit line says who.
-      caller = identity.name;
-      authorize(opts, method, identity);
-      if (typeof impl !== "function")
-        throw new RpcError(status.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
-      const value = await body({ method, identity, peer, signal: ac.signal });
-      audit(opts.logger, { method, caller, peer, started, code: status.OK });
-      return { ok: true, value };
-    } catch (err) {
-      const s = ac.signal.aborted
-        ? { code: status.CANCELLED, details: "cancelled by client" }
-        : toStatus(err);
-      audit(opts.logger, { method, caller, peer, started, code: s.code, error: s.details });
-      return { ok: false, code: s.code, details: s.details };
-    }
+  const body = (call: Call, ctx: CallContext): Promise<unknown> => {
+    if (kind === "client_streaming") return fn(requestsOf(call, wire), ctx);
+    return call.single().then((buf) => {
+      const req = decoded(wire.deserializeRequest(buf));
+      if (kind === "unary") return fn(req, ctx);
+      return fn(req, ctx, (msg: unknown) => call.write(wire.serializeResponse(msg)));
+    });
   };
 
-  const fn = impl as (...a: unknown[]) => Promise<unknown>;
-  if (kind === "unary") {
-    return (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      void run(call, (ctx) => fn(decoded(call.request), ctx)).then((r) =>
-        r.ok ? cb(null, r.value) : cb({ code: r.code, details: r.details }),
-      );
-    };
+  return (call: Call) => {
+    const started = performance.now();
+    const peer = call.peer;
+    let caller = "-";
+    void (async () => {
+      try {
+        const identity = await identify(opts, call.metadata);
+        // Named before the policy check: a denied caller is known and the audit line says who.
+        caller = identity.name;
+        authorize(opts, method, identity);
+        if (typeof impl !== "function")
+          throw new RpcError(Code.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
+        const value = await body(call, { method, identity, peer, signal: call.signal });
+        if (call.abortCode !== null) throw new Error("aborted");
+        if (kind !== "server_streaming") await call.write(wire.serializeResponse(value));
+        audit(opts.logger, { method, caller, peer, started, code: Code.OK });
+        call.finish(Code.OK, "");
+      } catch (err) {
+        const s =
+          call.abortCode === Code.DEADLINE_EXCEEDED
+            ? { code: Code.DEADLINE_EXCEEDED, details: "Deadline exceeded" }
+            : call.abortCode !== null
+              ? { code: Code.CANCELLED, details: "cancelled by client" }
+              : toStatus(err);
+        audit(opts.logger, { method, caller, peer, started, code: s.code, error: s.details });
+        call.finish(s.code, s.details);
+      }
+    })();
+  };
+}
+
+function refuse(stream: http2.ServerHttp2Stream, httpStatus: number): void {
+  try {
+    stream.respond({ ":status": httpStatus }, { endStream: true });
+  } catch {
+    // the client is gone
   }
-  if (kind === "server_streaming") {
-    return (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      const send = (msg: unknown) =>
-        new Promise<void>((resolve) => {
-          if (call.cancelled || call.destroyed) return resolve();
-          if (call.write(msg)) resolve();
-          else call.once("drain", () => resolve());
-        });
-      void run(call, (ctx) => fn(decoded(call.request), ctx, send)).then((r) => {
-        if (call.cancelled) return;
-        if (r.ok) call.end();
-        else call.emit("error", { code: r.code, details: r.details });
-      });
-    };
-  }
-  if (kind === "client_streaming") {
-    return (call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      void run(call, (ctx) => fn(streamOf(call), ctx)).then((r) =>
-        r.ok ? cb(null, r.value) : cb({ code: r.code, details: r.details }),
-      );
-    };
-  }
-  throw new Error(`bidi streaming is not used by this API (${method})`);
+}
+
+function listenAddress(address: string): { host: string | undefined; port: number } {
+  const { host, port } = splitHostPort(address);
+  // "" and every spelling of the unspecified address: all interfaces (checkBindAddress allowed it).
+  return { host: isAnyAddress(host) ? undefined : host, port };
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   checkBindAddress(opts.address, opts.allowAnyAddr ?? false);
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  const routes = new Map<string, Route>();
+  for (const reg of opts.services)
+    for (const m of reg.desc.methods) {
+      const wire = methodWires(reg.desc).get(m.localName)!;
+      routes.set(wire.path, route(opts, reg.desc, m.localName, reg.handlers[m.localName]));
+    }
+
+  const server = http2.createSecureServer({
+    cert: opts.certPem,
+    key: opts.keyPem,
+    minVersion: "TLSv1.3",
+    allowHTTP1: false,
+    // A 16 MiB message in flight must not trip the session memory guard.
+    maxSessionMemory: 64,
   });
-  for (const reg of opts.services) {
-    const impl: Record<string, unknown> = {};
-    for (const m of reg.desc.methods)
-      impl[m.localName] = wrap(opts, reg.desc, m.localName, reg.handlers[m.localName]);
-    server.addService(grpcServiceDefinition(reg.desc), impl as grpc.UntypedServiceImplementation);
-  }
-  const creds = grpc.ServerCredentials.createSsl(
-    null,
-    [{ cert_chain: Buffer.from(opts.certPem), private_key: Buffer.from(opts.keyPem) }],
-    false,
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(opts.address, creds, (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s: http2.ServerHttp2Session) => {
+    sessions.add(s);
+    s.on("error", () => {});
+    s.on("close", () => sessions.delete(s));
+  });
+  server.on("sessionError", () => {});
+  server.on("tlsClientError", () => {});
+  server.on("unknownProtocol", (socket: { destroy(): void }) => socket.destroy());
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    stream.on("error", () => {});
+    if (headers[":method"] !== "POST") return refuse(stream, 405);
+    if (!String(headers["content-type"] ?? "").startsWith("application/grpc")) return refuse(stream, 415);
+    const path = String(headers[":path"] ?? "");
+    const call = new Call(stream, headers);
+    const encoding = headers["grpc-encoding"];
+    if (encoding !== undefined && encoding !== "identity") {
+      call.finish(Code.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (identity only)`);
+      return;
+    }
+    const r = routes.get(path);
+    if (!r) call.finish(Code.UNIMPLEMENTED, `The server does not implement the method ${path}`);
+    else r(call);
+  });
+
+  const { host, port } = listenAddress(opts.address);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new Error(`cannot listen on ${opts.address}: ${err.message}`));
+    server.once("error", onError);
+    server.listen({ port, host }, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  const bound = typeof addr === "object" && addr ? addr.port : port;
+  let closing: Promise<void> | null = null;
   return {
-    port,
-    server,
-    close: () =>
-      new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 3000);
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      }),
+    port: bound,
+    close: () => {
+      closing ??= (async () => {
+        server.close();
+        for (const s of sessions) s.close();
+        const deadline = Date.now() + 3000;
+        while (sessions.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+        for (const s of sessions) s.destroy();
+      })();
+      return closing;
+    },
   };
 }
