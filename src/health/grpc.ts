@@ -7,7 +7,9 @@
 //   HealthCheckRequest  { string service = 1; }  — "" is the proto3 default → zero bytes
 //   HealthCheckResponse { ServingStatus status = 1; }  UNKNOWN=0 SERVING=1 NOT_SERVING=2 SERVICE_UNKNOWN=3
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import * as grpc from "@grpc/grpc-js";
+// grpc-js loads on the first gRPC check: an agent whose services have none never pays for it.
+import type * as grpc from "@grpc/grpc-js";
+import { Code, codeName } from "../rpc/wire.ts";
 import { firstLine, type HealthResult, hostPort } from "./result.ts";
 
 export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
@@ -48,11 +50,12 @@ export function statusWord(status: number): string {
 // rpc/client.ts): a placeholder SNI is harmless since the certificate is not verified here.
 const SNI_PLACEHOLDER = "health-check.invalid";
 
-function call(
+async function call(
   target: string,
   tls: boolean,
   deadline: number,
 ): Promise<{ status: number } | { error: grpc.ServiceError }> {
+  const grpc = await import("@grpc/grpc-js");
   const creds = tls
     ? grpc.credentials.createSsl(null, null, null, {
         rejectUnauthorized: false,
@@ -108,7 +111,7 @@ export async function checkGrpc(host: string, port: number, timeoutMs: number): 
   let via = "plaintext";
   // UNAVAILABLE is what a TLS listener looks like to a plaintext client (and what a closed port
   // looks like — the TLS attempt then fails the same way, quickly).
-  if ("error" in plain && plain.error.code === grpc.status.UNAVAILABLE && Date.now() < deadline) {
+  if ("error" in plain && plain.error.code === Code.UNAVAILABLE && Date.now() < deadline) {
     res = await call(target, true, deadline);
     via = "tls";
   }
@@ -117,5 +120,5 @@ export async function checkGrpc(host: string, port: number, timeoutMs: number): 
   }
   const e = res.error;
   const details = (e.details || e.message || "").replace(/\s*Resolution note:\s*$/, "");
-  return done(false, `${grpc.status[e.code] ?? e.code}: ${firstLine(details)} (${via})`);
+  return done(false, `${codeName(e.code)}: ${firstLine(details)} (${via})`);
 }

@@ -4,9 +4,10 @@
 // are the auth, so the agent's user must be in the socket's group. Every failure becomes one
 // IntegrationError("mc-proxy", ...) line carrying the gRPC code in `status`.
 import { statSync } from "node:fs";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import { ProxyAdminService, type Route } from "../gen/mcproxy/v1/mcproxy_pb.ts";
-import { CallError, connectUnix, type TypedClient } from "../rpc/client.ts";
+// rpc/client.ts (grpc-js) loads on the first call: an agent without mc-proxy never pays for it.
+import type { TypedClient } from "../rpc/client.ts";
+import { CallError, Code as grpcStatus } from "../rpc/wire.ts";
 import { IntegrationError, type ProxyAdmin, type ProxyRoute } from "./types.ts";
 
 export interface McProxyStatus {
@@ -66,7 +67,10 @@ export class McProxyClient implements ProxyAdmin {
     fn: (c: TypedClient<typeof ProxyAdminService>) => Promise<T>,
   ): Promise<T> {
     this.checkSocket();
-    this.client ??= connectUnix(ProxyAdminService, this.socketPath);
+    if (!this.client) {
+      const { connectUnix } = await import("../rpc/client.ts");
+      this.client = connectUnix(ProxyAdminService, this.socketPath);
+    }
     try {
       return await fn(this.client);
     } catch (err) {

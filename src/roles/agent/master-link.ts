@@ -12,10 +12,11 @@
 import { statfsSync } from "node:fs";
 import os from "node:os";
 import { dirname } from "node:path";
-import { status } from "@grpc/grpc-js";
 import { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
-import { CallError, connect, type TypedClient } from "../../rpc/client.ts";
+// rpc/client.ts (grpc-js) loads on the first connect: an agent without a master never pays for it.
+import type { TypedClient } from "../../rpc/client.ts";
 import { splitHostPort } from "../../rpc/server.ts";
+import { CallError, Code as status } from "../../rpc/wire.ts";
 import type { AgentContext, MasterLinkSettings } from "./context.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import type { Background } from "./startup.ts";
@@ -137,6 +138,7 @@ export class MasterLink implements Background {
         this.cfg.address,
         ...(this.cfg.addresses ?? []).filter((a) => a !== this.cfg.address),
       ];
+      const { connect } = await import("../../rpc/client.ts");
       this.client = await connect(McpMasterService, {
         addresses,
         caPem: this.cfg.caPem,

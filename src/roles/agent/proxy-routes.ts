@@ -2,11 +2,12 @@
 // and fixes to this node's mc-proxy (`mcp route ...`), through the agent's configured ProxyAdmin.
 // mc-proxy validates routes itself (cert chain, backend...); the agent only checks what the
 // ProxyRoute contract needs and passes mc-proxy's one-line answer on with a matching code.
-import { status } from "@grpc/grpc-js";
+
 import type { McpAgent, ProxyRoute as WireRoute } from "../../gen/mcp/v1/mcp_pb.ts";
 import { IntegrationError, type ProxyAdmin, type ProxyRoute } from "../../integrations/types.ts";
 import { failedPrecondition, invalidArgument, RpcError, statusName } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
+import { Code as status } from "../../rpc/wire.ts";
 import type { AgentContext } from "./context.ts";
 
 // mc-proxy's code is kept where it means the same to the operator; transport trouble with the
