@@ -4,8 +4,8 @@
 // environment, and serves as before; BUN_JSC_useJIT already in the environment is kept as given.
 import { afterAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { type LocalAgent, startLocalAgent } from "../support/local-agent.ts";
 import { mcpBinary } from "../support/binary.ts";
+import { type LocalAgent, startLocalAgent } from "../support/local-agent.ts";
 
 const agents: LocalAgent[] = [];
 afterAll(async () => {
