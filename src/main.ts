@@ -6,6 +6,8 @@ declare const MCP_VERSION: string;
 export const VERSION_STAMP = `mcp-version:${typeof MCP_VERSION === "string" ? MCP_VERSION : "0.0.0-dev"};`;
 export const VERSION: string = VERSION_STAMP.slice("mcp-version:".length, -1);
 
+import { reexecWithAgentJscOptions } from "./util/jsc-options.ts";
+
 const AGENT_CLI_VERBS = new Set(["upgrade", "status", "recover", "snapshot"]);
 
 function invokedAs(): string {
@@ -35,29 +37,6 @@ function installPipeGuard(): void {
   }
 }
 
-/**
- * The agent daemon runs its JavaScript in JavaScriptCore's interpreter: it re-executes itself
- * once, same pid, argv and environment plus BUN_JSC_useJIT=0, before loading anything. The agent
- * is I/O-bound (podman, SQLite, TLS are native code) and the JIT's compilers, compiled code and
- * threads were ~17 of its 72 MB resident with 100 services (issue 10's agent-rss figure, target
- * 60 MB), while ps through the agent got no slower (bench ps-local). BUN_JSC_useJIT set either
- * way in the environment (e.g. =1 in the unit) keeps that choice and skips the re-exec.
- */
-export function reexecWithoutJit(): void {
-  if (process.env["BUN_JSC_useJIT"] !== undefined || typeof process.execve !== "function") return;
-  // A compiled binary sees argv as ["bun", "/$bunfs/root/<name>", ...args]; `bun main.ts` as
-  // [bun, main.ts, ...args]. argv0 (how it was invoked, e.g. the mcp-agent link) is kept.
-  const args = Bun.main.startsWith("/$bunfs/") ? process.argv.slice(2) : process.argv.slice(1);
-  try {
-    process.execve(process.execPath, [process.argv0 || process.execPath, ...args], {
-      ...process.env,
-      BUN_JSC_useJIT: "0",
-    });
-  } catch {
-    // Could not exec (binary replaced or gone): run on with the JIT.
-  }
-}
-
 async function main(): Promise<void> {
   const argv = normalizeArgv(invokedAs(), process.argv.slice(2));
   const isVersion = (a: string | undefined) => a === "--version" || a === "-V" || a === "version";
@@ -71,7 +50,7 @@ async function main(): Promise<void> {
   }
   installPipeGuard();
   if (argv[0] === "agent" && !AGENT_CLI_VERBS.has(argv[1] ?? "")) {
-    reexecWithoutJit();
+    reexecWithAgentJscOptions();
     const { runAgentDaemon } = await import("./roles/agent/daemon.ts");
     process.exitCode = await runAgentDaemon(argv.slice(1), VERSION);
     return;
