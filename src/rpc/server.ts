@@ -81,7 +81,7 @@ function decoded(msg: unknown): unknown {
 }
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2): bytes outside printable ASCII, and '%'. */
-export function encodeGrpcMessage(details: string): string {
+function encodeGrpcMessage(details: string): string {
   let out = "";
   for (const b of Buffer.from(details, "utf8")) {
     out +=
@@ -93,7 +93,7 @@ export function encodeGrpcMessage(details: string): string {
 }
 
 /** grpc-timeout ("100m", "5S", "1H", …) in milliseconds, or null when absent or malformed. */
-export function parseGrpcTimeout(v: unknown): number | null {
+function parseGrpcTimeout(v: unknown): number | null {
   const m = typeof v === "string" ? /^(\d{1,8})([HMSmun])$/.exec(v) : null;
   if (!m) return null;
   const n = Number(m[1]);
@@ -105,7 +105,7 @@ export function parseGrpcTimeout(v: unknown): number | null {
  * Splits the request body into length-prefixed messages. Throws RpcError for a compressed
  * message (only identity is offered) and for one over the size limit, before buffering it.
  */
-export class FrameReader {
+class FrameReader {
   private chunks: Buffer[] = [];
   private have = 0;
   private need = -1;
