@@ -106,8 +106,26 @@ async function listRows(): Promise<Row[]> {
 const brief = (rows: Row[]) =>
   rows.map((r) => `${r.service}/${r.component} ${r.desired} ${r.observed} ${r.version}`).sort();
 
+/**
+ * The agent's monitor ticks once right at start, and a tick records unknown containers as
+ * discovered: containers created while that first tick runs would be found by it instead of by
+ * the `mcp sync` under test. So the agent logs at debug and the test waits for its first tick.
+ */
+async function agentPastFirstTick(a: LocalAgent): Promise<void> {
+  await a.stopAgent();
+  const cfg = readFileSync(a.agentConfig, "utf8");
+  writeFileSync(a.agentConfig, cfg.replace('level = "info"', 'level = "debug"'));
+  await a.startAgent();
+  const deadline = Date.now() + 30_000;
+  while (!a.log().includes('"msg":"monitor tick"')) {
+    if (Date.now() > deadline) throw new Error("the agent's first monitor tick did not come within 30 s");
+    await Bun.sleep(50);
+  }
+}
+
 beforeAll(async () => {
   [agent, image] = await Promise.all([startLocalAgent(), busyboxImage("v1.0.0")]);
+  await agentPastFirstTick(agent);
   dataDir = mkdtempSync(join(tmpdir(), "mcp-adopt-data-"));
   writeFileSync(join(dataDir, "index.html"), "adopted web\n");
   webPort = await freePort();
