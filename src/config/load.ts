@@ -2,10 +2,16 @@
 // issues into one-line ConfigErrors (file, key path, expectation), treating
 // unknown keys as errors or warnings, and the duration syntax ("1h30m").
 import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { parseHostPort } from "./specs.ts";
+
+/** A path written in a config file: absolute as written, or relative to the file's directory. */
+export function resolveConfigPath(configFile: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(dirname(resolve(configFile)), p);
+}
 
 /** Reads and parses a TOML file; every failure is a ConfigError naming the file (and line). */
 export function loadToml(file: string): Record<string, unknown> {

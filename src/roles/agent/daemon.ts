@@ -1,7 +1,7 @@
 // `mcp agent --config FILE` (and `mcp-agent server --config FILE`): load the config, build the
 // validator and runtime, start the agent, and shut down cleanly on SIGTERM/SIGINT.
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { validatorFromConfig } from "../../auth/from-config.ts";
 import {
@@ -11,6 +11,7 @@ import {
   loadAgentConfig,
 } from "../../config/agent.ts";
 import { ConfigError } from "../../config/errors.ts";
+import { resolveConfigPath } from "../../config/load.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
 import { DockerRuntime } from "../../runtime/docker.ts";
@@ -65,10 +66,6 @@ export function buildRuntime(cfg: AgentConfig, logger?: Logger): Runtime {
 }
 
 /** A path from the agent config: absolute as written, else relative to the config file's directory. */
-export function resolveConfigPath(configFile: string, p: string): string {
-  return isAbsolute(p) ? p : resolve(dirname(resolve(configFile)), p);
-}
-
 export function settingsFromConfig(
   cfg: AgentConfig,
   file: string,

@@ -16,7 +16,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join, posix } from "node:path";
 import type { CliNode } from "../../config/cli.ts";
-import { MAX_FILE_BYTES, tooLargeMessage } from "../agent/files/confine.ts";
+import { MAX_FILE_BYTES, tooLargeMessage } from "../../config/limits.ts";
 import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
 import { loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, formatBytes, printJson } from "./output.ts";

@@ -10,8 +10,8 @@ import { Database } from "bun:sqlite";
 import { lstatSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { DEFAULT_AGENT_CONFIG_PATH, loadAgentConfig } from "../../config/agent.ts";
+import { resolveConfigPath } from "../../config/load.ts";
 import { Registry } from "../../registry/registry.ts";
-import { resolveConfigPath } from "../agent/daemon.ts";
 import { CliError, formatBytes, printJson, printTable, warn } from "./output.ts";
 
 export const DEFAULT_SNAPSHOT_KEEP = 7;

@@ -2,9 +2,10 @@
 // build the validator, read the certs and the master's token for agents, start the master, and
 // shut down cleanly on SIGTERM/SIGINT.
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { validatorFromConfig } from "../../auth/from-config.ts";
 import { ConfigError } from "../../config/errors.ts";
+import { resolveConfigPath } from "../../config/load.ts";
 import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from "../../config/master.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
@@ -40,7 +41,7 @@ export function masterSettingsFromConfig(
   allowAnyAddr: boolean,
 ): MasterSettings {
   const base = dirname(resolve(file));
-  const p = (s: string) => (isAbsolute(s) ? s : resolve(base, s));
+  const p = (s: string) => resolveConfigPath(file, s);
   const allowAny = allowAnyAddr || cfg.server.allow_any_addr;
   try {
     checkBindAddress(cfg.server.grpc_addr, allowAny);

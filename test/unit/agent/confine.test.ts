@@ -22,10 +22,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
+import { MAX_FILE_BYTES } from "../../../src/config/limits.ts";
 import { NAME_RE } from "../../../src/config/service.ts";
 import {
   checkServiceName,
-  MAX_FILE_BYTES,
   parseRelPath,
   readConfined,
   writeConfined,

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { dirname, join } from "node:path";
 import { loadAgentConfig } from "../../../src/config/agent.ts";
 import { loadCliConfig } from "../../../src/config/cli.ts";
-import { resolveConfigPath } from "../../../src/roles/agent/daemon.ts";
+import { resolveConfigPath } from "../../../src/config/load.ts";
 import { REPO_ROOT } from "../../support/binary.ts";
 
 const EXAMPLES = join(REPO_ROOT, "deploy", "examples");

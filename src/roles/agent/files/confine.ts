@@ -27,11 +27,10 @@ import { randomBytes } from "node:crypto";
 import { constants as C } from "node:fs";
 import { type FileHandle, lstat, mkdir, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { MAX_FILE_BYTES, tooLargeMessage } from "../../../config/limits.ts";
 import { NAME_RE } from "../../../config/service.ts";
 import { failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../../../rpc/errors.ts";
 
-/** Largest file PushFile/PullFile moves in one message (the gRPC message limit is 16 MiB). */
-export const MAX_FILE_BYTES = 8 * 1024 * 1024;
 /** Linux NAME_MAX and PATH_MAX, checked up front so the operator gets a clear message. */
 export const NAME_MAX_BYTES = 255;
 export const PATH_MAX_BYTES = 4096;
@@ -40,16 +39,6 @@ export const DEFAULT_FILE_MODE = 0o644;
 const DIR_MODE = 0o755;
 
 const utf8Len = (s: string) => Buffer.byteLength(s, "utf8");
-
-/** "8 MiB" for the limit in error messages. */
-export function formatLimit(bytes = MAX_FILE_BYTES): string {
-  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
-}
-
-/** The one-line size error both sides use. */
-export function tooLargeMessage(what: string, size: number, limit = MAX_FILE_BYTES): string {
-  return `${what} is ${size} bytes; the limit is ${formatLimit(limit)}`;
-}
 
 export function checkServiceName(service: string): void {
   if (!service) throw invalidArgument("service name is required");
