@@ -10,7 +10,8 @@ import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from 
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
 import { runUntilSignal } from "../../util/daemon.ts";
-import { type MasterSettings, startMaster } from "./master.ts";
+import type { MasterSettings } from "./context.ts";
+import { startMaster } from "./master.ts";
 
 interface DaemonArgs {
   config: string;

@@ -17,8 +17,8 @@ import type {
 import { CallError } from "../../rpc/client.ts";
 import { specToDef } from "../../rpc/convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
+import { type MasterContext, nodeViews } from "./context.ts";
 import { backendHostname, pickEdgeNode, publicRouteErrors, publicRoutes } from "./edge.ts";
-import { type MasterContext, nodeViews } from "./master.ts";
 import { place } from "./placement.ts";
 
 type Step = MessageInitShape<typeof StepResultSchema>;

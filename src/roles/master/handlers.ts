@@ -2,8 +2,8 @@
 // heartbeat handlers come from registration.ts (identity, registration, health).
 import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { Handlers } from "../../rpc/service.ts";
+import type { MasterContext } from "./context.ts";
 import { masterDeploy, masterUndeploy } from "./deploy.ts";
-import type { MasterContext } from "./master.ts";
 import { masterMigrate } from "./migrate.ts";
 import { registrationHandlers } from "./registration.ts";
 import { snapshotHandlers } from "./snapshots.ts";

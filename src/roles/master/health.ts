@@ -9,7 +9,7 @@
 // runs the periodic check as a master background task.
 import type { Logger } from "pino";
 import type { AgentPool } from "./agents.ts";
-import type { Background, MasterContext } from "./master.ts";
+import type { Background, MasterContext } from "./context.ts";
 import { agentLister, reconcileFleet } from "./reconcile.ts";
 import type { MasterStore, NodeRecord, NodeStatus } from "./store.ts";
 

@@ -1,105 +1,17 @@
 // Starts the master in-process: its store, agent clients, the gRPC server (TLS 1.3, auth+audit
 // interceptor) with McpMasterService, and the background tasks (heartbeat monitor, startup
-// reconciliation). The daemon (daemon.ts) builds MasterSettings from the config file; tests call
-// startMaster directly.
-import type { Logger } from "pino";
-import { type Identity, requireOperator, type TokenValidator } from "../../auth/identity.ts";
-import type { MasterConfig } from "../../config/master.ts";
+// reconciliation). The daemon (daemon.ts) builds MasterSettings (context.ts) from the config file;
+// tests call startMaster directly.
 import { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
-import type { Policy } from "../../rpc/interceptor.ts";
 import { type RunningServer, startServer } from "../../rpc/server.ts";
 import { KeyedLock } from "../../util/keyed-lock.ts";
 import { AgentPool } from "./agents.ts";
+import type { Background, MasterContext, MasterSettings } from "./context.ts";
 import { masterHandlers } from "./handlers.ts";
 import { startHealthMonitor } from "./health.ts";
-import type { NodeView } from "./placement.ts";
 import { masterPolicy } from "./policy.ts";
 import { snapshotSettings, startSnapshotScheduler } from "./snapshots.ts";
-import { type MasterStore, type NodeInput, openMasterStore } from "./store.ts";
-
-export interface MasterTimeouts {
-  deployMs: number;
-  edgeRouteMs: number;
-  healthCheckMs: number;
-  undeployMs: number;
-}
-
-export interface MasterSettings {
-  grpcAddr: string;
-  allowAnyAddr: boolean;
-  tlsCertPem: string;
-  tlsKeyPem: string;
-  dbPath: string;
-  validator: TokenValidator;
-  logger: Logger;
-  version: string;
-  /** CA that signed the agents' certificates. */
-  caPem: string;
-  /** The master's own token for agents (identity `mcp-master`); null = none configured. */
-  agentToken: string | null;
-  /** Public hostnames must fall under one of these (label matching). */
-  allowedDomains: string[];
-  timeouts: MasterTimeouts;
-  /** Heartbeat tracking ([master] section); used by the health monitor. */
-  heartbeat: { intervalMs: number; miss: number; probeTimeoutMs: number };
-  /** [registration]: allowlist of agent identities and the node cap. */
-  registration: {
-    allowedAgents: string[];
-    maxNodes: number;
-    registerIntervalMs?: number;
-    heartbeatMinIntervalMs?: number;
-  };
-  /** [[nodes]]: bootstrap entries, inserted at start when not yet known (status unknown until probed). */
-  bootstrapNodes: NodeInput[];
-  /** Per-RPC authorization; default: operators only (SPEC §5.2). */
-  policy?: Policy;
-  /** Per-address connect timeout for agents with fallback addresses (default 2 s). */
-  connectTimeoutMs?: number;
-  /** The parsed config file, when started by the daemon (for settings not mirrored above). */
-  config?: MasterConfig;
-}
-
-/** What startup reconciliation found (read-only report); null until it has run. */
-export interface FleetReport {
-  orphans: string[];
-  stalePlacements: string[];
-  at: Date;
-}
-
-export interface Background {
-  stop(): Promise<void>;
-}
-
-export interface MasterContext {
-  settings: MasterSettings;
-  store: MasterStore;
-  agents: AgentPool;
-  /** One deploy/undeploy/sync step per service at a time, fleet-wide. */
-  locks: KeyedLock;
-  logger: Logger;
-  startedAt: Date;
-  /** Aborted at shutdown: background loops must stop. */
-  shutdown: AbortSignal;
-  /** Set by reconciliation (reconcile.ts); Status merges it with what it sees live. */
-  fleetReport: FleetReport | null;
-}
-
-/** Until a finer policy is configured: any authenticated non-guest user or system account. */
-export const operatorOnlyPolicy: Policy = (_method, id) => {
-  try {
-    requireOperator(id as Identity);
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-};
-
-/** The store's nodes as placement sees them. */
-export function nodeViews(ctx: MasterContext): NodeView[] {
-  return ctx.store
-    .listNodes()
-    .map((n) => ({ name: n.name, role: n.role, status: n.status, containers: n.containers }));
-}
+import { openMasterStore } from "./store.ts";
 
 export interface RunningMaster {
   port: number;

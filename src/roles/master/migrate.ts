@@ -18,8 +18,8 @@ import type { ImportServiceDataChunkSchema, StepResultSchema } from "../../gen/m
 import { defToSpec } from "../../rpc/convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { AgentClient } from "./agents.ts";
+import type { MasterContext } from "./context.ts";
 import { canonicalSpec } from "./deploy.ts";
-import type { MasterContext } from "./master.ts";
 import { snapshotFileName, snapshotSettings } from "./snapshots.ts";
 import type { NodeRecord, PlacementRecord } from "./store.ts";
 

@@ -12,8 +12,8 @@ import {
   resourceExhausted,
 } from "../../rpc/errors.ts";
 import type { CallContext, Handlers } from "../../rpc/service.ts";
+import type { MasterContext } from "./context.ts";
 import { type MasterHealth, masterHealthOf } from "./health.ts";
-import type { MasterContext } from "./master.ts";
 import { AGENT_PREFIX, agentNodeOf } from "./policy.ts";
 import { type AgentRateLimits, agentRateLimits } from "./ratelimit.ts";
 import type { MasterStore, NodeRole } from "./store.ts";

@@ -12,7 +12,7 @@ import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CallError } from "../../rpc/client.ts";
 import { failedPrecondition, invalidArgument, notFound, RpcError, unavailable } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
-import type { Background, MasterContext } from "./master.ts";
+import type { Background, MasterContext } from "./context.ts";
 import type { SnapshotRecord } from "./store.ts";
 
 export const DEFAULT_SNAPSHOT_DIR = "/srv/mcp-master/snapshots";

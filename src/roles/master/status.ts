@@ -10,7 +10,7 @@ import type {
   ServiceStatusSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
 import { notFound } from "../../rpc/errors.ts";
-import type { MasterContext } from "./master.ts";
+import type { MasterContext } from "./context.ts";
 import { reconcileReport } from "./reconcile.ts";
 import { staleSnapshots } from "./snapshots.ts";
 import type { NodeRecord } from "./store.ts";

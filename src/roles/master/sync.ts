@@ -6,8 +6,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceDef } from "../../config/service.ts";
 import type { ServiceSpec, StepResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import { invalidArgument } from "../../rpc/errors.ts";
+import type { MasterContext } from "./context.ts";
 import { canonicalSpec, deployDef, masterUndeploy, validateSpec } from "./deploy.ts";
-import type { MasterContext } from "./master.ts";
 
 type Step = MessageInitShape<typeof StepResultSchema>;
 

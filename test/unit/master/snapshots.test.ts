@@ -8,7 +8,7 @@ import { join } from "node:path";
 import pino from "pino";
 import type { MasterConfig } from "../../../src/config/master.ts";
 import { AgentPool } from "../../../src/roles/master/agents.ts";
-import type { MasterContext } from "../../../src/roles/master/master.ts";
+import type { MasterContext } from "../../../src/roles/master/context.ts";
 import {
   SNAPSHOT_FILE,
   snapshotFileName,
