@@ -7,6 +7,7 @@ import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";
+import { resultJson } from "./views.ts";
 
 const PULL = new Set(["always", "missing", "never"]);
 
@@ -19,19 +20,6 @@ function stepsLine(r: ComponentResult): string {
   return r.steps
     .map((s) => `${s.step} ${Number(s.durationMs)}ms${s.detail ? ` (${s.detail})` : ""}`)
     .join(", ");
-}
-
-export function resultJson(r: ComponentResult) {
-  return {
-    component: r.name,
-    success: r.success,
-    error: r.error || undefined,
-    version: r.version,
-    steps: r.steps.map((s) => ({ step: s.step, ms: Number(s.durationMs), detail: s.detail || undefined })),
-    warnings: r.warnings,
-    argv: r.argv.length > 0 ? r.argv : undefined,
-    rolledBackTo: r.rolledBackTo || undefined,
-  };
 }
 
 /** One line per health-gated component before the (unary) deploy call: what it will wait for. */

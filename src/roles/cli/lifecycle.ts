@@ -5,8 +5,8 @@ import { setActiveInFile } from "../../config/service.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
 import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
 import { loadDefinition, nodeForService } from "./definition.ts";
-import { resultJson } from "./deploy.ts";
 import { green, printJson, red } from "./output.ts";
+import { resultJson } from "./views.ts";
 
 type Verb = "stop" | "start" | "restart";
 

@@ -1,45 +1,10 @@
 // `mcp list` (registries), `mcp ps` (live runtime check) and `mcp status [svc]` (live state,
 // drift, recent events) across all nodes in parallel; an unreachable node is one error row.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { ComponentInfo, ServiceStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { ServiceStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
 import { fanOut, loadCtx, type NodeResult } from "./context.ts";
 import { formatAge, green, printJson, printTable, red, yellow } from "./output.ts";
-
-/** The JSON of one component, shared by the direct and the master views (via-master.ts). */
-export function componentJson(node: string, service: string, c: ComponentInfo) {
-  return {
-    node,
-    service,
-    component: c.name,
-    image: c.image,
-    desired: c.desiredState,
-    observed: c.observedState,
-    version: c.version,
-    started: c.started ? timestampDate(c.started).toISOString() : null,
-    ports: c.ports,
-    routes: c.routes.map((r) => ({
-      name: r.name,
-      port: r.port,
-      mode: r.mode,
-      hostname: r.hostname,
-      hostPort: r.hostPort,
-      public: r.public,
-    })),
-  };
-}
-
-/**
- * Compact routes for the status table: "rest:8443→10001 l7", the unnamed route as "8443→10001 l4",
- * "?" for a host port not allocated yet; "-" without routes.
- */
-export function formatRoutes(
-  routes: readonly Pick<ComponentInfo["routes"][number], "name" | "port" | "mode" | "hostPort">[],
-): string {
-  if (routes.length === 0) return "-";
-  return routes
-    .map((r) => `${r.name ? `${r.name}:` : ""}${r.port}→${r.hostPort > 0 ? r.hostPort : "?"} ${r.mode}`)
-    .join(", ");
-}
+import { componentJson, formatRoutes } from "./views.ts";
 
 function stateColor(desired: string, observed: string): string {
   if (desired === "ignore") return observed;

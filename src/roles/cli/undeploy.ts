@@ -7,9 +7,9 @@ import type { CliNode } from "../../config/cli.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
 import { type Ctx, fanOut, loadCtx, onNode } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
-import { resultJson } from "./deploy.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
+import { resultJson } from "./views.ts";
 
 /** The node to undeploy from, or null when no node has the service (nothing to do). */
 async function undeployNode(ctx: Ctx, service: string, explicit: unknown): Promise<CliNode | null> {

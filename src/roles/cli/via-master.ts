@@ -10,9 +10,8 @@ import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/
 import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, type MasterClient, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
-import { resultJson } from "./deploy.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";
-import { componentJson, formatRoutes } from "./status.ts";
+import { componentJson, formatRoutes, resultJson } from "./views.ts";
 
 /** Runs one master call; a failure is one line naming the master. */
 async function onMaster<T>(ctx: Ctx, call: (m: MasterClient) => Promise<T>): Promise<T> {
