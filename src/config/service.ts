@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { imagePin } from "./image.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
 import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
 import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
@@ -317,15 +318,6 @@ export function parseServiceDef(
   return { def, warnings: imageTagWarnings(def, file, opts.strict === true, keyPrefix) };
 }
 
-/** The tag of an image reference (`undefined` when it has none); digests count as pins. */
-export function imageTag(image: string): string | undefined {
-  const at = image.indexOf("@");
-  if (at >= 0) return image.slice(at + 1);
-  const last = image.slice(image.lastIndexOf("/") + 1);
-  const colon = last.indexOf(":");
-  return colon < 0 ? undefined : last.slice(colon + 1);
-}
-
 export function imageTagWarnings(
   def: ServiceDef,
   file: string,
@@ -334,10 +326,10 @@ export function imageTagWarnings(
 ): string[] {
   const warnings: string[] = [];
   def.components.forEach((c, i) => {
-    const tag = imageTag(c.image);
-    if (tag !== undefined && tag !== "latest") return;
+    const pin = imagePin(c.image);
+    if (pin !== undefined && pin !== "latest") return;
     const problem =
-      tag === undefined ? `image ${got(c.image)} has no tag` : `image ${got(c.image)} uses the :latest tag`;
+      pin === undefined ? `image ${got(c.image)} has no tag` : `image ${got(c.image)} uses the :latest tag`;
     const key = formatKeyPath([...keyPrefix, "components", i, "image"]);
     if (strict) throw new ConfigError(file, key, `${problem}; pin a version tag (required by --strict)`);
     warnings.push(`${file}: ${key}: ${problem}; pin a version tag such as :v1.0.0`);

@@ -5,12 +5,12 @@
 // cmd, network, user, restart) so that `mcp service export` writes a definition that recreates
 // the same containers. The `ignore` entries reconcile made for these containers are removed.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { extractVersion } from "../../config/image.ts";
 import { type ComponentDef, NAME_RE, parseServiceDef, type ServiceDef } from "../../config/service.ts";
 import type { AdoptResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
 import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { ContainerDetails, ContainerInfo } from "../../runtime/runtime.ts";
-import { extractVersion } from "../../runtime/version.ts";
 import { type AgentContext, containerName } from "./context.ts";
 
 type Result = MessageInitShape<typeof AdoptResultSchema>;

@@ -14,12 +14,12 @@
 // "missing", so a present image is never re-pulled.
 import type { Logger } from "pino";
 import type { BootStage } from "../../config/agent.ts";
+import { canonicalImage, extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import { parsePortSpec } from "../../config/specs.ts";
 import { checkGrpc, checkHttp, checkTcp, type HealthResult, waitHealthy } from "../../health/index.ts";
 import { sleepAbortable } from "../../health/wait.ts";
 import { alertSink, raiseAlert } from "../../monitor/alert.ts";
-import { extractVersion } from "../../runtime/version.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
@@ -85,21 +85,7 @@ export function healthTarget(ctx: AgentContext, service: string, c: ComponentDef
 
 /** Same image reference, ignoring the defaults podman fills in (docker.io/library/, :latest). */
 export function sameImage(a: string, b: string): boolean {
-  return normalizeImage(a) === normalizeImage(b);
-}
-
-function normalizeImage(ref: string): string {
-  let r = ref.trim();
-  const first = r.split("/")[0] ?? "";
-  const hasRegistry =
-    r.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
-  if (!hasRegistry) r = `docker.io/${r}`;
-  // Docker Hub's official images live under library/ ("docker.io/nginx" = "docker.io/library/nginx").
-  const repo = r.replace(/@.*$/, "").replace(/:[^/]*$/, "");
-  if (/^docker\.io\/[^/]+$/.test(repo)) r = r.replace(/^docker\.io\//, "docker.io/library/");
-  const lastSegment = r.slice(r.lastIndexOf("/") + 1);
-  if (!lastSegment.includes(":") && !r.includes("@")) r = `${r}:latest`;
-  return r;
+  return canonicalImage(a) === canonicalImage(b);
 }
 
 function probe(

@@ -8,12 +8,12 @@
 // Without a health declaration a deploy runs exactly the reference flow.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord, HistoryKind } from "../../registry/types.ts";
 import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
-import { extractVersion } from "../../runtime/version.ts";
 import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
 import { componentKey, effectiveDef, recordToDef, writeHistory } from "./history.ts";

@@ -2,9 +2,9 @@
 // runtime listing; registered components get their observed state (missing → removed, with an
 // event per transition) and, when their container runs the recorded image's tag, that version;
 // containers MCP does not know are recorded with desired state `ignore`.
+import { extractVersion } from "../../config/image.ts";
 import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
-import { extractVersion } from "../../runtime/version.ts";
 import { type AgentContext, containerName } from "./context.ts";
 
 export interface ReconcileResult {

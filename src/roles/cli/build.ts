@@ -12,6 +12,7 @@
 import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { type ImageRef, parseImageRef } from "../../config/image.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import { failure, run } from "../../runtime/exec.ts";
 import { buildArgs, pushArgs } from "../../runtime/podman.ts";
@@ -65,38 +66,6 @@ export interface BuildSettings {
 
 // ---------------------------------------------------------------------------------------------
 // pure parts
-
-export interface ImageRef {
-  /** Registry host[:port]; "docker.io" for unqualified names. */
-  registry: string;
-  /** Repository path inside the registry, e.g. "team/myservice". */
-  repository: string;
-  /** Tag or digest; "latest" when the reference names none. */
-  reference: string;
-}
-
-/** Splits an image reference the way podman/docker resolve it (docker.io for unqualified names). */
-export function parseImageRef(image: string): ImageRef {
-  let rest = image;
-  let reference = "latest";
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    reference = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-  } else {
-    const colon = rest.lastIndexOf(":");
-    if (colon > rest.lastIndexOf("/")) {
-      reference = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
-    }
-  }
-  const slash = rest.indexOf("/");
-  const first = slash >= 0 ? rest.slice(0, slash) : "";
-  if (slash >= 0 && (first.includes(".") || first.includes(":") || first === "localhost")) {
-    return { registry: first, repository: rest.slice(slash + 1), reference };
-  }
-  return { registry: "docker.io", repository: slash >= 0 ? rest : `library/${rest}`, reference };
-}
 
 /** The repository's last path segment: `mcr…:8443/team/myservice:v1` → `myservice`. */
 export function repoName(image: string): string {
@@ -164,7 +133,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/;
 export function manifestUrl(ref: ImageRef): string {
   const host = ref.registry === "docker.io" ? "registry-1.docker.io" : ref.registry;
   const scheme = LOOPBACK.test(host) ? "http" : "https";
-  return `${scheme}://${host}/v2/${ref.repository}/manifests/${ref.reference}`;
+  return `${scheme}://${host}/v2/${ref.repository}/manifests/${ref.digest || ref.tag || "latest"}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,18 +1,12 @@
-// Pure parts of `mcp build` and `mcp logs`: image reference parsing, build planning (workspace,
+// Pure parts of `mcp build` and `mcp logs`: the repository name of an image, build planning (workspace,
 // path, Dockerfile and tag resolution), runtime flags, the podman build/push argv builders, the
 // registry manifest URL, and the agent's --since check.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
+import { parseImageRef } from "../../../src/config/image.ts";
 import type { ServiceDef } from "../../../src/config/service.ts";
 import { validSince } from "../../../src/roles/agent/logs.ts";
-import {
-  buildSettings,
-  contextDir,
-  manifestUrl,
-  parseImageRef,
-  planBuild,
-  repoName,
-} from "../../../src/roles/cli/build.ts";
+import { buildSettings, contextDir, manifestUrl, planBuild, repoName } from "../../../src/roles/cli/build.ts";
 import { buildArgs, pushArgs } from "../../../src/runtime/podman.ts";
 
 function def(over: Partial<ServiceDef> & { images?: string[] } = {}): ServiceDef {
@@ -39,38 +33,7 @@ function def(over: Partial<ServiceDef> & { images?: string[] } = {}): ServiceDef
   };
 }
 
-describe("parseImageRef / repoName", () => {
-  test("registry with port, nested repository, tag and digest", () => {
-    expect(parseImageRef("mcr.svc.mcp.metacircular.net:8443/myservice:v1.0.0")).toEqual({
-      registry: "mcr.svc.mcp.metacircular.net:8443",
-      repository: "myservice",
-      reference: "v1.0.0",
-    });
-    expect(parseImageRef("127.0.0.1:5000/team/web-ui:v2")).toEqual({
-      registry: "127.0.0.1:5000",
-      repository: "team/web-ui",
-      reference: "v2",
-    });
-    expect(parseImageRef("localhost/x@sha256:abc")).toEqual({
-      registry: "localhost",
-      repository: "x",
-      reference: "sha256:abc",
-    });
-  });
-
-  test("unqualified names resolve to docker.io (library/ for single names), tag default latest", () => {
-    expect(parseImageRef("busybox")).toEqual({
-      registry: "docker.io",
-      repository: "library/busybox",
-      reference: "latest",
-    });
-    expect(parseImageRef("kisom/tool:1")).toEqual({
-      registry: "docker.io",
-      repository: "kisom/tool",
-      reference: "1",
-    });
-  });
-
+describe("repoName", () => {
   test("repoName is the repository's last segment, never the port or tag", () => {
     expect(repoName("mcr.svc.mcp.metacircular.net:8443/myservice:v1.0.0")).toBe("myservice");
     expect(repoName("127.0.0.1:5000/a/b/myservice-web:v1")).toBe("myservice-web");
@@ -89,7 +52,7 @@ describe("parseImageRef / repoName", () => {
         (host, port, path, name, tag) => {
           const ref = `${host}.example:${port}/${[...path, name].join("/")}:${tag}`;
           expect(repoName(ref)).toBe(name);
-          expect(parseImageRef(ref).reference).toBe(tag);
+          expect(parseImageRef(ref).tag).toBe(tag);
         },
       ),
     );

@@ -7,7 +7,6 @@ import {
   type ComponentDef,
   formatPortSpec,
   formatVolumeSpec,
-  imageTag,
   loadServiceDef,
   parseServiceDef,
   type RouteDef,
@@ -143,11 +142,6 @@ describe("loadServiceDef happy path", () => {
     expect(svcErr(text, true)).toBe(
       'components[0].image: image "mcr:8443/x" has no tag; pin a version tag (required by --strict)',
     );
-  });
-  test("imageTag", () => {
-    expect(imageTag("a/b:v1")).toBe("v1");
-    expect(imageTag("host:5000/b")).toBeUndefined();
-    expect(imageTag("b@sha256:abc")).toBe("sha256:abc");
   });
 });
 
