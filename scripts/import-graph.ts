@@ -9,13 +9,15 @@
 //
 // Usage: bun scripts/import-graph.ts            violations and the largest circles; exit 1 on any
 //        bun scripts/import-graph.ts --report   arrows between rooms and the largest circle, for notes
-//        bun scripts/import-graph.ts --dead     exports that no file under src/, test/ or scripts/ imports
+//        bun scripts/import-graph.ts --dead     exports no file under src/, test/ or scripts/ imports and
+//                                               their own file does not use; exit 1 on any (--verbose:
+//                                               also exports used only inside their own file)
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 export interface Edge {
   from: string; // repository-relative path, e.g. src/roles/cli/files.ts
-  to: string;
+  to: string; // "" for a circle: `from` lists its files
   typeOnly: boolean;
   dynamic: boolean;
 }
@@ -28,7 +30,7 @@ export interface Graph {
 export interface Violation {
   rule: string;
   from: string;
-  to: string;
+  to: string; // "" for a circle: `from` lists its files
   typeOnly: boolean;
 }
 
@@ -43,12 +45,20 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-// Static import/export-from statements start a line (Biome formats them so); they may span lines
-// up to their `from "…"`. Side-effect imports (`import "x"`) have no `from`.
-const STATIC = /^[ \t]*(?:import|export)\b(?!\s*\()([^;"'`]*?)\bfrom\s*["']([^"']+)["']/gm;
-const BARE = /^[ \t]*import\s*["']([^"']+)["']/gm;
-
 const transpiler = new Bun.Transpiler({ loader: "ts" });
+
+// Bun's scanner parses properly (comments, strings, regular expressions) but drops type-only
+// imports, as the transpiled code does. So the type-only syntax of import/export statements
+// (which start a line: Biome formats them so) is rewritten into value syntax and the text is
+// scanned twice: once as written (runtime imports) and once rewritten (every import).
+const STATEMENT = /^([ \t]*(?:import|export)\s+)([^;"'`]*?\bfrom\s*["'])/gm;
+
+function withoutTypeModifiers(code: string): string {
+  return code.replace(STATEMENT, (_m, head: string, clause: string) => {
+    const c = clause.replace(/^type\s+(?=[{*\w$])/, "").replace(/([{,]\s*)type\s+(?!as\s)(?=[\w$])/g, "$1");
+    return head + c;
+  });
+}
 
 function resolveSpec(fromFile: string, spec: string): string | undefined {
   if (!spec.startsWith(".")) return undefined; // a package, or a builtin
@@ -59,24 +69,17 @@ function resolveSpec(fromFile: string, spec: string): string | undefined {
   return undefined;
 }
 
-/** Imports of one source text: every specifier, and which of them Bun keeps at runtime. */
+/** Imports of one source text: every specifier, and whether only types come through it. */
 export function scanSource(code: string): { spec: string; typeOnly: boolean; dynamic: boolean }[] {
   const runtime = transpiler.scanImports(code);
-  const runtimeStatic = new Set(runtime.filter((i) => i.kind !== "dynamic-import").map((i) => i.path));
   const out = new Map<string, { spec: string; typeOnly: boolean; dynamic: boolean }>();
-  for (const re of [STATIC, BARE]) {
-    re.lastIndex = 0;
-    for (const m of code.matchAll(re)) {
-      const spec = (re === STATIC ? m[2] : m[1]) as string;
-      out.set(spec, { spec, typeOnly: !runtimeStatic.has(spec), dynamic: false });
-    }
-  }
   for (const i of runtime) {
     const seen = out.get(i.path);
-    if (i.kind === "dynamic-import") {
-      if (!seen) out.set(i.path, { spec: i.path, typeOnly: false, dynamic: true });
-      else seen.typeOnly = false;
-    } else if (!seen) out.set(i.path, { spec: i.path, typeOnly: false, dynamic: false });
+    if (!seen) out.set(i.path, { spec: i.path, typeOnly: false, dynamic: i.kind === "dynamic-import" });
+    else if (i.kind !== "dynamic-import") seen.dynamic = false;
+  }
+  for (const i of transpiler.scanImports(withoutTypeModifiers(code))) {
+    if (!out.has(i.path)) out.set(i.path, { spec: i.path, typeOnly: true, dynamic: false });
   }
   return [...out.values()];
 }
@@ -215,7 +218,8 @@ export function exportedNames(code: string): string[] {
 /** Exports no other file (src/, test/, scripts/) imports by name. Namespace, star and dynamic
  * imports count a name as used when the importer mentions it at all. */
 export function deadExports(root = ROOT): { file: string; name: string; usedInside: boolean }[] {
-  const srcFiles = walk(join(root, "src")).filter((f) => !f.includes("/src/gen/"));
+  // Generated code exports what protoc-gen-es writes; a .d.ts declares a package's types.
+  const srcFiles = walk(join(root, "src")).filter((f) => !f.includes("/src/gen/") && !f.endsWith(".d.ts"));
   const all = [...walk(join(root, "src")), ...walk(join(root, "test")), ...walk(join(root, "scripts"))];
   const used = new Map<string, Set<string>>(); // target file -> names imported
   const loose = new Map<string, string[]>(); // target file -> importer texts (namespace/dynamic/star)
@@ -261,15 +265,26 @@ export function deadExports(root = ROOT): { file: string; name: string; usedInsi
   return out;
 }
 
-function fmt(v: Violation): string {
+export function formatViolation(v: Violation): string {
+  if (v.to === "") return `${v.rule}: ${v.from}`;
   return `${v.rule}: ${v.from} -> ${v.to}${v.typeOnly ? " (type-only)" : ""}`;
 }
 
 function main(argv: string[]): number {
   if (argv.includes("--dead")) {
-    for (const d of deadExports())
-      console.log(`${d.file}: ${d.name}${d.usedInside ? " (used inside its file)" : ""}`);
-    return 0;
+    // Dead: exported, imported by no file, and not used in its own file either. Exports used only
+    // inside their own file are listed with --verbose (harmless: often types of exported signatures).
+    const all = deadExports();
+    const dead = all.filter((d) => !d.usedInside);
+    for (const d of dead) console.log(`${d.file}: ${d.name}`);
+    if (argv.includes("--verbose")) {
+      for (const d of all.filter((d) => d.usedInside))
+        console.log(`${d.file}: ${d.name} (used inside its file)`);
+    } else
+      console.log(
+        `(${all.length - dead.length} more exports are used only inside their own file: --verbose)`,
+      );
+    return dead.length > 0 ? 1 : 0;
   }
   const g = readGraph();
   const violations = checkRules(g);
@@ -283,12 +298,12 @@ function main(argv: string[]): number {
     console.log(`largest import circle: ${circles[0]?.length ?? 0} files`);
     for (const c of circles) console.log(`  ${c.length}: ${c.join(" ")}`);
     console.log(`rule violations: ${violations.length}`);
-    for (const v of violations) console.log(`  ${fmt(v)}`);
+    for (const v of violations) console.log(`  ${formatViolation(v)}`);
     return 0;
   }
-  for (const v of violations) console.log(fmt(v));
+  for (const v of violations) console.log(formatViolation(v));
   for (const c of circles.slice(0, 5)) console.log(`circle of ${c.length}: ${c.join(" ")}`);
-  if (violations.length > 0) console.error(`import-graph: ${violations.length} violation(s)`);
+  console.error(`import-graph: ${violations.length} violation(s)`);
   return violations.length > 0 ? 1 : 0;
 }
 

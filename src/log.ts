@@ -9,8 +9,3 @@ export function createLogger(level = "info", name?: string): Logger {
     pino.destination({ dest: 2, sync: true }),
   );
 }
-
-/** A logger that discards everything (CLI paths that must stay quiet). */
-export function silentLogger(): Logger {
-  return pino({ level: "silent" });
-}

@@ -143,7 +143,6 @@ export const agentSchema = z
 
 export type AgentConfig = z.output<typeof agentSchema>;
 export type BootStage = NonNullable<AgentConfig["boot"]>["sequence"][number];
-export type LocalToken = AgentConfig["auth"]["tokens"][number];
 
 export const DEFAULT_AGENT_CONFIG_PATH = "/srv/mcp/mcp-agent.toml";
 

@@ -99,7 +99,6 @@ export const masterSchema = z
   });
 
 export type MasterConfig = z.output<typeof masterSchema>;
-export type MasterNode = MasterConfig["nodes"][number];
 
 export const DEFAULT_MASTER_CONFIG_PATH = "/srv/mcp-master/mcp-master.toml";
 
