@@ -95,3 +95,63 @@ export function audit(logger: Logger, rec: AuditRecord): void {
 }
 
 export type { CallContext };
+
+/**
+ * Audit lines of calls refused before the caller was identified (no token, a bad token, the
+ * validator down), limited per peer IP: the first `linesPerWindow` of a window are written as
+ * usual, the rest are counted and written as one summary line per status when the window ends.
+ * Without it, anyone who can reach the port makes the server write one line per stream.
+ * Calls from identified callers (OK or not) are never limited: their audit stays complete.
+ */
+export class RefusedAuditLimiter {
+  /** Peers tracked at once; beyond it, further peers share one entry (their lines still counted). */
+  static readonly MAX_PEERS = 1024;
+  private readonly peers = new Map<
+    string,
+    { logged: number; suppressed: Map<string, number>; timer: ReturnType<typeof setTimeout> }
+  >();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly linesPerWindow: number,
+    private readonly windowMs: number,
+  ) {}
+
+  /** Writes or counts the audit line of a call from `peerIp` refused with `rec.code`. */
+  audit(peerIp: string, rec: AuditRecord): void {
+    const key =
+      this.peers.has(peerIp) || this.peers.size < RefusedAuditLimiter.MAX_PEERS ? peerIp : "other peers";
+    let e = this.peers.get(key);
+    if (!e) {
+      const timer = setTimeout(() => this.end(key), this.windowMs);
+      timer.unref?.();
+      e = { logged: 0, suppressed: new Map(), timer };
+      this.peers.set(key, e);
+    }
+    if (e.logged < this.linesPerWindow) {
+      e.logged++;
+      audit(this.logger, rec);
+      return;
+    }
+    const name = statusName(rec.code);
+    e.suppressed.set(name, (e.suppressed.get(name) ?? 0) + 1);
+  }
+
+  /** Writes every pending summary now (the server is closing). */
+  flush(): void {
+    for (const key of [...this.peers.keys()]) this.end(key);
+  }
+
+  private end(key: string): void {
+    const e = this.peers.get(key);
+    if (!e) return;
+    clearTimeout(e.timer);
+    this.peers.delete(key);
+    const secs = Math.round(this.windowMs / 100) / 10;
+    for (const [name, n] of e.suppressed)
+      this.logger.warn(
+        { audit: true, peer: key, status: name, suppressed: n, window_s: secs },
+        `${n} more calls from ${key} refused with ${name} in the last ${secs}s`,
+      );
+  }
+}

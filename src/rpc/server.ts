@@ -8,12 +8,24 @@
 // unary, server- and client-streaming calls, identity encoding, grpc-timeout deadlines,
 // cancellation, a 16 MiB message limit and trailers (test/integration/server-h2.test.ts checks
 // it against the grpc-js client; every other RPC test goes through it too).
+//
+// HTTP/2 limits (ServerLimits; test/integration/server-limits.test.ts probes each): a bounded
+// number of concurrent streams and header-list size per connection (advertised in SETTINGS and
+// enforced by the runtime), a TLS-handshake timeout, an idle-connection timeout, a rapid-reset
+// guard, a clamp on grpc-timeout, and audit lines of unauthenticated refusals limited per peer.
 import http2 from "node:http2";
 import { isIPv6 } from "node:net";
 import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { invalidArgument, RpcError, toStatus } from "./errors.ts";
-import { audit, authorize, type InterceptorOptions, identify, type Metadata } from "./interceptor.ts";
+import {
+  audit,
+  authorize,
+  type InterceptorOptions,
+  identify,
+  type Metadata,
+  RefusedAuditLimiter,
+} from "./interceptor.ts";
 import { type CallContext, type MethodWire, methodWires, UndecodableRequest } from "./service.ts";
 import { Code, MAX_MESSAGE_BYTES } from "./wire.ts";
 
@@ -29,12 +41,61 @@ export interface ServiceRegistration {
   handlers: Record<string, any>;
 }
 
+/** Per-connection resource limits of the server (see DEFAULT_SERVER_LIMITS). */
+export interface ServerLimits {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: advertised; streams past it are refused by the runtime. */
+  maxConcurrentStreams: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE in bytes: a request with a larger header list is refused. */
+  maxHeaderListBytes: number;
+  /** A connection that has not finished its TLS handshake after this long is dropped. */
+  handshakeTimeoutMs: number;
+  /** A connection with no open stream for this long is closed (also one that never sends a request). */
+  idleTimeoutMs: number;
+  /**
+   * Rapid-reset guard: a connection on which more than `resetBurst` streams close, within a
+   * `resetWindowMs` window, having carried no request bytes within 1 s of opening (reset or
+   * abandoned by the client) gets GOAWAY ENHANCE_YOUR_CALM and is dropped.
+   */
+  resetBurst: number;
+  resetWindowMs: number;
+  /** Audit lines of calls refused before the caller was identified, per peer IP per window. */
+  refusedLinesPerPeer: number;
+  refusedWindowMs: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  maxConcurrentStreams: 100,
+  maxHeaderListBytes: 16 * 1024,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 5 * 60_000,
+  resetBurst: 200,
+  resetWindowMs: 10_000,
+  refusedLinesPerPeer: 10,
+  refusedWindowMs: 60_000,
+});
+
 export interface ServerOptions extends InterceptorOptions {
   address: string;
   certPem: string;
   keyPem: string;
   allowAnyAddr?: boolean;
   services: ServiceRegistration[];
+  /** Overrides of DEFAULT_SERVER_LIMITS (tests shorten the timeouts). */
+  limits?: Partial<ServerLimits>;
+}
+
+/** The effective limits; a value that is not a positive integer is refused, not ignored. */
+export function serverLimits(over: Partial<ServerLimits> = {}): ServerLimits {
+  const out = { ...DEFAULT_SERVER_LIMITS, ...over };
+  for (const [k, v] of Object.entries(out)) {
+    if (!Number.isSafeInteger(v) || v <= 0)
+      throw new Error(`server limit ${k} must be a positive integer, got ${String(v)}`);
+  }
+  if (out.maxConcurrentStreams > 2 ** 31 - 1 || out.maxHeaderListBytes > 2 ** 31 - 1)
+    throw new Error("server limits maxConcurrentStreams and maxHeaderListBytes must be below 2^31");
+  for (const k of ["handshakeTimeoutMs", "idleTimeoutMs", "resetWindowMs", "refusedWindowMs"] as const)
+    if (out[k] > MAX_TIMER_MS) throw new Error(`server limit ${k} must be at most ${MAX_TIMER_MS} ms`);
+  return out;
 }
 
 export interface RunningServer {
@@ -92,13 +153,19 @@ function encodeGrpcMessage(details: string): string {
   return out;
 }
 
-/** grpc-timeout ("100m", "5S", "1H", …) in milliseconds, or null when absent or malformed. */
+/** The longest delay setTimeout takes; a longer one overflows and fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * grpc-timeout ("100m", "5S", "1H", …) in milliseconds, or null when absent or malformed.
+ * Clamped to MAX_TIMER_MS (~24.8 days): "99999999H" is a deadline far away, not an instant one.
+ */
 function parseGrpcTimeout(v: unknown): number | null {
   const m = typeof v === "string" ? /^(\d{1,8})([HMSmun])$/.exec(v) : null;
   if (!m) return null;
   const n = Number(m[1]);
   const unit: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-  return n * (unit[m[2] as string] as number);
+  return Math.min(n * (unit[m[2] as string] as number), MAX_TIMER_MS);
 }
 
 /**
@@ -275,6 +342,15 @@ class Call {
     }
   }
 
+  /** The peer's IP address alone (the key of per-peer limits). */
+  get peerIp(): string {
+    try {
+      return this.stream.session?.socket?.remoteAddress ?? "unknown";
+    } catch {
+      return "unknown";
+    }
+  }
+
   private abort(code: number): void {
     if (this.abortCode !== null) return;
     this.abortCode = code;
@@ -394,7 +470,13 @@ async function* requestsOf(call: Call, wire: MethodWire): AsyncIterable<unknown>
 
 type Route = (call: Call) => void;
 
-function route(opts: ServerOptions, svc: DescService, localName: string, impl: unknown): Route {
+function route(
+  opts: ServerOptions,
+  refused: RefusedAuditLimiter,
+  svc: DescService,
+  localName: string,
+  impl: unknown,
+): Route {
   const wire = methodWires(svc).get(localName)!;
   const kind = wire.method.methodKind;
   const method = wire.path;
@@ -434,7 +516,10 @@ function route(opts: ServerOptions, svc: DescService, localName: string, impl: u
             : call.abortCode !== null
               ? { code: Code.CANCELLED, details: "cancelled by client" }
               : toStatus(err);
-        audit(opts.logger, { method, caller, peer, started, code: s.code, error: s.details });
+        const rec = { method, caller, peer, started, code: s.code, error: s.details };
+        // Not identified (no token, a bad one, the validator down): limited per peer IP.
+        if (caller === "-") refused.audit(call.peerIp, rec);
+        else audit(opts.logger, rec);
         call.finish(s.code, s.details);
       }
     })();
@@ -455,13 +540,29 @@ function listenAddress(address: string): { host: string | undefined; port: numbe
   return { host: isAnyAddress(host) ? undefined : host, port };
 }
 
+/** What the limits track per connection. */
+interface SessionState {
+  /** Streams open now. */
+  open: number;
+  /** When the last stream closed (or the connection opened). */
+  idleSince: number;
+  /** Start of the rapid-reset window and the empty streams closed in it. */
+  resetWindowStart: number;
+  resets: number;
+}
+
+/** A stream closed this soon after opening with no request bytes counts against the reset guard. */
+const EMPTY_STREAM_MS = 1000;
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   checkBindAddress(opts.address, opts.allowAnyAddr ?? false);
+  const limits = serverLimits(opts.limits);
+  const refused = new RefusedAuditLimiter(opts.logger, limits.refusedLinesPerPeer, limits.refusedWindowMs);
   const routes = new Map<string, Route>();
   for (const reg of opts.services)
     for (const m of reg.desc.methods) {
       const wire = methodWires(reg.desc).get(m.localName)!;
-      routes.set(wire.path, route(opts, reg.desc, m.localName, reg.handlers[m.localName]));
+      routes.set(wire.path, route(opts, refused, reg.desc, m.localName, reg.handlers[m.localName]));
     }
 
   const server = http2.createSecureServer({
@@ -471,18 +572,76 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     allowHTTP1: false,
     // A 16 MiB message in flight must not trip the session memory guard.
     maxSessionMemory: 64,
+    handshakeTimeout: limits.handshakeTimeoutMs,
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderListBytes,
+    },
   });
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const sessions = new Map<http2.ServerHttp2Session, SessionState>();
   server.on("session", (s: http2.ServerHttp2Session) => {
-    sessions.add(s);
+    const now = Date.now();
+    sessions.set(s, { open: 0, idleSince: now, resetWindowStart: now, resets: 0 });
     s.on("error", () => {});
     s.on("close", () => sessions.delete(s));
   });
+  // Idle connections: one sweep for all of them (a timer per stream would cost every call).
+  const sweep = setInterval(
+    () => {
+      const now = Date.now();
+      for (const [s, st] of sessions)
+        if (st.open === 0 && now - st.idleSince >= limits.idleTimeoutMs && !s.closed) {
+          s.close(); // GOAWAY NO_ERROR; no stream is open, so the connection ends now
+          setTimeout(() => s.destroyed || s.destroy(), 1000).unref();
+        }
+    },
+    Math.max(50, Math.min(10_000, Math.floor(limits.idleTimeoutMs / 4))),
+  );
+  sweep.unref();
+
+  /** Counts the stream in its connection's state; a rapid-reset flood ends the connection. */
+  const track = (stream: http2.ServerHttp2Stream): void => {
+    const s = stream.session as http2.ServerHttp2Session | undefined;
+    const st = s ? sessions.get(s) : undefined;
+    if (!s || !st) return;
+    st.open++;
+    const opened = Date.now();
+    let bytes = 0;
+    stream.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    stream.on("close", () => {
+      const now = Date.now();
+      if (--st.open === 0) st.idleSince = now;
+      // Counted by bytes, not by rstCode: under Bun a cancel that arrives after the answer leaves
+      // rstCode 0 (BUN-NOTES "gRPC libraries measured"); every gRPC request carries bytes.
+      if (bytes > 0 || now - opened >= EMPTY_STREAM_MS) return;
+      if (now - st.resetWindowStart >= limits.resetWindowMs) {
+        st.resetWindowStart = now;
+        st.resets = 0;
+      }
+      if (++st.resets !== limits.resetBurst + 1) return;
+      let peer = "unknown";
+      try {
+        peer = s.socket?.remoteAddress ?? peer;
+      } catch {}
+      opts.logger.warn(
+        { peer, streams: st.resets, window_s: limits.resetWindowMs / 1000 },
+        `closing the HTTP/2 connection from ${peer}: more than ${limits.resetBurst} streams reset or abandoned without a request within ${limits.resetWindowMs / 1000}s (rapid reset)`,
+      );
+      try {
+        s.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      } catch {}
+      // Let the GOAWAY reach the wire, then drop the connection whatever the client does.
+      setTimeout(() => s.destroyed || s.destroy(), 20);
+    });
+  };
   server.on("sessionError", () => {});
   server.on("tlsClientError", () => {});
   server.on("unknownProtocol", (socket: { destroy(): void }) => socket.destroy());
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     stream.on("error", () => {});
+    track(stream);
     if (headers[":method"] !== "POST") return refuse(stream, 405);
     if (!String(headers["content-type"] ?? "").startsWith("application/grpc")) return refuse(stream, 415);
     const path = String(headers[":path"] ?? "");
@@ -514,10 +673,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     close: () => {
       closing ??= (async () => {
         server.close();
-        for (const s of sessions) s.close();
+        clearInterval(sweep);
+        for (const s of sessions.keys()) s.close();
         const deadline = Date.now() + 3000;
         while (sessions.size > 0 && Date.now() < deadline) await Bun.sleep(20);
-        for (const s of sessions) s.destroy();
+        for (const s of sessions.keys()) s.destroy();
+        refused.flush();
       })();
       return closing;
     },
