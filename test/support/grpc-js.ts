@@ -61,15 +61,18 @@ function hostOf(address: string): string {
 }
 
 /** A grpc-js channel trusting caPem; IP targets get an SNI placeholder (Bun refuses an IP there). */
-export function grpcJsChannel(address: string, caPem: string): grpc.Client {
+export function grpcJsChannel(
+  address: string,
+  caPem: string,
+  extra: Record<string, number> = {},
+): grpc.Client {
   const host = hostOf(address);
   const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
     checkServerIdentity: (_name, cert) => tls.checkServerIdentity(host, cert),
   });
+  const base = { ...GRPC_JS_CHANNEL_OPTIONS, ...extra };
   const options =
-    net.isIP(host) !== 0
-      ? { ...GRPC_JS_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": "mcp-agent.invalid" }
-      : GRPC_JS_CHANNEL_OPTIONS;
+    net.isIP(host) !== 0 ? { ...base, "grpc.ssl_target_name_override": "mcp-agent.invalid" } : base;
   return new grpc.Client(address, creds, options);
 }
 
@@ -83,16 +86,18 @@ function waitReady(client: grpc.Client, ms: number): Promise<void> {
 export async function connectGrpcJs<S extends GenService<GenServiceMethods>>(
   svc: S,
   opts: ConnectOptions,
+  /** grpc-js channel options over the defaults (e.g. "grpc.max_send_message_length": -1). */
+  extra: Record<string, number> = {},
 ): Promise<TypedClient<S>> {
   if (opts.addresses.length === 0) throw new Error("no address to connect to");
   let chosen: grpc.Client | null = null;
   let address = opts.addresses[0]!;
   if (opts.addresses.length === 1) {
-    chosen = grpcJsChannel(address, opts.caPem);
+    chosen = grpcJsChannel(address, opts.caPem, extra);
   } else {
     const errors: string[] = [];
     for (const a of opts.addresses) {
-      const c = grpcJsChannel(a, opts.caPem);
+      const c = grpcJsChannel(a, opts.caPem, extra);
       try {
         await waitReady(c, opts.connectTimeoutMs ?? 2000);
         chosen = c;
