@@ -284,6 +284,37 @@ describe("connection failures", () => {
   }, 20_000);
 });
 
+describe("reconnect", () => {
+  test("a client kept across a server restart: UNAVAILABLE while it is down, answers again after", async () => {
+    const start = (address: string) =>
+      startServer({
+        address,
+        certPem: pki.certPem,
+        keyPem: pki.keyPem,
+        validator: new LocalTokenValidator([
+          { name: "alice", role: "admin", accountType: "human", sha256: hashToken(token) },
+        ]),
+        policy: operatorPolicy,
+        logger: pino({ level: "silent" }),
+        services: [{ desc: McpAgent, handlers: { nodeStatus: async () => ({ nodeName: "restarted" }) } }],
+      });
+    let srv = await start("127.0.0.1:0");
+    const addr = `127.0.0.1:${srv.port}`;
+    try {
+      const c = await client(connect, addr);
+      expect((await c.nodeStatus({})).nodeName).toBe("restarted");
+      await srv.close();
+      expect(await outcome(c.nodeStatus({}, { timeoutMs: 2000 }))).toMatchObject({ code: Code.UNAVAILABLE });
+      srv = await start(addr);
+      expect(await outcome(c.nodeStatus({}, { timeoutMs: 5000 }))).toEqual({
+        ok: expect.objectContaining({ nodeName: "restarted" }),
+      });
+    } finally {
+      await srv.close();
+    }
+  }, 20_000);
+});
+
 describe("process lifetime", () => {
   test("an idle session never holds a process open; a call in flight does", async () => {
     // A child that calls (slow handler, 3 s) without ever closing its client: it must wait for
