@@ -3,13 +3,13 @@
 // plaintext (h2c): the check tries plaintext first and falls back to TLS when the plaintext
 // attempt fails at the transport (UNAVAILABLE). TLS is used WITHOUT certificate verification —
 // this asks "is it serving", it sends no secrets and trusts nothing it reads beyond the status.
+// The call goes through the project's own client (rpc/client.ts Channel) on raw bytes.
 // The two messages are hand-encoded (no generated code for one enum field):
 //   HealthCheckRequest  { string service = 1; }  — "" is the proto3 default → zero bytes
 //   HealthCheckResponse { ServingStatus status = 1; }  UNKNOWN=0 SERVING=1 NOT_SERVING=2 SERVICE_UNKNOWN=3
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-// grpc-js loads on the first gRPC check: an agent whose services have none never pays for it.
-import type * as grpc from "@grpc/grpc-js";
-import { Code, codeName } from "../rpc/wire.ts";
+import { Channel, type Target } from "../rpc/client.ts";
+import { CallError, Code, codeName } from "../rpc/wire.ts";
 import { firstLine, type HealthResult, hostPort } from "./result.ts";
 
 export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
@@ -46,55 +46,23 @@ export function statusWord(status: number): string {
   return SERVING_STATUS[status] ?? `status ${status}`;
 }
 
-// The target is an IP most of the time and Bun refuses an IP as TLS servername (see
-// rpc/client.ts): a placeholder SNI is harmless since the certificate is not verified here.
-const SNI_PLACEHOLDER = "health-check.invalid";
-
-async function call(
-  target: string,
-  tls: boolean,
-  deadline: number,
-): Promise<{ status: number } | { error: grpc.ServiceError }> {
-  const grpc = await import("@grpc/grpc-js");
-  const creds = tls
-    ? grpc.credentials.createSsl(null, null, null, {
-        rejectUnauthorized: false,
-        checkServerIdentity: () => undefined,
-      })
-    : grpc.credentials.createInsecure();
-  const client = new grpc.Client(target, creds, {
-    "grpc.ssl_target_name_override": SNI_PLACEHOLDER,
-    // One check = one connection: no reconnect attempts linger after close().
-    "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.max_reconnect_backoff_ms": 200,
-  });
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      HEALTH_CHECK_METHOD,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      encodeHealthRequest(""),
-      new grpc.Metadata(),
-      { deadline },
-      (err, res) => {
-        client.close();
-        if (err) resolve({ error: err });
-        else {
-          try {
-            resolve({ status: decodeHealthStatus(res ?? Buffer.alloc(0)) });
-          } catch (e) {
-            resolve({
-              error: Object.assign(new Error(`bad health response: ${firstLine(e)}`), {
-                code: grpc.status.INTERNAL,
-                details: `bad health response: ${firstLine(e)}`,
-                metadata: new grpc.Metadata(),
-              }),
-            });
-          }
-        }
-      },
-    );
-  });
+/** One Check over a fresh channel (one check = one connection, closed after the answer). */
+async function call(target: Target, deadline: number): Promise<{ status: number } | { error: CallError }> {
+  const ch = new Channel({ target });
+  try {
+    const res = await ch.unary(HEALTH_CHECK_METHOD, encodeHealthRequest(""), {
+      timeoutMs: Math.max(1, deadline - Date.now()),
+    });
+    try {
+      return { status: decodeHealthStatus(res) };
+    } catch (e) {
+      return { error: new CallError(Code.INTERNAL, `bad health response: ${firstLine(e)}`) };
+    }
+  } catch (err) {
+    return { error: err instanceof CallError ? err : new CallError(Code.UNKNOWN, firstLine(err)) };
+  } finally {
+    ch.close();
+  }
 }
 
 export async function checkGrpc(host: string, port: number, timeoutMs: number): Promise<HealthResult> {
@@ -106,19 +74,18 @@ export async function checkGrpc(host: string, port: number, timeoutMs: number): 
     detail: `grpc ${target} ${what}`,
     ms: Math.round(performance.now() - t0),
   });
-  const plain = await call(target, false, deadline);
+  const plain = await call({ kind: "h2c", address: target }, deadline);
   let res = plain;
   let via = "plaintext";
   // UNAVAILABLE is what a TLS listener looks like to a plaintext client (and what a closed port
   // looks like — the TLS attempt then fails the same way, quickly).
   if ("error" in plain && plain.error.code === Code.UNAVAILABLE && Date.now() < deadline) {
-    res = await call(target, true, deadline);
+    res = await call({ kind: "tls", address: target, caPem: null }, deadline);
     via = "tls";
   }
   if ("status" in res) {
     return done(res.status === 1, `${statusWord(res.status)} (${via})`);
   }
   const e = res.error;
-  const details = (e.details || e.message || "").replace(/\s*Resolution note:\s*$/, "");
-  return done(false, `${codeName(e.code)}: ${firstLine(details)} (${via})`);
+  return done(false, `${codeName(e.code)}: ${firstLine(e.details)} (${via})`);
 }

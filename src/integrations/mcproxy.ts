@@ -5,7 +5,7 @@
 // IntegrationError("mc-proxy", ...) line carrying the gRPC code in `status`.
 import { statSync } from "node:fs";
 import { ProxyAdminService, type Route } from "../gen/mcproxy/v1/mcproxy_pb.ts";
-// rpc/client.ts (grpc-js) loads on the first call: an agent without mc-proxy never pays for it.
+// rpc/client.ts loads on the first call: an agent without mc-proxy never pays for it.
 import type { TypedClient } from "../rpc/client.ts";
 import { CallError, Code as grpcStatus } from "../rpc/wire.ts";
 import { IntegrationError, type ProxyAdmin, type ProxyRoute } from "./types.ts";
@@ -80,7 +80,7 @@ export class McProxyClient implements ProxyAdmin {
     }
   }
 
-  // Checked before every call: grpc-js would only say "UNAVAILABLE: connect ENOENT", and mc-proxy
+  // Checked before every call: the client would only say "UNAVAILABLE: … connect ENOENT", and mc-proxy
   // may be (re)started after the agent, so the socket can appear later.
   private checkSocket(): void {
     let st: ReturnType<typeof statSync>;

@@ -1,7 +1,7 @@
 // Local certificate authority (spec §3.5 local mode): create a CA, issue
 // TLS leaf certificates signed by it, inspect certificates, write key pairs.
 // ECDSA P-256 / SHA-256 through WebCrypto; private keys are PKCS#8 PEM
-// ("BEGIN PRIVATE KEY"), which node:tls, grpc-js and Bun.serve all accept.
+// ("BEGIN PRIVATE KEY"), which node:tls, gRPC libraries and Bun.serve all accept.
 // Nothing here touches the disk except writeKeyPair.
 
 import { randomBytes } from "node:crypto";
@@ -23,7 +23,7 @@ export interface KeyPairPem {
 }
 
 export interface IssuedCert extends KeyPairPem {
-  /** Leaf followed by the CA certificate (what L7 proxies and grpc-js want). */
+  /** Leaf followed by the CA certificate (what L7 proxies and gRPC peers want). */
   chainPem: string;
   /** Lower-case hex, as certInfo reports it. */
   serial: string;

@@ -1,5 +1,5 @@
 // RPC errors: the one place where failures become gRPC status codes (numbers from wire.ts, so
-// neither the server nor a handler loads grpc-js for them).
+// neither the server nor a handler loads a gRPC library for them).
 // Handlers throw RpcError (or helpers below); anything else becomes INTERNAL with its message only.
 import { codeName, Code as status } from "./wire.ts";
 

@@ -8,7 +8,7 @@ import { RpcError, statusName, toStatus } from "./errors.ts";
 import type { CallContext } from "./service.ts";
 import { Code as status } from "./wire.ts";
 
-/** Request metadata: grpc-js's Metadata fits, and so does the server's view of HTTP/2 headers. */
+/** Request metadata: the server's view of HTTP/2 headers (a gRPC library's Metadata fits too). */
 export interface Metadata {
   get(key: string): unknown[];
 }

@@ -1,5 +1,6 @@
-// grpc-js service definitions built from protobuf-es service descriptors (no proto-loader):
-// path /<typeName>/<Method>, streaming flags from methodKind, toBinary/fromBinary for the wire.
+// The wire description of each method, built from protobuf-es service descriptors (no
+// proto-loader): path /<typeName>/<Method>, streaming flags from methodKind, toBinary/fromBinary
+// for the wire; and the typed handler shapes the server registers.
 
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import {
@@ -11,7 +12,6 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import type { ServiceDefinition } from "@grpc/grpc-js";
 
 export interface MethodWire {
   path: string;
@@ -34,10 +34,10 @@ function deserializer(desc: DescMessage) {
 }
 
 /**
- * A request the server could not decode. grpc-js answers a throwing request deserializer with
- * INTERNAL before any interceptor runs (unauthenticated, unaudited, and blaming the server), so
- * the server's deserializer returns this instead and the interceptor answers INVALID_ARGUMENT
- * after authentication (server.ts).
+ * A request the server could not decode. Answering a throwing request deserializer with INTERNAL
+ * before any interceptor runs would be unauthenticated, unaudited, and blame the server, so the
+ * server's deserializer returns this instead and the interceptor answers INVALID_ARGUMENT after
+ * authentication (server.ts).
  */
 export class UndecodableRequest {
   constructor(
@@ -78,23 +78,6 @@ export function methodWires(svc: DescService): Map<string, MethodWire> {
   }
   wireCache.set(svc, out);
   return out;
-}
-
-export function grpcServiceDefinition(svc: DescService): ServiceDefinition {
-  const def: Record<string, unknown> = {};
-  for (const [, w] of methodWires(svc)) {
-    def[w.method.name] = {
-      path: w.path,
-      requestStream: w.requestStream,
-      responseStream: w.responseStream,
-      requestSerialize: w.serializeRequest,
-      requestDeserialize: w.deserializeRequest,
-      responseSerialize: w.serializeResponse,
-      responseDeserialize: w.deserializeResponse,
-      originalName: w.method.localName,
-    };
-  }
-  return def as ServiceDefinition;
 }
 
 // ---- typed handler shapes -------------------------------------------------------------

@@ -21,7 +21,7 @@ import {
   RouteSchema,
 } from "../../src/gen/mcproxy/v1/mcproxy_pb.ts";
 import type { ProxyRoute } from "../../src/integrations/types.ts";
-import { grpcServiceDefinition } from "../../src/rpc/service.ts";
+import { grpcServiceDefinition } from "../support/grpc-js.ts";
 
 export interface FakeMcProxyCall {
   method: "AddRoute" | "RemoveRoute" | "ListRoutes" | "GetStatus";

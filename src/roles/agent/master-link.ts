@@ -13,7 +13,7 @@ import { statfsSync } from "node:fs";
 import os from "node:os";
 import { dirname } from "node:path";
 import { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
-// rpc/client.ts (grpc-js) loads on the first connect: an agent without a master never pays for it.
+// rpc/client.ts loads on the first connect: an agent without a master never pays for it.
 import type { TypedClient } from "../../rpc/client.ts";
 import { splitHostPort } from "../../rpc/server.ts";
 import { CallError, Code as status } from "../../rpc/wire.ts";

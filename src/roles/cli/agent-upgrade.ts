@@ -11,11 +11,11 @@
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import type { CliNode } from "../../config/cli.ts";
 import { parseDuration } from "../../config/load.ts";
 import type { NodeStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CallError } from "../../rpc/client.ts";
+import { Code as grpcStatus } from "../../rpc/wire.ts";
 import { connectSsh, resolveTarget, type SshSession } from "../../ssh/index.ts";
 import { type AgentBinary, agentBinaryFor, CLI_VERSION } from "./agent-binary.ts";
 import { type Ctx, loadCtx } from "./context.ts";
@@ -30,8 +30,8 @@ const ZSTD_LEVEL = 6;
 const GZIP_LEVEL = 6;
 const POLL_MS = 300;
 // Codes that mean "no agent there right now" (as opposed to one this CLI cannot talk to).
-const AGENT_DOWN = new Set([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED]);
-// grpc-js reports a certificate it cannot verify as UNAVAILABLE too; its text tells them apart.
+const AGENT_DOWN = new Set<number>([grpcStatus.UNAVAILABLE, grpcStatus.DEADLINE_EXCEEDED]);
+// A certificate the client cannot verify is UNAVAILABLE too (the connection failed); its text tells them apart.
 const TLS_TROUBLE = /certificate|self[- ]signed|altnames|SSL|TLS|handshake/i;
 
 export type Compression = "zstd" | "gzip";
@@ -250,7 +250,7 @@ async function waitForAgent(
   return { ok: false, last };
 }
 
-/** grpc-js's long UNAVAILABLE text cut to what an operator acts on. */
+/** A long UNAVAILABLE text cut to what an operator acts on. */
 export function briefError(e: Error): string {
   const msg = e.message.split("\n")[0] ?? "error";
   if (/ECONNREFUSED/.test(msg)) return "connection refused";

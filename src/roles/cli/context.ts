@@ -10,8 +10,8 @@ import {
   loadCliConfig,
 } from "../../config/cli.ts";
 import { McpAgent, McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
-import type { TypedClient } from "../../rpc/client.ts";
-import { connectOneShot } from "../../rpc/client-h2.ts";
+import { connect, type TypedClient } from "../../rpc/client.ts";
+
 import { CliError, warn } from "./output.ts";
 
 export type AgentClient = TypedClient<typeof McpAgent>;
@@ -57,7 +57,7 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
       if (!c) {
         c = (async () => {
           caPem ??= readCa(config, configPath);
-          return connectOneShot(McpAgent, {
+          return connect(McpAgent, {
             addresses: [node.address, ...node.addresses],
             caPem,
             token: await ctx.token(),
@@ -76,7 +76,7 @@ export function loadCtx(opts: Record<string, unknown>): Ctx {
         const m = config.master;
         if (!m) throw new CliError(`no [master] in ${configPath}: add [master] address = "host:port"`, 2);
         caPem ??= readCa(config, configPath);
-        return connectOneShot(McpMasterService, {
+        return connect(McpMasterService, {
           addresses: [m.address, ...m.addresses],
           caPem,
           token: await ctx.token(),

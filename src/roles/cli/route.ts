@@ -2,10 +2,10 @@
 // parallel, grouped by listener) and manual fixes, through the node's agent. Deploys manage
 // routes themselves; these commands exist to inspect and repair.
 import { isAbsolute } from "node:path";
-import { status } from "@grpc/grpc-js";
 import type { CliNode } from "../../config/cli.ts";
 import type { ProxyRoute } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CallError } from "../../rpc/client.ts";
+import { Code as status } from "../../rpc/wire.ts";
 import { type Ctx, fanOut, loadCtx, onNode } from "./context.ts";
 import { CliError, printJson, printTable, red, yellow } from "./output.ts";
 

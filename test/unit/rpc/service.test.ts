@@ -12,7 +12,8 @@ import {
   McpAgent,
   McpMasterService,
 } from "../../../src/gen/mcp/v1/mcp_pb.ts";
-import { grpcServiceDefinition, methodWires } from "../../../src/rpc/service.ts";
+import { methodWires } from "../../../src/rpc/service.ts";
+import { grpcServiceDefinition } from "../../support/grpc-js.ts";
 
 interface ProtoRpc {
   name: string;

@@ -1,9 +1,9 @@
-// The CLI's one-shot node:http2 client (src/rpc/client-h2.ts) against the grpc-js client
-// (src/rpc/client.ts): both call the same real TLS gRPC servers — the real agent (startAgent:
+// The product's node:http2 client (src/rpc/client.ts) against the grpc-js client
+// (test/support/grpc-js.ts): both call the same real TLS gRPC servers — the real agent (startAgent:
 // registry, local tokens, operator policy) and the real server stack with scripted handlers that
 // answer every status code — and must give the same answers and the same errors: success, each
 // code with a percent-encoded message, deadline, cancel, connection refused, a server cert from
-// another CA, the multi-address fallback and the streaming methods it delegates to grpc-js.
+// another CA, the multi-address fallback and a server-streaming method.
 // Bounded: a few dozen calls on 127.0.0.1, each with a deadline of at most 10 s.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,18 +15,25 @@ import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
-import { connectOneShot, decodeGrpcMessage, grpcTimeout, unframe } from "../../src/rpc/client-h2.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { type RunningServer, startServer } from "../../src/rpc/server.ts";
-import { CallError, Code, codeName } from "../../src/rpc/wire.ts";
+import {
+  CallError,
+  Code,
+  codeName,
+  decodeGrpcMessage,
+  encodeGrpcTimeout as grpcTimeout,
+  unframe,
+} from "../../src/rpc/wire.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { freePort, podmanEnv } from "../support/env.ts";
+import { connectGrpcJs } from "../support/grpc-js.ts";
 
 type Client = TypedClient<typeof McpAgent>;
 type Connect = typeof connect;
 const CLIENTS: [string, Connect][] = [
-  ["grpc-js", connect],
-  ["http2", connectOneShot as Connect],
+  ["grpc-js", connectGrpcJs],
+  ["http2", connect],
 ];
 
 interface Pki {
@@ -228,7 +235,7 @@ describe("against scripted answers", () => {
     expect(results[1]).toEqual(results[0]);
   }, 20_000);
 
-  test("a server-streaming method is delegated and yields the same lines", async () => {
+  test("a server-streaming method yields the same lines", async () => {
     const lines = [];
     for (const [, which] of CLIENTS) {
       const c = await client(which, scriptedAddr());
@@ -269,11 +276,42 @@ describe("connection failures", () => {
       expect(await outcome(c.listServices({}))).toMatchObject({ ok: expect.anything() });
     }
     const dead2 = `127.0.0.1:${await freePort()}`;
-    const r = await outcome(client(connectOneShot as Connect, [dead, dead2]));
+    const r = await outcome(client(connect, [dead, dead2]));
     expect(r).toEqual({
       code: Code.UNAVAILABLE,
       message: `UNAVAILABLE: no address answered (${dead}: connect ECONNREFUSED ${dead}; ${dead2}: connect ECONNREFUSED ${dead2})`,
     });
+  }, 20_000);
+});
+
+describe("reconnect", () => {
+  test("a client kept across a server restart: UNAVAILABLE while it is down, answers again after", async () => {
+    const start = (address: string) =>
+      startServer({
+        address,
+        certPem: pki.certPem,
+        keyPem: pki.keyPem,
+        validator: new LocalTokenValidator([
+          { name: "alice", role: "admin", accountType: "human", sha256: hashToken(token) },
+        ]),
+        policy: operatorPolicy,
+        logger: pino({ level: "silent" }),
+        services: [{ desc: McpAgent, handlers: { nodeStatus: async () => ({ nodeName: "restarted" }) } }],
+      });
+    let srv = await start("127.0.0.1:0");
+    const addr = `127.0.0.1:${srv.port}`;
+    try {
+      const c = await client(connect, addr);
+      expect((await c.nodeStatus({})).nodeName).toBe("restarted");
+      await srv.close();
+      expect(await outcome(c.nodeStatus({}, { timeoutMs: 2000 }))).toMatchObject({ code: Code.UNAVAILABLE });
+      srv = await start(addr);
+      expect(await outcome(c.nodeStatus({}, { timeoutMs: 5000 }))).toEqual({
+        ok: expect.objectContaining({ nodeName: "restarted" }),
+      });
+    } finally {
+      await srv.close();
+    }
   }, 20_000);
 });
 
@@ -287,8 +325,8 @@ describe("process lifetime", () => {
       script,
       [
         `import { McpAgent } from "${src}/gen/mcp/v1/mcp_pb.ts";`,
-        `import { connectOneShot } from "${src}/rpc/client-h2.ts";`,
-        `const c = await connectOneShot(McpAgent, { addresses: ["${scriptedAddr()}"], caPem: ${JSON.stringify(pki.caPem)}, token: "${token}" });`,
+        `import { connect } from "${src}/rpc/client.ts";`,
+        `const c = await connect(McpAgent, { addresses: ["${scriptedAddr()}"], caPem: ${JSON.stringify(pki.caPem)}, token: "${token}" });`,
         "const r = await c.healthCheck({}, { timeoutMs: 8000 });",
         "console.log(r.status);",
       ].join("\n"),
