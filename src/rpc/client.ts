@@ -123,6 +123,7 @@ function openSession(
   } catch (err) {
     return { session: null, ready: Promise.reject(err) };
   }
+  session.once("remoteSettings", () => remoteSettingsSeen.add(session));
   const ready = new Promise<http2.ClientHttp2Session>((resolve, reject) => {
     const timer = setTimeout(() => {
       session.destroy();
@@ -146,6 +147,29 @@ function openSession(
   return { session, ready };
 }
 
+interface StreamSlot {
+  session: http2.ClientHttp2Session;
+  /** Gives the slot back (idempotent): on the stream's close, or when no stream was opened. */
+  free: () => void;
+}
+
+interface SlotGate {
+  open: number;
+  waiters: Array<() => void>;
+}
+
+/** Streams assumed before the server's SETTINGS arrive: our servers' default, not HTTP/2's "unlimited". */
+const ASSUMED_STREAM_LIMIT = 100;
+
+/** The peer's advertised concurrent-stream limit, once its SETTINGS frame arrived. */
+function streamLimit(s: http2.ClientHttp2Session): number {
+  const n = s.remoteSettings?.maxConcurrentStreams;
+  if (!remoteSettingsSeen.has(s) || typeof n !== "number" || n <= 0) return ASSUMED_STREAM_LIMIT;
+  return n;
+}
+
+const remoteSettingsSeen = new WeakSet<http2.ClientHttp2Session>();
+
 const noConnection = (err: unknown) =>
   new CallError(Code.UNAVAILABLE, `No connection established. Last error: ${(err as Error)?.message ?? err}`);
 
@@ -162,6 +186,7 @@ export class Channel {
   private openingSession: http2.ClientHttp2Session | null = null;
   private active = 0;
   private closed = false;
+  private readonly gates = new Map<http2.ClientHttp2Session, SlotGate>();
 
   constructor(
     private readonly opts: ChannelOptions,
@@ -230,6 +255,44 @@ export class Channel {
     return this.opening;
   }
 
+  /**
+   * A stream slot on the live session. The server advertises how many concurrent streams it takes
+   * (our servers: 100) and refuses the rest with REFUSED_STREAM — and Bun's server closes a whole
+   * connection that keeps opening refused streams — so calls beyond the limit wait here for a
+   * stream of the same session to close, as grpc-js queues them.
+   */
+  private async streamSlot(): Promise<StreamSlot> {
+    // Bounded: each pass either takes a slot or waits for one to free (or the session to die).
+    for (let pass = 0; ; pass++) {
+      const s = await this.getSession();
+      let gate = this.gates.get(s);
+      if (!gate) {
+        const g: SlotGate = { open: 0, waiters: [] };
+        gate = g;
+        this.gates.set(s, g);
+        s.once("close", () => {
+          this.gates.delete(s);
+          for (const w of g.waiters.splice(0)) w();
+        });
+      }
+      if (gate.open < streamLimit(s) || pass > 10_000) {
+        const g = gate;
+        g.open++;
+        let freed = false;
+        return {
+          session: s,
+          free: () => {
+            if (freed) return;
+            freed = true;
+            g.open--;
+            g.waiters.shift()?.();
+          },
+        };
+      }
+      await new Promise<void>((resolve) => gate.waiters.push(resolve));
+    }
+  }
+
   // An idle session must not keep the process alive; a call in flight (or waiting to connect) must.
   private hold(): void {
     if (this.active++ === 0) {
@@ -251,7 +314,7 @@ export class Channel {
       o?.signal,
       deadlineMs,
       this.opts.token ?? null,
-      () => this.getSession(),
+      () => this.streamSlot(),
       () => this.hold(),
       () => this.release(),
     );
@@ -322,7 +385,7 @@ class RawCall {
     private readonly signal: AbortSignal | undefined,
     deadlineMs: number | null,
     token: string | null,
-    session: () => Promise<http2.ClientHttp2Session>,
+    slot: () => Promise<StreamSlot>,
     hold: () => void,
     private readonly release: () => void,
   ) {
@@ -344,9 +407,12 @@ class RawCall {
       return;
     }
     signal?.addEventListener("abort", this.onAbort, { once: true });
-    this.ready = session().then(
-      (s) => {
-        if (this.finished) return null;
+    this.ready = slot().then(
+      ({ session: s, free }) => {
+        if (this.finished) {
+          free();
+          return null;
+        }
         const headers: http2.OutgoingHttpHeaders = {
           ":method": "POST",
           ":path": path,
@@ -360,9 +426,11 @@ class RawCall {
         try {
           this.stream = s.request(headers);
         } catch (err) {
+          free();
           this.settle(noConnection(err));
           return null;
         }
+        this.stream.once("close", free);
         this.listen(this.stream, s);
         return this.stream;
       },

@@ -3,11 +3,13 @@
 // interceptor (interceptor.ts). Unimplemented methods still authenticate, then answer
 // UNIMPLEMENTED; a path no service has is UNIMPLEMENTED without a handler.
 //
-// Not grpc-js's Server: loading grpc-js and starting its server cost the agent ~11 MB of its
-// ~62 MB resident set (issue 10, agent-rss target 60 MB), and this API needs only what is here:
+// Framing, deadlines and grpc-message encoding come from wire.ts, shared with the one client
+// (client.ts). No gRPC library: grpc-js cost the agent ~11 MB of its ~62 MB resident set and
+// connect-node more (BUN-NOTES.md), and this API needs only what is here:
 // unary, server- and client-streaming calls, identity encoding, grpc-timeout deadlines,
 // cancellation, a 16 MiB message limit and trailers (test/integration/server-h2.test.ts checks
-// it against the grpc-js client; every other RPC test goes through it too).
+// it and grpc-interop.test.ts against grpc-js, the reference peer; every other RPC test goes
+// through it too).
 //
 // HTTP/2 limits (ServerLimits; test/integration/server-limits.test.ts probes each): a bounded
 // number of concurrent streams and header-list size per connection (advertised in SETTINGS and
@@ -27,10 +29,18 @@ import {
   RefusedAuditLimiter,
 } from "./interceptor.ts";
 import { type CallContext, type MethodWire, methodWires, UndecodableRequest } from "./service.ts";
-import { Code, MAX_MESSAGE_BYTES } from "./wire.ts";
+import {
+  Code,
+  encodeGrpcMessage,
+  FrameReader,
+  frame,
+  MAX_MESSAGE_BYTES,
+  MAX_TIMEOUT_MS,
+  parseGrpcTimeout,
+} from "./wire.ts";
 
-// Must be set before any secure context is created: a grpc-js client in this process (the
-// agent's master link) would accept TLS 1.2 otherwise; the server below also asks for 1.3.
+// Must be set before any secure context is created: any other TLS client in this process would
+// accept TLS 1.2 otherwise; the server below also asks for 1.3.
 tls.DEFAULT_MIN_VERSION = "TLSv1.3";
 
 export { MAX_MESSAGE_BYTES };
@@ -94,7 +104,7 @@ export function serverLimits(over: Partial<ServerLimits> = {}): ServerLimits {
   if (out.maxConcurrentStreams > 2 ** 31 - 1 || out.maxHeaderListBytes > 2 ** 31 - 1)
     throw new Error("server limits maxConcurrentStreams and maxHeaderListBytes must be below 2^31");
   for (const k of ["handshakeTimeoutMs", "idleTimeoutMs", "resetWindowMs", "refusedWindowMs"] as const)
-    if (out[k] > MAX_TIMER_MS) throw new Error(`server limit ${k} must be at most ${MAX_TIMER_MS} ms`);
+    if (out[k] > MAX_TIMEOUT_MS) throw new Error(`server limit ${k} must be at most ${MAX_TIMEOUT_MS} ms`);
   return out;
 }
 
@@ -141,108 +151,6 @@ function decoded(msg: unknown): unknown {
   return msg;
 }
 
-/** grpc-message is percent-encoded (gRPC over HTTP/2): bytes outside printable ASCII, and '%'. */
-function encodeGrpcMessage(details: string): string {
-  let out = "";
-  for (const b of Buffer.from(details, "utf8")) {
-    out +=
-      b >= 0x20 && b <= 0x7e && b !== 0x25
-        ? String.fromCharCode(b)
-        : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
-
-/** The longest delay setTimeout takes; a longer one overflows and fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * grpc-timeout ("100m", "5S", "1H", …) in milliseconds, or null when absent or malformed.
- * Clamped to MAX_TIMER_MS (~24.8 days): "99999999H" is a deadline far away, not an instant one.
- */
-function parseGrpcTimeout(v: unknown): number | null {
-  const m = typeof v === "string" ? /^(\d{1,8})([HMSmun])$/.exec(v) : null;
-  if (!m) return null;
-  const n = Number(m[1]);
-  const unit: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-  return Math.min(n * (unit[m[2] as string] as number), MAX_TIMER_MS);
-}
-
-/**
- * Splits the request body into length-prefixed messages. Throws RpcError for a compressed
- * message (only identity is offered) and for one over the size limit, before buffering it.
- */
-class FrameReader {
-  private chunks: Buffer[] = [];
-  private have = 0;
-  private need = -1;
-
-  push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.have += chunk.length;
-    const out: Buffer[] = [];
-    for (;;) {
-      if (this.need < 0) {
-        if (this.have < 5) break;
-        const head = this.take(5);
-        const flag = head[0];
-        const len = head.readUInt32BE(1);
-        if (flag !== 0)
-          throw new RpcError(
-            Code.UNIMPLEMENTED,
-            "compressed messages are not supported (grpc-encoding identity only)",
-          );
-        if (len > MAX_MESSAGE_BYTES)
-          throw new RpcError(
-            Code.RESOURCE_EXHAUSTED,
-            `received message larger than max (${len} vs. ${MAX_MESSAGE_BYTES})`,
-          );
-        this.need = len;
-      }
-      if (this.have < this.need) break;
-      out.push(this.take(this.need));
-      this.need = -1;
-    }
-    return out;
-  }
-
-  /** True when the body so far ends inside a message. */
-  get partial(): boolean {
-    return this.need >= 0 || this.have > 0;
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    const first = this.chunks[0] as Buffer;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.have -= n;
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0] as Buffer;
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    this.have -= n;
-    return out;
-  }
-}
-
-function frame(msg: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + msg.length);
-  out[0] = 0;
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
-}
-
 const RESPONSE_HEADERS = {
   ":status": 200,
   "content-type": "application/grpc+proto",
@@ -261,7 +169,7 @@ class Call {
   /** Why the call was aborted: CANCELLED by the client or DEADLINE_EXCEEDED. */
   abortCode: number | null = null;
   private readonly ac = new AbortController();
-  private readonly reader = new FrameReader();
+  private readonly reader = new FrameReader((code, message) => new RpcError(code, message));
   private readonly inbox: Buffer[] = [];
   private inboxEnded = false;
   private inboxError: RpcError | null = null;

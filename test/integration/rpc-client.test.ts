@@ -66,6 +66,8 @@ async function outcome(p: Promise<unknown>): Promise<{ ok: unknown } | { code: n
   }
 }
 
+let inHandler = 0;
+let maxInHandler = 0;
 const token = generateToken();
 const guest = generateToken();
 let pki: Pki;
@@ -124,6 +126,13 @@ beforeAll(async () => {
               });
             });
             return { status: "late" };
+          },
+          async listServices() {
+            inHandler++;
+            maxInHandler = Math.max(maxInHandler, inHandler);
+            await Bun.sleep(5);
+            inHandler--;
+            return { services: [] };
           },
           async nodeStatus() {
             return { nodeName: "scripted", agentVersion: "x".repeat(200_000) };
@@ -211,6 +220,19 @@ describe("against scripted answers", () => {
     expect(a).toEqual({ ok: 200_000 });
     expect(b).toEqual(a);
   }, 20_000);
+
+  test("a burst of 1,000 calls on a fresh connection waits for stream slots instead of being refused", async () => {
+    // The server advertises 100 concurrent streams; Bun's client would send the whole burst
+    // before SETTINGS arrive and get REFUSED_STREAM (and then the connection closed) for the rest.
+    const c = await client(connect, scriptedAddr());
+    maxInHandler = 0;
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, () => outcome(c.listServices({}).then(() => "ok"))),
+    );
+    expect(results.filter((r) => !("ok" in r))).toEqual([]);
+    expect(maxInHandler).toBeGreaterThan(1);
+    expect(maxInHandler).toBeLessThanOrEqual(100);
+  }, 30_000);
 
   test("deadline: DEADLINE_EXCEEDED from both, well before the handler would answer", async () => {
     for (const [, which] of CLIENTS) {
