@@ -170,8 +170,16 @@ function addrError(s: string, reason: string): ConfigError {
   );
 }
 
-/** `host:port` or `[v6]:port`. */
-export function parseHostPort(s: string): HostPort {
+export interface HostPortOptions {
+  /**
+   * A listen address: an empty host (":9444", every interface) and port 0 (any free port) are
+   * allowed. Dialled addresses need both.
+   */
+  listen?: boolean;
+}
+
+/** `host:port` or `[v6]:port`: the one host:port parser (config values, listen and dial addresses). */
+export function parseHostPort(s: string, opts: HostPortOptions = {}): HostPort {
   let host: string;
   let portStr: string;
   if (s.startsWith("[")) {
@@ -185,13 +193,38 @@ export function parseHostPort(s: string): HostPort {
     if (colon < 0) throw addrError(s, "missing port");
     host = s.slice(0, colon);
     portStr = s.slice(colon + 1);
-    if (host === "" || !/^[A-Za-z0-9._-]+$/.test(host))
+    if ((host === "" && !opts.listen) || !/^[A-Za-z0-9._-]*$/.test(host))
       throw addrError(s, `bad host ${JSON.stringify(host)}`);
   }
+  if (opts.listen && portStr === "0") return { host, port: 0 };
   return { host, port: parsePort(portStr, "port", s, addrError) };
 }
 
-/** True for the wildcard addresses the agent refuses to bind without allow_any_addr. */
+/**
+ * A listen address (parseHostPort with `listen`), failing with a plain Error that names it: for
+ * daemons and the server, where it is not read from a config key.
+ */
+export function parseListenAddress(addr: string): HostPort {
+  try {
+    return parseHostPort(addr, { listen: true });
+  } catch (err) {
+    throw new Error(`bad address "${addr}": expected host:port (${(err as Error).message})`);
+  }
+}
+
+/**
+ * True for a host that binds (or means) every interface: the agent refuses to bind one without
+ * allow_any_addr, and a published port on one is reached through the node's address. The resolver
+ * accepts many spellings of the unspecified address ("0", "0.0.0.00", "0x0", "::0",
+ * "0:0:0:0:0:0:0:0", "::ffff:0.0.0.0"), and each of them really binds 0.0.0.0 or ::, so a literal
+ * set of "0.0.0.0"/"::" is not enough.
+ */
 export function isAnyAddr(host: string): boolean {
-  return host === "" || host === "0.0.0.0" || (isIPv6(host) && /^[0:]+$/.test(host));
+  const h = host.toLowerCase().replace(/%.*$/, "");
+  if (h === "") return true;
+  if (/^[0.x]+$/.test(h)) return true; // IPv4 zero in any inet_aton form
+  if (!isIPv6(h)) return false;
+  const parts = h.split(/[:.]/).filter((p) => p !== "");
+  const mapped = /(^|:)ffff:\d+\.\d+\.\d+\.\d+$/.test(h); // ::ffff:a.b.c.d
+  return parts.every((p, i) => /^0+$/.test(p) || (mapped && p === "ffff" && i === parts.length - 5));
 }

@@ -19,6 +19,7 @@ import http2 from "node:http2";
 import { isIPv6 } from "node:net";
 import tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
+import { isAnyAddr, parseListenAddress } from "../config/specs.ts";
 import { invalidArgument, RpcError, toStatus } from "./errors.ts";
 import {
   audit,
@@ -114,30 +115,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(addr);
-  if (!m) throw new Error(`bad address "${addr}": expected host:port`);
-  return { host: m[1] ?? m[2] ?? "", port: Number(m[3]) };
-}
-
-/**
- * True for a host that binds every interface. The resolver accepts many spellings of the
- * unspecified address ("0", "0.0.0.00", "0x0", "[::0]", "[0:0:0:0:0:0:0:0]", "[::ffff:0.0.0.0]"),
- * and each of them really binds 0.0.0.0 or ::, so a literal set of "0.0.0.0"/"::" is not enough.
- */
-export function isAnyAddress(host: string): boolean {
-  const h = host.toLowerCase().replace(/%.*$/, "");
-  if (h === "") return true;
-  if (/^[0.x]+$/.test(h)) return true; // IPv4 zero in any inet_aton form
-  if (!isIPv6(h)) return false;
-  const parts = h.split(/[:.]/).filter((p) => p !== "");
-  const mapped = /(^|:)ffff:\d+\.\d+\.\d+\.\d+$/.test(h); // ::ffff:a.b.c.d
-  return parts.every((p, i) => /^0+$/.test(p) || (mapped && p === "ffff" && i === parts.length - 5));
-}
-
 export function checkBindAddress(addr: string, allowAny: boolean): void {
-  const { host } = splitHostPort(addr);
-  if (isAnyAddress(host) && !allowAny) {
+  const { host } = parseListenAddress(addr);
+  if (isAnyAddr(host) && !allowAny) {
     throw new Error(
       `refusing to bind ${addr}: the agent binds the overlay address only (pass --allow-any-addr to override)`,
     );
@@ -443,9 +423,9 @@ function refuse(stream: http2.ServerHttp2Stream, httpStatus: number): void {
 }
 
 function listenAddress(address: string): { host: string | undefined; port: number } {
-  const { host, port } = splitHostPort(address);
+  const { host, port } = parseListenAddress(address);
   // "" and every spelling of the unspecified address: all interfaces (checkBindAddress allowed it).
-  return { host: isAnyAddress(host) ? undefined : host, port };
+  return { host: isAnyAddr(host) ? undefined : host, port };
 }
 
 /** What the limits track per connection. */

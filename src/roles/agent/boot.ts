@@ -12,11 +12,12 @@
 //   3. nothing to connect to: the container being running counts as healthy (logged as such).
 // Images are pre-staged for boot (the registry may be one of the later stages): pull policy
 // "missing", so a present image is never re-pulled.
+import { isIPv6 } from "node:net";
 import type { Logger } from "pino";
 import type { BootStage } from "../../config/agent.ts";
 import { canonicalImage, extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
-import { parsePortSpec } from "../../config/specs.ts";
+import { isAnyAddr, parsePortSpec } from "../../config/specs.ts";
 import { checkGrpc, checkHttp, checkTcp, type HealthResult, waitHealthy } from "../../health/index.ts";
 import { sleepAbortable } from "../../health/wait.ts";
 import { alertSink, raiseAlert } from "../../monitor/alert.ts";
@@ -73,8 +74,7 @@ export function healthTarget(ctx: AgentContext, service: string, c: ComponentDef
     if (spec.protocol === "udp") continue;
     let host = spec.hostIp ?? "127.0.0.1";
     // Published on every interface: loopback reaches it without depending on the host's addresses.
-    if (host === "0.0.0.0") host = "127.0.0.1";
-    if (host === "::") host = "::1";
+    if (isAnyAddr(host)) host = isIPv6(host) ? "::1" : "127.0.0.1";
     return { kind: "port", host, port: spec.hostPort, from: "port" };
   }
   const stored = ctx.registry.getComponent(service, c.name)?.routes.find((r) => r.hostPort > 0);

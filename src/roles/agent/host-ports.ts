@@ -3,9 +3,8 @@
 // redeploy, a start after stop and a recover all publish the same port). What a container then
 // gets (publish specs, $PORT*) is route-ports.ts's job; this module only decides the numbers.
 import { isIP, isIPv6 } from "node:net";
-import { isAnyAddr } from "../../config/specs.ts";
+import { isAnyAddr, parseListenAddress } from "../../config/specs.ts";
 import { type Registry, RegistryError } from "../../registry/index.ts";
-import { splitHostPort } from "../../rpc/server.ts";
 import type { ContainerSpec } from "../../runtime/runtime.ts";
 import { type AgentSettings, type ContainerFields, containerSpec } from "./context.ts";
 import { DEFAULT_ROUTE_BIND, type RoutePort, withRoutePorts } from "./route-ports.ts";
@@ -23,7 +22,7 @@ export function routeKey(r: { name?: string | undefined }): string {
 export function defaultNodeAddress(grpcAddr: string): { address: string; fallback: boolean } {
   let host: string;
   try {
-    host = splitHostPort(grpcAddr).host;
+    host = parseListenAddress(grpcAddr).host;
   } catch {
     return { address: DEFAULT_ROUTE_BIND, fallback: true };
   }

@@ -12,10 +12,10 @@
 import { statfsSync } from "node:fs";
 import os from "node:os";
 import { dirname } from "node:path";
+import { parseListenAddress } from "../../config/specs.ts";
 import { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 // rpc/client.ts loads on the first connect: an agent without a master never pays for it.
 import type { TypedClient } from "../../rpc/client.ts";
-import { splitHostPort } from "../../rpc/server.ts";
 import { CallError, Code as status } from "../../rpc/wire.ts";
 import type { AgentContext, MasterLinkSettings } from "./context.ts";
 import { nodeAddressOf } from "./host-ports.ts";
@@ -55,7 +55,7 @@ export function masterLinkState(ctx: AgentContext): MasterLinkState | null {
 /** The host:port the master should dial this agent on: the node address and the gRPC port. */
 export function advertisedAddress(ctx: AgentContext): string {
   const host = nodeAddressOf(ctx.settings);
-  const { port } = splitHostPort(ctx.settings.grpcAddr);
+  const { port } = parseListenAddress(ctx.settings.grpcAddr);
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 

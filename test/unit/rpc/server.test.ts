@@ -1,9 +1,11 @@
-// Pure parts of the server: host:port parsing and the bind-address rule (SPEC §5.1: the agent
-// binds the overlay address only, any-address needs --allow-any-addr).
+// Pure parts of the server: listen-address parsing (config/specs.ts, the one host:port parser)
+// and the bind-address rule (SPEC §5.1: the agent binds the overlay address only, any-address
+// needs --allow-any-addr).
 import { describe, expect, test } from "bun:test";
-import { checkBindAddress, isAnyAddress, splitHostPort } from "../../../src/rpc/server.ts";
+import { isAnyAddr as isAnyAddress, parseListenAddress as splitHostPort } from "../../../src/config/specs.ts";
+import { checkBindAddress } from "../../../src/rpc/server.ts";
 
-describe("splitHostPort", () => {
+describe("parseListenAddress", () => {
   test("IPv4, names, bracketed IPv6, empty host", () => {
     expect(splitHostPort("10.0.0.5:9444")).toEqual({ host: "10.0.0.5", port: 9444 });
     expect(splitHostPort("localhost:0")).toEqual({ host: "localhost", port: 0 });
@@ -52,7 +54,7 @@ describe("checkBindAddress", () => {
   });
 });
 
-describe("isAnyAddress", () => {
+describe("isAnyAddr (the one any-address check)", () => {
   test("non-zero addresses are not any-address", () => {
     for (const h of [
       "10.0.0.0",
