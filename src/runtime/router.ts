@@ -138,20 +138,22 @@ export class RuntimeRouter implements RuntimeCalls {
   }
 
   /** The engine version of the runtime of `kind` (default: the container runtime). */
-  version(kind: string = DEFAULT_RUNTIME_KIND): Promise<string> {
+  async version(kind: string = DEFAULT_RUNTIME_KIND): Promise<string> {
     return this.runtimeFor(kind).version();
   }
 
+  // Every Promise-returning call is async so that a refusal is a rejection, like a runtime error.
+
   /** Images are per runtime kind (container images vs unikernel images): default "container". */
-  pull(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<void> {
+  async pull(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<void> {
     return this.runtimeFor(kind).pull(image);
   }
 
-  imageExists(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<boolean> {
+  async imageExists(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<boolean> {
     return this.runtimeFor(kind).imageExists(image);
   }
 
-  run(spec: ContainerSpec): Promise<string> {
+  async run(spec: ContainerSpec): Promise<string> {
     return this.forSpec(spec).run(spec);
   }
 
@@ -159,27 +161,27 @@ export class RuntimeRouter implements RuntimeCalls {
     return this.forSpec(spec).describeRun(spec);
   }
 
-  start(name: string): Promise<void> {
+  async start(name: string): Promise<void> {
     return this.forName(name).start(name);
   }
 
-  stop(name: string, timeoutSec?: number): Promise<void> {
+  async stop(name: string, timeoutSec?: number): Promise<void> {
     return this.forName(name).stop(name, timeoutSec);
   }
 
-  restart(name: string): Promise<void> {
+  async restart(name: string): Promise<void> {
     return this.forName(name).restart(name);
   }
 
-  remove(name: string, force?: boolean): Promise<void> {
+  async remove(name: string, force?: boolean): Promise<void> {
     return this.forName(name).remove(name, force);
   }
 
-  stopAndRemove(name: string, timeoutSec?: number): Promise<boolean> {
+  async stopAndRemove(name: string, timeoutSec?: number): Promise<boolean> {
     return this.forName(name).stopAndRemove(name, timeoutSec);
   }
 
-  inspect(name: string, opts?: InspectOptions): Promise<ContainerDetails | null> {
+  async inspect(name: string, opts?: InspectOptions): Promise<ContainerDetails | null> {
     return this.forName(name).inspect(name, opts);
   }
 
@@ -189,7 +191,8 @@ export class RuntimeRouter implements RuntimeCalls {
    */
   async list(): Promise<ContainerInfo[]> {
     const lists = await Promise.all(
-      [...this.byKind.values()].map(async (r) => {
+      this.kinds().map(async (k) => {
+        const r = this.byKind.get(k)!;
         const l = await r.list();
         return r.kind === DEFAULT_RUNTIME_KIND ? l : l.map((c) => ({ ...c, runtime: r.kind }));
       }),
@@ -197,7 +200,7 @@ export class RuntimeRouter implements RuntimeCalls {
     return lists.length === 1 ? lists[0]! : lists.flat();
   }
 
-  exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
+  async exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
     return this.capable(name, "exec").exec(name, argv, timeoutMs);
   }
 
