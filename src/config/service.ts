@@ -8,6 +8,7 @@ import { ConfigError } from "./errors.ts";
 import { imagePin } from "./image.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
 import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
+import { DEFAULT_RUNTIME_KIND, type RuntimeKind } from "./runtime-kind.ts";
 import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
@@ -18,7 +19,8 @@ export { formatPortSpec, formatVolumeSpec, parsePortSpec, parseVolumeSpec } from
 
 export type Tier = "core" | "worker";
 export type RouteMode = "l4" | "l7";
-export type ComponentRuntime = "podman" | "unikernel";
+/** A component's runtime kind ("container" | "unikernel"); see runtime-kind.ts. */
+export type ComponentRuntime = RuntimeKind;
 
 export interface RouteDef {
   /** Optional; a name gives the container `$PORT_<NAME>`. */
@@ -210,7 +212,21 @@ const componentSchema = z.strictObject({
   volumes: z.array(fromParser(parseVolumeSpec)).default([]),
   cmd: z.array(z.string()).default([]),
   env: z.array(fromParser(parseEnvEntry)).default([]),
-  runtime: z.enum(["podman", "unikernel"]).default("podman"),
+  // "podman" is the word files used before the kind had its own name: read as "container".
+  runtime: z
+    .enum(["container", "unikernel", "podman"], {
+      error: (iss) =>
+        `expected one of "container", "unikernel", got ${got(iss.input)}${
+          iss.input === "docker"
+            ? " (docker is a container engine, chosen per node by [agent] container_runtime)"
+            : ""
+        }`,
+    })
+    .default(DEFAULT_RUNTIME_KIND)
+    .transform((v): RuntimeKind => (v === "podman" ? "container" : v))
+    .describe(
+      'what runs the component: a container (on the node\'s engine, podman or docker) or a unikernel (refused by a node without that runtime); "podman" is the older word for "container"',
+    ),
   memory: z.string().min(1).optional(),
   vcpus: z.number().int().min(1).optional(),
   routes: z.array(routeSchema).default([]),
@@ -378,7 +394,7 @@ export function serviceDefToToml(def: ServiceDef): string {
     if (c.volumes.length > 0) kv("volumes", tomlStringArray(c.volumes));
     if (c.cmd.length > 0) kv("cmd", tomlStringArray(c.cmd));
     if (c.env.length > 0) kv("env", tomlStringArray(c.env));
-    if (c.runtime !== "podman") kv("runtime", tomlString(c.runtime));
+    if (c.runtime !== DEFAULT_RUNTIME_KIND) kv("runtime", tomlString(c.runtime));
     if (c.memory !== undefined) kv("memory", tomlString(c.memory));
     if (c.vcpus !== undefined) kv("vcpus", String(c.vcpus));
     for (const r of c.routes) {

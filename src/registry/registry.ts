@@ -12,7 +12,7 @@ import * as ev from "./events.ts";
 import * as hist from "./history.ts";
 import { schemaVersion } from "./migrations.ts";
 import * as ports from "./ports.ts";
-import { loadComponents, loadServices } from "./rows.ts";
+import { loadComponents, loadServices, runtimeOfContainer } from "./rows.ts";
 import type {
   ComponentInput,
   ComponentRecord,
@@ -78,6 +78,11 @@ export class Registry {
     return this.withTransaction(
       () => loadComponents(this.db, { kind: "component", service, component: name })[0] ?? null,
     );
+  }
+
+  /** The runtime kind of the component running as container `name`; undefined = none does. */
+  runtimeOfContainer(name: string): string | undefined {
+    return runtimeOfContainer(this.db, name);
   }
 
   setDesiredState(service: string, component: string | null, state: DesiredState): number {

@@ -3,6 +3,7 @@
 // rather than one query per component.
 
 import type { Database, SQLQueryBindings } from "bun:sqlite";
+import { normalizeRuntimeKind } from "../config/runtime-kind.ts";
 import type {
   ComponentRecord,
   DesiredState,
@@ -150,7 +151,9 @@ export function loadComponents(db: Database, scope: Scope): ComponentRecord[] {
       cmd: cmd.get(k) ?? [],
       env: env.get(k) ?? [],
       routes: routes.get(k) ?? [],
-      runtime: c.runtime,
+      // Rows written before the kind had its own name say "podman" (or the engine of a
+      // discovered container): they read as "container".
+      runtime: normalizeRuntimeKind(c.runtime),
       memory: c.memory,
       vcpus: c.vcpus,
       createdAt: fromDb(c.created_at),
@@ -193,4 +196,21 @@ export function loadServices(db: Database, name?: string): ServiceRecord[] {
     createdAt: fromDb(r.created_at),
     updatedAt: fromDb(r.updated_at),
   }));
+}
+
+/**
+ * The runtime kind of the component whose container is named `container` (<service>-<component>,
+ * or <service> for a component named after its service); undefined when no component has that
+ * container name (a container MCP does not know). One query, no child rows: the runtime router
+ * asks this on every name-only call.
+ */
+export function runtimeOfContainer(db: Database, container: string): string | undefined {
+  const row = db
+    .query<{ runtime: string }, [string]>(
+      `SELECT runtime FROM components
+       WHERE (name = service AND service = ?1) OR (name <> service AND service || '-' || name = ?1)
+       ORDER BY service, name LIMIT 1`,
+    )
+    .get(container);
+  return row ? normalizeRuntimeKind(row.runtime) : undefined;
 }

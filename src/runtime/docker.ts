@@ -15,7 +15,7 @@
 
 import { failure, type RunResult, RuntimeError, run } from "./exec.ts";
 import { type ImageDefaults, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
-import { type ContainerDetails, type ContainerInfo, mapState } from "./runtime.ts";
+import { type ContainerDetails, type ContainerInfo, type Engine, mapState } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
 // argv builders
@@ -164,7 +164,7 @@ export function cleanDockerStderr(stderr: string): string {
 // the runtime
 
 export class DockerRuntime extends PodmanRuntime {
-  override readonly kind: "podman" | "docker" = "docker";
+  override readonly engine: Engine = "docker";
 
   protected override async call(
     sub: string[],

@@ -9,12 +9,14 @@ import {
   type ContainerDetails,
   type ContainerInfo,
   type ContainerSpec,
+  type Engine,
   type ExecResult,
   type InspectOptions,
   type LogOptions,
   mapState,
   type Runtime,
   type RuntimeCapabilities,
+  type RuntimeKind,
 } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -337,7 +339,8 @@ export interface PodmanOptions {
 }
 
 export class PodmanRuntime implements Runtime {
-  readonly kind: "podman" | "docker" = "podman";
+  readonly kind: RuntimeKind = "container";
+  readonly engine: Engine = "podman";
   readonly capabilities: RuntimeCapabilities = { logsFollow: true, exec: true };
   protected readonly binary: string;
   protected readonly globalArgs: string[];

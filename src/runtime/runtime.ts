@@ -1,6 +1,13 @@
-// The container runtime seam: what the agent may ask of podman (or docker, later a unikernel
-// runtime) and the plain data it gets back. Roles never build runtime flags themselves; they
-// hand a ContainerSpec to a Runtime.
+// The runtime seam: what the agent may ask of podman (or docker, later a unikernel runtime) and
+// the plain data it gets back. Roles never build runtime flags themselves; they hand a
+// ContainerSpec to a Runtime. The agent holds one RuntimeRouter (router.ts) over every runtime
+// the node has; each runtime serves one component runtime kind.
+import type { RuntimeKind } from "../config/runtime-kind.ts";
+
+export type { RuntimeKind } from "../config/runtime-kind.ts";
+
+/** The program behind a runtime: the node's container engine ([agent] container_runtime). */
+export type Engine = "podman" | "docker";
 
 /** What the agent wants run. Empty network/user/restart mean "runtime default". */
 export interface ContainerSpec {
@@ -16,6 +23,11 @@ export interface ContainerSpec {
   /** "KEY=VALUE" */
   env: string[];
   cmd: string[];
+  /**
+   * The component's runtime kind (a RuntimeKind; registry rows carry it as text): the router sends
+   * the spec to the runtime of that kind, or refuses it. Absent = "container".
+   */
+  runtime?: string;
 }
 
 export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
@@ -29,6 +41,8 @@ export interface ContainerInfo {
   createdAt: Date | null;
   /** Set only for containers that have exited or were stopped. */
   exitCode: number | null;
+  /** The runtime kind that listed it, set by the router for kinds other than "container". */
+  runtime?: string;
 }
 
 /**
@@ -69,9 +83,12 @@ export interface ExecResult {
 }
 
 export interface Runtime {
-  readonly kind: "podman" | "docker";
+  /** The component runtime kind this runtime runs (podman and docker: "container"). */
+  readonly kind: RuntimeKind;
+  /** The engine behind it ("podman", "docker"): what node status reports as the node's runtime. */
+  readonly engine: Engine;
   readonly capabilities: RuntimeCapabilities;
-  /** The runtime client's version, e.g. "4.3.1". */
+  /** The engine client's version, e.g. "4.3.1". */
   version(): Promise<string>;
   pull(image: string): Promise<void>;
   imageExists(image: string): Promise<boolean>;

@@ -57,7 +57,7 @@ function comp(name: string, over: Partial<ComponentDef> = {}): ComponentDef {
     volumes: [],
     cmd: [],
     env: [],
-    runtime: "podman",
+    runtime: "container",
     routes: [],
     ...over,
   };

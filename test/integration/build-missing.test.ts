@@ -34,7 +34,7 @@ function def(name: string, image: string, images: Record<string, string> | null)
         volumes: [],
         cmd: [],
         env: [],
-        runtime: "podman",
+        runtime: "container",
         routes: [],
       },
     ],

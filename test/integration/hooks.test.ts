@@ -16,6 +16,7 @@ import { type AgentContext, KeyedLock } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { type HookStepResult, type IntegrationHooks, noIntegrations } from "../../src/roles/agent/hooks.ts";
 import { stopService } from "../../src/roles/agent/lifecycle.ts";
+import { nodeRuntimes } from "../../src/roles/agent/runtimes.ts";
 import { undeployService } from "../../src/roles/agent/undeploy.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { busyboxImage, podmanEnv } from "../support/env.ts";
@@ -62,10 +63,11 @@ beforeAll(async () => {
   const logger = pino({ level: "silent" });
   hooks = new RecordingHooks();
   const runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
+  const registry = openRegistry(join(dir, "mcp.db"));
   ctx = {
     settings: { nodeName: "local", pullPolicy: "never" } as AgentContext["settings"],
-    registry: openRegistry(join(dir, "mcp.db")),
-    runtime,
+    registry,
+    runtime: nodeRuntimes({ runtime, nodeName: "local" }, registry),
     logger,
     locks: new KeyedLock(),
     shutdown: new AbortController().signal,
@@ -82,7 +84,7 @@ beforeAll(async () => {
     volumes: [],
     cmd: [],
     env: [],
-    runtime: "podman" as const,
+    runtime: "container" as const,
     routes: [{ name: "", port: 443, mode: "l7" as const, hostname: `${SVC}.example`, public: false }],
   });
   def = { name: SVC, tier: "worker", active: true, components: [comp("web"), comp("api")] };

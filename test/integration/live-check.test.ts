@@ -64,7 +64,7 @@ describe("live check", () => {
       cmd: [],
       env: [],
       routes: [],
-      runtime: "podman",
+      runtime: "container",
       memory: "",
       vcpus: 0,
     });

@@ -143,7 +143,7 @@ async function startLinkedAgent(
       cmd: [],
       env: [],
       routes: [],
-      runtime: "podman",
+      runtime: "container",
       memory: "",
       vcpus: 0,
     });

@@ -104,7 +104,7 @@ async function deploy(svc: string, hostPort: number, health: HealthDef): Promise
     volumes: [],
     cmd: [],
     env: [],
-    runtime: "podman",
+    runtime: "container",
     routes: [],
     health,
   };

@@ -152,7 +152,7 @@ async function deploy(agent: RunningAgent, svc: string): Promise<void> {
         volumes: [],
         cmd: [],
         env: [],
-        runtime: "podman",
+        runtime: "container",
         routes: [],
       },
     ],

@@ -55,7 +55,7 @@ function comp(
       hostPort: 0,
       ...r,
     })),
-    runtime: "podman",
+    runtime: "container",
     memory: "",
     vcpus: 0,
     createdAt: new Date(),

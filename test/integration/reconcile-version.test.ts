@@ -39,7 +39,7 @@ function component(name: string, image: string, version: string): ComponentInput
     cmd: [],
     env: [],
     routes: [],
-    runtime: "podman",
+    runtime: "container",
     memory: "",
     vcpus: 0,
   };

@@ -15,6 +15,7 @@ import { type AgentContext, KeyedLock } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import type { HookStepResult, IntegrationHooks } from "../../src/roles/agent/hooks.ts";
 import { recoverServices } from "../../src/roles/agent/recover.ts";
+import { nodeRuntimes } from "../../src/roles/agent/runtimes.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { busyboxImage, freePort, podman, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
@@ -68,10 +69,12 @@ beforeAll(async () => {
   routePort = await freePort();
   dir = mkdtempSync(join(tmpdir(), "mcp-recover-"));
   hooks = new RecordingHooks();
+  const registry = openRegistry(join(dir, "mcp.db"));
+  const runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
   ctx = {
     settings: { nodeName: "local", pullPolicy: "never" } as AgentContext["settings"],
-    registry: openRegistry(join(dir, "mcp.db")),
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
+    registry,
+    runtime: nodeRuntimes({ runtime, nodeName: "local" }, registry),
     logger: pino({ level: "silent" }),
     locks: new KeyedLock(),
     shutdown: new AbortController().signal,
@@ -88,7 +91,7 @@ beforeAll(async () => {
     volumes: [],
     cmd: [],
     env: [`ROLE=${name}`],
-    runtime: "podman" as const,
+    runtime: "container" as const,
     routes,
   });
   const def: ServiceDef = {

@@ -94,7 +94,7 @@ function serviceBase(): Toml {
         volumes: ["/srv/x/data:/data:rw"],
         cmd: ["/bin/sh", "-c", "httpd -f"],
         env: ["A=1"],
-        runtime: "podman",
+        runtime: "container",
         memory: "64m",
         vcpus: 1,
         routes: [{ name: "http", port: 8443, mode: "l7", hostname: "web.example.net", public: false }],

@@ -128,7 +128,7 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
 
     test(`version reports the ${kind} version`, async () => {
       expect(await rt.version()).toMatch(/^\d+\.\d+\.\d+/);
-      expect(rt.kind).toBe(kind);
+      expect(rt.engine).toBe(kind);
       expect(rt.capabilities).toEqual({ logsFollow: true, exec: true });
     });
 

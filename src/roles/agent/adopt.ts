@@ -63,7 +63,7 @@ export function componentFromDetails(component: string, d: ContainerDetails): Co
     volumes: [...s.volumes],
     cmd: [...s.cmd],
     env: [...s.env],
-    runtime: "podman",
+    runtime: "container",
     routes: [],
   };
 }

@@ -12,6 +12,7 @@ import { agentHandlers } from "./handlers.ts";
 import { noIntegrations } from "./hooks.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import { composeHooks } from "./integrations.ts";
+import { nodeRuntimes } from "./runtimes.ts";
 import { type Background, runStartup } from "./startup.ts";
 
 /** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
@@ -73,7 +74,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
   const ctx: AgentContext = {
     settings,
     registry,
-    runtime: settings.runtime,
+    runtime: nodeRuntimes(settings, registry),
     logger: settings.logger,
     locks: new KeyedLock(),
     startedAt: new Date(),

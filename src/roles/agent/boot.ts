@@ -24,6 +24,7 @@ import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
+import { requireRuntimes } from "./runtimes.ts";
 
 /** Backoff between attempts of a failed blocking stage: 1 s doubling, capped at 60 s. */
 export const BOOT_BACKOFF_FIRST_MS = 1000;
@@ -127,6 +128,7 @@ async function bringUp(
 ): Promise<Map<string, { deploy: ComponentBootResult["deploy"]; error?: string }>> {
   const out = new Map<string, { deploy: ComponentBootResult["deploy"]; error?: string }>();
   const toDeploy: ComponentDef[] = [];
+  requireRuntimes(ctx, def); // before recordSpec: a boot service this node cannot run records nothing
   await ctx.locks.run(def.name, async () => {
     const kept: ComponentDef[] = [];
     for (const c of def.components) {

@@ -5,6 +5,7 @@ import type { TokenValidator } from "../../auth/identity.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
+import type { RuntimeRouter } from "../../runtime/router.ts";
 import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
@@ -17,6 +18,7 @@ export interface AgentSettings {
   tlsKeyPem: string;
   dbPath: string;
   validator: TokenValidator;
+  /** The node's container runtime (podman or docker): runs the components of kind "container". */
   runtime: Runtime;
   srvRoot: string;
   portRange: [number, number];
@@ -83,7 +85,8 @@ export interface MonitorSettings {
 export interface AgentContext {
   settings: AgentSettings;
   registry: Registry;
-  runtime: Runtime;
+  /** Every runtime the node has, behind one router (runtimes.ts): each component goes to its own. */
+  runtime: RuntimeRouter;
   logger: Logger;
   locks: KeyedLock;
   startedAt: Date;
@@ -98,7 +101,7 @@ export { KeyedLock } from "../../util/keyed-lock.ts";
 /** The fields a container is made from; both definitions (ComponentDef) and registry records carry them. */
 export type ContainerFields = Pick<
   ContainerSpec,
-  "image" | "network" | "user" | "restart" | "ports" | "volumes" | "env" | "cmd"
+  "image" | "network" | "user" | "restart" | "ports" | "volumes" | "env" | "cmd" | "runtime"
 > & {
   name: string;
 };
@@ -115,6 +118,7 @@ export function containerSpec(service: string, c: ContainerFields): ContainerSpe
     volumes: [...c.volumes],
     env: [...c.env],
     cmd: [...c.cmd],
+    runtime: c.runtime,
   };
 }
 

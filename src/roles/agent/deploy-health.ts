@@ -18,6 +18,9 @@ export function checkTarget(ctx: AgentContext, container: string, t: HealthTarge
   }
   const what = describeTarget(t);
   const cmd = t.cmd;
+  // A runtime that declared it cannot exec is not asked to: the check fails with why.
+  const cannot = ctx.runtime.lacks(ctx.runtime.kindOfContainer(container), "exec");
+  if (cannot) return async () => ({ healthy: false, detail: `${what}: ${cannot}`, ms: 0 });
   return async (budget) => {
     const t0 = performance.now();
     const ms = () => Math.round(performance.now() - t0);

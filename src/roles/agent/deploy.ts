@@ -27,6 +27,7 @@ import {
   routeKey,
   runSpec,
 } from "./host-ports.ts";
+import { requireRuntimes } from "./runtimes.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
 const STOP_TIMEOUT_SEC = 10;
@@ -136,19 +137,20 @@ async function ensureImage(
   image: string,
   policy: PullPolicy,
   warnings: string[],
+  kind: string,
 ): Promise<string> {
   const rt = ctx.runtime;
   if (policy === "never") {
-    if (!(await rt.imageExists(image)))
+    if (!(await rt.imageExists(image, kind)))
       throw new Error(`image ${image} is not in the local store (pull policy "never")`);
     return "local";
   }
-  if (policy === "missing" && (await rt.imageExists(image))) return "cached";
+  if (policy === "missing" && (await rt.imageExists(image, kind))) return "cached";
   try {
-    await rt.pull(image);
+    await rt.pull(image, kind);
     return "pulled";
   } catch (err) {
-    if (await rt.imageExists(image)) {
+    if (await rt.imageExists(image, kind)) {
       const msg = `pull of ${image} failed (${(err as Error).message.split("\n")[0]}); using the local copy`;
       warnings.push(msg);
       ctx.logger.warn({ image }, msg);
@@ -187,7 +189,7 @@ async function deployComponent(
     rollback,
   });
   try {
-    const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings));
+    const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings, c.runtime));
     steps[steps.length - 1]!.detail = how;
     // The reference's `stop` + `rm` as one runtime call (podman `rm -f -t 10`: SIGTERM, the same
     // 10 s grace as `podman stop`, then SIGKILL), with no inspect before it: a missing container
@@ -369,6 +371,9 @@ export async function deployService(
   opts: DeployOptions,
 ): Promise<Result[]> {
   const comps = selectComponents(def, opts.component);
+  // Every component, deployed now or only recorded, needs a runtime this node has: refused before
+  // anything is recorded, allocated, created or written to the history (dry runs too).
+  requireRuntimes(ctx, def);
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
     // The ports a deploy would use now, chosen like a deploy chooses them but not kept.

@@ -20,7 +20,7 @@ export function recordToDef(r: ComponentRecord): ComponentDef {
     volumes: [...r.volumes],
     cmd: [...r.cmd],
     env: [...r.env],
-    runtime: r.runtime === "unikernel" ? "unikernel" : "podman",
+    runtime: r.runtime === "unikernel" ? "unikernel" : "container",
     ...(r.memory !== "" ? { memory: r.memory } : {}),
     ...(r.vcpus !== 0 ? { vcpus: r.vcpus } : {}),
     routes: r.routes.map((x) => ({

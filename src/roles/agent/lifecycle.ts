@@ -7,6 +7,7 @@ import { notFound } from "../../rpc/errors.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
+import { runtimeRefusal } from "./runtimes.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 
@@ -31,6 +32,12 @@ async function each(
   const results: Result[] = [];
   for (const c of comps) {
     const name = containerName(service, c.name);
+    // Nothing of a runtime this node lacks is touched, and its observed state is not guessed.
+    const refused = runtimeRefusal(ctx, service, c);
+    if (refused) {
+      results.push({ name: c.name, success: false, error: refused });
+      continue;
+    }
     try {
       await fn(c, name);
       results.push({ name: c.name, success: true, version: c.version });

@@ -7,10 +7,11 @@
 // CLI's `--tail 0`, useful with follow).
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
-import { invalidArgument, notFound } from "../../rpc/errors.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { LogOptions } from "../../runtime/runtime.ts";
 import { type AgentContext, containerName } from "./context.ts";
+import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
 
 // What podman/docker accept for --since: a Go duration ("10m", "1h30m"), a unix time, or an
 // RFC 3339 date/time. Checked here so a typo is INVALID_ARGUMENT, not a runtime error line.
@@ -50,6 +51,13 @@ export function logsHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgen
         const c = svc.components.find((x) => x.name === req.component);
         if (!c) throw notFound(`service ${req.service} has no component "${req.component}"`);
         comps = [c];
+      }
+      // Ask only runtimes this node has, and follow only where the runtime can (capabilities).
+      for (const c of comps) {
+        const why =
+          runtimeRefusal(ctx, req.service, c) ??
+          (req.follow ? capabilityRefusal(ctx, req.service, c, "logsFollow") : null);
+        if (why) throw failedPrecondition(why);
       }
       // Only containers that exist have logs; a missing one would make podman print its error
       // as if it were a log line.

@@ -69,7 +69,8 @@ export async function reconcile(
           cmd: [],
           env: [],
           routes: [],
-          runtime: ctx.runtime.kind,
+          // The kind of the runtime that listed it (absent: the container runtime), never the engine.
+          runtime: c.runtime ?? "container",
           memory: "",
           vcpus: 0,
         });

@@ -12,6 +12,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
+import { runtimeRefusal } from "./runtimes.ts";
 
 type Result = MessageInitShape<typeof RecoverResultSchema>;
 
@@ -25,6 +26,9 @@ const firstLine = (err: unknown) => ((err as Error)?.message ?? String(err)).spl
 async function recoverComponent(ctx: AgentContext, service: string, c: ComponentRecord): Promise<Result> {
   const base = { service, component: c.name };
   if (c.desiredState === "stopped") return { ...base, action: SKIPPED_STOPPED, success: true };
+  // A component of a runtime this node does not have is left alone, never run by another.
+  const refused = runtimeRefusal(ctx, service, c);
+  if (refused) return { ...base, action: FAILED, success: false, error: refused };
   const name = containerName(service, c.name);
   try {
     const existing = await ctx.runtime.inspect(name);
@@ -33,7 +37,7 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
       return { ...base, action: ALREADY_RUNNING, success: true };
     }
     // Checked before anything is removed: what cannot be rebuilt is left as it is.
-    if (!(await ctx.runtime.imageExists(c.image)))
+    if (!(await ctx.runtime.imageExists(c.image, c.runtime)))
       throw new Error(`image ${c.image} is not in the local store (recover never pulls)`);
     // Always, even when inspect saw nothing: after podman loses its database its storage can
     // still hold a container under this name, and `run` would fail with "name already in use".

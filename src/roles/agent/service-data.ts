@@ -35,6 +35,7 @@ import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.
 import type { Handlers } from "../../rpc/service.ts";
 import { type AgentContext, containerName } from "./context.ts";
 import { checkServiceName } from "./files/confine.ts";
+import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
 
 /** Time allowed for a `cli`/`exec` snapshot command inside the container. */
 export const SNAPSHOT_EXEC_TIMEOUT_MS = 5 * 60_000;
@@ -191,6 +192,8 @@ async function runSnapshotCommand(
   const rec = ctx.registry.getService(service);
   for (const c of rec?.components ?? []) {
     const name = containerName(service, c.name);
+    const why = runtimeRefusal(ctx, service, c) ?? capabilityRefusal(ctx, service, c, "exec");
+    if (why) throw failedPrecondition(`snapshot method ${JSON.stringify(method)}: ${why}`);
     const info = await ctx.runtime.inspect(name);
     if (info?.state !== "running") continue;
     const r = await ctx.runtime.exec(name, argv, SNAPSHOT_EXEC_TIMEOUT_MS);

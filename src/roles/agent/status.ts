@@ -126,7 +126,8 @@ export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse>
   }
   return create(NodeStatusResponseSchema, {
     nodeName: ctx.settings.nodeName,
-    runtime: ctx.runtime.kind,
+    // The node's container engine ("podman", "docker"); the kinds it runs are in `runtimes`.
+    runtime: ctx.runtime.engineOf("container") ?? "",
     runtimeVersion,
     runtimeError,
     serviceCount: services.length,

@@ -12,6 +12,7 @@ import { type AgentContext, containerName } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { stopService } from "./lifecycle.ts";
 import { reconcile } from "./reconcile.ts";
+import { requireRuntimes } from "./runtimes.ts";
 
 type Result = MessageInitShape<typeof ServiceSyncResultSchema>;
 
@@ -59,6 +60,8 @@ export async function syncDesiredState(
     results.push(r);
     byName.set(def.name, r);
     try {
+      // Recorded desired state is what recover and start would run: not for a runtime absent here.
+      requireRuntimes(ctx, def);
       const changed = await ctx.locks.run(def.name, async () => {
         const changed = wouldChange(ctx.registry.getService(def.name), def);
         if (changed && !opts.dryRun) recordDesired(ctx, def);

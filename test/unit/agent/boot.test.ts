@@ -30,7 +30,7 @@ function comp(over: Partial<ComponentDef>): ComponentDef {
     volumes: [],
     cmd: [],
     env: [],
-    runtime: "podman",
+    runtime: "container",
     routes: [],
     ...over,
   };

@@ -82,7 +82,7 @@ describe("adopt", () => {
       volumes: ["/srv/svc:/data:ro"],
       cmd: ["serve", "--port", "80"],
       env: ["A=1"],
-      runtime: "podman",
+      runtime: "container",
       routes: [],
     });
     const custom = { ...d, spec: { ...d.spec, network: "mcp-net", restart: "always" } };
@@ -106,7 +106,7 @@ describe("sync change detection", () => {
         volumes: [],
         cmd: [],
         env: [],
-        runtime: "podman",
+        runtime: "container",
         routes: [],
       },
     ],

@@ -81,7 +81,7 @@ describe("statusRow", () => {
     const value = create(NodeStatusResponseSchema, {
       agentVersion: "0.0.1-old",
       arch: "amd64",
-      runtime: "podman",
+      runtime: "container",
       diskTotalBytes: 10n,
       diskFreeBytes: 4n,
     });

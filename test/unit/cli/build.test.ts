@@ -26,7 +26,7 @@ function def(over: Partial<ServiceDef> & { images?: string[] } = {}): ServiceDef
       volumes: [],
       cmd: [],
       env: [],
-      runtime: "podman",
+      runtime: "container",
       routes: [],
     })),
     ...rest,

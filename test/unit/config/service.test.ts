@@ -99,7 +99,7 @@ describe("loadServiceDef happy path", () => {
       volumes: ["/srv/metacrypt:/srv/metacrypt"],
       cmd: ["server", "--config", "/srv/metacrypt/metacrypt.toml"],
       env: ["LOG_LEVEL=debug"],
-      runtime: "podman",
+      runtime: "container",
       memory: "512M",
       vcpus: 2,
       routes: [
@@ -125,7 +125,7 @@ describe("loadServiceDef happy path", () => {
           volumes: [],
           cmd: [],
           env: [],
-          runtime: "podman",
+          runtime: "container",
           routes: [],
         },
       ],
@@ -202,7 +202,7 @@ describe("bad definitions: one line naming file, key and expectation", () => {
   });
   test("enums, ranges, duplicates, env", () => {
     expect(svcErr(comp('runtime = "docker"'))).toBe(
-      'components[0].runtime: expected one of "podman", "unikernel", got "docker"',
+      'components[0].runtime: expected one of "container", "unikernel", got "docker" (docker is a container engine, chosen per node by [agent] container_runtime)',
     );
     expect(svcErr(comp("[[components.routes]]\nport = 70000"))).toBe(
       "components[0].routes[0].port: expected a port number 1-65535, got 70000",
@@ -328,7 +328,7 @@ const componentArb: fc.Arbitrary<ComponentDef> = fc
     volumes: fc.array(volumeSpec, { maxLength: 3 }),
     cmd: fc.array(anyText, { maxLength: 4 }),
     env: fc.array(envEntry, { maxLength: 3 }),
-    runtime: fc.constantFrom("podman" as const, "unikernel" as const),
+    runtime: fc.constantFrom("container" as const, "unikernel" as const),
     memory: opt(fc.stringMatching(/^[0-9]{1,4}[MG]$/)),
     vcpus: opt(fc.integer({ min: 1, max: 64 })),
     routes: fc.array(routeArb, { maxLength: 3 }).map((rs) => {

@@ -30,7 +30,7 @@ const comp = (name: string): ComponentInput => ({
   cmd: [],
   env: [],
   routes: [],
-  runtime: "podman",
+  runtime: "container",
   memory: "",
   vcpus: 0,
 });

@@ -30,7 +30,7 @@ const api = (over: Partial<ComponentInput> = {}): ComponentInput => ({
     { name: "grpc", port: 9443, mode: "l4", hostname: "", public: false, hostPort: 20001 },
     { name: "web", port: 8443, mode: "l7", hostname: "metacrypt.example.net", public: true, hostPort: 20002 },
   ],
-  runtime: "podman",
+  runtime: "container",
   memory: "512m",
   vcpus: 2,
   ...over,

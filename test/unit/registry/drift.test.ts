@@ -66,7 +66,7 @@ describe("Registry.drift", () => {
       cmd: [],
       env: [],
       routes: [],
-      runtime: "podman",
+      runtime: "container",
       memory: "",
       vcpus: 0,
     };

@@ -23,7 +23,7 @@ const comp = {
   cmd: [],
   env: [],
   routes: [],
-  runtime: "podman",
+  runtime: "container",
   memory: "",
   vcpus: 0,
 };

@@ -120,7 +120,7 @@ describe("openRegistry", () => {
       cmd: ["serve", "-v"],
       env: [],
       routes: [],
-      runtime: "podman",
+      runtime: "container",
       memory: "",
       vcpus: 0,
     });
@@ -180,7 +180,7 @@ describe("foreign keys", () => {
         cmd: [],
         env: [],
         routes: [],
-        runtime: "podman",
+        runtime: "container",
         memory: "",
         vcpus: 0,
       }),

@@ -249,7 +249,7 @@ describe("argv builders", () => {
       env: ["A=b"],
       cmd: ["serve"],
     };
-    expect(rt.kind).toBe("docker");
+    expect(rt.engine).toBe("docker");
     expect(rt.describeRun(spec)).toEqual(["/usr/bin/docker", "-H", "unix:///d.sock", ...runArgs(spec)]);
   });
 });
@@ -453,7 +453,7 @@ describe("buildRuntime (agent config → runtime)", () => {
   test('container_runtime = "docker" drives the docker binary with runtime_args as global flags', () => {
     const rt = buildRuntime(cfg({ container_runtime: "docker", runtime_args: ["-H", "unix:///run/d.sock"] }));
     expect(rt).toBeInstanceOf(DockerRuntime);
-    expect(rt.kind).toBe("docker");
+    expect(rt.engine).toBe("docker");
     expect(rt.describeRun(spec)).toEqual([
       "docker",
       "-H",
@@ -469,7 +469,7 @@ describe("buildRuntime (agent config → runtime)", () => {
     const rt = buildRuntime(cfg({ runtime_args: ["--runtime", "runc"] }));
     expect(rt).toBeInstanceOf(PodmanRuntime);
     expect(rt).not.toBeInstanceOf(DockerRuntime);
-    expect(rt.kind).toBe("podman");
+    expect(rt.engine).toBe("podman");
     expect(rt.describeRun(spec)).toEqual(["podman", "--runtime", "runc", "run", "-d", "--name", "a", "i"]);
   });
 });
