@@ -7,7 +7,7 @@ import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
 import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
-import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
+import { parseEnvEntry, parseMemorySize, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
 export type { PortSpec, VolumeSpec } from "./specs.ts";
@@ -66,7 +66,9 @@ export interface ComponentDef {
   /** `KEY=value` entries. */
   env: string[];
   runtime: ComponentRuntime;
+  /** Memory limit as written ("64m", "1g"; binary units): podman/docker `--memory`. */
   memory?: string;
+  /** Whole CPUs: podman/docker `--cpus`. */
   vcpus?: number;
   routes: RouteDef[];
   health?: HealthDef;
@@ -210,7 +212,7 @@ const componentSchema = z.strictObject({
   cmd: z.array(z.string()).default([]),
   env: z.array(fromParser(parseEnvEntry)).default([]),
   runtime: z.enum(["podman", "unikernel"]).default("podman"),
-  memory: z.string().min(1).optional(),
+  memory: fromParser(parseMemorySize).optional(),
   vcpus: z.number().int().min(1).optional(),
   routes: z.array(routeSchema).default([]),
   health: healthSchema.optional(),

@@ -1,6 +1,7 @@
 // The container runtime seam: what the agent may ask of podman (or docker, later a unikernel
 // runtime) and the plain data it gets back. Roles never build runtime flags themselves; they
 // hand a ContainerSpec to a Runtime.
+import type { ObservedState } from "../component/state.ts";
 
 /** What the agent wants run. Empty network/user/restart mean "runtime default". */
 export interface ContainerSpec {
@@ -16,9 +17,13 @@ export interface ContainerSpec {
   /** "KEY=VALUE" */
   env: string[];
   cmd: string[];
+  /** Memory limit as the operator writes it ("64m", "1g"); "" = none. Read back in canonical form. */
+  memory: string;
+  /** CPUs (`--cpus`); 0 = no limit. */
+  vcpus: number;
 }
 
-export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
+export type { ObservedState };
 
 export interface ContainerInfo {
   id: string;
@@ -36,7 +41,8 @@ export interface ContainerInfo {
  * read-back is normalized, not verbatim: ports, volumes and env come back sorted (the runtime
  * does not keep their order; compare them as sets),
  * default mount options (rw, rbind, rprivate) are dropped, env the runtime or image injected is
- * dropped, a cmd equal to the image's own CMD reads back as [], and "no" restart reads back as "".
+ * dropped, a cmd equal to the image's own CMD reads back as [], "no" restart reads back as "", and
+ * the memory limit reads back in its shortest exact form (67108864 bytes → "64m").
  */
 export interface ContainerDetails extends ContainerInfo {
   spec: ContainerSpec;

@@ -13,6 +13,7 @@
 // Images are pre-staged for boot (the registry may be one of the later stages): pull policy
 // "missing", so a present image is never re-pulled.
 import type { Logger } from "pino";
+import { containerName } from "../../component/container.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import { parsePortSpec } from "../../config/specs.ts";
@@ -20,7 +21,7 @@ import { checkGrpc, checkHttp, checkTcp, type HealthResult, waitHealthy } from "
 import { sleepAbortable } from "../../health/wait.ts";
 import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import { extractVersion } from "../../runtime/version.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 
