@@ -258,8 +258,20 @@ export const serviceDefSchema = z
         });
       } else seen.set(c.name, i);
       const routeNames = new Map<string, number>();
+      let unnamed: number | undefined;
       c.routes.forEach((r, j) => {
-        if (r.name === undefined || r.name === "") return;
+        if (r.name === undefined || r.name === "") {
+          // One host port, one $PORT per route key: two unnamed routes would share them.
+          if (unnamed !== undefined)
+            ctx.issues.push({
+              code: "custom",
+              message: `a second unnamed route (also components[${i}].routes[${unnamed}]); give each a name`,
+              path: ["components", i, "routes", j, "name"],
+              input: r.name,
+            });
+          unnamed ??= j;
+          return;
+        }
         const other = routeNames.get(r.name);
         if (other !== undefined) {
           ctx.issues.push({
