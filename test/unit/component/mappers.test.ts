@@ -169,6 +169,17 @@ describe("file ↔ domain", () => {
   });
 });
 
+describe("file: one route per key", () => {
+  test("a second unnamed route is refused (it would share the first one's host port and $PORT)", () => {
+    const routes = [{ port: 443 }, { name: "", port: 8443 }];
+    expect(() =>
+      parseServiceDef({ name: "s", components: [{ name: "c", image: "i:v1", routes }] }, "s.toml"),
+    ).toThrow(
+      "s.toml: components[0].routes[1].name: a second unnamed route (also components[0].routes[0]); give each a name",
+    );
+  });
+});
+
 describe("domain ↔ proto", () => {
   test("every field survives encoding, decoding and the schema's validation", () => {
     const back = overTheWire(def);
@@ -208,7 +219,7 @@ describe("domain ↔ proto", () => {
       ),
       { numRuns: 300 },
     );
-  });
+  }, 30_000);
 });
 
 describe("domain ↔ registry row", () => {
@@ -238,7 +249,7 @@ describe("domain ↔ registry row", () => {
     } finally {
       reg.close();
     }
-  });
+  }, 30_000);
 });
 
 describe("domain → runtime spec", () => {
