@@ -9,7 +9,7 @@ import { imagePin } from "./image.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
 import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
 import { DEFAULT_RUNTIME_KIND, type RuntimeKind } from "./runtime-kind.ts";
-import { parseEnvEntry, parsePortSpec, parseVolumeSpec } from "./specs.ts";
+import { parseEnvEntry, parseMemorySize, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
 export type { PortSpec, VolumeSpec } from "./specs.ts";
@@ -69,7 +69,9 @@ export interface ComponentDef {
   /** `KEY=value` entries. */
   env: string[];
   runtime: ComponentRuntime;
+  /** Memory limit as written ("64m", "1g"; binary units): podman/docker `--memory`. */
   memory?: string;
+  /** Whole CPUs: podman/docker `--cpus`. */
   vcpus?: number;
   routes: RouteDef[];
   health?: HealthDef;
@@ -227,7 +229,7 @@ const componentSchema = z.strictObject({
     .describe(
       'what runs the component: a container (on the node\'s engine, podman or docker) or a unikernel (refused by a node without that runtime); "podman" is the older word for "container"',
     ),
-  memory: z.string().min(1).optional(),
+  memory: fromParser(parseMemorySize).optional(),
   vcpus: z.number().int().min(1).optional(),
   routes: z.array(routeSchema).default([]),
   health: healthSchema.optional(),
@@ -272,9 +274,36 @@ export const serviceDefSchema = z
           input: c.name,
         });
       } else seen.set(c.name, i);
+      // The registry keeps ports and volumes as sets: a repeated entry would be merged silently.
+      for (const key of ["ports", "volumes"] as const) {
+        const at = new Map<string, number>();
+        c[key].forEach((v, j) => {
+          const other = at.get(v);
+          if (other !== undefined)
+            ctx.issues.push({
+              code: "custom",
+              message: `duplicate entry ${got(v)} (also components[${i}].${key}[${other}])`,
+              path: ["components", i, key, j],
+              input: v,
+            });
+          else at.set(v, j);
+        });
+      }
       const routeNames = new Map<string, number>();
+      let unnamed: number | undefined;
       c.routes.forEach((r, j) => {
-        if (r.name === undefined || r.name === "") return;
+        if (r.name === undefined || r.name === "") {
+          // One host port, one $PORT per route key: two unnamed routes would share them.
+          if (unnamed !== undefined)
+            ctx.issues.push({
+              code: "custom",
+              message: `a second unnamed route (also components[${i}].routes[${unnamed}]); give each a name`,
+              path: ["components", i, "routes", j, "name"],
+              input: r.name,
+            });
+          unnamed ??= j;
+          return;
+        }
         const other = routeNames.get(r.name);
         if (other !== undefined) {
           ctx.issues.push({

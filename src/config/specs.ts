@@ -156,6 +156,36 @@ export function parseEnvEntry(s: string): { key: string; value: string } {
   return { key, value: s.slice(eq + 1) };
 }
 
+// Memory limits: podman and docker take bytes with an optional binary unit (k = 1024, ...).
+const MEMORY_UNITS = [
+  ["g", 1024 ** 3],
+  ["m", 1024 ** 2],
+  ["k", 1024],
+  ["b", 1],
+] as const;
+export const MEMORY_FORM = 'a whole number with an optional unit b, k, m or g, such as "64m" or "1g"';
+
+/**
+ * `64m` → 67108864 (units are binary, as podman and docker read them; `64M` is the same). Zero is
+ * "no limit", as for podman.
+ */
+export function parseMemorySize(s: string): number {
+  const m = /^([0-9]+)([bkmgBKMG]?)$/.exec(s);
+  const bytes = m
+    ? Number(m[1]) * (MEMORY_UNITS.find(([u]) => u === m[2]!.toLowerCase())?.[1] ?? 1)
+    : Number.NaN;
+  if (!Number.isSafeInteger(bytes))
+    throw new ConfigError("", "", `expected a memory size, ${MEMORY_FORM}, got ${JSON.stringify(s)}`);
+  return bytes;
+}
+
+/** Bytes in the shortest form parseMemorySize reads back exactly: 67108864 → "64m", 1000 → "1000b". */
+export function formatMemorySize(bytes: number): string {
+  if (bytes === 0) return "0b";
+  for (const [unit, size] of MEMORY_UNITS) if (bytes % size === 0) return `${bytes / size}${unit}`;
+  return `${bytes}b`;
+}
+
 export interface HostPort {
   /** Host name or IP (IPv6 without brackets). */
   host: string;

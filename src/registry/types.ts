@@ -2,21 +2,15 @@
 // enums with runtime guards, the drift rule, and timestamp conversion. Kept
 // free of SQL so callers (monitor, roles) can import it cheaply.
 
+import type { ObservedState } from "../component/state.ts";
 import type { HealthDef } from "../config/service.ts";
 
-export type { HealthDef };
+export { isObservedState, OBSERVED_STATES } from "../component/state.ts";
+export type { HealthDef, ObservedState };
 
 export type DesiredState = "running" | "stopped" | "ignore";
-export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
 
 export const DESIRED_STATES: readonly DesiredState[] = ["running", "stopped", "ignore"];
-export const OBSERVED_STATES: readonly ObservedState[] = [
-  "running",
-  "stopped",
-  "exited",
-  "removed",
-  "unknown",
-];
 
 export interface RouteRecord {
   name: string;
@@ -145,10 +139,6 @@ export class RegistryError extends Error {
 
 export function isDesiredState(s: string): s is DesiredState {
   return (DESIRED_STATES as readonly string[]).includes(s);
-}
-
-export function isObservedState(s: string): s is ObservedState {
-  return (OBSERVED_STATES as readonly string[]).includes(s);
 }
 
 /**

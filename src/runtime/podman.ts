@@ -3,6 +3,7 @@
 // executor. Docker has the same CLI shape: a DockerRuntime can extend PodmanRuntime, change the
 // binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
 
+import { formatMemorySize, parseMemorySize } from "../config/specs.ts";
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
 import { PodmanService, type ServiceLogger } from "./podman-service.ts";
 import {
@@ -35,6 +36,8 @@ export function runArgs(spec: ContainerSpec): string[] {
   if (spec.network !== "") argv.push("--network", spec.network);
   if (spec.user !== "") argv.push("--user", spec.user);
   if (spec.restart !== "") argv.push("--restart", spec.restart);
+  if (spec.memory !== "") argv.push("--memory", spec.memory);
+  if (spec.vcpus !== 0) argv.push("--cpus", String(spec.vcpus));
   for (const p of spec.ports) argv.push("-p", p);
   for (const v of spec.volumes) argv.push("-v", v);
   for (const e of spec.env) argv.push("-e", e);
@@ -265,6 +268,17 @@ function operatorEnv(env: string[], hostname: string, image: ImageDefaults | und
   });
 }
 
+/**
+ * podman 4 reports NetworkMode "bridge" for every bridge network, its default ("podman") and the
+ * ones `--network` named: those are the keys of NetworkSettings.Networks (docker names a
+ * user-defined network in NetworkMode itself).
+ */
+function networkOf(mode: string, networks: unknown): string {
+  const names = Object.keys(asObj(networks)).sort();
+  if (mode !== "bridge" || names.length === 0 || (names.length === 1 && names[0] === "podman")) return mode;
+  return names.join(",");
+}
+
 function sameList(a: string[], b: string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -284,7 +298,11 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
   const name = asStr(c["Name"]).replace(/^\//, ""); // docker prefixes names with "/"
   const imageRef = asStr(cfg["Image"]) || asStr(c["ImageName"]);
   const cmd = asStrs(cfg["Cmd"]);
-  const restart = asStr(asObj(host["RestartPolicy"])["Name"]);
+  const restartPolicy = asObj(host["RestartPolicy"]);
+  const retries = asNum(restartPolicy["MaximumRetryCount"]) ?? 0;
+  const restart = asStr(restartPolicy["Name"]) + (retries > 0 ? `:${retries}` : "");
+  const memory = asNum(host["Memory"]) ?? 0;
+  const nanoCpus = asNum(host["NanoCpus"]) ?? 0;
   return {
     id: asStr(c["Id"]),
     name,
@@ -296,7 +314,7 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
     spec: {
       name,
       image: imageRef,
-      network: asStr(host["NetworkMode"]),
+      network: networkOf(asStr(host["NetworkMode"]), asObj(c["NetworkSettings"])["Networks"]),
       user: asStr(cfg["User"]),
       restart: restart === "no" ? "" : restart,
       // Sorted: podman keeps these in Go maps, so its order varies from call to call.
@@ -304,8 +322,27 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
       volumes: volumeSpecs(host, c["Mounts"]).sort(),
       env: operatorEnv(asStrs(cfg["Env"]), asStr(cfg["Hostname"]), image).sort(),
       cmd: image && image.cmd.length > 0 && sameList(cmd, image.cmd) ? [] : cmd,
+      memory: memory > 0 ? formatMemorySize(memory) : "",
+      vcpus: nanoCpus > 0 ? nanoCpus / 1e9 : 0,
+      // A container runtime (podman or docker, which shares this parser) runs containers.
+      runtime: "container",
     },
   };
+}
+
+/**
+ * The resource limits of `spec` that the container did not get, as one line each (empty: all
+ * applied). Podman drops them with only a warning where it cannot set them (rootless on cgroup v1,
+ * or a kernel without the memory controller): a limit asked for must never silently go missing.
+ */
+export function unappliedLimits(spec: ContainerSpec, got: ContainerSpec): string[] {
+  const out: string[] = [];
+  const bytes = (m: string) => (m === "" ? 0 : parseMemorySize(m));
+  if (bytes(spec.memory) !== bytes(got.memory))
+    out.push(`--memory ${spec.memory} (the container has ${got.memory || "no limit"})`);
+  if (Math.round(got.vcpus * 1e9) !== Math.round(spec.vcpus * 1e9))
+    out.push(`--cpus ${spec.vcpus} (the container has ${got.vcpus || "no limit"})`);
+  return out;
 }
 
 /** The image id a container was created from (for looking up the image's defaults). */
@@ -426,7 +463,21 @@ export class PodmanRuntime implements Runtime {
     // A run may pull a missing image first, so it gets the pull budget.
     const { stdout } = await this.execOk(runArgs(spec), spec.name, this.pullTimeoutMs);
     const lines = stdout.trim().split("\n");
-    return (lines[lines.length - 1] ?? "").trim();
+    const id = (lines[lines.length - 1] ?? "").trim();
+    if (spec.memory !== "" || spec.vcpus !== 0) await this.checkLimits(spec);
+    return id;
+  }
+
+  /** Fails the run (and removes its container) when a resource limit was not applied. */
+  private async checkLimits(spec: ContainerSpec): Promise<void> {
+    const details = await this.inspect(spec.name, { imageDefaults: false });
+    const missing = details ? unappliedLimits(spec, details.spec) : [];
+    if (missing.length === 0) return;
+    await this.remove(spec.name, true);
+    const bin = this.binary.split("/").pop() ?? this.binary;
+    throw new Error(
+      `${bin} did not apply ${missing.join(", ")} to ${spec.name}; rootless ${bin} needs cgroup v2 with the memory and cpu controllers delegated (container removed)`,
+    );
   }
 
   describeRun(spec: ContainerSpec): string[] {

@@ -2,6 +2,7 @@
 // the plain data it gets back. Roles never build runtime flags themselves; they hand a
 // ContainerSpec to a Runtime. The agent holds one RuntimeRouter (router.ts) over every runtime
 // the node has; each runtime serves one component runtime kind.
+import type { ObservedState } from "../component/state.ts";
 import type { RuntimeKind } from "../config/runtime-kind.ts";
 
 export type { RuntimeKind } from "../config/runtime-kind.ts";
@@ -28,9 +29,13 @@ export interface ContainerSpec {
    * the spec to the runtime of that kind, or refuses it. Absent = "container".
    */
   runtime?: string;
+  /** Memory limit as the operator writes it ("64m", "1g"); "" = none. Read back in canonical form. */
+  memory: string;
+  /** CPUs (`--cpus`); 0 = no limit. */
+  vcpus: number;
 }
 
-export type ObservedState = "running" | "stopped" | "exited" | "removed" | "unknown";
+export type { ObservedState };
 
 export interface ContainerInfo {
   id: string;
@@ -50,7 +55,8 @@ export interface ContainerInfo {
  * read-back is normalized, not verbatim: ports, volumes and env come back sorted (the runtime
  * does not keep their order; compare them as sets),
  * default mount options (rw, rbind, rprivate) are dropped, env the runtime or image injected is
- * dropped, a cmd equal to the image's own CMD reads back as [], and "no" restart reads back as "".
+ * dropped, a cmd equal to the image's own CMD reads back as [], "no" restart reads back as "", and
+ * the memory limit reads back in its shortest exact form (67108864 bytes → "64m").
  */
 export interface ContainerDetails extends ContainerInfo {
   spec: ContainerSpec;

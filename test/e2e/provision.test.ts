@@ -211,7 +211,12 @@ describe("mcp node provision", () => {
     const list = await mcp(["node", "list", "--json"]);
     expect(list.code).toBe(0);
     const row = JSON.parse(list.stdout).nodes.find((x: { name: string }) => x.name === "bare1");
-    expect(row).toMatchObject({ reachable: true, agentVersion: version, arch: "amd64", runtime: "podman" });
+    expect(row).toMatchObject({
+      reachable: true,
+      agentVersion: version,
+      arch: "amd64",
+      runtime: "container",
+    });
     const cfg = parseToml(readFileSync(cliConfig, "utf8")) as { nodes: Record<string, string>[] };
     expect(cfg.nodes.find((x) => x.name === "bare1")).toEqual({
       name: "bare1",

@@ -47,6 +47,8 @@ describe("docker-only behaviour", () => {
         volumes: [],
         env: [],
         cmd: [],
+        memory: "",
+        vcpus: 0,
       }),
     ).toEqual([d.binary, "run", "-d", "--name", "x", "i"]);
   });
@@ -67,7 +69,18 @@ describe("docker-only behaviour", () => {
     const d = await startDockerd();
     const rt = new DockerRuntime({ binary: d.binary, globalArgs: d.globalArgs });
     const image = await dockerBusyboxImage(d);
-    const base = { image, network: "", user: "", restart: "", ports: [], volumes: [], env: [], cmd: [] };
+    const base = {
+      image,
+      network: "",
+      user: "",
+      restart: "",
+      ports: [],
+      volumes: [],
+      env: [],
+      cmd: [],
+      memory: "",
+      vcpus: 0,
+    };
     await rt.run({ ...base, name: names[0] });
     await rt.run({ ...base, name: names[1] });
     await rt.run({ ...base, name: names[2], cmd: ["/bin/sh", "-c", "exit 3"] });

@@ -6,8 +6,8 @@
 // Bounded: a 30 s window (MCP_LOAD_SECONDS overrides), 60 s deadline per call, the test times out
 // at 150 s; setup is one `mcp init`, the cached test image and three first deploys.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { containerName } from "../../src/component/container.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { containerName } from "../../src/roles/agent/context.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { busyboxImage } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";

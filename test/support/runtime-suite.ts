@@ -113,6 +113,8 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       volumes: [`${volDir}:/data:ro`],
       env: ["PORT=8080", "GREETING=hello there"],
       cmd: HTTPD_CMD,
+      memory: "",
+      vcpus: 0,
     });
     const loggerSpec = (): ContainerSpec => ({
       name: LOGGER,
@@ -124,6 +126,8 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       volumes: [`${volDir}:/data`],
       env: ["GREETING=hi; $(not a shell)"],
       cmd: LOGGER_CMD,
+      memory: "",
+      vcpus: 0,
     });
 
     test(`version reports the ${kind} version`, async () => {

@@ -1,22 +1,21 @@
 // Adopt use case (reference "Adopting Unmanaged Containers"): claim the containers named
 // `<svc>` and `<svc>-*` into service <svc>. Component names come from the prefix (`svc-api` →
 // `api`, `svc` → `svc`), desired state from the current state (running → running, else
-// stopped), and the component spec is read back from the runtime (image, ports, volumes, env,
-// cmd, network, user, restart) so that `mcp service export` writes a definition that recreates
+// stopped), and the component spec is read back from the runtime (component/container.ts:
+// image, ports, volumes, env, cmd, network, user, restart, memory, cpus) so that `mcp service export` writes a definition that recreates
 // the same containers. The `ignore` entries reconcile made for these containers are removed.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { componentFromContainer, containerName } from "../../component/container.ts";
+import { toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
 import { type ComponentDef, NAME_RE, parseServiceDef, type ServiceDef } from "../../config/service.ts";
 import type { AdoptResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
 import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { ContainerDetails, ContainerInfo } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 
 type Result = MessageInitShape<typeof AdoptResultSchema>;
-
-// What inspect reports for "no --network given": writing them out would pin a runtime default.
-const DEFAULT_NETWORKS = new Set(["", "default", "bridge", "slirp4netns", "pasta"]);
 
 /** `svc` → `svc`, `svc-api` → `api`; null when the container is not one of the service's. */
 export function componentNameFor(service: string, container: string): string | null {
@@ -49,25 +48,6 @@ export function candidates(
   return out.sort((a, b) => a.container.localeCompare(b.container));
 }
 
-/** The component definition that recreates the container as inspected. */
-export function componentFromDetails(component: string, d: ContainerDetails): ComponentDef {
-  const s = d.spec;
-  return {
-    name: component,
-    image: s.image,
-    network: DEFAULT_NETWORKS.has(s.network) ? "" : s.network,
-    user: s.user,
-    // The runtime reports "no restart policy" as ""; a definition must say "no" explicitly.
-    restart: s.restart === "" ? "no" : s.restart,
-    ports: [...s.ports],
-    volumes: [...s.volumes],
-    cmd: [...s.cmd],
-    env: [...s.env],
-    runtime: "container",
-    routes: [],
-  };
-}
-
 /** Validates one adopted component with the definition schema; throws a one-line ConfigError. */
 function validated(service: string, c: ComponentDef): ComponentDef {
   const { def } = parseServiceDef(
@@ -97,7 +77,7 @@ export function adoptContainers(ctx: AgentContext, service: string): Promise<Res
         const details = await ctx.runtime.inspect(f.container);
         if (!details) throw new Error("container disappeared");
         adopted.push({
-          def: validated(service, componentFromDetails(f.component, details)),
+          def: validated(service, componentFromContainer(f.component, details.spec)),
           details,
           container: f.container,
         });
@@ -169,25 +149,14 @@ function record(
     });
     // The <svc> container's own ignore row is this service's component row: adopt overwrites it.
     for (const a of adopted) {
-      const c = a.def;
-      reg.upsertComponent(service, {
-        name: c.name,
-        image: c.image,
-        network: c.network,
-        user: c.user,
-        restart: c.restart,
-        desiredState: desired.get(c.name) ?? "stopped",
-        observedState: a.details.state,
-        version: extractVersion(c.image),
-        ports: c.ports,
-        volumes: c.volumes,
-        cmd: c.cmd,
-        env: c.env,
-        routes: [],
-        runtime: c.runtime,
-        memory: "",
-        vcpus: 0,
-      });
+      reg.upsertComponent(
+        service,
+        toComponentInput(a.def, {
+          desiredState: desired.get(a.def.name) ?? "stopped",
+          observedState: a.details.state,
+          version: extractVersion(a.def.image),
+        }),
+      );
     }
   });
 }

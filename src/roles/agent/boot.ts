@@ -14,6 +14,7 @@
 // "missing", so a present image is never re-pulled.
 import { isIPv6 } from "node:net";
 import type { Logger } from "pino";
+import { containerName } from "../../component/container.ts";
 import type { BootStage } from "../../config/agent.ts";
 import { canonicalImage, extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
@@ -21,7 +22,7 @@ import { isAnyAddr, parsePortSpec } from "../../config/specs.ts";
 import { checkGrpc, checkHttp, checkTcp, type HealthResult, waitHealthy } from "../../health/index.ts";
 import { sleepAbortable } from "../../health/wait.ts";
 import { alertSink, raiseAlert } from "../../monitor/alert.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import { requireRuntimes } from "./runtimes.ts";

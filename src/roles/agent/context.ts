@@ -6,7 +6,7 @@ import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { RuntimeRouter } from "../../runtime/router.ts";
-import type { ContainerSpec, PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
 
@@ -97,32 +97,3 @@ export interface AgentContext {
 
 // KeyedLock moved to src/util so the master can share it; re-exported for agent modules.
 export { KeyedLock } from "../../util/keyed-lock.ts";
-
-/** The fields a container is made from; both definitions (ComponentDef) and registry records carry them. */
-export type ContainerFields = Pick<
-  ContainerSpec,
-  "image" | "network" | "user" | "restart" | "ports" | "volumes" | "env" | "cmd" | "runtime"
-> & {
-  name: string;
-};
-
-/** The one mapping from a component (definition or registry record) to what the runtime runs. */
-export function containerSpec(service: string, c: ContainerFields): ContainerSpec {
-  return {
-    name: containerName(service, c.name),
-    image: c.image,
-    network: c.network,
-    user: c.user,
-    restart: c.restart,
-    ports: [...c.ports],
-    volumes: [...c.volumes],
-    env: [...c.env],
-    cmd: [...c.cmd],
-    runtime: c.runtime,
-  };
-}
-
-/** Containers are named <service>-<component>; a component named after its service runs as <service>. */
-export function containerName(service: string, component: string): string {
-  return component === service ? service : `${service}-${component}`;
-}

@@ -1,10 +1,12 @@
 // The deploy health gate wired to this agent: the component's recorded health declaration
 // resolved to a target (health-target.ts), checked with the shared checkers (src/health) or
 // runtime.exec, while the container is watched through inspect. Timing rules: health-gate.ts.
+
+import { containerName } from "../../component/container.ts";
 import { checkHttp, checkTcp } from "../../health/index.ts";
 import { firstLine, type HealthCheck, hostPort } from "../../health/result.ts";
 import type { ContainerDetails } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { type GateOutcome, runHealthGate } from "./health-gate.ts";
 import { describeTarget, type HealthTarget, healthTarget } from "./health-target.ts";
 import { nodeAddressOf } from "./host-ports.ts";

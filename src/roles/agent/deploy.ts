@@ -8,6 +8,8 @@
 // Without a health declaration a deploy runs exactly the reference flow.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { componentKey } from "../../component/proto.ts";
+import { recordToDef, toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
 import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
@@ -16,7 +18,7 @@ import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
-import { componentKey, effectiveDef, recordToDef, writeHistory } from "./history.ts";
+import { effectiveDef, writeHistory } from "./history.ts";
 import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
 import {
   allocateRoutePorts,
@@ -94,32 +96,14 @@ function writeComponent(
   }
   // Only deployed components change desired state; the others keep theirs (component-level deploy).
   const desiredState = deployed ? "running" : (existing?.desiredState ?? "stopped");
-  ctx.registry.upsertComponent(service, {
-    name: c.name,
-    image: deployed ? c.image : (existing?.image ?? c.image),
-    network: c.network,
-    user: c.user,
-    restart: c.restart,
-    desiredState,
-    version: existing?.version ?? "",
-    ports: c.ports,
-    volumes: c.volumes,
-    cmd: c.cmd,
-    env: c.env,
-    routes: c.routes.map((r) => ({
-      name: routeKey(r),
-      port: r.port,
-      mode: r.mode,
-      hostname: r.hostname ?? "",
-      public: r.public,
-      hostPort:
-        hostPorts?.get(routeKey(r)) ?? existing?.routes.find((x) => x.name === routeKey(r))?.hostPort ?? 0,
-    })),
-    runtime: c.runtime,
-    memory: c.memory ?? "",
-    vcpus: c.vcpus ?? 0,
-    ...(c.health ? { health: c.health } : {}),
-  });
+  ctx.registry.upsertComponent(
+    service,
+    toComponentInput(deployed ? c : { ...c, image: existing?.image ?? c.image }, {
+      desiredState,
+      version: existing?.version ?? "",
+      hostPort: (key) => hostPorts?.get(key) ?? existing?.routes.find((x) => x.name === key)?.hostPort ?? 0,
+    }),
+  );
 }
 
 async function timed<T>(steps: Step[], step: string, fn: () => Promise<T>, detail = ""): Promise<T> {

@@ -1,9 +1,9 @@
 // gRPC handlers of the McpAgent service: decode the request, call the use case, encode.
-// Validation of incoming specs reuses the definition-file schema (rpc/convert.ts).
+// Validation of incoming specs reuses the definition-file schema (component/proto.ts).
 
+import { defToSpec, specToDef } from "../../component/proto.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
-import { defToSpec, specToDef } from "../../rpc/convert.ts";
 import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";

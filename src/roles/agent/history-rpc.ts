@@ -2,10 +2,10 @@
 // entry through the same health-gated deploy path, so a rollback to a bad spec is itself rolled
 // back to what ran before it.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { defToSpec, specToDef } from "../../component/proto.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { HistoryRecord } from "../../registry/types.ts";
-import { defToSpec, specToDef } from "../../rpc/convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";

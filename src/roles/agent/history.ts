@@ -1,66 +1,13 @@
 // Spec history of deploys (registry deploy_history): what a finished deploy writes there and the
-// component definition a registry record stands for (the truth of what ran, for rollbacks). The
-// RPCs over it are in history-rpc.ts.
-import type { ComponentDef, ServiceDef } from "../../config/service.ts";
-import type { ComponentRecord, HistoryKind, HistoryRecord } from "../../registry/types.ts";
+// service as the registry says it runs (component/registry.ts maps each record back to its
+// definition). The RPCs over it are in history-rpc.ts.
+import { recordToDef } from "../../component/registry.ts";
+import type { ServiceDef } from "../../config/service.ts";
+import type { HistoryKind, HistoryRecord } from "../../registry/types.ts";
 import type { AgentContext } from "./context.ts";
 
 /** [agent] history_keep's default. */
 export const DEFAULT_HISTORY_KEEP = 10;
-
-/** The definition of a component as its registry record says it runs (key order as the schema's). */
-export function recordToDef(r: ComponentRecord): ComponentDef {
-  const c: ComponentDef = {
-    name: r.name,
-    image: r.image,
-    network: r.network,
-    user: r.user,
-    restart: r.restart,
-    ports: [...r.ports],
-    volumes: [...r.volumes],
-    cmd: [...r.cmd],
-    env: [...r.env],
-    runtime: r.runtime === "unikernel" ? "unikernel" : "container",
-    ...(r.memory !== "" ? { memory: r.memory } : {}),
-    ...(r.vcpus !== 0 ? { vcpus: r.vcpus } : {}),
-    routes: r.routes.map((x) => ({
-      ...(x.name !== "" ? { name: x.name } : {}),
-      port: x.port,
-      mode: x.mode,
-      ...(x.hostname !== "" ? { hostname: x.hostname } : {}),
-      public: x.public,
-    })),
-  };
-  if (r.health) c.health = r.health;
-  return c;
-}
-
-/** A canonical text of a component definition: equal texts run the same container. */
-export function componentKey(c: ComponentDef): string {
-  const routes = c.routes.map((r) => ({
-    name: r.name ?? "",
-    port: r.port,
-    mode: r.mode,
-    hostname: r.hostname ?? "",
-    public: r.public,
-  }));
-  return JSON.stringify([
-    c.name,
-    c.image,
-    c.network,
-    c.user,
-    c.restart,
-    c.ports,
-    c.volumes,
-    c.cmd,
-    c.env,
-    c.runtime,
-    c.memory ?? "",
-    c.vcpus ?? 0,
-    routes,
-    c.health ?? null,
-  ]);
-}
 
 /** "web=img:v1, api=img:v2". */
 export function imageSummary(def: Pick<ServiceDef, "components">): string {

@@ -3,10 +3,12 @@
 // redeploy, a start after stop and a recover all publish the same port). What a container then
 // gets (publish specs, $PORT*) is route-ports.ts's job; this module only decides the numbers.
 import { isIP, isIPv6 } from "node:net";
+import { containerSpec } from "../../component/container.ts";
+import type { ComponentDef } from "../../config/service.ts";
 import { isAnyAddr, parseListenAddress } from "../../config/specs.ts";
 import { type Registry, RegistryError } from "../../registry/index.ts";
 import type { ContainerSpec } from "../../runtime/runtime.ts";
-import { type AgentSettings, type ContainerFields, containerSpec } from "./context.ts";
+import type { AgentSettings } from "./context.ts";
 import { DEFAULT_ROUTE_BIND, type RoutePort, withRoutePorts } from "./route-ports.ts";
 
 /** A route key in port_allocations and component_routes: the route's name, "" for the unnamed one. */
@@ -51,11 +53,11 @@ export function publishHost(address: string): string {
   return isIPv6(address) ? `[${address}]` : address;
 }
 
-/** The spec a component record runs as: its own fields plus its route ports on the node address. */
+/** The spec a component runs as: its own fields plus its route ports on the node address. */
 export function runSpec(
   settings: Pick<AgentSettings, "nodeAddress">,
   service: string,
-  c: ContainerFields,
+  c: ComponentDef,
   routes: readonly RoutePort[],
 ): ContainerSpec {
   return withRoutePorts(containerSpec(service, c), routes, publishHost(nodeAddressOf(settings)));

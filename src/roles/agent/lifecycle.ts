@@ -1,10 +1,12 @@
 // Stop, start, restart of a service's components. Stop sets desired `stopped` (and the service
 // inactive); start sets desired `running`, recreating a missing container from the stored spec.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { containerName } from "../../component/container.ts";
+import { recordToDef } from "../../component/registry.ts";
 import type { ComponentResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
 import { runtimeRefusal } from "./runtimes.ts";
@@ -74,7 +76,7 @@ export function startService(ctx: AgentContext, service: string, component?: str
     });
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name, STATE_ONLY);
-      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
+      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, recordToDef(c), c.routes));
       else if (existing.state !== "running") await ctx.runtime.start(name);
       // Stop withdrew its routes and DNS record: bring them back (upserts, so a no-op if present).
       const hookFailure = await runComponentHook(ctx, "onDeployed", service, c.name);
@@ -88,7 +90,7 @@ export function restartService(ctx: AgentContext, service: string, component?: s
     const comps = componentsOf(ctx, service, component);
     return each(ctx, service, comps, async (c, name) => {
       const existing = await ctx.runtime.inspect(name, STATE_ONLY);
-      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
+      if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, recordToDef(c), c.routes));
       else await ctx.runtime.restart(name);
       ctx.registry.setDesiredState(service, c.name, "running");
       // A restart after a stop brings the service back: so do its routes and DNS record.

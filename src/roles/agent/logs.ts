@@ -5,12 +5,14 @@
 //
 // LogsRequest.tail: 0 = all lines (proto default); a negative value asks for no old lines (the
 // CLI's `--tail 0`, useful with follow).
+
+import { containerName } from "../../component/container.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { LogOptions } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
 
 // What podman/docker accept for --since: a Go duration ("10m", "1h30m"), a unix time, or an

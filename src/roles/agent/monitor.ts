@@ -1,9 +1,10 @@
+import { containerName } from "../../component/container.ts";
 import { alertSink } from "../../monitor/alert.ts";
 import { type CheckOutcome, HealthWatch, type WatchTarget } from "../../monitor/health-watch.ts";
 import { Monitor } from "../../monitor/monitor.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { isDrift } from "../../registry/types.ts";
-import { type AgentContext, containerName, type MonitorSettings } from "./context.ts";
+import type { AgentContext, MonitorSettings } from "./context.ts";
 import { checkTarget } from "./deploy-health.ts";
 import { healthTarget } from "./health-target.ts";
 import { nodeAddressOf } from "./host-ports.ts";

@@ -2,10 +2,13 @@
 // runtime listing; registered components get their observed state (missing → removed, with an
 // event per transition) and, when their container runs the recorded image's tag, that version;
 // containers MCP does not know are recorded with desired state `ignore`.
+import { containerName } from "../../component/container.ts";
+import { toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
+import type { ComponentDef } from "../../config/service.ts";
 import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 
 export interface ReconcileResult {
   services: ServiceRecord[];
@@ -55,25 +58,14 @@ export async function reconcile(
         if (known.has(c.name)) continue;
         // Unknown container: tracked as service = component = container name, desired `ignore`.
         ctx.registry.upsertService({ name: c.name, active: false });
-        ctx.registry.upsertComponent(c.name, {
-          name: c.name,
-          image: c.image,
-          network: "",
-          user: "",
-          restart: "",
-          desiredState: "ignore",
-          observedState: c.state,
-          version: extractVersion(c.image),
-          ports: [],
-          volumes: [],
-          cmd: [],
-          env: [],
-          routes: [],
-          // The kind of the runtime that listed it (absent: the container runtime), never the engine.
-          runtime: c.runtime ?? "container",
-          memory: "",
-          vcpus: 0,
-        });
+        ctx.registry.upsertComponent(
+          c.name,
+          toComponentInput(discoveredComponent(c), {
+            desiredState: "ignore",
+            observedState: c.state,
+            version: extractVersion(c.image),
+          }),
+        );
         discovered.push(c.name);
       }
     }
@@ -83,6 +75,27 @@ export async function reconcile(
   const wrote = transitions.length > 0 || discovered.length > 0 || versions > 0;
   const services = wrote ? ctx.registry.listServices() : listed;
   return { services, containers, transitions, discovered };
+}
+
+/**
+ * What an unknown container is recorded as: its name and image only. It is not managed (desired
+ * `ignore`), so nothing else is read from it; adopt reads the whole spec when it takes it over.
+ */
+function discoveredComponent(c: ContainerInfo): ComponentDef {
+  return {
+    name: c.name,
+    image: c.image,
+    network: "",
+    user: "",
+    restart: "",
+    ports: [],
+    volumes: [],
+    cmd: [],
+    env: [],
+    // The kind of the runtime that listed it (absent: the container runtime), never the engine.
+    runtime: c.runtime === "unikernel" ? "unikernel" : "container",
+    routes: [],
+  };
 }
 
 export function startedOf(res: ReconcileResult, service: string): (c: ComponentRecord) => Date | null {

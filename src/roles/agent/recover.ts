@@ -5,11 +5,13 @@
 // the integrations (routes, certs). Never pulls: after a disaster the image registry may be one of
 // the things that is down, so a missing image fails that component and the rest go on.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { containerName } from "../../component/container.ts";
+import { recordToDef } from "../../component/registry.ts";
 import type { McpAgent, RecoverResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
 import { runtimeRefusal } from "./runtimes.ts";
@@ -42,7 +44,7 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
     // Always, even when inspect saw nothing: after podman loses its database its storage can
     // still hold a container under this name, and `run` would fail with "name already in use".
     await ctx.runtime.remove(name, true);
-    await ctx.runtime.run(runSpec(ctx.settings, service, c, c.routes));
+    await ctx.runtime.run(runSpec(ctx.settings, service, recordToDef(c), c.routes));
     const details = await ctx.runtime.inspect(name);
     const observed = details?.state ?? "removed";
     ctx.registry.setObservedState(service, c.name, observed);

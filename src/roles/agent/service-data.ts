@@ -29,11 +29,12 @@ import { chmod, lstat, mkdir, mkdtemp, open, readdir, rename, rm, rmdir } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { collectTree, extractTarZst, type PackEntry, packTarZst, TarError } from "../../archive/index.ts";
+import { containerName } from "../../component/container.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { checkServiceName } from "./files/confine.ts";
 import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
 

@@ -5,6 +5,7 @@ import { readFileSync, statfsSync } from "node:fs";
 import os from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { containerName } from "../../component/container.ts";
 import {
   type NodeStatusResponse,
   NodeStatusResponseSchema,
@@ -12,11 +13,11 @@ import {
   type ServiceStatusResponse,
   ServiceStatusResponseSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
-import { serviceInfo } from "../../rpc/convert.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { type ReconcileResult, reconcile, startedOf } from "./reconcile.ts";
+import { serviceInfo } from "./service-info.ts";
 
 export function listServices(ctx: AgentContext): ServiceInfo[] {
   return ctx.registry.listServices().map((s) => serviceInfo(s));

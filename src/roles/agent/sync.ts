@@ -5,10 +5,11 @@
 // reports per service whether anything changed. A dry run computes the same report and writes,
 // stops and discovers nothing.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { containerName } from "../../component/container.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { ServiceSyncResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { stopService } from "./lifecycle.ts";
 import { reconcile } from "./reconcile.ts";

@@ -1,7 +1,8 @@
 // gRPC handlers of the operator toolkit RPCs: UndeployService, AdoptContainer,
 // SyncDesiredState. Decoding and validation here; the work is in undeploy.ts, adopt.ts, sync.ts.
+
+import { specToDef } from "../../component/proto.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
-import { specToDef } from "../../rpc/convert.ts";
 import { invalidArgument } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import { adoptContainers } from "./adopt.ts";

@@ -3,9 +3,10 @@
 // the service from the registry (host ports freed, events kept as history). /srv/<svc>/ data is
 // never touched. Idempotent: an unknown or already undeployed service is "nothing to do".
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { containerName } from "../../component/container.ts";
 import type { ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import { failedPrecondition } from "../../rpc/errors.ts";
-import { type AgentContext, containerName } from "./context.ts";
+import type { AgentContext } from "./context.ts";
 import { firstHookFailure, stepTiming } from "./hooks.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;

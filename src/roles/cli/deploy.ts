@@ -2,8 +2,9 @@
 // the node's agent, print one line per step with timings; --dry-run prints the runtime argv.
 // Components with [components.health] are gated by the agent: the CLI says it waits for them and
 // shows their health (and rollback) steps; a rolled-back component makes the exit non-zero.
+
+import { defToSpec } from "../../component/proto.ts";
 import type { ComponentResult, ServiceSpec } from "../../gen/mcp/v1/mcp_pb.ts";
-import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";

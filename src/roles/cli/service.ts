@@ -3,10 +3,10 @@
 // file, or opened in the operator's editor (exported first when no file exists) and validated.
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
+import { specToDef } from "../../component/proto.ts";
 import type { CliNode } from "../../config/cli.ts";
 import { loadServiceDef, NAME_RE, type ServiceDef, serviceDefToToml } from "../../config/service.ts";
 import { writeFileAtomic } from "../../config/write.ts";
-import { specToDef } from "../../rpc/convert.ts";
 import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, printError, printJson, warn } from "./output.ts";

@@ -5,8 +5,8 @@
 // the others are still synced and the exit code says something was wrong.
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
+import { defToSpec } from "../../component/proto.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
-import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, fanOut, loadCtx } from "./context.ts";
 import { printJson, printTable, red, warn } from "./output.ts";
 

@@ -5,9 +5,9 @@
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { defToSpec } from "../../component/proto.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/mcp/v1/mcp_pb.ts";
-import { defToSpec } from "../../rpc/convert.ts";
 import { type Ctx, type MasterClient, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";

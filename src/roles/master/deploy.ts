@@ -7,6 +7,7 @@
 // Undeploy: the worker first (no traffic served during edge cleanup), then the edge routes, then
 // the records. Both run under the per-service lock.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { specToDef } from "../../component/proto.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type {
   ComponentResult,
@@ -15,7 +16,6 @@ import type {
   StepResultSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CallError } from "../../rpc/client.ts";
-import { specToDef } from "../../rpc/convert.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import { type MasterContext, nodeViews } from "./context.ts";
 import { backendHostname, pickEdgeNode, publicRouteErrors, publicRoutes } from "./edge.ts";

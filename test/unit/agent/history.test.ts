@@ -3,9 +3,11 @@
 // `mcp rollback` picks by default.
 import { describe, expect, test } from "bun:test";
 import { parse } from "smol-toml";
+import { componentKey } from "../../../src/component/proto.ts";
+import { recordToDef } from "../../../src/component/registry.ts";
 import { parseServiceDef } from "../../../src/config/service.ts";
 import type { ComponentRecord, HistoryRecord } from "../../../src/registry/types.ts";
-import { componentKey, imageSummary, previousEntry, recordToDef } from "../../../src/roles/agent/history.ts";
+import { imageSummary, previousEntry } from "../../../src/roles/agent/history.ts";
 
 const def = parseServiceDef(
   parse(`

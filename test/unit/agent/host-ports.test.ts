@@ -216,6 +216,8 @@ describe("runSpec", () => {
     volumes: [],
     env: ["PORT=1", "A=b"],
     cmd: [],
+    runtime: "container" as const,
+    routes: [],
   };
 
   test("publishes route ports on the node address beside legacy ports and injects $PORT*", () => {

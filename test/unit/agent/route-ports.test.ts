@@ -16,6 +16,8 @@ const spec: ContainerSpec = {
   network: "",
   user: "",
   restart: "",
+  memory: "",
+  vcpus: 0,
   ports: ["127.0.0.1:8443:8443"],
   volumes: ["/srv/svc:/srv/svc"],
   env: ["LOG=debug", "PORT=1"],

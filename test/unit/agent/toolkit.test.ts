@@ -3,10 +3,10 @@
 // inspected container, sync's change detection, and the editor argv.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
+import { componentFromContainer, containerName } from "../../../src/component/container.ts";
 import type { ServiceDef } from "../../../src/config/service.ts";
 import type { ComponentRecord, ServiceRecord } from "../../../src/registry/types.ts";
-import { candidates, componentFromDetails, componentNameFor } from "../../../src/roles/agent/adopt.ts";
-import { containerName } from "../../../src/roles/agent/context.ts";
+import { candidates, componentNameFor } from "../../../src/roles/agent/adopt.ts";
 import { wouldChange } from "../../../src/roles/agent/sync.ts";
 import { editorArgv } from "../../../src/roles/cli/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../../src/runtime/runtime.ts";
@@ -57,7 +57,7 @@ describe("adopt", () => {
     ]);
   });
 
-  test("componentFromDetails keeps what podman run needs; runtime defaults become omissions", () => {
+  test("componentFromContainer keeps what podman run needs; runtime defaults become omissions", () => {
     const d: ContainerDetails = {
       ...info("svc-web"),
       spec: {
@@ -70,9 +70,11 @@ describe("adopt", () => {
         volumes: ["/srv/svc:/data:ro"],
         env: ["A=1"],
         cmd: ["serve", "--port", "80"],
+        memory: "",
+        vcpus: 0,
       },
     };
-    expect(componentFromDetails("web", d)).toEqual({
+    expect(componentFromContainer("web", d.spec)).toEqual({
       name: "web",
       image: "reg:5000/web:v1.2",
       network: "",
@@ -86,7 +88,10 @@ describe("adopt", () => {
       routes: [],
     });
     const custom = { ...d, spec: { ...d.spec, network: "mcp-net", restart: "always" } };
-    expect(componentFromDetails("web", custom)).toMatchObject({ network: "mcp-net", restart: "always" });
+    expect(componentFromContainer("web", custom.spec)).toMatchObject({
+      network: "mcp-net",
+      restart: "always",
+    });
   });
 });
 

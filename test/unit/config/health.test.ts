@@ -2,10 +2,10 @@
 // wire round trip (defToSpec/specToDef), so a deploy carries exactly what the file says.
 import { describe, expect, test } from "bun:test";
 import { parse } from "smol-toml";
+import { defToSpec, specToDef } from "../../../src/component/proto.ts";
 import { ConfigError } from "../../../src/config/errors.ts";
 import { parseDuration } from "../../../src/config/load.ts";
 import { formatDuration, parseServiceDef, serviceDefToToml } from "../../../src/config/service.ts";
-import { defToSpec, specToDef } from "../../../src/rpc/convert.ts";
 import { thrown } from "./helpers.ts";
 
 const base = (health: string, routes = "") => `

@@ -4,16 +4,12 @@ import fc from "fast-check";
 import { parse } from "smol-toml";
 import { ConfigError } from "../../../src/config/errors.ts";
 import {
-  type ComponentDef,
-  formatPortSpec,
-  formatVolumeSpec,
   loadServiceDef,
   parseServiceDef,
-  type RouteDef,
-  type ServiceDef,
   serviceDefToToml,
   setActiveInFile,
 } from "../../../src/config/service.ts";
+import { serviceArb } from "../../support/service-arb.ts";
 import { tempDir, thrown, writeTemp } from "./helpers.ts";
 
 const dir = tempDir();
@@ -268,108 +264,6 @@ image = "a:v1"
 });
 
 // ---- round-trip property ----------------------------------------------------
-
-const nameArb = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,12}$/);
-const anyText = fc.oneof(
-  fc.string({ maxLength: 12 }),
-  fc.string({ unit: "grapheme", maxLength: 6 }),
-  fc.string({ unit: "binary-ascii", maxLength: 8 }),
-);
-const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
-const port = fc.integer({ min: 1, max: 65535 });
-const portSpec = fc
-  .record(
-    {
-      hostIp: fc.oneof(fc.ipV4(), fc.ipV6()),
-      hostPort: port,
-      containerPort: port,
-      protocol: fc.constantFrom("tcp" as const, "udp" as const),
-    },
-    { requiredKeys: ["hostPort", "containerPort"] },
-  )
-  .map(formatPortSpec);
-const absPath = fc
-  .array(fc.stringMatching(/^[A-Za-z0-9._-]{1,8}$/), { maxLength: 3 })
-  .map((s) => `/${s.join("/")}`);
-const volumeSpec = fc
-  .record({
-    source: fc.oneof(absPath, nameArb),
-    target: absPath,
-    options: fc.array(fc.constantFrom("ro", "z", "Z", "U"), { maxLength: 2 }),
-  })
-  .map((v) => formatVolumeSpec({ ...v, kind: "bind" }));
-const envEntry = fc
-  .tuple(fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,8}$/), anyText)
-  .map(([k, v]) => `${k}=${v}`);
-
-/** Drops undefined-valued keys so generated objects look like parsed ones. */
-function clean<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
-
-const routeArb: fc.Arbitrary<RouteDef> = fc
-  .record({
-    name: opt(fc.stringMatching(/^[a-z0-9_-]{0,8}$/)),
-    port,
-    mode: fc.constantFrom("l4" as const, "l7" as const),
-    hostname: opt(fc.oneof(fc.constant(""), fc.domain())),
-    public: fc.boolean(),
-  })
-  .map(clean);
-
-const componentArb: fc.Arbitrary<ComponentDef> = fc
-  .record({
-    name: nameArb,
-    image: fc.stringMatching(/^[a-z0-9][a-z0-9./:@_-]{0,30}$/),
-    network: anyText,
-    user: anyText,
-    restart: fc.constantFrom("no", "always", "unless-stopped", "on-failure", "on-failure:5"),
-    ports: fc.array(portSpec, { maxLength: 3 }),
-    volumes: fc.array(volumeSpec, { maxLength: 3 }),
-    cmd: fc.array(anyText, { maxLength: 4 }),
-    env: fc.array(envEntry, { maxLength: 3 }),
-    runtime: fc.constantFrom("container" as const, "unikernel" as const),
-    memory: opt(fc.stringMatching(/^[0-9]{1,4}[MG]$/)),
-    vcpus: opt(fc.integer({ min: 1, max: 64 })),
-    routes: fc.array(routeArb, { maxLength: 3 }).map((rs) => {
-      // Route names must be unique within a component; blank out repeats.
-      const seen = new Set<string>();
-      return rs.map((r) => {
-        if (r.name === undefined || r.name === "") return r;
-        if (seen.has(r.name)) return clean({ ...r, name: undefined });
-        seen.add(r.name);
-        return r;
-      });
-    }),
-  })
-  .map(clean);
-
-const serviceArb: fc.Arbitrary<ServiceDef> = fc
-  .record({
-    name: nameArb,
-    node: opt(anyText),
-    tier: fc.constantFrom("core" as const, "worker" as const),
-    active: fc.boolean(),
-    build: opt(
-      fc
-        .record({
-          workspace: opt(anyText),
-          path: opt(anyText),
-          images: fc.dictionary(nameArb, fc.string({ minLength: 1, maxLength: 20 }), { maxKeys: 3 }),
-        })
-        .map(clean),
-    ),
-    snapshot: opt(
-      fc
-        .record({
-          method: opt(fc.constantFrom("grpc", "cli", "full", "exec: /usr/local/bin/backup.sh --all")),
-          exclude: fc.array(anyText, { maxLength: 3 }),
-        })
-        .map(clean),
-    ),
-    components: fc.uniqueArray(componentArb, { selector: (c) => c.name, minLength: 1, maxLength: 3 }),
-  })
-  .map(clean);
 
 describe("serviceDefToToml", () => {
   test("property: load(write(def)) deep-equals def", () => {

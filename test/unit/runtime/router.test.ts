@@ -106,6 +106,8 @@ const spec = (name: string, runtime?: string): ContainerSpec => ({
   volumes: [],
   env: [],
   cmd: [],
+  memory: "",
+  vcpus: 0,
   ...(runtime !== undefined ? { runtime } : {}),
 });
 

@@ -1,21 +1,24 @@
-// The one mapping between the wire (generated protobuf types) and the plain domain objects:
-// service definitions (config/service.ts) and registry records. Incoming specs are validated
-// with the same schema as definition files, so the agent never trusts a client's parsing.
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { formatDuration, type HealthDef, parseServiceDef, type ServiceDef } from "../config/service.ts";
+// Component (and service) definition ↔ wire: the one mapping between the domain type
+// (ComponentDef/ServiceDef of config/service.ts, what a definition file parses into) and the
+// generated ServiceSpec/ComponentSpec. Incoming specs are validated with the same schema as
+// definition files, so the agent never trusts a client's parsing. Nothing here knows the
+// registry: status rows (ComponentInfo) are the agent's own mapping.
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import {
-  type ComponentInfo,
-  ComponentInfoSchema,
+  type ComponentDef,
+  formatDuration,
+  type HealthDef,
+  parseServiceDef,
+  type ServiceDef,
+} from "../config/service.ts";
+import {
   type ComponentSpec,
+  ComponentSpecSchema,
   type HealthSpec,
   type HealthSpecSchema,
-  type ServiceInfo,
-  ServiceInfoSchema,
   type ServiceSpec,
   ServiceSpecSchema,
 } from "../gen/mcp/v1/mcp_pb.ts";
-import type { ComponentRecord, ServiceRecord } from "../registry/types.ts";
 
 export function defToSpec(def: ServiceDef): ServiceSpec {
   return create(ServiceSpecSchema, {
@@ -26,29 +29,34 @@ export function defToSpec(def: ServiceDef): ServiceSpec {
     snapshot: def.snapshot
       ? { method: def.snapshot.method ?? "", excludes: def.snapshot.exclude }
       : undefined,
-    components: def.components.map((c) => ({
-      name: c.name,
-      image: c.image,
-      network: c.network,
-      user: c.user,
-      restart: c.restart,
-      ports: c.ports,
-      volumes: c.volumes,
-      cmd: c.cmd,
-      env: c.env,
-      runtime: c.runtime,
-      memory: c.memory ?? "",
-      vcpus: c.vcpus ?? 0,
-      routes: c.routes.map((r) => ({
-        name: r.name ?? "",
-        port: r.port,
-        mode: r.mode,
-        hostname: r.hostname ?? "",
-        public: r.public,
-      })),
-      health: c.health ? healthToSpec(c.health) : undefined,
-    })),
+    components: def.components.map(componentToSpec),
   });
+}
+
+/** One component on the wire; unset optional fields become the proto's zero values. */
+export function componentToSpec(c: ComponentDef): MessageInitShape<typeof ComponentSpecSchema> {
+  return {
+    name: c.name,
+    image: c.image,
+    network: c.network,
+    user: c.user,
+    restart: c.restart,
+    ports: c.ports,
+    volumes: c.volumes,
+    cmd: c.cmd,
+    env: c.env,
+    runtime: c.runtime,
+    memory: c.memory ?? "",
+    vcpus: c.vcpus ?? 0,
+    routes: c.routes.map((r) => ({
+      name: r.name ?? "",
+      port: r.port,
+      mode: r.mode,
+      hostname: r.hostname ?? "",
+      public: r.public,
+    })),
+    health: c.health ? healthToSpec(c.health) : undefined,
+  };
 }
 
 /** Durations go over the wire in the file syntax, so specToDef validates them like a file. */
@@ -66,6 +74,17 @@ export function healthToSpec(h: HealthDef): MessageInitShape<typeof HealthSpecSc
   };
 }
 
+/**
+ * A canonical text of a component: equal keys run the same container. It is the component's wire
+ * encoding (deterministic, every field, defaults and unset values alike), so a field added to the
+ * proto mapping is compared without a second list to keep in step.
+ */
+export function componentKey(c: ComponentDef): string {
+  return Buffer.from(toBinary(ComponentSpecSchema, create(ComponentSpecSchema, componentToSpec(c)))).toString(
+    "base64",
+  );
+}
+
 function healthData(h: HealthSpec): Record<string, unknown> {
   const out: Record<string, unknown> = { type: h.type };
   if (h.port) out.port = h.port;
@@ -79,6 +98,7 @@ function healthData(h: HealthSpec): Record<string, unknown> {
   return out;
 }
 
+/** A wire component as definition-file data (the schema then applies defaults and checks). */
 function componentData(c: ComponentSpec): Record<string, unknown> {
   const out: Record<string, unknown> = {
     name: c.name,
@@ -119,32 +139,4 @@ export function specToDef(spec: ServiceSpec, source = "request"): ServiceDef {
     data.snapshot = snap;
   }
   return parseServiceDef(data, source).def;
-}
-
-export function componentInfo(c: ComponentRecord, started?: Date | null): ComponentInfo {
-  return create(ComponentInfoSchema, {
-    name: c.name,
-    image: c.image,
-    desiredState: c.desiredState,
-    observedState: c.observedState,
-    version: c.version,
-    started: started ? timestampFromDate(started) : undefined,
-    ports: c.ports,
-    routes: c.routes.map((r) => ({
-      name: r.name,
-      port: r.port,
-      mode: r.mode,
-      hostname: r.hostname,
-      public: r.public,
-      hostPort: r.hostPort,
-    })),
-  });
-}
-
-export function serviceInfo(s: ServiceRecord, started?: (c: ComponentRecord) => Date | null): ServiceInfo {
-  return create(ServiceInfoSchema, {
-    name: s.name,
-    active: s.active,
-    components: s.components.map((c) => componentInfo(c, started?.(c))),
-  });
 }
