@@ -9,9 +9,10 @@ import { componentFromContainer, containerName } from "../../component/container
 import { toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
 import { type ComponentDef, NAME_RE, parseServiceDef, type ServiceDef } from "../../config/service.ts";
-import type { AdoptResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { AdoptResultSchema, McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
 import { invalidArgument, notFound } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 
@@ -159,4 +160,14 @@ function record(
       );
     }
   });
+}
+
+/** AdoptContainer. */
+export function adoptHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async adoptContainer(req) {
+      if (!req.service) throw invalidArgument("service name is required");
+      return { results: await adoptContainers(ctx, req.service) };
+    },
+  };
 }

@@ -8,13 +8,19 @@
 // Without a health declaration a deploy runs exactly the reference flow.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { componentKey } from "../../component/proto.ts";
+import { componentKey, specToDef } from "../../component/proto.ts";
 import { recordToDef, toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
 import type { ComponentDef, ServiceDef } from "../../config/service.ts";
-import type { ComponentResult, ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type {
+  ComponentResult,
+  ComponentResultSchema,
+  McpAgent,
+  StepTimingSchema,
+} from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord, HistoryKind } from "../../registry/types.ts";
 import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
@@ -459,3 +465,28 @@ function finishDeploy(
 }
 
 export type { ComponentResult };
+
+const PULL_POLICIES = new Set(["always", "missing", "never"]);
+
+/** Deploy: the spec is validated with the definition-file schema (component/proto.ts), then deployed. */
+export function deployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async deploy(req, call) {
+      if (!req.service) throw invalidArgument("service spec is required");
+      if (req.pullPolicy && !PULL_POLICIES.has(req.pullPolicy)) {
+        throw invalidArgument(
+          `pull_policy: expected "always", "missing" or "never", got "${req.pullPolicy}"`,
+        );
+      }
+      const def = specToDef(req.service, `service ${req.service.name || "(unnamed)"}`);
+      const results = await deployService(ctx, def, {
+        component: req.component || undefined,
+        pullPolicy: (req.pullPolicy || undefined) as PullPolicy | undefined,
+        dryRun: req.dryRun,
+        noRollback: req.noRollback,
+        caller: call.identity.name,
+      });
+      return { results };
+    },
+  };
+}

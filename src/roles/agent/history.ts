@@ -1,6 +1,6 @@
 // Spec history of deploys (registry deploy_history): what a finished deploy writes there and the
 // service as the registry says it runs (component/registry.ts maps each record back to its
-// definition). The RPCs over it are in history-rpc.ts.
+// definition). The RPCs over it are in rollback.ts.
 import { recordToDef } from "../../component/registry.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { HistoryKind, HistoryRecord } from "../../registry/types.ts";

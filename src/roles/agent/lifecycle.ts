@@ -3,9 +3,10 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { containerName } from "../../component/container.ts";
 import { recordToDef } from "../../component/registry.ts";
-import type { ComponentResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { ComponentResultSchema, McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord } from "../../registry/types.ts";
-import { notFound } from "../../rpc/errors.ts";
+import { invalidArgument, notFound } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
@@ -98,4 +99,24 @@ export function restartService(ctx: AgentContext, service: string, component?: s
       if (hookFailure) throw new Error(hookFailure);
     });
   });
+}
+
+function requireName(name: string): string {
+  if (!name) throw invalidArgument("service name is required");
+  return name;
+}
+
+/** StopService, StartService, RestartService (a whole service or one component). */
+export function lifecycleHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async stopService(req) {
+      return { results: await stopService(ctx, requireName(req.name), req.component || undefined) };
+    },
+    async startService(req) {
+      return { results: await startService(ctx, requireName(req.name), req.component || undefined) };
+    },
+    async restartService(req) {
+      return { results: await restartService(ctx, requireName(req.name), req.component || undefined) };
+    },
+  };
 }

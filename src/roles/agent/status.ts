@@ -6,6 +6,9 @@ import os from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { containerName } from "../../component/container.ts";
+import { defToSpec } from "../../component/proto.ts";
+import type { ServiceDef } from "../../config/service.ts";
+import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import {
   type NodeStatusResponse,
   NodeStatusResponseSchema,
@@ -13,7 +16,8 @@ import {
   type ServiceStatusResponse,
   ServiceStatusResponseSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
-import { notFound } from "../../rpc/errors.ts";
+import { invalidArgument, notFound } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { type ReconcileResult, reconcile, startedOf } from "./reconcile.ts";
@@ -160,4 +164,36 @@ export function managedRunning(ctx: AgentContext, list: ContainerInfo[]): number
     }
   }
   return n;
+}
+
+/** The read-side RPCs: ListServices, LiveCheck, GetServiceStatus, NodeStatus, GetServiceSpec, HealthCheck. */
+export function statusHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async listServices() {
+      return { services: listServices(ctx) };
+    },
+    async liveCheck() {
+      return { services: await liveCheck(ctx) };
+    },
+    async getServiceStatus(req) {
+      return serviceStatus(ctx, req.name);
+    },
+    async nodeStatus() {
+      return nodeStatus(ctx);
+    },
+    async getServiceSpec(req) {
+      if (!req.name) throw invalidArgument("service name is required");
+      const svc = ctx.registry.getService(req.name);
+      if (!svc?.specJson)
+        throw notFound(`no deployed spec for service "${req.name}" on node ${ctx.settings.nodeName}`);
+      return { service: defToSpec(JSON.parse(svc.specJson) as ServiceDef) };
+    },
+    async healthCheck() {
+      const list = await ctx.runtime.list().catch(() => null);
+      return {
+        status: list ? "healthy" : "degraded",
+        containers: list ? managedRunning(ctx, list) : 0,
+      };
+    },
+  };
 }

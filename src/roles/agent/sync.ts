@@ -6,9 +6,12 @@
 // stops and discovers nothing.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { containerName } from "../../component/container.ts";
+import { specToDef } from "../../component/proto.ts";
 import type { ServiceDef } from "../../config/service.ts";
-import type { ServiceSyncResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { McpAgent, ServiceSyncResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
+import { invalidArgument } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { stopService } from "./lifecycle.ts";
@@ -122,4 +125,21 @@ export async function syncDesiredState(
     "sync finished",
   );
   return results;
+}
+
+/** SyncDesiredState: every spec is validated before anything is touched; one bad spec refuses the whole request. */
+export function syncHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async syncDesiredState(req) {
+      const seen = new Set<string>();
+      const defs = req.services.map((s) => {
+        const def = specToDef(s, `service ${s.name || "(unnamed)"}`);
+        if (seen.has(def.name))
+          throw invalidArgument(`service ${def.name} appears twice in the sync request`);
+        seen.add(def.name);
+        return def;
+      });
+      return { results: await syncDesiredState(ctx, defs, { dryRun: req.dryRun }) };
+    },
+  };
 }

@@ -4,8 +4,9 @@
 // never touched. Idempotent: an unknown or already undeployed service is "nothing to do".
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { containerName } from "../../component/container.ts";
-import type { ComponentResultSchema, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
-import { failedPrecondition } from "../../rpc/errors.ts";
+import type { ComponentResultSchema, McpAgent, StepTimingSchema } from "../../gen/mcp/v1/mcp_pb.ts";
+import { failedPrecondition, invalidArgument } from "../../rpc/errors.ts";
+import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { firstHookFailure, stepTiming } from "./hooks.ts";
 
@@ -92,4 +93,18 @@ async function timed<T>(steps: Step[], step: string, fn: () => Promise<T>): Prom
   } finally {
     steps.push({ step, durationMs: BigInt(Math.round(performance.now() - t0)), detail: "" });
   }
+}
+
+/** UndeployService: whole services only. */
+export function undeployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+  return {
+    async undeployService(req) {
+      if (!req.name) throw invalidArgument("service name is required");
+      if (req.component)
+        throw invalidArgument(
+          `undeploy works on whole services; to drop ${req.name}/${req.component}, remove it from the definition and deploy`,
+        );
+      return { results: await undeployService(ctx, req.name) };
+    },
+  };
 }

@@ -12,7 +12,7 @@ import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
 import { previousEntry } from "./history.ts";
 
-export function historyHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
+export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
     async listHistory(req) {
       if (!req.service) throw invalidArgument("service name is required");
