@@ -5,8 +5,9 @@ import { Database } from "bun:sqlite";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { applyPragmas, openRegistry, type Registry } from "../../src/registry/index.ts";
+import { openRegistry, type Registry } from "../../src/registry/index.ts";
 import { toDb } from "../../src/registry/types.ts";
+import { applyPragmas } from "../../src/util/sqlite.ts";
 import { abRounds, type Figure } from "./lib.ts";
 
 const SERVICES = 50;

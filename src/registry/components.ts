@@ -5,9 +5,10 @@
 // savepoints, so they compose under Registry.withTransaction).
 
 import type { Database } from "bun:sqlite";
+import { SQL_NOW } from "../util/sqlite.ts";
 import { insertEvent } from "./events.ts";
 import type { ComponentInput, DesiredState, ObservedState, ServiceInput } from "./types.ts";
-import { isDesiredState, isObservedState, RegistryError, SQL_NOW } from "./types.ts";
+import { isDesiredState, isObservedState, RegistryError } from "./types.ts";
 
 function requireService(db: Database, name: string): void {
   const row = db

@@ -3,8 +3,9 @@
 // holds the write lock for long.
 
 import type { Database, SQLQueryBindings } from "bun:sqlite";
+import { SQL_NOW } from "../util/sqlite.ts";
 import type { EventInput, EventRecord } from "./types.ts";
-import { fromDb, RegistryError, SQL_NOW, toDb } from "./types.ts";
+import { fromDb, RegistryError, toDb } from "./types.ts";
 
 interface EventRow {
   id: number;

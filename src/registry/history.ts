@@ -3,8 +3,9 @@
 // per service stay; older ones are pruned in the same transaction as the insert.
 
 import type { Database } from "bun:sqlite";
+import { SQL_NOW } from "../util/sqlite.ts";
 import type { HistoryInput, HistoryKind, HistoryRecord } from "./types.ts";
-import { fromDb, RegistryError, SQL_NOW, toDb } from "./types.ts";
+import { fromDb, RegistryError, toDb } from "./types.ts";
 
 interface HistoryRow {
   id: number;

@@ -1,6 +1,6 @@
 // Public surface of the registry package: open it, then use the Registry.
 
-export { applyPragmas, openRegistry } from "./db.ts";
+export { openRegistry } from "./db.ts";
 export type { RecentEventsQuery } from "./events.ts";
 export { LATEST_VERSION, MIGRATIONS, migrate } from "./migrations.ts";
 export { Registry } from "./registry.ts";

@@ -4,12 +4,10 @@
 // Migrations are append-only: never edit one that has shipped.
 
 import type { Database } from "bun:sqlite";
-import { RegistryError, SQL_NOW } from "./types.ts";
+import { type Migration, migrateSchema, SQL_NOW, schemaVersion } from "../util/sqlite.ts";
+import { RegistryError } from "./types.ts";
 
-export interface Migration {
-  version: number;
-  sql: string;
-}
+export type { Migration };
 
 // Version 1 is the reference design's schema, verbatim.
 const V1 = `
@@ -146,13 +144,10 @@ export const MIGRATIONS: readonly Migration[] = [
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-export function schemaVersion(db: Database): number {
-  const row = db.query<{ v: number | null }, []>("SELECT max(version) AS v FROM schema_migrations").get();
-  return row?.v ?? 0;
-}
+export { schemaVersion };
 
 /**
- * Apply every migration above the stored version, up to `target`. Safe to
+ * Apply every migration above the stored version, up to `target` (util/sqlite.ts). Safe to
  * call on every open: a current database costs one query. `migrations` is
  * replaceable so tests can prove a failing migration rolls back whole.
  */
@@ -161,26 +156,5 @@ export function migrate(
   target: number = LATEST_VERSION,
   migrations: readonly Migration[] = MIGRATIONS,
 ): number {
-  db.run(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY,
-    applied_at TEXT NOT NULL DEFAULT (${SQL_NOW})
-  )`);
-  const current = schemaVersion(db);
-  const latest = migrations[migrations.length - 1]?.version ?? 0;
-  if (current > latest) {
-    throw new RegistryError(
-      `registry schema version ${current} is newer than this binary supports (${latest}); upgrade mcp`,
-    );
-  }
-  for (const m of migrations) {
-    if (m.version <= current || m.version > target) continue;
-    // immediate: take the write lock up front so two processes opening the
-    // same file cannot both decide to apply the same migration.
-    db.transaction(() => {
-      if (schemaVersion(db) >= m.version) return; // another process got here first
-      db.run(m.sql);
-      db.query(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ${SQL_NOW})`).run(m.version);
-    }).immediate();
-  }
-  return schemaVersion(db);
+  return migrateSchema(db, migrations, target, (m) => new RegistryError(m), "registry");
 }

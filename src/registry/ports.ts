@@ -3,8 +3,9 @@
 // redeploy gets the same host port and two routes never share one.
 
 import type { Database } from "bun:sqlite";
+import { SQL_NOW } from "../util/sqlite.ts";
 import type { EdgeRouteRecord, PortAllocation } from "./types.ts";
-import { fromDb, RegistryError, SQL_NOW, toDb } from "./types.ts";
+import { fromDb, RegistryError, toDb } from "./types.ts";
 
 /**
  * The existing allocation for the route if there is one; otherwise the

@@ -151,9 +151,6 @@ export function isDrift(desired: DesiredState, observed: ObservedState): boolean
   return false;
 }
 
-/** SQL expression for "now" as ISO-8601 UTC with milliseconds; sorts and compares exactly as text. */
-export const SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
-
 /** Dates are stored in the same ISO-8601 form SQL_NOW produces (Date#toISOString matches it). */
 export function toDb(d: Date): string {
   return d.toISOString();

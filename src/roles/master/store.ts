@@ -5,9 +5,7 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { applyPragmas } from "../../registry/db.ts";
-import { type Migration, migrate } from "../../registry/migrations.ts";
-import { SQL_NOW } from "../../registry/types.ts";
+import { applyPragmas, type Migration, migrateSchema, SQL_NOW } from "../../util/sqlite.ts";
 
 export type NodeRole = "worker" | "edge" | "master";
 export type NodeStatus = "healthy" | "unhealthy" | "unknown";
@@ -450,7 +448,13 @@ export function openMasterStore(path: string): MasterStore {
   }
   try {
     applyPragmas(db);
-    migrate(db, MASTER_MIGRATIONS[MASTER_MIGRATIONS.length - 1]!.version, MASTER_MIGRATIONS);
+    migrateSchema(
+      db,
+      MASTER_MIGRATIONS,
+      MASTER_MIGRATIONS[MASTER_MIGRATIONS.length - 1]!.version,
+      (m) => new MasterStoreError(m),
+      "master database",
+    );
   } catch (e) {
     db.close();
     throw new MasterStoreError(`cannot open master database ${path}: ${(e as Error).message}`);
