@@ -215,7 +215,7 @@ describe("mcp node provision", () => {
       reachable: true,
       agentVersion: version,
       arch: "amd64",
-      runtime: "container",
+      runtime: "podman",
     });
     const cfg = parseToml(readFileSync(cliConfig, "utf8")) as { nodes: Record<string, string>[] };
     expect(cfg.nodes.find((x) => x.name === "bare1")).toEqual({

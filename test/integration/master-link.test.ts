@@ -254,6 +254,9 @@ describe("agent → master link", () => {
       const ns = await client.nodeStatus({});
       expect(ns.nodeName).toBe("ml");
       expect(ns.runningContainers).toBe(2);
+      // The engine, and the component runtime kinds this node runs.
+      expect(ns.runtime).toBe("podman");
+      expect(ns.runtimes).toEqual(["container"]);
     } finally {
       client.close();
     }

@@ -133,6 +133,7 @@ export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse>
     nodeName: ctx.settings.nodeName,
     // The node's container engine ("podman", "docker"); the kinds it runs are in `runtimes`.
     runtime: ctx.runtime.engineOf("container") ?? "",
+    runtimes: ctx.runtime.kinds(),
     runtimeVersion,
     runtimeError,
     serviceCount: services.length,

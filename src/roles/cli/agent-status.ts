@@ -22,6 +22,8 @@ export interface AgentStatusRow {
   agentStarted?: string;
   agentUptimeSeconds?: number;
   runtime?: string;
+  /** Component runtime kinds the node runs (container, unikernel). */
+  runtimes?: string[];
   runtimeVersion?: string;
   runtimeError?: string;
   services?: number;
@@ -49,6 +51,7 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
         }
       : {}),
     runtime: v.runtime,
+    runtimes: [...v.runtimes],
     runtimeVersion: v.runtimeVersion,
     ...(v.runtimeError ? { runtimeError: v.runtimeError } : {}),
     services: v.serviceCount,
@@ -57,6 +60,12 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
     disk: { totalBytes: Number(v.diskTotalBytes), freeBytes: Number(v.diskFreeBytes) },
     memory: { totalBytes: Number(v.memoryTotalBytes), freeBytes: Number(v.memoryFreeBytes) },
   };
+}
+
+/** The kinds beyond plain containers, e.g. " +unikernel"; nothing for a container-only node. */
+function kindsNote(kinds: string[] | undefined): string {
+  const extra = (kinds ?? []).filter((k) => k !== "container");
+  return extra.length > 0 ? ` +${extra.join(" +")}` : "";
 }
 
 function freeOf(x: { totalBytes: number; freeBytes: number } | undefined): string {
@@ -88,7 +97,9 @@ export async function agentStatusCommand(args: string[], opts: Record<string, un
         r.skew ? yellow(`${r.agentVersion} (CLI ${CLI_VERSION})`) : (r.agentVersion ?? "-"),
         arch,
         formatAge(r.agentStarted ? new Date(r.agentStarted) : null),
-        r.runtimeError ? red(`${r.runtime} error: ${r.runtimeError}`) : `${r.runtime} ${r.runtimeVersion}`,
+        r.runtimeError
+          ? red(`${r.runtime} error: ${r.runtimeError}`)
+          : `${r.runtime} ${r.runtimeVersion}${kindsNote(r.runtimes)}`,
         `${r.services} svc, ${r.components} comp, ${r.runningContainers} running`,
         freeOf(r.disk),
         freeOf(r.memory),

@@ -81,7 +81,8 @@ describe("statusRow", () => {
     const value = create(NodeStatusResponseSchema, {
       agentVersion: "0.0.1-old",
       arch: "amd64",
-      runtime: "container",
+      runtime: "podman",
+      runtimes: ["container", "unikernel"],
       diskTotalBytes: 10n,
       diskFreeBytes: 4n,
     });
@@ -91,6 +92,8 @@ describe("statusRow", () => {
       skew: true,
       agentVersion: "0.0.1-old",
       disk: { totalBytes: 10, freeBytes: 4 },
+      runtime: "podman",
+      runtimes: ["container", "unikernel"],
     });
     expect(
       statusRow({ node, value: create(NodeStatusResponseSchema, { agentVersion: CLI_VERSION }) }).skew,
