@@ -115,6 +115,7 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       cmd: HTTPD_CMD,
       memory: "",
       vcpus: 0,
+      runtime: "container",
     });
     const loggerSpec = (): ContainerSpec => ({
       name: LOGGER,
@@ -128,6 +129,7 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       cmd: LOGGER_CMD,
       memory: "",
       vcpus: 0,
+      runtime: "container",
     });
 
     test(`version reports the ${kind} version`, async () => {
