@@ -223,7 +223,9 @@ export function parseHostPort(s: string, opts: HostPortOptions = {}): HostPort {
     if (colon < 0) throw addrError(s, "missing port");
     host = s.slice(0, colon);
     portStr = s.slice(colon + 1);
-    if ((host === "" && !opts.listen) || !/^[A-Za-z0-9._-]*$/.test(host))
+    // No leading '-': no host name or address starts with one, and it reads as an option anywhere
+    // the host is passed on.
+    if ((host === "" && !opts.listen) || !/^(?:[A-Za-z0-9._][A-Za-z0-9._-]*)?$/.test(host))
       throw addrError(s, `bad host ${JSON.stringify(host)}`);
   }
   if (opts.listen && portStr === "0") return { host, port: 0 };

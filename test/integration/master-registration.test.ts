@@ -187,6 +187,16 @@ describe("registration", () => {
     expect(master.ctx.store.getNode("b")).toBeNull();
   });
 
+  test("an address that is not host:port → INVALID_ARGUMENT, nothing recorded", async () => {
+    const client = await masterClient(tokens.a);
+    for (const address of ["10.0.0.5", "[::1]", "host:0", "host:99999", "-oProxyCommand=x:22", "-evil:22", ":9444"]) {
+      const e = await failure(client.register({ ...reg("a"), address }));
+      expect(e.code).toBe(status.INVALID_ARGUMENT);
+      expect(e.details).toContain(`address must be host:port, got ${JSON.stringify(address)}`);
+    }
+    expect(master.ctx.store.getNode("a")).toBeNull();
+  });
+
   test("agent-a registers as a → accepted, listed healthy with its version", async () => {
     const res = await (await masterClient(tokens.a)).register(reg("a"));
     expect(res.accepted).toBe(true);

@@ -3,7 +3,9 @@
 // `agent-<node>` identity and the request's name must match it, so a rogue agent cannot speak for
 // another node. Order of checks: identity binding and allowlist (PERMISSION_DENIED), input
 // (INVALID_ARGUMENT), per-identity rate limit and max_nodes (RESOURCE_EXHAUSTED), then the store.
+
 import type { Logger } from "pino";
+import { parseHostPort } from "../../config/specs.ts";
 import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import {
   failedPrecondition,
@@ -27,7 +29,15 @@ export interface RegistrationDeps {
 }
 
 const ROLES: ReadonlySet<string> = new Set(["worker", "edge", "master"]);
-const HOST_PORT_RE = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+/** A dialable host:port (config/specs.ts, the one parser), or null. */
+function dialable(address: string): string | null {
+  try {
+    parseHostPort(address);
+    return address;
+  } catch {
+    return null;
+  }
+}
 
 /** The node the caller may speak for; PERMISSION_DENIED when the request names another one. */
 function boundNode(call: CallContext, requested: string, allowed: ReadonlySet<string>, verb: string): string {
@@ -72,7 +82,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
       const role = req.role === "" ? "worker" : req.role;
       if (!ROLES.has(role))
         throw invalidArgument(`role must be worker, edge or master, got ${JSON.stringify(req.role)}`);
-      if (!HOST_PORT_RE.test(req.address)) {
+      if (dialable(req.address) === null) {
         throw invalidArgument(`address must be host:port, got ${JSON.stringify(req.address)}`);
       }
       limits.register.take(call.identity.name, "Register");

@@ -214,7 +214,7 @@ describe("small parsers", () => {
     expect(parseHostPort("100.95.252.120:9444")).toEqual({ host: "100.95.252.120", port: 9444 });
     expect(parseHostPort("[::1]:9444")).toEqual({ host: "::1", port: 9444 });
     expect(parseHostPort("rift.ts.net:9555")).toEqual({ host: "rift.ts.net", port: 9555 });
-    for (const bad of ["rift", ":9444", "rift:0", "rift:70000", "[::1]9444", "a b:1"]) {
+    for (const bad of ["rift", ":9444", "rift:0", "rift:70000", "[::1]9444", "a b:1", "-rift:9444"]) {
       expectConfigStyle(thrown(() => parseHostPort(bad)));
     }
   });
