@@ -189,7 +189,15 @@ describe("registration", () => {
 
   test("an address that is not host:port → INVALID_ARGUMENT, nothing recorded", async () => {
     const client = await masterClient(tokens.a);
-    for (const address of ["10.0.0.5", "[::1]", "host:0", "host:99999", "-oProxyCommand=x:22", "-evil:22", ":9444"]) {
+    for (const address of [
+      "10.0.0.5",
+      "[::1]",
+      "host:0",
+      "host:99999",
+      "-oProxyCommand=x:22",
+      "-evil:22",
+      ":9444",
+    ]) {
       const e = await failure(client.register({ ...reg("a"), address }));
       expect(e.code).toBe(status.INVALID_ARGUMENT);
       expect(e.details).toContain(`address must be host:port, got ${JSON.stringify(address)}`);
