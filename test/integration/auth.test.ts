@@ -13,13 +13,13 @@ import type { TokenValidator } from "../../src/auth/identity.ts";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { CachedValidator, MciasClient } from "../../src/auth/mcias.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { startServer } from "../../src/rpc/server.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
 import { podmanEnv } from "../support/env.ts";
+import { type TestPki, testPki } from "../support/pki.ts";
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -52,25 +52,6 @@ async function failure(p: Promise<unknown>): Promise<CallError> {
   return e as CallError;
 }
 
-interface Pki {
-  caPem: string;
-  certPem: string;
-  keyPem: string;
-}
-
-async function makePki(name: string): Promise<Pki> {
-  const ca = await createCA({ commonName: `${name} test CA`, days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
-}
-
 interface TestAgent {
   agent: RunningAgent;
   address: string;
@@ -82,7 +63,7 @@ interface TestAgent {
   close(): Promise<void>;
 }
 
-async function startTestAgent(pki: Pki, validator: TokenValidator, node: string): Promise<TestAgent> {
+async function startTestAgent(pki: TestPki, validator: TokenValidator, node: string): Promise<TestAgent> {
   const pe = await podmanEnv();
   const dir = mkdtempSync(join(tmpdir(), "mcp-auth-test-"));
   const log = memoryLogger();
@@ -150,12 +131,12 @@ const tokens = {
   unknown: generateToken(),
 };
 
-let pki: Pki;
-let otherPki: Pki;
+let pki: TestPki;
+let otherPki: TestPki;
 let local: TestAgent;
 
 beforeAll(async () => {
-  [pki, otherPki] = await Promise.all([makePki("auth"), makePki("other")]);
+  [pki, otherPki] = await Promise.all([testPki("auth"), testPki("other")]);
   const validator = new LocalTokenValidator([
     { name: "alice", role: "admin", accountType: "human", sha256: hashToken(tokens.admin) },
     { name: "bob", role: "user", accountType: "human", sha256: hashToken(tokens.user) },

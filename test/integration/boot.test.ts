@@ -15,7 +15,6 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import type { BootStage } from "../../src/config/agent.ts";
 import type { ComponentDef, ServiceDef } from "../../src/config/service.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { bootStatus, type StageResult } from "../../src/roles/agent/boot.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
@@ -23,6 +22,7 @@ import { connect } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const ID = `boot${Math.random().toString(36).slice(2, 8).padEnd(6, "0")}`;
 const created: string[] = [];
@@ -122,16 +122,7 @@ beforeAll(async () => {
   const pe = await podmanEnv();
   image = await busyboxImage("v1.0.0");
   runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
-  const ca = await createCA({ commonName: "boot test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  tls = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  tls = await testPki("boot", { caDays: 1 });
 }, 60_000);
 
 afterAll(async () => {

@@ -16,7 +16,7 @@ import { McnsClient } from "../../src/integrations/mcns.ts";
 import { McProxyClient } from "../../src/integrations/mcproxy.ts";
 import { MetacryptClient } from "../../src/integrations/metacrypt.ts";
 import type { Integrations } from "../../src/integrations/types.ts";
-import { certInfo, createCA, issueCert } from "../../src/pki/ca.ts";
+import { certInfo } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
@@ -24,6 +24,7 @@ import { type FakeMcns, startFakeMcns } from "../fakes/mcns.ts";
 import { type FakeMcProxy, startFakeMcProxy } from "../fakes/mcproxy.ts";
 import { type FakeMetacrypt, startFakeMetacrypt } from "../fakes/metacrypt.ts";
 import { type PodmanEnv, podmanEnv } from "../support/env.ts";
+import { testPki } from "../support/pki.ts";
 
 const ZONE = "svc.mcp.metacircular.net";
 const token = generateToken();
@@ -104,16 +105,8 @@ beforeAll(async () => {
     podmanEnv(),
   ]);
   dir = mkdtempSync(join(tmpdir(), "mcp-edge-test-"));
-  const ca = await createCA({ commonName: "edge test CA", days: 2 });
-  caPem = ca.certPem;
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "edge-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
+  const { caPem: ca, leaf } = await testPki("edge", { commonName: "edge-agent", days: 2 });
+  caPem = ca;
   pki = { certPem: leaf.chainPem, keyPem: leaf.keyPem };
   const d = dnsClient();
   await d.upsertA("shop", "127.0.0.1");

@@ -10,7 +10,6 @@ import { status } from "@grpc/grpc-js";
 import pino, { type Logger } from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { masterHealthOf } from "../../src/roles/master/health.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
@@ -18,6 +17,7 @@ import { agentLister, reconcileFleet, reconcileReport } from "../../src/roles/ma
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { podmanEnv } from "../support/env.ts";
+import { testPki } from "../support/pki.ts";
 
 function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -85,16 +85,8 @@ const nodeStatus = (name: string) => master.ctx.store.getNode(name)?.status;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-master-reg-"));
-  const ca = await createCA({ commonName: "master-reg test CA", days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  caPem = ca.certPem;
+  const { caPem: ca, leaf } = await testPki("master-reg", { commonName: "mcp" });
+  caPem = ca;
   const validator = new LocalTokenValidator([
     { name: "kyle", role: "admin", accountType: "human", sha256: hashToken(tokens.operator) },
     { name: "mcp-master", role: "user", accountType: "system", sha256: hashToken(tokens.master) },

@@ -13,7 +13,6 @@ import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import type { ComponentDef, HealthDef, ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { serviceStatus } from "../../src/roles/agent/status.ts";
@@ -21,6 +20,7 @@ import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { busyboxImage, freePort, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const NODE = "health-node";
@@ -117,15 +117,7 @@ beforeAll(async () => {
   [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-monitor-health-"));
   out = join(dir, "alerts.env");
-  const ca = await createCA({ commonName: "health test CA", days: 2 });
-  const pki = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
+  const pki = await testPki("health");
   agent = await startAgent({
     nodeName: NODE,
     grpcAddr: "127.0.0.1:0",

@@ -12,7 +12,6 @@ import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import type { ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
@@ -21,6 +20,7 @@ import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerInfo, Runtime } from "../../src/runtime/runtime.ts";
 import { busyboxImage, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const NODE = "monitor-node";
@@ -168,15 +168,7 @@ function observed(agent: RunningAgent, svc: string): string | undefined {
 beforeAll(async () => {
   [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-monitor-test-"));
-  const ca = await createCA({ commonName: "monitor test CA", days: 2 });
-  pki = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
+  pki = await testPki("monitor");
 }, 60_000);
 
 afterAll(async () => {

@@ -7,10 +7,10 @@ import { status } from "@grpc/grpc-js";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { type RunningServer, startServer } from "../../src/rpc/server.ts";
 import { methodWires, UndecodableRequest } from "../../src/rpc/service.ts";
+import { testPki } from "../support/pki.ts";
 import { rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
 
 const token = generateToken();
@@ -23,20 +23,12 @@ let imported = 0;
 const TRUNCATED = Buffer.from([0x12, 100, 0x41]);
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "decode test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  caPem = ca.certPem;
+  const pki = await testPki("decode", { caDays: 1 });
+  caPem = pki.caPem;
   server = await startServer({
     address: "127.0.0.1:0",
-    certPem: leaf.certPem,
-    keyPem: leaf.keyPem,
+    certPem: pki.certPem,
+    keyPem: pki.keyPem,
     validator: new LocalTokenValidator([
       { name: "bob", role: "user", accountType: "human", sha256: hashToken(token) },
     ]),

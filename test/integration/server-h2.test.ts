@@ -11,11 +11,11 @@ import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/rpc/server.ts";
 import { methodWires } from "../../src/rpc/service.ts";
 import { MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
+import { testPki } from "../support/pki.ts";
 import { rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
 
 const token = generateToken();
@@ -73,16 +73,7 @@ function options(address: string): ServerOptions {
 }
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "server-h2 test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1", "::1"],
-    days: 1,
-  });
-  pki = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  pki = await testPki("server-h2", { caDays: 1, ipAddresses: ["127.0.0.1", "::1"] });
   server = await startServer(options("127.0.0.1:0"));
   session = http2.connect(`https://127.0.0.1:${server.port}`, { ca: pki.caPem, rejectUnauthorized: false });
   session.on("error", () => {});

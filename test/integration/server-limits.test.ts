@@ -10,7 +10,6 @@ import tls from "node:tls";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import {
   DEFAULT_SERVER_LIMITS,
@@ -21,6 +20,7 @@ import {
 } from "../../src/rpc/server.ts";
 import { methodWires } from "../../src/rpc/service.ts";
 import { Code } from "../../src/rpc/wire.ts";
+import { testPki } from "../support/pki.ts";
 import {
   connectRawH2,
   dataFrame,
@@ -88,16 +88,7 @@ function resetCounters(ms = 0): void {
 }
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "server-limits test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  pki = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  pki = await testPki("server-limits", { caDays: 1 });
   server = await start(TEST_LIMITS, lines);
 }, 30_000);
 

@@ -16,11 +16,11 @@ import pino from "pino";
 import { extractTarZst } from "../../src/archive/index.ts";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { podmanEnv } from "../support/env.ts";
+import { testPki } from "../support/pki.ts";
 
 const SVC = "datasvc";
 const ROWS = 500;
@@ -126,16 +126,8 @@ function setSnapshot(agent: RunningAgent, snapshot: { method?: string; exclude: 
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-svcdata-test-"));
-  const ca = await createCA({ commonName: "svcdata test CA", days: 2 });
+  const { ca, leaf } = await testPki("svcdata", { commonName: "agent", days: 2 });
   caPem = ca.certPem;
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
   const pki = { certPem: leaf.chainPem, keyPem: leaf.keyPem };
   src = await agentIn("src", pki);
   dst = await agentIn("dst", pki);
