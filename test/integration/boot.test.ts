@@ -20,6 +20,7 @@ import { bootStatus, type StageResult } from "../../src/roles/agent/boot.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
 import { connect } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -47,20 +48,7 @@ function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[
 }
 
 function comp(name: string, over: Partial<ComponentDef> = {}): ComponentDef {
-  return {
-    name,
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container",
-    routes: [],
-    ...over,
-  };
+  return containerComponent(name, image, over);
 }
 
 function service(name: string, components: ComponentDef[]): ServiceDef {

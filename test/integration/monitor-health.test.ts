@@ -11,13 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
-import type { ComponentDef, HealthDef, ServiceDef } from "../../src/config/service.ts";
+import type { HealthDef, ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { serviceStatus } from "../../src/roles/agent/status.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent } from "../support/agent-context.ts";
 import { busyboxImage, freePort, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -94,20 +95,7 @@ function baselineSeen(service: string, component: string): boolean {
 
 async function deploy(svc: string, hostPort: number, health: HealthDef): Promise<void> {
   containers.push(`${svc}-web`);
-  const web: ComponentDef = {
-    name: "web",
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [`127.0.0.1:${hostPort}:8080`],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container",
-    routes: [],
-    health,
-  };
+  const web = containerComponent("web", image, { ports: [`127.0.0.1:${hostPort}:8080`], health });
   const def = { name: svc, tier: "worker", active: true, components: [web] } as ServiceDef;
   const res = await deployService(agent.ctx, def, { pullPolicy: "never" });
   expect(res.map((r) => r.success)).toEqual([true]);

@@ -18,6 +18,7 @@ import { deployService } from "../../src/roles/agent/deploy.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerInfo, Runtime } from "../../src/runtime/runtime.ts";
+import { containerComponent } from "../support/agent-context.ts";
 import { busyboxImage, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -141,21 +142,7 @@ async function deploy(agent: RunningAgent, svc: string): Promise<void> {
     name: svc,
     tier: "worker",
     active: true,
-    components: [
-      {
-        name: "web",
-        image,
-        network: "",
-        user: "",
-        restart: "no",
-        ports: [],
-        volumes: [],
-        cmd: [],
-        env: [],
-        runtime: "container",
-        routes: [],
-      },
-    ],
+    components: [containerComponent("web", image)],
   } as ServiceDef;
   const res = await deployService(agent.ctx, def, { pullPolicy: "never" });
   expect(res.map((r) => r.success)).toEqual([true]);
