@@ -16,9 +16,8 @@ import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { startServer } from "../../src/rpc/server.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
-import { podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
 import { type TestPki, testPki } from "../support/pki.ts";
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -64,24 +63,16 @@ interface TestAgent {
 }
 
 async function startTestAgent(pki: TestPki, validator: TokenValidator, node: string): Promise<TestAgent> {
-  const pe = await podmanEnv();
   const dir = mkdtempSync(join(tmpdir(), "mcp-auth-test-"));
   const log = memoryLogger();
-  const agent = await startAgent({
-    nodeName: node,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: log.logger,
-    version: "0.0.0-test",
-  });
+  const agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: node,
+      validator,
+      pullPolicy: "missing",
+      logger: log.logger,
+    }),
+  );
   const address = `127.0.0.1:${agent.port}`;
   const clients: TypedClient<typeof McpAgent>[] = [];
   const auditLines = () => log.lines().filter((l) => l.audit === true);

@@ -20,7 +20,7 @@ import { bootStatus, type StageResult } from "../../src/roles/agent/boot.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
 import { connect } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { containerComponent } from "../support/agent-context.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -67,25 +67,19 @@ async function bootAgent(
   monitor?: MonitorSettings,
 ): Promise<{ agent: RunningAgent; lines: () => Record<string, unknown>[] }> {
   const log = memoryLogger();
-  const agent = await startAgent({
-    nodeName: "bootnode",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: tls.certPem,
-    tlsKeyPem: tls.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator: new LocalTokenValidator([
-      { name: "ops", role: "admin", accountType: "human", sha256: hashToken(token) },
-    ]),
-    runtime,
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "always", // boot must still not pull: its images are pre-staged ("missing")
-    logger: log.logger,
-    version: "0.0.0-test",
-    bootSequence: stages,
-    ...(monitor ? { monitor } : {}),
-  });
+  const agent = await startAgent(
+    await testAgentSettings(dir, tls, {
+      nodeName: "bootnode",
+      validator: new LocalTokenValidator([
+        { name: "ops", role: "admin", accountType: "human", sha256: hashToken(token) },
+      ]),
+      runtime,
+      pullPolicy: "always", // boot must still not pull: its images are pre-staged ("missing")
+      logger: log.logger,
+      bootSequence: stages,
+      ...(monitor ? { monitor } : {}),
+    }),
+  );
   agents.push(agent);
   return { agent, lines: log.lines };
 }

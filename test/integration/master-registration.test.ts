@@ -15,8 +15,7 @@ import { masterHealthOf } from "../../src/roles/master/health.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { agentLister, reconcileFleet, reconcileReport } from "../../src/roles/master/reconcile.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
 import { testPki } from "../support/pki.ts";
 
 function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
@@ -95,22 +94,14 @@ beforeAll(async () => {
     { name: "agent-c", role: "user", accountType: "system", sha256: hashToken(tokens.c) },
     { name: "agent-rogue", role: "user", accountType: "system", sha256: hashToken(tokens.rogue) },
   ]);
-  const pe = await podmanEnv();
-  agent = await startAgent({
-    nodeName: "a",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: leaf.certPem,
-    tlsKeyPem: leaf.keyPem,
-    dbPath: join(dir, "agent.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-  });
+  agent = await startAgent(
+    await testAgentSettings(dir, leaf, {
+      nodeName: "a",
+      dbPath: join(dir, "agent.db"),
+      validator,
+      pullPolicy: "missing",
+    }),
+  );
   agentAddress = `127.0.0.1:${agent.port}`;
   masterLog = memoryLogger();
   master = await startMaster({

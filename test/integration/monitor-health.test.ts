@@ -17,8 +17,7 @@ import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { serviceStatus } from "../../src/roles/agent/status.ts";
 import { runOk } from "../../src/runtime/exec.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { containerComponent } from "../support/agent-context.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -106,32 +105,26 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-monitor-health-"));
   out = join(dir, "alerts.env");
   const pki = await testPki("health");
-  agent = await startAgent({
-    nodeName: NODE,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator: new LocalTokenValidator([
-      { name: "alice", role: "admin", accountType: "human", sha256: hashToken(generateToken()) },
-    ]),
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20100, 20200],
-    pullPolicy: "never",
-    logger: pino({ level: "debug" }, { write: (s: string) => void logChunks.push(s) }),
-    version: "0.0.0-test",
-    monitor: {
-      intervalMs: MONITOR_INTERVAL,
-      alertCommand: [recorderScript(out)],
-      cooldownMs: COOLDOWN,
-      flapThreshold: 3,
-      flapWindowMs: 20_000,
-      retentionMs: 3_600_000,
-      alertTimeoutMs: 2_000,
-    },
-  });
+  agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: NODE,
+      validator: new LocalTokenValidator([
+        { name: "alice", role: "admin", accountType: "human", sha256: hashToken(generateToken()) },
+      ]),
+      portRange: [20100, 20200],
+      pullPolicy: "never",
+      logger: pino({ level: "debug" }, { write: (s: string) => void logChunks.push(s) }),
+      monitor: {
+        intervalMs: MONITOR_INTERVAL,
+        alertCommand: [recorderScript(out)],
+        cooldownMs: COOLDOWN,
+        flapThreshold: 3,
+        flapWindowMs: 20_000,
+        retentionMs: 3_600_000,
+        alertTimeoutMs: 2_000,
+      },
+    }),
+  );
   const m = (await agent.startup).find((b): b is Monitor => b instanceof Monitor);
   if (!m) throw new Error("agent started without a monitor");
   monitor = m;

@@ -18,7 +18,7 @@ import { deployService } from "../../src/roles/agent/deploy.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerInfo, Runtime } from "../../src/runtime/runtime.ts";
-import { containerComponent } from "../support/agent-context.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
@@ -104,31 +104,25 @@ async function startMonitored(
 ): Promise<{ agent: RunningAgent; monitor: Monitor; log: ReturnType<typeof memoryLogger> }> {
   const log = memoryLogger();
   const sub = mkdtempSync(join(dir, "agent-"));
-  const agent = await startAgent({
-    nodeName: NODE,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(sub, "mcp.db"),
-    validator,
-    runtime: opts.runtime ?? new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(sub, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "never",
-    logger: log.logger,
-    version: "0.0.0-test",
-    monitor: {
-      intervalMs: INTERVAL,
-      alertCommand: [],
-      cooldownMs: COOLDOWN,
-      flapThreshold: THRESHOLD,
-      flapWindowMs: 20_000,
-      retentionMs: 3_600_000,
-      alertTimeoutMs: 2_000,
-      ...monitor,
-    },
-  });
+  const agent = await startAgent(
+    await testAgentSettings(sub, pki, {
+      nodeName: NODE,
+      validator,
+      ...(opts.runtime ? { runtime: opts.runtime } : {}),
+      pullPolicy: "never",
+      logger: log.logger,
+      monitor: {
+        intervalMs: INTERVAL,
+        alertCommand: [],
+        cooldownMs: COOLDOWN,
+        flapThreshold: THRESHOLD,
+        flapWindowMs: 20_000,
+        retentionMs: 3_600_000,
+        alertTimeoutMs: 2_000,
+        ...monitor,
+      },
+    }),
+  );
   agents.push(agent);
   const m = (await agent.startup).find((b): b is Monitor => b instanceof Monitor);
   if (!m) throw new Error("agent started without a monitor");

@@ -24,8 +24,8 @@ import {
   encodeGrpcTimeout as grpcTimeout,
   unframe,
 } from "../../src/rpc/wire.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { freePort, podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { freePort } from "../support/env.ts";
 import { connectGrpcJs } from "../support/grpc-js.ts";
 import { type TestPki, testPki } from "../support/pki.ts";
 
@@ -126,23 +126,14 @@ beforeAll(async () => {
       },
     ],
   });
-  const pe = await podmanEnv();
   dir = mkdtempSync(join(tmpdir(), "mcp-h2-test-"));
-  agent = await startAgent({
-    nodeName: "h2-node",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-  });
+  agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: "h2-node",
+      validator,
+      pullPolicy: "missing",
+    }),
+  );
 });
 
 afterAll(async () => {
