@@ -14,11 +14,12 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { CachedValidator, MciasClient } from "../../src/auth/mcias.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
-import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
+import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { startServer } from "../../src/rpc/server.ts";
 import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
 import { testAgentSettings } from "../support/agent-context.ts";
 import { type TestPki, testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -40,15 +41,6 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of stream) {
     // nothing is expected: the call fails before any message
   }
-}
-
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
 }
 
 interface TestAgent {

@@ -15,9 +15,10 @@ import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { type RunningServer, startServer } from "../../src/rpc/server.ts";
-import { CallError, Code, MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
+import { Code, MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
 import { connectGrpcJs, grpcServiceDefinition } from "../support/grpc-js.ts";
 import { testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 type Client = TypedClient<typeof McpAgent>;
 
@@ -227,15 +228,6 @@ const DIRECTIONS: Direction[] = [
     },
   },
 ];
-
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
-}
 
 async function cancelSeen(method: string, before: number): Promise<boolean> {
   for (let i = 0; i < 100 && seen.cancelled.filter((m) => m === method).length <= before; i++)

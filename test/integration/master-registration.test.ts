@@ -14,9 +14,10 @@ import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { masterHealthOf } from "../../src/roles/master/health.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { agentLister, reconcileFleet, reconcileReport } from "../../src/roles/master/reconcile.ts";
-import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
+import { type CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { testAgentSettings } from "../support/agent-context.ts";
 import { testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -28,15 +29,6 @@ function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[
       .filter((l) => l.trim() !== "")
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { logger, lines };
-}
-
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
 }
 
 /** Polls `cond` every 50 ms for at most `ms`. */
