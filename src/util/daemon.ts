@@ -2,6 +2,19 @@
 // opens (a SIGTERM during startup must still shut down cleanly), start, then close on the
 // first SIGTERM/SIGINT and resolve the exit code.
 import type { Logger } from "pino";
+import type { TokenValidator } from "../auth/identity.ts";
+
+/** What both daemons start from: where they listen, their TLS identity, database, callers, log. */
+export interface DaemonSettings {
+  grpcAddr: string;
+  allowAnyAddr: boolean;
+  tlsCertPem: string;
+  tlsKeyPem: string;
+  dbPath: string;
+  validator: TokenValidator;
+  logger: Logger;
+  version: string;
+}
 
 export interface Closable {
   close(): Promise<void>;

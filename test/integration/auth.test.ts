@@ -13,13 +13,13 @@ import type { TokenValidator } from "../../src/auth/identity.ts";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { CachedValidator, MciasClient } from "../../src/auth/mcias.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
-import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
+import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { startServer } from "../../src/rpc/server.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
-import { podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { type TestPki, testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -43,34 +43,6 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   }
 }
 
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
-}
-
-interface Pki {
-  caPem: string;
-  certPem: string;
-  keyPem: string;
-}
-
-async function makePki(name: string): Promise<Pki> {
-  const ca = await createCA({ commonName: `${name} test CA`, days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
-}
-
 interface TestAgent {
   agent: RunningAgent;
   address: string;
@@ -82,25 +54,17 @@ interface TestAgent {
   close(): Promise<void>;
 }
 
-async function startTestAgent(pki: Pki, validator: TokenValidator, node: string): Promise<TestAgent> {
-  const pe = await podmanEnv();
+async function startTestAgent(pki: TestPki, validator: TokenValidator, node: string): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), "mcp-auth-test-"));
   const log = memoryLogger();
-  const agent = await startAgent({
-    nodeName: node,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: log.logger,
-    version: "0.0.0-test",
-  });
+  const agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: node,
+      validator,
+      pullPolicy: "missing",
+      logger: log.logger,
+    }),
+  );
   const address = `127.0.0.1:${agent.port}`;
   const clients: TypedClient<typeof McpAgent>[] = [];
   const auditLines = () => log.lines().filter((l) => l.audit === true);
@@ -150,12 +114,12 @@ const tokens = {
   unknown: generateToken(),
 };
 
-let pki: Pki;
-let otherPki: Pki;
+let pki: TestPki;
+let otherPki: TestPki;
 let local: TestAgent;
 
 beforeAll(async () => {
-  [pki, otherPki] = await Promise.all([makePki("auth"), makePki("other")]);
+  [pki, otherPki] = await Promise.all([testPki("auth"), testPki("other")]);
   const validator = new LocalTokenValidator([
     { name: "alice", role: "admin", accountType: "human", sha256: hashToken(tokens.admin) },
     { name: "bob", role: "user", accountType: "human", sha256: hashToken(tokens.user) },

@@ -15,14 +15,15 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import type { BootStage } from "../../src/config/agent.ts";
 import type { ComponentDef, ServiceDef } from "../../src/config/service.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { bootStatus, type StageResult } from "../../src/roles/agent/boot.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
 import { connect } from "../../src/rpc/client.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const ID = `boot${Math.random().toString(36).slice(2, 8).padEnd(6, "0")}`;
 const created: string[] = [];
@@ -47,20 +48,7 @@ function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[
 }
 
 function comp(name: string, over: Partial<ComponentDef> = {}): ComponentDef {
-  return {
-    name,
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container",
-    routes: [],
-    ...over,
-  };
+  return containerComponent(name, image, over);
 }
 
 function service(name: string, components: ComponentDef[]): ServiceDef {
@@ -79,25 +67,19 @@ async function bootAgent(
   monitor?: MonitorSettings,
 ): Promise<{ agent: RunningAgent; lines: () => Record<string, unknown>[] }> {
   const log = memoryLogger();
-  const agent = await startAgent({
-    nodeName: "bootnode",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: tls.certPem,
-    tlsKeyPem: tls.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator: new LocalTokenValidator([
-      { name: "ops", role: "admin", accountType: "human", sha256: hashToken(token) },
-    ]),
-    runtime,
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "always", // boot must still not pull: its images are pre-staged ("missing")
-    logger: log.logger,
-    version: "0.0.0-test",
-    bootSequence: stages,
-    ...(monitor ? { monitor } : {}),
-  });
+  const agent = await startAgent(
+    await testAgentSettings(dir, tls, {
+      nodeName: "bootnode",
+      validator: new LocalTokenValidator([
+        { name: "ops", role: "admin", accountType: "human", sha256: hashToken(token) },
+      ]),
+      runtime,
+      pullPolicy: "always", // boot must still not pull: its images are pre-staged ("missing")
+      logger: log.logger,
+      bootSequence: stages,
+      ...(monitor ? { monitor } : {}),
+    }),
+  );
   agents.push(agent);
   return { agent, lines: log.lines };
 }
@@ -122,16 +104,7 @@ beforeAll(async () => {
   const pe = await podmanEnv();
   image = await busyboxImage("v1.0.0");
   runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
-  const ca = await createCA({ commonName: "boot test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  tls = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  tls = await testPki("boot", { caDays: 1 });
 }, 60_000);
 
 afterAll(async () => {

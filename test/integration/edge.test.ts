@@ -9,21 +9,20 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { McnsClient } from "../../src/integrations/mcns.ts";
 import { McProxyClient } from "../../src/integrations/mcproxy.ts";
 import { MetacryptClient } from "../../src/integrations/metacrypt.ts";
 import type { Integrations } from "../../src/integrations/types.ts";
-import { certInfo, createCA, issueCert } from "../../src/pki/ca.ts";
+import { certInfo } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { type FakeMcns, startFakeMcns } from "../fakes/mcns.ts";
 import { type FakeMcProxy, startFakeMcProxy } from "../fakes/mcproxy.ts";
 import { type FakeMetacrypt, startFakeMetacrypt } from "../fakes/metacrypt.ts";
-import { type PodmanEnv, podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { testPki } from "../support/pki.ts";
 
 const ZONE = "svc.mcp.metacircular.net";
 const token = generateToken();
@@ -36,7 +35,6 @@ let mcns: FakeMcns;
 let dir = "";
 let caPem = "";
 let pki: { certPem: string; keyPem: string };
-let pe: PodmanEnv;
 const agents: RunningAgent[] = [];
 const clients: TypedClient<typeof McpAgent>[] = [];
 
@@ -45,23 +43,15 @@ async function agentWith(
   integrations: Integrations,
 ): Promise<{ agent: RunningAgent; client: TypedClient<typeof McpAgent> }> {
   const sub = mkdtempSync(join(dir, `${name}-`));
-  const agent = await startAgent({
-    nodeName: name,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(sub, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(sub, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "never",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-    integrations,
-    edge: { allowedBackendCidrs: ["127.0.0.0/8"], listener: 443 },
-  });
+  const agent = await startAgent(
+    await testAgentSettings(sub, pki, {
+      nodeName: name,
+      validator,
+      pullPolicy: "never",
+      integrations,
+      edge: { allowedBackendCidrs: ["127.0.0.0/8"], listener: 443 },
+    }),
+  );
   agents.push(agent);
   const client = await connect(McpAgent, {
     addresses: [`127.0.0.1:${agent.port}`],
@@ -97,23 +87,14 @@ const full = (certDir: string): Integrations => ({
 });
 
 beforeAll(async () => {
-  [proxy, metacrypt, mcns, pe] = await Promise.all([
+  [proxy, metacrypt, mcns] = await Promise.all([
     startFakeMcProxy(),
     startFakeMetacrypt({ tokens: ["mc"] }),
     startFakeMcns({ tokens: ["dns"], zone: ZONE }),
-    podmanEnv(),
   ]);
   dir = mkdtempSync(join(tmpdir(), "mcp-edge-test-"));
-  const ca = await createCA({ commonName: "edge test CA", days: 2 });
-  caPem = ca.certPem;
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "edge-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
+  const { caPem: ca, leaf } = await testPki("edge", { commonName: "edge-agent", days: 2 });
+  caPem = ca;
   pki = { certPem: leaf.chainPem, keyPem: leaf.keyPem };
   const d = dnsClient();
   await d.upsertA("shop", "127.0.0.1");

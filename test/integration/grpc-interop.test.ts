@@ -11,13 +11,14 @@ import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { type RunningServer, startServer } from "../../src/rpc/server.ts";
-import { CallError, Code, MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
+import { Code, MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
 import { connectGrpcJs, grpcServiceDefinition } from "../support/grpc-js.ts";
+import { testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 type Client = TypedClient<typeof McpAgent>;
 
@@ -182,16 +183,8 @@ let theirs: { port: number; server: grpc.Server };
 const opened: Client[] = [];
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "interop test CA", days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  caPem = ca.certPem;
+  const { caPem: ca, leaf } = await testPki("interop");
+  caPem = ca;
   ours = await startOurs(leaf.certPem, leaf.keyPem);
   theirs = await startTheirs(leaf.chainPem, leaf.keyPem);
 });
@@ -235,15 +228,6 @@ const DIRECTIONS: Direction[] = [
     },
   },
 ];
-
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
-}
 
 async function cancelSeen(method: string, before: number): Promise<boolean> {
   for (let i = 0; i < 100 && seen.cancelled.filter((m) => m === method).length <= before; i++)

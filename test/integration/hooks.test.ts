@@ -12,13 +12,13 @@ import pino from "pino";
 import type { ServiceDef } from "../../src/config/service.ts";
 import { openRegistry } from "../../src/registry/index.ts";
 import type { ComponentRecord, ServiceRecord } from "../../src/registry/types.ts";
-import { type AgentContext, KeyedLock } from "../../src/roles/agent/context.ts";
+import type { AgentContext } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { type HookStepResult, type IntegrationHooks, noIntegrations } from "../../src/roles/agent/hooks.ts";
 import { stopService } from "../../src/roles/agent/lifecycle.ts";
-import { nodeRuntimes } from "../../src/roles/agent/runtimes.ts";
 import { undeployService } from "../../src/roles/agent/undeploy.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent, testAgentContext } from "../support/agent-context.ts";
 import { busyboxImage, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 
@@ -60,33 +60,13 @@ let def: ServiceDef;
 beforeAll(async () => {
   const [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-hooks-"));
-  const logger = pino({ level: "silent" });
   hooks = new RecordingHooks();
   const runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
-  const registry = openRegistry(join(dir, "mcp.db"));
-  ctx = {
-    settings: { nodeName: "local", pullPolicy: "never" } as AgentContext["settings"],
-    registry,
-    runtime: nodeRuntimes({ runtime, nodeName: "local" }, registry),
-    logger,
-    locks: new KeyedLock(),
-    shutdown: new AbortController().signal,
-    startedAt: new Date(),
-    hooks,
-  };
-  const comp = (name: string) => ({
-    name,
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container" as const,
-    routes: [{ name: "", port: 443, mode: "l7" as const, hostname: `${SVC}.example`, public: false }],
-  });
+  ctx = testAgentContext({ runtime, registry: openRegistry(join(dir, "mcp.db")), hooks });
+  const comp = (name: string) =>
+    containerComponent(name, image, {
+      routes: [{ name: "", port: 443, mode: "l7", hostname: `${SVC}.example`, public: false }],
+    });
   def = { name: SVC, tier: "worker", active: true, components: [comp("web"), comp("api")] };
 }, 60_000);
 

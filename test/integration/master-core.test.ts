@@ -14,13 +14,13 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { defToSpec } from "../../src/component/proto.ts";
 import { parseServiceDef } from "../../src/config/service.ts";
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { busyboxImage, podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { busyboxImage } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const operatorToken = generateToken();
 const masterToken = generateToken();
@@ -53,36 +53,25 @@ async function codeOf(p: Promise<unknown>): Promise<{ code: number; message: str
 }
 
 beforeAll(async () => {
-  const pe = await podmanEnv();
   image = await busyboxImage();
   dir = mkdtempSync(join(tmpdir(), "mcp-master-core-"));
-  const ca = await createCA({ commonName: "master core test CA", days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "node",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
+  const { ca, leaf } = await testPki("master core", { commonName: "node", days: 2 });
   const logger = pino({ level: "silent" });
   for (const name of ["hub", "wa", "wb"]) {
     const sub = join(dir, name);
-    const agent = await startAgent({
-      nodeName: name,
-      grpcAddr: "127.0.0.1:0",
-      allowAnyAddr: false,
-      tlsCertPem: leaf.chainPem,
-      tlsKeyPem: leaf.keyPem,
-      dbPath: join(sub, "mcp.db"),
-      validator,
-      runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-      srvRoot: join(sub, "srv"),
-      portRange: [21000, 21100],
-      pullPolicy: "never",
-      logger,
-      version: "0.0.0-test",
-    });
+    const agent = await startAgent(
+      await testAgentSettings(
+        sub,
+        { certPem: leaf.chainPem, keyPem: leaf.keyPem },
+        {
+          nodeName: name,
+          validator,
+          portRange: [21000, 21100],
+          pullPolicy: "never",
+          logger,
+        },
+      ),
+    );
     agents.set(name, agent);
   }
   const addr = (n: string) => `127.0.0.1:${agents.get(n)!.port}`;

@@ -16,7 +16,6 @@ import {
   McpMasterService,
   type RegisterRequest,
 } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import type { MasterLinkSettings } from "../../src/roles/agent/context.ts";
 import { masterLinkState } from "../../src/roles/agent/master-link.ts";
@@ -29,6 +28,7 @@ import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerInfo } from "../../src/runtime/runtime.ts";
 import { busyboxImage, freePort, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const PREFIX = `mlink-${RUN}-`;
@@ -163,15 +163,8 @@ beforeAll(async () => {
   let image: string;
   [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-master-link-"));
-  ca = await createCA({ commonName: "master-link test CA", days: 2 });
-  const issued = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "master-link",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
+  const { ca: issuer, leaf: issued } = await testPki("master-link", { commonName: "master-link", days: 2 });
+  ca = issuer;
   leaf = { certPem: issued.chainPem, keyPem: issued.keyPem };
   for (const name of containers)
     await runOk(

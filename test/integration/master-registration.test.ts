@@ -10,14 +10,14 @@ import { status } from "@grpc/grpc-js";
 import pino, { type Logger } from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { masterHealthOf } from "../../src/roles/master/health.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { agentLister, reconcileFleet, reconcileReport } from "../../src/roles/master/reconcile.ts";
-import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { podmanEnv } from "../support/env.ts";
+import { type CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];
@@ -29,15 +29,6 @@ function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[
       .filter((l) => l.trim() !== "")
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { logger, lines };
-}
-
-async function failure(p: Promise<unknown>): Promise<CallError> {
-  const e = await p.then(
-    () => null,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(CallError);
-  return e as CallError;
 }
 
 /** Polls `cond` every 50 ms for at most `ms`. */
@@ -85,16 +76,8 @@ const nodeStatus = (name: string) => master.ctx.store.getNode(name)?.status;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-master-reg-"));
-  const ca = await createCA({ commonName: "master-reg test CA", days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  caPem = ca.certPem;
+  const { caPem: ca, leaf } = await testPki("master-reg", { commonName: "mcp" });
+  caPem = ca;
   const validator = new LocalTokenValidator([
     { name: "kyle", role: "admin", accountType: "human", sha256: hashToken(tokens.operator) },
     { name: "mcp-master", role: "user", accountType: "system", sha256: hashToken(tokens.master) },
@@ -103,22 +86,14 @@ beforeAll(async () => {
     { name: "agent-c", role: "user", accountType: "system", sha256: hashToken(tokens.c) },
     { name: "agent-rogue", role: "user", accountType: "system", sha256: hashToken(tokens.rogue) },
   ]);
-  const pe = await podmanEnv();
-  agent = await startAgent({
-    nodeName: "a",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: leaf.certPem,
-    tlsKeyPem: leaf.keyPem,
-    dbPath: join(dir, "agent.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-  });
+  agent = await startAgent(
+    await testAgentSettings(dir, leaf, {
+      nodeName: "a",
+      dbPath: join(dir, "agent.db"),
+      validator,
+      pullPolicy: "missing",
+    }),
+  );
   agentAddress = `127.0.0.1:${agent.port}`;
   masterLog = memoryLogger();
   master = await startMaster({

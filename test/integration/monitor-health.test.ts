@@ -11,16 +11,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
-import type { ComponentDef, HealthDef, ServiceDef } from "../../src/config/service.ts";
+import type { HealthDef, ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { serviceStatus } from "../../src/roles/agent/status.ts";
 import { runOk } from "../../src/runtime/exec.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const NODE = "health-node";
@@ -94,20 +94,7 @@ function baselineSeen(service: string, component: string): boolean {
 
 async function deploy(svc: string, hostPort: number, health: HealthDef): Promise<void> {
   containers.push(`${svc}-web`);
-  const web: ComponentDef = {
-    name: "web",
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [`127.0.0.1:${hostPort}:8080`],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container",
-    routes: [],
-    health,
-  };
+  const web = containerComponent("web", image, { ports: [`127.0.0.1:${hostPort}:8080`], health });
   const def = { name: svc, tier: "worker", active: true, components: [web] } as ServiceDef;
   const res = await deployService(agent.ctx, def, { pullPolicy: "never" });
   expect(res.map((r) => r.success)).toEqual([true]);
@@ -117,41 +104,27 @@ beforeAll(async () => {
   [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-monitor-health-"));
   out = join(dir, "alerts.env");
-  const ca = await createCA({ commonName: "health test CA", days: 2 });
-  const pki = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  agent = await startAgent({
-    nodeName: NODE,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator: new LocalTokenValidator([
-      { name: "alice", role: "admin", accountType: "human", sha256: hashToken(generateToken()) },
-    ]),
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20100, 20200],
-    pullPolicy: "never",
-    logger: pino({ level: "debug" }, { write: (s: string) => void logChunks.push(s) }),
-    version: "0.0.0-test",
-    monitor: {
-      intervalMs: MONITOR_INTERVAL,
-      alertCommand: [recorderScript(out)],
-      cooldownMs: COOLDOWN,
-      flapThreshold: 3,
-      flapWindowMs: 20_000,
-      retentionMs: 3_600_000,
-      alertTimeoutMs: 2_000,
-    },
-  });
+  const pki = await testPki("health");
+  agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: NODE,
+      validator: new LocalTokenValidator([
+        { name: "alice", role: "admin", accountType: "human", sha256: hashToken(generateToken()) },
+      ]),
+      portRange: [20100, 20200],
+      pullPolicy: "never",
+      logger: pino({ level: "debug" }, { write: (s: string) => void logChunks.push(s) }),
+      monitor: {
+        intervalMs: MONITOR_INTERVAL,
+        alertCommand: [recorderScript(out)],
+        cooldownMs: COOLDOWN,
+        flapThreshold: 3,
+        flapWindowMs: 20_000,
+        retentionMs: 3_600_000,
+        alertTimeoutMs: 2_000,
+      },
+    }),
+  );
   const m = (await agent.startup).find((b): b is Monitor => b instanceof Monitor);
   if (!m) throw new Error("agent started without a monitor");
   monitor = m;

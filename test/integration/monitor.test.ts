@@ -12,15 +12,16 @@ import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import type { ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import type { MonitorSettings } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerInfo, Runtime } from "../../src/runtime/runtime.ts";
+import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, type PodmanEnv, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testPki } from "../support/pki.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const NODE = "monitor-node";
@@ -103,31 +104,25 @@ async function startMonitored(
 ): Promise<{ agent: RunningAgent; monitor: Monitor; log: ReturnType<typeof memoryLogger> }> {
   const log = memoryLogger();
   const sub = mkdtempSync(join(dir, "agent-"));
-  const agent = await startAgent({
-    nodeName: NODE,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(sub, "mcp.db"),
-    validator,
-    runtime: opts.runtime ?? new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(sub, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "never",
-    logger: log.logger,
-    version: "0.0.0-test",
-    monitor: {
-      intervalMs: INTERVAL,
-      alertCommand: [],
-      cooldownMs: COOLDOWN,
-      flapThreshold: THRESHOLD,
-      flapWindowMs: 20_000,
-      retentionMs: 3_600_000,
-      alertTimeoutMs: 2_000,
-      ...monitor,
-    },
-  });
+  const agent = await startAgent(
+    await testAgentSettings(sub, pki, {
+      nodeName: NODE,
+      validator,
+      ...(opts.runtime ? { runtime: opts.runtime } : {}),
+      pullPolicy: "never",
+      logger: log.logger,
+      monitor: {
+        intervalMs: INTERVAL,
+        alertCommand: [],
+        cooldownMs: COOLDOWN,
+        flapThreshold: THRESHOLD,
+        flapWindowMs: 20_000,
+        retentionMs: 3_600_000,
+        alertTimeoutMs: 2_000,
+        ...monitor,
+      },
+    }),
+  );
   agents.push(agent);
   const m = (await agent.startup).find((b): b is Monitor => b instanceof Monitor);
   if (!m) throw new Error("agent started without a monitor");
@@ -141,21 +136,7 @@ async function deploy(agent: RunningAgent, svc: string): Promise<void> {
     name: svc,
     tier: "worker",
     active: true,
-    components: [
-      {
-        name: "web",
-        image,
-        network: "",
-        user: "",
-        restart: "no",
-        ports: [],
-        volumes: [],
-        cmd: [],
-        env: [],
-        runtime: "container",
-        routes: [],
-      },
-    ],
+    components: [containerComponent("web", image)],
   } as ServiceDef;
   const res = await deployService(agent.ctx, def, { pullPolicy: "never" });
   expect(res.map((r) => r.success)).toEqual([true]);
@@ -168,15 +149,7 @@ function observed(agent: RunningAgent, svc: string): string | undefined {
 beforeAll(async () => {
   [pe, image] = await Promise.all([podmanEnv(), busyboxImage("v1.0.0")]);
   dir = mkdtempSync(join(tmpdir(), "mcp-monitor-test-"));
-  const ca = await createCA({ commonName: "monitor test CA", days: 2 });
-  pki = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
+  pki = await testPki("monitor");
 }, 60_000);
 
 afterAll(async () => {

@@ -7,16 +7,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
 import type { ServiceDef } from "../../src/config/service.ts";
 import { openRegistry } from "../../src/registry/index.ts";
 import type { ComponentRecord, ServiceRecord } from "../../src/registry/types.ts";
-import { type AgentContext, KeyedLock } from "../../src/roles/agent/context.ts";
+import type { AgentContext } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import type { HookStepResult, IntegrationHooks } from "../../src/roles/agent/hooks.ts";
 import { recoverServices } from "../../src/roles/agent/recover.ts";
-import { nodeRuntimes } from "../../src/roles/agent/runtimes.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import { containerComponent, testAgentContext } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podman, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 
@@ -69,31 +68,10 @@ beforeAll(async () => {
   routePort = await freePort();
   dir = mkdtempSync(join(tmpdir(), "mcp-recover-"));
   hooks = new RecordingHooks();
-  const registry = openRegistry(join(dir, "mcp.db"));
   const runtime = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
-  ctx = {
-    settings: { nodeName: "local", pullPolicy: "never" } as AgentContext["settings"],
-    registry,
-    runtime: nodeRuntimes({ runtime, nodeName: "local" }, registry),
-    logger: pino({ level: "silent" }),
-    locks: new KeyedLock(),
-    shutdown: new AbortController().signal,
-    startedAt: new Date(),
-    hooks,
-  };
-  const comp = (name: string, routes: ServiceDef["components"][number]["routes"] = []) => ({
-    name,
-    image,
-    network: "",
-    user: "",
-    restart: "no",
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: [`ROLE=${name}`],
-    runtime: "container" as const,
-    routes,
-  });
+  ctx = testAgentContext({ runtime, registry: openRegistry(join(dir, "mcp.db")), hooks });
+  const comp = (name: string, routes: ServiceDef["components"][number]["routes"] = []) =>
+    containerComponent(name, image, { env: [`ROLE=${name}`], routes });
   const def: ServiceDef = {
     name: SVC,
     tier: "worker",

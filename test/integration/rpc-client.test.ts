@@ -12,7 +12,6 @@ import { join } from "node:path";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { operatorPolicy, type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
@@ -25,9 +24,10 @@ import {
   encodeGrpcTimeout as grpcTimeout,
   unframe,
 } from "../../src/rpc/wire.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { freePort, podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { freePort } from "../support/env.ts";
 import { connectGrpcJs } from "../support/grpc-js.ts";
+import { type TestPki, testPki } from "../support/pki.ts";
 
 type Client = TypedClient<typeof McpAgent>;
 type Connect = typeof connect;
@@ -35,25 +35,6 @@ const CLIENTS: [string, Connect][] = [
   ["grpc-js", connectGrpcJs],
   ["http2", connect],
 ];
-
-interface Pki {
-  caPem: string;
-  certPem: string;
-  keyPem: string;
-}
-
-async function makePki(name: string): Promise<Pki> {
-  const ca = await createCA({ commonName: `${name} test CA`, days: 2 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
-}
 
 /** The settled outcome of a call: its value, or the CallError's code and message. */
 async function outcome(p: Promise<unknown>): Promise<{ ok: unknown } | { code: number; message: string }> {
@@ -70,8 +51,8 @@ let inHandler = 0;
 let maxInHandler = 0;
 const token = generateToken();
 const guest = generateToken();
-let pki: Pki;
-let otherPki: Pki;
+let pki: TestPki;
+let otherPki: TestPki;
 let scripted: RunningServer;
 let agent: RunningAgent;
 let dir: string;
@@ -94,8 +75,8 @@ async function client(
 }
 
 beforeAll(async () => {
-  pki = await makePki("h2");
-  otherPki = await makePki("other");
+  pki = await testPki("h2");
+  otherPki = await testPki("other");
   const validator = new LocalTokenValidator([
     { name: "alice", role: "admin", accountType: "human", sha256: hashToken(token) },
     { name: "gus", role: "guest", accountType: "human", sha256: hashToken(guest) },
@@ -145,23 +126,14 @@ beforeAll(async () => {
       },
     ],
   });
-  const pe = await podmanEnv();
   dir = mkdtempSync(join(tmpdir(), "mcp-h2-test-"));
-  agent = await startAgent({
-    nodeName: "h2-node",
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, "srv"),
-    portRange: [20000, 20100],
-    pullPolicy: "missing",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-  });
+  agent = await startAgent(
+    await testAgentSettings(dir, pki, {
+      nodeName: "h2-node",
+      validator,
+      pullPolicy: "missing",
+    }),
+  );
 });
 
 afterAll(async () => {

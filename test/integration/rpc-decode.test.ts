@@ -4,14 +4,13 @@
 // audit. Covers unary, server-streaming and a client stream whose second message is garbage.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
-import pino from "pino";
-import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
+import { generateToken } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
-import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { type RunningServer, startServer } from "../../src/rpc/server.ts";
 import { methodWires, UndecodableRequest } from "../../src/rpc/service.ts";
+import { testPki } from "../support/pki.ts";
 import { rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
+import { scriptedServerOptions } from "../support/scripted-server.ts";
 
 const token = generateToken();
 const lines: Record<string, unknown>[] = [];
@@ -23,39 +22,18 @@ let imported = 0;
 const TRUNCATED = Buffer.from([0x12, 100, 0x41]);
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "decode test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  caPem = ca.certPem;
-  server = await startServer({
-    address: "127.0.0.1:0",
-    certPem: leaf.certPem,
-    keyPem: leaf.keyPem,
-    validator: new LocalTokenValidator([
-      { name: "bob", role: "user", accountType: "human", sha256: hashToken(token) },
-    ]),
-    policy: operatorPolicy,
-    logger: pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
-    services: [
-      {
-        desc: McpAgent,
-        handlers: {
-          listServices: async () => ({ services: [] }),
-          logs: async () => {},
-          importServiceData: async (reqs: AsyncIterable<unknown>) => {
-            for await (const _ of reqs) imported++;
-            return {};
-          },
-        },
+  const pki = await testPki("decode", { caDays: 1 });
+  caPem = pki.caPem;
+  server = await startServer(
+    scriptedServerOptions("127.0.0.1:0", pki, token, lines, {
+      listServices: async () => ({ services: [] }),
+      logs: async () => {},
+      importServiceData: async (reqs: AsyncIterable<unknown>) => {
+        for await (const _ of reqs) imported++;
+        return {};
       },
-    ],
-  });
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -3,6 +3,7 @@
 // own (list() = ps + one inspect for start times, the "default" network read-back, engine version).
 import { afterAll, describe, expect, test } from "bun:test";
 import { DockerRuntime } from "../../src/runtime/docker.ts";
+import { bareSpec } from "../support/containers.ts";
 import { type Dockerd, dockerBusyboxImage, dockerCli, dockerPush, startDockerd } from "../support/docker.ts";
 import { runtimeSuite } from "../support/runtime-suite.ts";
 
@@ -36,21 +37,7 @@ describe("docker-only behaviour", () => {
     const d = await startDockerd();
     const rt = new DockerRuntime({ binary: d.binary, globalArgs: [], env: d.env });
     expect(await rt.version()).toBe(d.version);
-    expect(
-      rt.describeRun({
-        name: "x",
-        image: "i",
-        network: "",
-        user: "",
-        restart: "",
-        ports: [],
-        volumes: [],
-        env: [],
-        cmd: [],
-        memory: "",
-        vcpus: 0,
-      }),
-    ).toEqual([d.binary, "run", "-d", "--name", "x", "i"]);
+    expect(rt.describeRun(bareSpec("x", "i"))).toEqual([d.binary, "run", "-d", "--name", "x", "i"]);
   });
 
   test("an unreachable engine is one clear error", async () => {
@@ -69,21 +56,9 @@ describe("docker-only behaviour", () => {
     const d = await startDockerd();
     const rt = new DockerRuntime({ binary: d.binary, globalArgs: d.globalArgs });
     const image = await dockerBusyboxImage(d);
-    const base = {
-      image,
-      network: "",
-      user: "",
-      restart: "",
-      ports: [],
-      volumes: [],
-      env: [],
-      cmd: [],
-      memory: "",
-      vcpus: 0,
-    };
-    await rt.run({ ...base, name: names[0] });
-    await rt.run({ ...base, name: names[1] });
-    await rt.run({ ...base, name: names[2], cmd: ["/bin/sh", "-c", "exit 3"] });
+    await rt.run(bareSpec(names[0], image));
+    await rt.run(bareSpec(names[1], image));
+    await rt.run(bareSpec(names[2], image, { cmd: ["/bin/sh", "-c", "exit 3"] }));
     // The third exits at once; wait (bounded) until the engine says so.
     for (let i = 0; i < 50 && (await rt.inspect(names[2]))?.state !== "exited"; i++) await Bun.sleep(100);
 

@@ -9,22 +9,25 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
 import { parseTomlText } from "../../src/config/load.ts";
-import { parseServiceDef, type ServiceDef, serviceDefToToml } from "../../src/config/service.ts";
+import {
+  type ComponentDef,
+  parseServiceDef,
+  type ServiceDef,
+  serviceDefToToml,
+} from "../../src/config/service.ts";
 import { openRegistry } from "../../src/registry/index.ts";
-import { type AgentContext, KeyedLock } from "../../src/roles/agent/context.ts";
+import type { AgentContext } from "../../src/roles/agent/context.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
 import { checkTarget } from "../../src/roles/agent/deploy-health.ts";
 import { effectiveDef } from "../../src/roles/agent/history.ts";
-import { noIntegrations } from "../../src/roles/agent/hooks.ts";
 import { recoverServices } from "../../src/roles/agent/recover.ts";
-import { nodeRuntimes } from "../../src/roles/agent/runtimes.ts";
 import { syncDesiredState } from "../../src/roles/agent/sync.ts";
 import { RpcError } from "../../src/rpc/errors.ts";
 import { Code } from "../../src/rpc/wire.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { RuntimeUnavailableError } from "../../src/runtime/router.ts";
+import { containerComponent, testAgentContext } from "../support/agent-context.ts";
 import { busyboxImage, podman, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 
@@ -47,38 +50,10 @@ const state = async (name: string) => {
   return r.code === 0 ? r.stdout.trim() : "missing";
 };
 
-const comp = (name: string, extra: Partial<ServiceDef["components"][number]> = {}) => ({
-  name,
-  image,
-  network: "",
-  user: "",
-  restart: "no",
-  ports: [],
-  volumes: [],
-  cmd: [],
-  env: [],
-  runtime: "container" as const,
-  routes: [],
-  ...extra,
-});
+const comp = (name: string, extra: Partial<ComponentDef> = {}) => containerComponent(name, image, extra);
 
 function context(runtime: PodmanRuntime, registry = openRegistry(join(dir, `${rand()}.db`))): AgentContext {
-  const logger = pino({ level: "silent" });
-  return {
-    settings: {
-      nodeName: "local",
-      pullPolicy: "never",
-      portRange: [20000, 20100],
-      runtime,
-    } as unknown as AgentContext["settings"],
-    registry,
-    runtime: nodeRuntimes({ runtime, nodeName: "local" }, registry),
-    logger,
-    locks: new KeyedLock(),
-    shutdown: new AbortController().signal,
-    startedAt: new Date(),
-    hooks: noIntegrations(logger),
-  };
+  return testAgentContext({ runtime, registry, settings: { portRange: [20000, 20100], runtime } });
 }
 
 /** Nothing of `service` anywhere: registry row, host ports, history, containers. */

@@ -8,15 +8,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import pino from "pino";
-import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
+import { generateToken } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
-import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/rpc/server.ts";
 import { methodWires } from "../../src/rpc/service.ts";
 import { MAX_MESSAGE_BYTES } from "../../src/rpc/wire.ts";
+import { testPki } from "../support/pki.ts";
 import { rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
+import { scriptedServerOptions } from "../support/scripted-server.ts";
 
 const token = generateToken();
 const lines: Record<string, unknown>[] = [];
@@ -34,55 +33,31 @@ const LIST = wires.get("listServices")!;
 const IMPORT = wires.get("importServiceData")!;
 
 function options(address: string): ServerOptions {
-  return {
-    address,
-    certPem: pki.certPem,
-    keyPem: pki.keyPem,
-    validator: new LocalTokenValidator([
-      { name: "bob", role: "user", accountType: "human", sha256: hashToken(token) },
-    ]),
-    policy: operatorPolicy,
-    logger: pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s)) }),
-    services: [
-      {
-        desc: McpAgent,
-        handlers: {
-          listServices: async () => {
-            if (slowMs > 0) await Bun.sleep(slowMs);
-            return { services: [] };
-          },
-          // Waits until the caller goes away or the deadline passes.
-          nodeStatus: async (_req: unknown, ctx: { signal: AbortSignal }) => {
-            await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
-            aborted = ctx.signal.aborted;
-            return {};
-          },
-          importServiceData: async (reqs: AsyncIterable<{ data: Uint8Array }>) => {
-            let bytes = 0;
-            for await (const r of reqs) {
-              received.push(r.data[0] ?? -1);
-              bytes += r.data.length;
-              await Bun.sleep(1); // slower than the client: flow control must hold it
-            }
-            return { bytesWritten: BigInt(bytes) };
-          },
-        },
-      },
-    ],
-  };
+  return scriptedServerOptions(address, pki, token, lines, {
+    listServices: async () => {
+      if (slowMs > 0) await Bun.sleep(slowMs);
+      return { services: [] };
+    },
+    // Waits until the caller goes away or the deadline passes.
+    nodeStatus: async (_req: unknown, ctx: { signal: AbortSignal }) => {
+      await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve()));
+      aborted = ctx.signal.aborted;
+      return {};
+    },
+    importServiceData: async (reqs: AsyncIterable<{ data: Uint8Array }>) => {
+      let bytes = 0;
+      for await (const r of reqs) {
+        received.push(r.data[0] ?? -1);
+        bytes += r.data.length;
+        await Bun.sleep(1); // slower than the client: flow control must hold it
+      }
+      return { bytesWritten: BigInt(bytes) };
+    },
+  });
 }
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "server-h2 test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1", "::1"],
-    days: 1,
-  });
-  pki = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  pki = await testPki("server-h2", { caDays: 1, ipAddresses: ["127.0.0.1", "::1"] });
   server = await startServer(options("127.0.0.1:0"));
   session = http2.connect(`https://127.0.0.1:${server.port}`, { ca: pki.caPem, rejectUnauthorized: false });
   session.on("error", () => {});

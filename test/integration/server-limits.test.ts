@@ -7,11 +7,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import net from "node:net";
 import tls from "node:tls";
-import pino from "pino";
-import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
+import { generateToken } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
-import { operatorPolicy } from "../../src/roles/agent/agent.ts";
 import {
   DEFAULT_SERVER_LIMITS,
   type RunningServer,
@@ -21,6 +18,7 @@ import {
 } from "../../src/rpc/server.ts";
 import { methodWires } from "../../src/rpc/service.ts";
 import { Code } from "../../src/rpc/wire.ts";
+import { testPki } from "../support/pki.ts";
 import {
   connectRawH2,
   dataFrame,
@@ -31,6 +29,7 @@ import {
   SETTINGS_MAX_CONCURRENT_STREAMS,
   SETTINGS_MAX_HEADER_LIST_SIZE,
 } from "../support/raw-h2.ts";
+import { scriptedServerOptions } from "../support/scripted-server.ts";
 
 const token = generateToken();
 let pki: { certPem: string; keyPem: string; caPem: string };
@@ -50,34 +49,27 @@ const AUTH: [string, string][] = [["authorization", `Bearer ${token}`]];
 const TEST_LIMITS: Partial<ServerLimits> = { idleTimeoutMs: 1000, handshakeTimeoutMs: 500 };
 
 async function start(limits: Partial<ServerLimits>, log: Record<string, unknown>[]): Promise<RunningServer> {
-  return startServer({
-    address: "127.0.0.1:0",
-    certPem: pki.certPem,
-    keyPem: pki.keyPem,
-    validator: new LocalTokenValidator([
-      { name: "bob", role: "user", accountType: "human", sha256: hashToken(token) },
-    ]),
-    policy: operatorPolicy,
-    logger: pino({ level: "info" }, { write: (s: string) => void log.push(JSON.parse(s)) }),
-    limits,
-    services: [
+  return startServer(
+    scriptedServerOptions(
+      "127.0.0.1:0",
+      pki,
+      token,
+      log,
       {
-        desc: McpAgent,
-        handlers: {
-          listServices: async () => {
-            calls++;
-            maxActive = Math.max(maxActive, ++active);
-            try {
-              if (handlerMs > 0) await Bun.sleep(handlerMs);
-            } finally {
-              active--;
-            }
-            return { services: [] };
-          },
+        listServices: async () => {
+          calls++;
+          maxActive = Math.max(maxActive, ++active);
+          try {
+            if (handlerMs > 0) await Bun.sleep(handlerMs);
+          } finally {
+            active--;
+          }
+          return { services: [] };
         },
       },
-    ],
-  });
+      { limits },
+    ),
+  );
 }
 
 function resetCounters(ms = 0): void {
@@ -88,16 +80,7 @@ function resetCounters(ms = 0): void {
 }
 
 beforeAll(async () => {
-  const ca = await createCA({ commonName: "server-limits test CA", days: 1 });
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "mcp-agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 1,
-  });
-  pki = { certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem };
+  pki = await testPki("server-limits", { caDays: 1 });
   server = await start(TEST_LIMITS, lines);
 }, 30_000);
 

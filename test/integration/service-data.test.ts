@@ -12,15 +12,13 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import pino from "pino";
 import { extractTarZst } from "../../src/archive/index.ts";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
-import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { podmanEnv } from "../support/env.ts";
+import { testAgentSettings } from "../support/agent-context.ts";
+import { testPki } from "../support/pki.ts";
 
 const SVC = "datasvc";
 const ROWS = 500;
@@ -38,23 +36,10 @@ let writer: Database;
 
 async function agentIn(name: string, pki: { certPem: string; keyPem: string }) {
   const sub = mkdtempSync(join(dir, `${name}-`));
-  const pe = await podmanEnv();
   const srv = join(sub, "srv");
-  const agent = await startAgent({
-    nodeName: name,
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(sub, "mcp.db"),
-    validator,
-    runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: srv,
-    portRange: [20000, 20100],
-    pullPolicy: "never",
-    logger: pino({ level: "silent" }),
-    version: "0.0.0-test",
-  });
+  const agent = await startAgent(
+    await testAgentSettings(sub, pki, { nodeName: name, validator, pullPolicy: "never" }),
+  );
   agents.push(agent);
   const client = await connect(McpAgent, {
     addresses: [`127.0.0.1:${agent.port}`],
@@ -126,16 +111,8 @@ function setSnapshot(agent: RunningAgent, snapshot: { method?: string; exclude: 
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-svcdata-test-"));
-  const ca = await createCA({ commonName: "svcdata test CA", days: 2 });
+  const { ca, leaf } = await testPki("svcdata", { commonName: "agent", days: 2 });
   caPem = ca.certPem;
-  const leaf = await issueCert({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    commonName: "agent",
-    dnsNames: ["localhost"],
-    ipAddresses: ["127.0.0.1"],
-    days: 2,
-  });
   const pki = { certPem: leaf.chainPem, keyPem: leaf.keyPem };
   src = await agentIn("src", pki);
   dst = await agentIn("dst", pki);

@@ -1,23 +1,17 @@
 // What every agent use case works with: settings, the registry, the runtime, the logger,
 // and the per-service locks that serialize deploys and lifecycle changes of one service.
 import type { Logger } from "pino";
-import type { TokenValidator } from "../../auth/identity.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { RuntimeRouter } from "../../runtime/router.ts";
 import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
 
-export interface AgentSettings {
+export interface AgentSettings extends DaemonSettings {
   nodeName: string;
-  grpcAddr: string;
-  allowAnyAddr: boolean;
-  tlsCertPem: string;
-  tlsKeyPem: string;
-  dbPath: string;
-  validator: TokenValidator;
   /** The node's container runtime (podman or docker): runs the components of kind "container". */
   runtime: Runtime;
   srvRoot: string;
@@ -30,8 +24,6 @@ export interface AgentSettings {
   pullPolicy: PullPolicy;
   /** [agent] history_keep: deploy history rows kept per service (default 10). */
   historyKeep?: number;
-  logger: Logger;
-  version: string;
   /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
   hooks?: IntegrationHooks;
   /** The configured adapters (mc-proxy, Metacrypt, MCNS); absent or a field unset = not configured. */

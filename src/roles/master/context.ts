@@ -2,9 +2,9 @@
 // what every use case and handler reaches through (store, agent clients, locks, logger). It lives
 // apart from startMaster so the handlers can name it without importing the file that imports them.
 import type { Logger } from "pino";
-import type { TokenValidator } from "../../auth/identity.ts";
 import type { MasterConfig } from "../../config/master.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
+import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { AgentPool } from "./agents.ts";
 import type { NodeView } from "./placement.ts";
@@ -17,15 +17,7 @@ export interface MasterTimeouts {
   undeployMs: number;
 }
 
-export interface MasterSettings {
-  grpcAddr: string;
-  allowAnyAddr: boolean;
-  tlsCertPem: string;
-  tlsKeyPem: string;
-  dbPath: string;
-  validator: TokenValidator;
-  logger: Logger;
-  version: string;
+export interface MasterSettings extends DaemonSettings {
   /** CA that signed the agents' certificates. */
   caPem: string;
   /** The master's own token for agents (identity `mcp-master`); null = none configured. */

@@ -9,6 +9,7 @@ import type { ComponentDef } from "../../../src/config/service.ts";
 import { openRegistry } from "../../../src/registry/index.ts";
 import { healthTarget, sameImage } from "../../../src/roles/agent/boot.ts";
 import type { AgentContext } from "../../../src/roles/agent/context.ts";
+import { containerComponent } from "../../support/agent-context.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-boot-unit-"));
 const registry = openRegistry(join(dir, "mcp.db"));
@@ -20,20 +21,7 @@ afterAll(() => {
 });
 
 function comp(over: Partial<ComponentDef>): ComponentDef {
-  return {
-    name: "web",
-    image: "img:v1",
-    network: "",
-    user: "",
-    restart: "",
-    ports: [],
-    volumes: [],
-    cmd: [],
-    env: [],
-    runtime: "container",
-    routes: [],
-    ...over,
-  };
+  return containerComponent("web", "img:v1", { restart: "", ...over });
 }
 
 describe("healthTarget", () => {

@@ -10,18 +10,11 @@ import { candidates, componentNameFor } from "../../../src/roles/agent/adopt.ts"
 import { wouldChange } from "../../../src/roles/agent/sync.ts";
 import { editorArgv } from "../../../src/roles/cli/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../../src/runtime/runtime.ts";
+import { runningInfo } from "../../support/containers.ts";
 
 const name = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/);
 
-const info = (n: string): ContainerInfo => ({
-  id: n,
-  name: n,
-  image: "img:v1",
-  state: "running",
-  startedAt: null,
-  createdAt: null,
-  exitCode: null,
-});
+const info = (n: string): ContainerInfo => runningInfo(n, "img:v1");
 
 const comp = (service: string, n: string, desired: ComponentRecord["desiredState"]): ComponentRecord =>
   ({ service, name: n, desiredState: desired }) as ComponentRecord;

@@ -7,77 +7,42 @@ import { canonicalImage, extractVersion, imagePin, parseImageRef } from "../../.
 
 const D = `sha256:${"d".repeat(64)}`;
 
+// [image, registry, repository, tag, digest] as parseImageRef splits it, grouped by what they show.
+const PARSED: Record<string, [string, string, string, string, string][]> = {
+  "registry with port, nested repository, tag and digest": [
+    [
+      "mcr.svc.mcp.metacircular.net:8443/myservice:v1.0.0",
+      "mcr.svc.mcp.metacircular.net:8443",
+      "myservice",
+      "v1.0.0",
+      "",
+    ],
+    ["127.0.0.1:5000/team/web-ui:v2", "127.0.0.1:5000", "team/web-ui", "v2", ""],
+    ["localhost/x@sha256:abc", "localhost", "x", "", "sha256:abc"],
+  ],
+  "a registry with a port and no tag: the port is never the tag": [
+    ["127.0.0.1:5000/x", "127.0.0.1:5000", "x", "", ""],
+    ["registry:5000/a/b", "registry:5000", "a/b", "", ""],
+  ],
+  "digests: digest only, and tag plus digest keeps both": [
+    [`busybox@${D}`, "docker.io", "library/busybox", "", D],
+    [`127.0.0.1:5000/x:tag@${D}`, "127.0.0.1:5000", "x", "tag", D],
+    [`x:tag@${D}`, "docker.io", "library/x", "tag", D],
+  ],
+  "unqualified names resolve to docker.io (library/ for single names)": [
+    ["busybox", "docker.io", "library/busybox", "", ""],
+    ["kisom/tool:1", "docker.io", "kisom/tool", "1", ""],
+  ],
+};
+
 describe("parseImageRef", () => {
-  test("registry with port, nested repository, tag and digest", () => {
-    expect(parseImageRef("mcr.svc.mcp.metacircular.net:8443/myservice:v1.0.0")).toEqual({
-      registry: "mcr.svc.mcp.metacircular.net:8443",
-      repository: "myservice",
-      tag: "v1.0.0",
-      digest: "",
+  for (const [title, cases] of Object.entries(PARSED))
+    test(title, () => {
+      for (const [image, registry, repository, tag, digest] of cases)
+        expect(parseImageRef(image)).toEqual({ registry, repository, tag, digest });
     });
-    expect(parseImageRef("127.0.0.1:5000/team/web-ui:v2")).toEqual({
-      registry: "127.0.0.1:5000",
-      repository: "team/web-ui",
-      tag: "v2",
-      digest: "",
-    });
-    expect(parseImageRef("localhost/x@sha256:abc")).toEqual({
-      registry: "localhost",
-      repository: "x",
-      tag: "",
-      digest: "sha256:abc",
-    });
-  });
 
-  test("a registry with a port and no tag: the port is never the tag", () => {
-    expect(parseImageRef("127.0.0.1:5000/x")).toEqual({
-      registry: "127.0.0.1:5000",
-      repository: "x",
-      tag: "",
-      digest: "",
-    });
-    expect(parseImageRef("registry:5000/a/b")).toEqual({
-      registry: "registry:5000",
-      repository: "a/b",
-      tag: "",
-      digest: "",
-    });
-  });
-
-  test("digests: digest only, and tag plus digest keeps both", () => {
-    expect(parseImageRef(`busybox@${D}`)).toEqual({
-      registry: "docker.io",
-      repository: "library/busybox",
-      tag: "",
-      digest: D,
-    });
-    expect(parseImageRef(`127.0.0.1:5000/x:tag@${D}`)).toEqual({
-      registry: "127.0.0.1:5000",
-      repository: "x",
-      tag: "tag",
-      digest: D,
-    });
-    expect(parseImageRef(`x:tag@${D}`)).toEqual({
-      registry: "docker.io",
-      repository: "library/x",
-      tag: "tag",
-      digest: D,
-    });
-  });
-
-  test("unqualified names resolve to docker.io (library/ for single names)", () => {
-    expect(parseImageRef("busybox")).toEqual({
-      registry: "docker.io",
-      repository: "library/busybox",
-      tag: "",
-      digest: "",
-    });
-    expect(parseImageRef("kisom/tool:1")).toEqual({
-      registry: "docker.io",
-      repository: "kisom/tool",
-      tag: "1",
-      digest: "",
-    });
+  test("docker.io/<single name> gets library/ too", () => {
     expect(parseImageRef("docker.io/nginx:1.25").repository).toBe("library/nginx");
   });
 });

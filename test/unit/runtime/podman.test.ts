@@ -24,6 +24,7 @@ import {
 } from "../../../src/runtime/podman.ts";
 import type { ContainerSpec } from "../../../src/runtime/runtime.ts";
 import { mapState } from "../../../src/runtime/runtime.ts";
+import { bareSpec } from "../../support/containers.ts";
 
 const spec: ContainerSpec = {
   name: "metacrypt-api",
@@ -85,16 +86,7 @@ describe("argv builders", () => {
   });
 
   test("runArgs omits network/user/restart when empty", () => {
-    const argv = runArgs({
-      ...spec,
-      network: "",
-      user: "",
-      restart: "",
-      ports: [],
-      volumes: [],
-      env: [],
-      cmd: [],
-    });
+    const argv = runArgs(bareSpec(spec.name, spec.image));
     expect(argv).toEqual(["run", "-d", "--name", "metacrypt-api", "mcr.svc:8443/metacrypt:v1.7.0"]);
   });
 

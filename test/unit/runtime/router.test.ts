@@ -16,6 +16,7 @@ import type {
   RuntimeCapabilities,
   RuntimeKind,
 } from "../../../src/runtime/runtime.ts";
+import { bareSpec, runningInfo } from "../../support/containers.ts";
 
 /** Records every call as "<method> <name or image>"; holds a fixed listing. */
 class Recorder implements Runtime {
@@ -87,29 +88,9 @@ class Recorder implements Runtime {
 }
 
 const ALL: RuntimeCapabilities = { exec: true, logsFollow: true };
-const info = (name: string): ContainerInfo => ({
-  id: name,
-  name,
-  image: "img",
-  state: "running",
-  startedAt: null,
-  createdAt: null,
-  exitCode: null,
-});
-const spec = (name: string, runtime?: string): ContainerSpec => ({
-  name,
-  image: "img",
-  network: "",
-  user: "",
-  restart: "",
-  ports: [],
-  volumes: [],
-  env: [],
-  cmd: [],
-  memory: "",
-  vcpus: 0,
-  ...(runtime !== undefined ? { runtime } : {}),
-});
+const info = (name: string): ContainerInfo => runningInfo(name, "img");
+const spec = (name: string, runtime?: string): ContainerSpec =>
+  bareSpec(name, "img", runtime !== undefined ? { runtime } : {});
 
 /** A node with a podman container runtime and (a stand-in for the later issue's) unikernel one. */
 function twoKinds(kinds: Record<string, string> = {}) {
