@@ -261,9 +261,18 @@ export class Channel {
    * connection that keeps opening refused streams — so calls beyond the limit wait here for a
    * stream of the same session to close, as grpc-js queues them.
    */
-  private async streamSlot(): Promise<StreamSlot> {
-    // Bounded: each pass either takes a slot or waits for one to free (or the session to die).
+  /** Calls queued for a stream slot (the server's concurrent-stream limit reached). */
+  waitingForSlot(): number {
+    let n = 0;
+    for (const g of this.gates.values()) n += g.waiters.length;
+    return n;
+  }
+
+  private async streamSlot(gaveUp: AbortSignal): Promise<StreamSlot | null> {
+    // Bounded: each pass either takes a slot or waits for one to free (or the session to die, or
+    // the call to end: a call that settled while waiting takes its place in the queue away).
     for (let pass = 0; ; pass++) {
+      if (gaveUp.aborted) return null;
       const s = await this.getSession();
       let gate = this.gates.get(s);
       if (!gate) {
@@ -289,7 +298,20 @@ export class Channel {
           },
         };
       }
-      await new Promise<void>((resolve) => gate.waiters.push(resolve));
+      const waiters = gate.waiters;
+      await new Promise<void>((resolve) => {
+        const leave = () => {
+          const i = waiters.indexOf(wake);
+          if (i >= 0) waiters.splice(i, 1);
+          resolve();
+        };
+        const wake = () => {
+          gaveUp.removeEventListener("abort", leave);
+          resolve();
+        };
+        waiters.push(wake);
+        gaveUp.addEventListener("abort", leave, { once: true });
+      });
     }
   }
 
@@ -314,7 +336,7 @@ export class Channel {
       o?.signal,
       deadlineMs,
       this.opts.token ?? null,
-      () => this.streamSlot(),
+      (gaveUp) => this.streamSlot(gaveUp),
       () => this.hold(),
       () => this.release(),
     );
@@ -372,6 +394,8 @@ class RawCall {
   private ready: Promise<http2.ClientHttp2Stream | null>;
   private readonly reader = new FrameReader();
   private readonly inbox: Buffer[] = [];
+  /** Aborted when the call settles: it no longer waits for a stream slot. */
+  private readonly quit = new AbortController();
   private error: CallError | null = null;
   private ended = false;
   private paused = false;
@@ -385,7 +409,7 @@ class RawCall {
     private readonly signal: AbortSignal | undefined,
     deadlineMs: number | null,
     token: string | null,
-    slot: () => Promise<StreamSlot>,
+    slot: (gaveUp: AbortSignal) => Promise<StreamSlot | null>,
     hold: () => void,
     private readonly release: () => void,
   ) {
@@ -407,8 +431,10 @@ class RawCall {
       return;
     }
     signal?.addEventListener("abort", this.onAbort, { once: true });
-    this.ready = slot().then(
-      ({ session: s, free }) => {
+    this.ready = slot(this.quit.signal).then(
+      (got) => {
+        if (!got) return null; // settled while waiting for a stream slot
+        const { session: s, free } = got;
         if (this.finished) {
           free();
           return null;
@@ -503,6 +529,7 @@ class RawCall {
     this.error = err;
     this.ended = true;
     clearTimeout(this.timer);
+    this.quit.abort();
     this.signal?.removeEventListener("abort", this.onAbort);
     this.release();
     this.notify();
@@ -644,7 +671,8 @@ export function connectUnix<S extends GenService<GenServiceMethods>>(
 
 /** The typed methods of a service on a channel (protobuf-es descriptors: path, kind, codecs). */
 export function makeClient<S extends GenService<GenServiceMethods>>(svc: S, ch: Channel): TypedClient<S> {
-  const out: Record<string, unknown> = { address: ch.address, close: () => ch.close() };
+  // channel: not in TypedClient's type; tests read its queue (waitingForSlot).
+  const out: Record<string, unknown> = { address: ch.address, close: () => ch.close(), channel: ch };
   for (const [name, w] of methodWires(svc as unknown as DescService)) {
     const ser = (msg: unknown): Buffer => {
       try {

@@ -103,6 +103,28 @@ export type { CallContext };
  * Without it, anyone who can reach the port makes the server write one line per stream.
  * Calls from identified callers (OK or not) are never limited: their audit stays complete.
  */
+/**
+ * Whom a refused call is counted against: an IPv4 address (also when mapped into IPv6), or an IPv6
+ * address's /64 — one host can hold a whole /64, so per-address counting would give it 2^64 budgets.
+ */
+export function peerKey(ip: string): string {
+  const h = ip.toLowerCase().replace(/%.*$/, "");
+  const mapped =
+    /^(?:0{0,4}:){0,5}(?:0{0,4}:)?ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h) ??
+    /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (mapped) return mapped[1] as string;
+  if (!h.includes(":")) return h;
+  const [head = "", tail] = h.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
+  const prefix = groups.slice(0, 4).map((g) => (Number.parseInt(g, 16) || 0).toString(16));
+  return `${prefix.join(":")}::/64`;
+}
+
 export class RefusedAuditLimiter {
   /** Peers tracked at once; beyond it, further peers share one entry (their lines still counted). */
   static readonly MAX_PEERS = 1024;
@@ -117,10 +139,15 @@ export class RefusedAuditLimiter {
     private readonly windowMs: number,
   ) {}
 
+  /** Lines written in the current window over all peers: rotating addresses gets no more than this. */
+  private allLogged = 0;
+  private allWindowEnds = 0;
+
   /** Writes or counts the audit line of a call from `peerIp` refused with `rec.code`. */
   audit(peerIp: string, rec: AuditRecord): void {
+    const source = peerKey(peerIp);
     const key =
-      this.peers.has(peerIp) || this.peers.size < RefusedAuditLimiter.MAX_PEERS ? peerIp : "other peers";
+      this.peers.has(source) || this.peers.size < RefusedAuditLimiter.MAX_PEERS ? source : "other peers";
     let e = this.peers.get(key);
     if (!e) {
       const timer = setTimeout(() => this.end(key), this.windowMs);
@@ -128,8 +155,14 @@ export class RefusedAuditLimiter {
       e = { logged: 0, suppressed: new Map(), timer };
       this.peers.set(key, e);
     }
-    if (e.logged < this.linesPerWindow) {
+    const now = Date.now();
+    if (now >= this.allWindowEnds) {
+      this.allWindowEnds = now + this.windowMs;
+      this.allLogged = 0;
+    }
+    if (e.logged < this.linesPerWindow && this.allLogged < this.linesPerWindow * 10) {
       e.logged++;
+      this.allLogged++;
       audit(this.logger, rec);
       return;
     }

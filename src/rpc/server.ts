@@ -111,6 +111,8 @@ export function serverLimits(over: Partial<ServerLimits> = {}): ServerLimits {
 
 export interface RunningServer {
   port: number;
+  /** Calls whose grpc-timeout timer is still pending (each holds its call in memory until it fires). */
+  pendingDeadlines(): number;
   /** Stops listening, lets calls in flight finish (3 s at most), then drops the connections. */
   close(): Promise<void>;
 }
@@ -161,10 +163,13 @@ class Call {
   private trailers: Record<string, string> = {};
   private deadline: ReturnType<typeof setTimeout> | undefined;
   private deadlineAt: number | null = null;
+  private admitted = false;
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
     readonly headers: http2.IncomingHttpHeaders,
+    /** The server's calls with a pending deadline timer (RunningServer.pendingDeadlines). */
+    private readonly pendingDeadlines: Set<Call>,
   ) {
     this.signal = this.ac.signal;
     stream.on("error", () => {}); // a reset by the client ends the call below ('close')
@@ -174,8 +179,33 @@ class Call {
       const late = this.deadlineAt !== null && Date.now() >= this.deadlineAt - DEADLINE_SLACK_MS;
       if (!this.done) this.abort(late ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
       this.done = true;
+      // A pending deadline timer would keep the call (its stream and buffers) alive until it fired:
+      // up to MAX_TIMEOUT_MS (~24.8 days) for a reset call that asked for a long deadline.
+      this.clearDeadline();
       this.failInbox(new RpcError(Code.CANCELLED, "cancelled by client"));
     });
+    // Nothing of the body is read before admit(): an unauthenticated caller's bytes wait in the
+    // HTTP/2 flow-control window (64 KiB a stream) instead of this process's memory while its
+    // token is being checked (which may take seconds against MCIAS).
+    stream.pause();
+    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
+    if (timeout !== null) {
+      this.deadlineAt = Date.now() + timeout;
+      this.deadline = setTimeout(() => {
+        this.deadline = undefined;
+        this.pendingDeadlines.delete(this);
+        this.abort(Code.DEADLINE_EXCEEDED);
+        this.finish(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
+      }, timeout);
+      this.pendingDeadlines.add(this);
+    }
+  }
+
+  /** Starts reading the request body: called once the caller is authenticated and authorized. */
+  admit(): void {
+    if (this.admitted || this.done) return;
+    this.admitted = true;
+    const stream = this.stream;
     stream.on("data", (chunk: Buffer) => {
       if (this.inboxError) return; // refused already: drain without buffering
       try {
@@ -199,14 +229,14 @@ class Call {
       this.inboxEnded = true;
       this.notify();
     });
-    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
-    if (timeout !== null) {
-      this.deadlineAt = Date.now() + timeout;
-      this.deadline = setTimeout(() => {
-        this.abort(Code.DEADLINE_EXCEEDED);
-        this.finish(Code.DEADLINE_EXCEEDED, "Deadline exceeded");
-      }, timeout);
-    }
+    if (!this.paused) stream.resume();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    this.pendingDeadlines.delete(this);
   }
 
   /** Metadata view of the request headers (authorization and friends). */
@@ -319,9 +349,9 @@ class Call {
 
   /** Ends the call with a status (the first status wins; later ones are ignored). */
   finish(code: number, details: string): void {
+    this.clearDeadline();
     if (this.done) return;
     this.done = true;
-    clearTimeout(this.deadline);
     if (this.stream.destroyed || this.stream.closed) return;
     const status: Record<string, string> = { "grpc-status": String(code) };
     if (details) status["grpc-message"] = encodeGrpcMessage(details);
@@ -340,7 +370,8 @@ class Call {
     // so its writes complete; a client that never stops is reset after a grace period.
     if (!this.requestEnded) {
       this.inboxError ??= new RpcError(code, details);
-      if (this.paused) {
+      // Never admitted (refused before authentication passed): drain without reading.
+      if (this.paused || !this.admitted) {
         this.paused = false;
         this.stream.resume();
       }
@@ -390,6 +421,7 @@ function route(
         // Named before the policy check: a denied caller is known and the audit line says who.
         caller = identity.name;
         authorize(opts, method, identity);
+        call.admit();
         if (typeof impl !== "function")
           throw new RpcError(Code.UNIMPLEMENTED, `${wire.method.name} is not implemented`);
         const value = await body(call, { method, identity, peer, signal: call.signal });
@@ -417,6 +449,9 @@ function route(
 function refuse(stream: http2.ServerHttp2Stream, httpStatus: number): void {
   try {
     stream.respond({ ":status": httpStatus }, { endStream: true });
+    // Answered: the stream is over even if the client keeps its side open (an open stream would
+    // keep the connection from ever counting as idle).
+    stream.close(http2.constants.NGHTTP2_NO_ERROR);
   } catch {
     // the client is gone
   }
@@ -447,6 +482,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const limits = serverLimits(opts.limits);
   const refused = new RefusedAuditLimiter(opts.logger, limits.refusedLinesPerPeer, limits.refusedWindowMs);
   const routes = new Map<string, Route>();
+  const deadlines = new Set<Call>();
   for (const reg of opts.services)
     for (const m of reg.desc.methods) {
       const wire = methodWires(reg.desc).get(m.localName)!;
@@ -533,7 +569,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (headers[":method"] !== "POST") return refuse(stream, 405);
     if (!String(headers["content-type"] ?? "").startsWith("application/grpc")) return refuse(stream, 415);
     const path = String(headers[":path"] ?? "");
-    const call = new Call(stream, headers);
+    const call = new Call(stream, headers, deadlines);
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") {
       call.finish(Code.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported (identity only)`);
@@ -558,6 +594,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let closing: Promise<void> | null = null;
   return {
     port: bound,
+    pendingDeadlines: () => deadlines.size,
     close: () => {
       closing ??= (async () => {
         server.close();
