@@ -23,5 +23,5 @@ const LEGACY_WORDS: Readonly<Record<string, RuntimeKind>> = { podman: "container
  */
 export function normalizeRuntimeKind(word: string): string {
   if (word === "") return DEFAULT_RUNTIME_KIND;
-  return LEGACY_WORDS[word] ?? word;
+  return Object.hasOwn(LEGACY_WORDS, word) ? (LEGACY_WORDS[word] as string) : word;
 }
