@@ -12,7 +12,7 @@ import * as ev from "./events.ts";
 import * as hist from "./history.ts";
 import { schemaVersion } from "./migrations.ts";
 import * as ports from "./ports.ts";
-import { loadComponents, loadServices, runtimeOfContainer } from "./rows.ts";
+import { loadComponents, loadServices, ownersOfContainer, runtimeOfContainer } from "./rows.ts";
 import type {
   ComponentInput,
   ComponentRecord,
@@ -83,6 +83,11 @@ export class Registry {
   /** The runtime kind of the component running as container `name`; undefined = none does. */
   runtimeOfContainer(name: string): string | undefined {
     return runtimeOfContainer(this.db, name);
+  }
+
+  /** The components (of any service) whose container is named `name`. */
+  ownersOfContainer(name: string): { service: string; component: string }[] {
+    return ownersOfContainer(this.db, name);
   }
 
   setDesiredState(service: string, component: string | null, state: DesiredState): number {

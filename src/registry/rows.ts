@@ -214,3 +214,14 @@ export function runtimeOfContainer(db: Database, container: string): string | un
     .get(container);
   return row ? normalizeRuntimeKind(row.runtime) : undefined;
 }
+
+/** The components (of any service) whose container is named `container`: normally one or none. */
+export function ownersOfContainer(db: Database, container: string): { service: string; component: string }[] {
+  return db
+    .query<{ service: string; component: string }, [string]>(
+      `SELECT service, name AS component FROM components
+       WHERE (name = service AND service = ?1) OR (name <> service AND service || '-' || name = ?1)
+       ORDER BY service, name`,
+    )
+    .all(container);
+}

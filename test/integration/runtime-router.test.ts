@@ -222,6 +222,31 @@ describe("a runtime kind the node lacks is refused before anything is created", 
   }, 60_000);
 });
 
+describe("a container name is one component's", () => {
+  // Security review of issue 15: "a" + "b-c" and "a-b" + "c" both run as container "a-b-c", so one
+  // service's lifecycle calls (and runtime routing by name) would reach the other's container.
+  test("a second service whose component would run as another's container is refused, nothing created", async () => {
+    const a = `nm${UNI.slice(-4)}`;
+    const first: ServiceDef = { name: a, tier: "worker", active: false, components: [comp("b-c")] };
+    await syncDesiredState(ctx, [first], {});
+    expect(ctx.registry.getService(a)).not.toBeNull();
+    const second: ServiceDef = { name: `${a}-b`, tier: "worker", active: true, components: [comp("c")] };
+    const line = `component ${a}-b/c: its container name ${a}-b-c is already the container of ${a}/b-c; rename one of them`;
+    for (const dryRun of [false, true]) {
+      const e = await deployService(ctx, second, { pullPolicy: "never", caller: "tester", dryRun }).catch(
+        (x) => x,
+      );
+      expect(e).toBeInstanceOf(RpcError);
+      expect((e as RpcError).code).toBe(Code.FAILED_PRECONDITION);
+      expect((e as Error).message).toBe(line);
+    }
+    const synced = await syncDesiredState(ctx, [second], {});
+    expect(synced.find((r) => r.name === `${a}-b`)?.error).toBe(line);
+    await expectNothing(ctx, `${a}-b`, [`${a}-b-c`]);
+    ctx.registry.deleteService(a);
+  }, 30_000);
+});
+
 describe("capabilities are consulted instead of assumed", () => {
   test("a runtime without exec: exec health checks are refused at deploy and never exec'd by the monitor", async () => {
     let execs = 0;

@@ -25,7 +25,7 @@ import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
-import { requireRuntimes } from "./runtimes.ts";
+import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 
 /** Backoff between attempts of a failed blocking stage: 1 s doubling, capped at 60 s. */
 export const BOOT_BACKOFF_FIRST_MS = 1000;
@@ -130,6 +130,7 @@ async function bringUp(
   const out = new Map<string, { deploy: ComponentBootResult["deploy"]; error?: string }>();
   const toDeploy: ComponentDef[] = [];
   requireRuntimes(ctx, def); // before recordSpec: a boot service this node cannot run records nothing
+  requireOwnContainers(ctx, def);
   await ctx.locks.run(def.name, async () => {
     const kept: ComponentDef[] = [];
     for (const c of def.components) {

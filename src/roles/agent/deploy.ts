@@ -35,7 +35,7 @@ import {
   routeKey,
   runSpec,
 } from "./host-ports.ts";
-import { requireRuntimes } from "./runtimes.ts";
+import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
 const STOP_TIMEOUT_SEC = 10;
@@ -364,6 +364,7 @@ export async function deployService(
   // Every component, deployed now or only recorded, needs a runtime this node has: refused before
   // anything is recorded, allocated, created or written to the history (dry runs too).
   requireRuntimes(ctx, def);
+  requireOwnContainers(ctx, def);
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
     // The ports a deploy would use now, chosen like a deploy chooses them but not kept.

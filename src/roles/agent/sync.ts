@@ -16,7 +16,7 @@ import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { stopService } from "./lifecycle.ts";
 import { reconcile } from "./reconcile.ts";
-import { requireRuntimes } from "./runtimes.ts";
+import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 
 type Result = MessageInitShape<typeof ServiceSyncResultSchema>;
 
@@ -66,6 +66,7 @@ export async function syncDesiredState(
     try {
       // Recorded desired state is what recover and start would run: not for a runtime absent here.
       requireRuntimes(ctx, def);
+      requireOwnContainers(ctx, def);
       const changed = await ctx.locks.run(def.name, async () => {
         const changed = wouldChange(ctx.registry.getService(def.name), def);
         if (changed && !opts.dryRun) recordDesired(ctx, def);
