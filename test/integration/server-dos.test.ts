@@ -32,7 +32,12 @@ function slowValidator(): TokenValidator {
   const inner = new LocalTokenValidator([
     { name: "bob", role: "user", accountType: "human", sha256: hashToken(token) },
   ]);
-  return { validate: async (t) => (await Bun.sleep(AUTH_MS), inner.validate(t)) };
+  return {
+    validate: async (t) => {
+      await Bun.sleep(AUTH_MS);
+      return inner.validate(t);
+    },
+  };
 }
 
 let holdMs = 0;
