@@ -2,6 +2,7 @@
 // registry: an image missing from the registry is built and pushed, one already there is left
 // alone, a registry that cannot be asked still gets a build attempt (with the reason noted),
 // definitions without [build.images] are skipped, and an unplannable one is a failed result.
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { join } from "node:path";
 import type { ServiceDef } from "../../src/config/service.ts";
 import { type BuildSettings, buildMissingImages, imagePresence } from "../../src/roles/cli/build.ts";
 import { run } from "../../src/runtime/exec.ts";
+import { containerComponent } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podmanEnv, type Registry, startRegistry } from "../support/env.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -23,21 +25,7 @@ function def(name: string, image: string, images: Record<string, string> | null)
     tier: "worker",
     active: true,
     ...(images ? { build: { images } } : {}),
-    components: [
-      {
-        name: "app",
-        image,
-        network: "",
-        user: "",
-        restart: "unless-stopped",
-        ports: [],
-        volumes: [],
-        cmd: [],
-        env: [],
-        runtime: "container",
-        routes: [],
-      },
-    ],
+    components: [containerComponent("app", image, { restart: "unless-stopped" })],
   };
 }
 

@@ -1,6 +1,7 @@
 // Pure parts of adopt, sync and service edit: component names from container names (the
 // inverse of containerName), which containers adopt may claim, the definition read back from an
 // inspected container, sync's change detection, and the editor argv.
+
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { componentFromContainer, containerName } from "../../../src/component/container.ts";
@@ -10,6 +11,7 @@ import { candidates, componentNameFor } from "../../../src/roles/agent/adopt.ts"
 import { wouldChange } from "../../../src/roles/agent/sync.ts";
 import { editorArgv } from "../../../src/roles/cli/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../../src/runtime/runtime.ts";
+import { containerComponent } from "../../support/agent-context.ts";
 import { runningInfo } from "../../support/containers.ts";
 
 const name = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/);
@@ -93,21 +95,7 @@ describe("sync change detection", () => {
     name: "svc",
     tier: "worker",
     active: true,
-    components: [
-      {
-        name: "web",
-        image: "img:v1",
-        network: "",
-        user: "",
-        restart: "unless-stopped",
-        ports: [],
-        volumes: [],
-        cmd: [],
-        env: [],
-        runtime: "container",
-        routes: [],
-      },
-    ],
+    components: [containerComponent("web", "img:v1", { restart: "unless-stopped" })],
   };
   const rec = (over: Partial<ServiceRecord> = {}, desired: ComponentRecord["desiredState"] = "running") =>
     ({

@@ -1,6 +1,7 @@
 // Pure parts of `mcp build` and `mcp logs`: the repository name of an image, build planning (workspace,
 // path, Dockerfile and tag resolution), runtime flags, the podman build/push argv builders, the
 // registry manifest URL, and the agent's --since check.
+
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { parseImageRef } from "../../../src/config/image.ts";
@@ -8,6 +9,7 @@ import type { ServiceDef } from "../../../src/config/service.ts";
 import { validSince } from "../../../src/roles/agent/logs.ts";
 import { buildSettings, contextDir, manifestUrl, planBuild, repoName } from "../../../src/roles/cli/build.ts";
 import { buildArgs, pushArgs } from "../../../src/runtime/podman.ts";
+import { containerComponent } from "../../support/agent-context.ts";
 
 function def(over: Partial<ServiceDef> & { images?: string[] } = {}): ServiceDef {
   const { images = ["mcr.svc.mcp.metacircular.net:8443/myservice:v1.0.0"], ...rest } = over;
@@ -16,19 +18,7 @@ function def(over: Partial<ServiceDef> & { images?: string[] } = {}): ServiceDef
     tier: "worker",
     active: true,
     build: { images: { myservice: "Dockerfile.api" } },
-    components: images.map((image, i) => ({
-      name: `c${i}`,
-      image,
-      network: "",
-      user: "",
-      restart: "unless-stopped",
-      ports: [],
-      volumes: [],
-      cmd: [],
-      env: [],
-      runtime: "container",
-      routes: [],
-    })),
+    components: images.map((image, i) => containerComponent(`c${i}`, image, { restart: "unless-stopped" })),
     ...rest,
   };
 }
