@@ -7,7 +7,7 @@ import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { imagePin } from "./image.ts";
 import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith } from "./load.ts";
-import { NAME_MAX, NAME_RE, nameSchema } from "./names.ts";
+import { NAME_MAX, NAME_RE, nameSchema, serviceNameSchema } from "./names.ts";
 import { DEFAULT_RUNTIME_KIND, type RuntimeKind } from "./runtime-kind.ts";
 import { parseEnvEntry, parseMemorySize, parsePortSpec, parseVolumeSpec } from "./specs.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
@@ -238,7 +238,7 @@ const componentSchema = z.strictObject({
 /** The service definition schema; agent.ts reuses it for `[[boot.sequence]] services`. */
 export const serviceDefSchema = z
   .strictObject({
-    name: nameSchema,
+    name: serviceNameSchema,
     node: z.string().optional(),
     tier: z.enum(["core", "worker"]).default("worker"),
     active: z.boolean().default(true),

@@ -28,7 +28,7 @@ import { constants as C } from "node:fs";
 import { type FileHandle, lstat, mkdir, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { MAX_FILE_BYTES, tooLargeMessage } from "../../../config/limits.ts";
-import { NAME_RE } from "../../../config/service.ts";
+import { NAME_RE, reservedServiceName } from "../../../config/names.ts";
 import { failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../../../rpc/errors.ts";
 
 /** Linux NAME_MAX and PATH_MAX, checked up front so the operator gets a clear message. */
@@ -47,6 +47,8 @@ export function checkServiceName(service: string): void {
       `service name ${JSON.stringify(service)}: expected lower-case letters, digits and "-" (at most 64)`,
     );
   }
+  const reserved = reservedServiceName(service);
+  if (reserved) throw invalidArgument(reserved);
 }
 
 /**
