@@ -271,7 +271,7 @@ export class Channel {
   private async streamSlot(gaveUp: AbortSignal): Promise<StreamSlot | null> {
     // Bounded: each pass either takes a slot or waits for one to free (or the session to die, or
     // the call to end: a call that settled while waiting takes its place in the queue away).
-    for (let pass = 0; ; pass++) {
+    for (;;) {
       if (gaveUp.aborted) return null;
       const s = await this.getSession();
       let gate = this.gates.get(s);
@@ -284,7 +284,7 @@ export class Channel {
           for (const w of g.waiters.splice(0)) w();
         });
       }
-      if (gate.open < streamLimit(s) || pass > 10_000) {
+      if (gate.open < streamLimit(s)) {
         const g = gate;
         g.open++;
         let freed = false;

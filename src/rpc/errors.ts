@@ -26,6 +26,10 @@ export function toStatus(err: unknown): { code: number; details: string } {
   if (err instanceof RpcError) return { code: err.code, details: err.message };
   const e = err as { code?: unknown; message?: unknown; name?: string };
   if (e && e.name === "ConfigError") return { code: status.INVALID_ARGUMENT, details: String(e.message) };
+  // The runtime router's refusals (a kind the node lacks, a capability its runtime lacks): the
+  // request is valid, this node cannot do it — wherever in a use case the router says so.
+  if (e && (e.name === "RuntimeUnavailableError" || e.name === "RuntimeCapabilityError"))
+    return { code: status.FAILED_PRECONDITION, details: String(e.message) };
   if (e && e.name === "AuthError") {
     return {
       code: e.code === "permission_denied" ? status.PERMISSION_DENIED : status.UNAUTHENTICATED,

@@ -16,6 +16,7 @@ import {
   unauthenticated,
   unavailable,
 } from "../../../src/rpc/errors.ts";
+import { RuntimeCapabilityError, RuntimeRouter } from "../../../src/runtime/router.ts";
 
 describe("toStatus", () => {
   test("RpcError keeps its code and message", () => {
@@ -30,6 +31,23 @@ describe("toStatus", () => {
       [unavailable("a"), status.UNAVAILABLE],
     ];
     for (const [err, code] of helpers) expect(toStatus(err)).toEqual({ code, details: "a" });
+  });
+
+  test("the runtime router's refusals → FAILED_PRECONDITION with their one line", () => {
+    const router = new RuntimeRouter({ runtimes: [], node: "n1" });
+    let thrown: unknown;
+    try {
+      router.runtimeFor("unikernel");
+    } catch (e) {
+      thrown = e;
+    }
+    expect(toStatus(thrown)).toEqual({
+      code: status.FAILED_PRECONDITION,
+      details: 'runtime "unikernel" is not available on node n1 (has: none)',
+    });
+    expect(toStatus(new RuntimeCapabilityError("container x: cannot exec")).code).toBe(
+      status.FAILED_PRECONDITION,
+    );
   });
 
   test("ConfigError → INVALID_ARGUMENT with its one-line message", () => {
