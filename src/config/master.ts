@@ -53,7 +53,13 @@ export const masterSchema = z
         probe_timeout: duration.prefault("5s"),
         /** SPEC §3.4 spelling; merged into edge.allowed_domains. */
         allowed_public_domains: z.array(domain).default([]),
-        /** Bearer token the master presents to agents (the `mcp-master` identity). */
+        /**
+         * The master's client certificate and key for agents (CN mcp-master, clientAuth, issued by
+         * the fleet CA: `mcp init --local` and `mcp node provision --master-cert` write them).
+         */
+        client_cert: z.string().min(1).optional(),
+        client_key: z.string().min(1).optional(),
+        /** Refused (see the check below): a bearer token one agent receives can be replayed on all. */
         token_path: z.string().min(1).optional(),
       })
       .prefault({}),
@@ -80,6 +86,18 @@ export const masterSchema = z
     checkAuth(ctx.value, (path, message) =>
       ctx.issues.push({ code: "custom", message, path, input: ctx.value }),
     );
+    const push = (path: PropertyKey[], message: string) =>
+      ctx.issues.push({ code: "custom", message, path, input: ctx.value });
+    if (ctx.value.master.token_path !== undefined)
+      push(
+        ["master", "token_path"],
+        "is no longer accepted: any agent that received the master's token could replay it on every other agent; set master.client_cert and master.client_key (a fleet-CA client certificate)",
+      );
+    if ((ctx.value.master.client_cert === undefined) !== (ctx.value.master.client_key === undefined))
+      push(
+        ["master", ctx.value.master.client_cert === undefined ? "client_cert" : "client_key"],
+        "client_cert and client_key go together",
+      );
     const seen = new Set<string>();
     ctx.value.nodes.forEach((n, i) => {
       if (seen.has(n.name)) {

@@ -1,7 +1,9 @@
 // Config sections shared by the agent and master daemon configs: the gRPC
 // server, local/MCIAS auth, MCIAS client settings and logging. Parsed
 // objects keep the TOML's snake_case key names so code reads like the file.
+
 import { z } from "zod";
+import { unlistableOperator } from "../auth/identity.ts";
 import { hostPortString, tomlDateString, urlString } from "./load.ts";
 
 export const serverSection = z.strictObject({
@@ -47,6 +49,21 @@ export const authSection = z
       .default("mcias")
       .describe("who validates bearer tokens: MCIAS or [[auth.tokens]]"),
     tokens: z.array(localToken).default([]),
+    /**
+     * System accounts that may operate (SPEC §5.2); humans need the user or admin role. Nodes'
+     * identities (agent-<node>) and the master's may not be listed.
+     */
+    operators: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .check((ctx) => {
+            const why = unlistableOperator(ctx.value);
+            if (why) ctx.issues.push({ code: "custom", message: why, input: ctx.value });
+          }),
+      )
+      .default([]),
   })
   .prefault({});
 

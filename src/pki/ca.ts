@@ -4,7 +4,7 @@
 // ("BEGIN PRIVATE KEY"), which node:tls, gRPC libraries and Bun.serve all accept.
 // Nothing here touches the disk except writeKeyPair.
 
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type * as X509 from "@peculiar/x509";
@@ -94,10 +94,11 @@ export async function issueCert(opts: IssueCertOptions): Promise<IssuedCert> {
   for (const ip of opts.ipAddresses) {
     if (isIP(ip) === 0) throw new PkiError(`invalid IP address for certificate: ${JSON.stringify(ip)}`);
   }
-  if (opts.dnsNames.length + opts.ipAddresses.length === 0) {
+  const serverAuth = opts.serverAuth ?? true;
+  // A server is reached by a name; a client certificate (the master's) names no host.
+  if (serverAuth && opts.dnsNames.length + opts.ipAddresses.length === 0) {
     throw new PkiError("certificate needs at least one DNS name or IP address");
   }
-  const serverAuth = opts.serverAuth ?? true;
   const clientAuth = opts.clientAuth ?? false;
   if (!serverAuth && !clientAuth) throw new PkiError("certificate needs serverAuth or clientAuth");
 
@@ -172,6 +173,51 @@ export function certInfo(pem: string): CertInfo {
     subject: cert.subject,
     issuer: cert.issuer,
   };
+}
+
+/** The common name of the master's client certificate: the one identity a certificate carries. */
+export const MASTER_CLIENT_CN = "mcp-master";
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+
+/**
+ * Issues the master's client certificate (SPEC §5.2): CN mcp-master, clientAuth only (it cannot
+ * serve TLS), no SAN. Agents with a [master] accept it for the master-only RPCs.
+ */
+export function issueMasterClientCert(ca: KeyPairPem, days = 825): Promise<IssuedCert> {
+  return issueCert({
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    commonName: MASTER_CLIENT_CN,
+    dnsNames: [],
+    ipAddresses: [],
+    days,
+    serverAuth: false,
+    clientAuth: true,
+  });
+}
+
+/**
+ * Why `pair` is not a master client certificate agents trusting `caPem` accept, or null:
+ * CN mcp-master, clientAuth, issued by that CA, valid now, and the key its own.
+ */
+export function masterClientCertProblem(pair: KeyPairPem, caPem: string, now = Date.now()): string | null {
+  const leaf = new X509Certificate(pair.certPem);
+  const cert = parseCert(pair.certPem, "certificate");
+  const cn = cert.subjectName.getField("CN")[0] ?? "";
+  if (cn !== MASTER_CLIENT_CN)
+    return `the certificate's CN is ${JSON.stringify(cn)}, expected "${MASTER_CLIENT_CN}"`;
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension)?.usages.map(String) ?? [];
+  if (!eku.includes(CLIENT_AUTH))
+    return "the certificate is not for client authentication (no clientAuth usage)";
+  if (!leaf.checkPrivateKey(createPrivateKey(pair.keyPem))) return "client_key is not the key of client_cert";
+  const issuers = (caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(
+    (p) => new X509Certificate(p),
+  );
+  if (!issuers.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey)))
+    return "not issued by the fleet CA ([tls] ca_cert) the agents trust";
+  if (cert.notAfter.getTime() <= now) return `expired on ${cert.notAfter.toISOString().slice(0, 10)}`;
+  if (cert.notBefore.getTime() > now) return "not valid yet";
+  return null;
 }
 
 /** Writes `<dir>/<name>.pem` (0644) and `<dir>/<name>.key` (0600), each atomically. */

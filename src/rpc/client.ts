@@ -55,15 +55,22 @@ export interface ConnectOptions {
   addresses: string[];
   caPem: string;
   token?: string | null;
+  /** A client certificate to present (the master's, issued by the fleet CA: SPEC §5.2). */
+  clientCert?: ClientCert;
   /** Per-address connect timeout when there is more than one address. */
   connectTimeoutMs?: number;
   defaultTimeoutMs?: number;
 }
 
 /** Where a channel's session goes. */
+export interface ClientCert {
+  certPem: string;
+  keyPem: string;
+}
+
 export type Target =
   /** TLS 1.3; `caPem` null = no certificate verification (health checks: nothing is trusted). */
-  | { kind: "tls"; address: string; caPem: string | null }
+  | { kind: "tls"; address: string; caPem: string | null; clientCert?: ClientCert }
   /** Plaintext HTTP/2 (h2c). */
   | { kind: "h2c"; address: string }
   | { kind: "unix"; path: string };
@@ -111,6 +118,7 @@ function openSession(
           ...common,
           servername: net.isIP(host) !== 0 ? SNI_PLACEHOLDER : host,
           minVersion: "TLSv1.3",
+          ...(target.clientCert ? { cert: target.clientCert.certPem, key: target.clientCert.keyPem } : {}),
           ...(target.caPem === null
             ? { rejectUnauthorized: false, checkServerIdentity: () => undefined }
             : {
@@ -631,7 +639,12 @@ export async function connect<S extends GenService<GenServiceMethods>>(
   if (opts.addresses.length === 0) throw new Error("no address to connect to");
   const channelFor = (address: string) =>
     new Channel({
-      target: { kind: "tls", address, caPem: opts.caPem },
+      target: {
+        kind: "tls",
+        address,
+        caPem: opts.caPem,
+        ...(opts.clientCert ? { clientCert: opts.clientCert } : {}),
+      },
       token: opts.token,
       defaultTimeoutMs: opts.defaultTimeoutMs,
     });

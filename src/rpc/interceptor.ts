@@ -17,6 +17,41 @@ export interface Identity {
   name: string;
   roles: string[];
   accountType: string;
+  /** How the caller proved it: a bearer token (the default) or a verified client certificate. */
+  credential?: "token" | "certificate";
+}
+
+/** What the server learnt of a client certificate in the TLS handshake. */
+export interface PeerCert {
+  /** Chains to the server's client CA, valid now, and fit for client authentication. */
+  authorized: boolean;
+  error: string | null;
+  commonName: string;
+  extKeyUsage: string[];
+  fingerprint: string;
+}
+
+/** The one identity a client certificate can carry (SPEC §5.2): the master's. */
+export const MASTER_CERT_NAME = "mcp-master";
+const CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2";
+
+/**
+ * The master, from its client certificate; throws RpcError(UNAUTHENTICATED) for a certificate
+ * that is presented but not the master's (never falls back to the token: a wrong credential is
+ * refused, not ignored).
+ */
+export function certIdentity(pc: PeerCert): Identity {
+  if (!pc.authorized)
+    throw new RpcError(
+      status.UNAUTHENTICATED,
+      `client certificate refused (${pc.error ?? "not verified"}): only the master's certificate from the fleet CA is accepted`,
+    );
+  if (pc.commonName !== MASTER_CERT_NAME || !pc.extKeyUsage.includes(CLIENT_AUTH_OID))
+    throw new RpcError(
+      status.UNAUTHENTICATED,
+      `client certificate CN=${JSON.stringify(pc.commonName)} is not the master's (CN=${MASTER_CERT_NAME}, clientAuth); operators authenticate with a bearer token`,
+    );
+  return { name: MASTER_CERT_NAME, roles: [], accountType: "system", credential: "certificate" };
 }
 
 export interface Validator {
@@ -39,12 +74,21 @@ export function bearerToken(md: Metadata): string | null {
   return m ? m[1]! : null;
 }
 
-/** Resolves the caller from the bearer token; throws RpcError(UNAUTHENTICATED|UNAVAILABLE). */
-export async function identify(opts: InterceptorOptions, md: Metadata): Promise<Identity> {
+/**
+ * Resolves the caller: a client certificate when one was presented (the master), else the bearer
+ * token; throws RpcError(UNAUTHENTICATED|UNAVAILABLE).
+ */
+export async function identify(
+  opts: InterceptorOptions,
+  md: Metadata,
+  peerCert: PeerCert | null = null,
+): Promise<Identity> {
+  if (peerCert) return certIdentity(peerCert);
   const token = bearerToken(md);
   if (!token) throw new RpcError(status.UNAUTHENTICATED, "missing bearer token");
   try {
-    return await opts.validator.validate(token);
+    const id = await opts.validator.validate(token);
+    return { ...id, credential: "token" };
   } catch (err) {
     const s = toStatus(err);
     if (s.code === status.PERMISSION_DENIED) throw new RpcError(s.code, s.details);

@@ -27,6 +27,7 @@ import {
   type InterceptorOptions,
   identify,
   type Metadata,
+  type PeerCert,
   RefusedAuditLimiter,
 } from "./interceptor.ts";
 import { type CallContext, type MethodWire, methodWires, UndecodableRequest } from "./service.ts";
@@ -91,6 +92,11 @@ export interface ServerOptions extends InterceptorOptions {
   keyPem: string;
   allowAnyAddr?: boolean;
   services: ServiceRegistration[];
+  /**
+   * The CA whose client certificates identify the master (SPEC §5.2: the master authenticates to
+   * agents with a fleet-CA client certificate, never a replayable token). Unset: none is asked for.
+   */
+  clientCaPem?: string;
   /** Overrides of DEFAULT_SERVER_LIMITS (tests shorten the timeouts). */
   limits?: Partial<ServerLimits>;
 }
@@ -260,6 +266,26 @@ class Call {
     }
   }
 
+  /** The client certificate the peer presented, or null (none, or the server does not ask). */
+  get peerCert(): PeerCert | null {
+    try {
+      const sock = this.stream.session?.socket as
+        | (tls.TLSSocket & { authorizationError?: unknown })
+        | undefined;
+      const c = sock?.getPeerCertificate?.();
+      if (!sock || !c?.subject) return null;
+      return {
+        authorized: sock.authorized === true,
+        error: sock.authorizationError ? String(sock.authorizationError) : null,
+        commonName: typeof c.subject.CN === "string" ? c.subject.CN : "",
+        extKeyUsage: Array.isArray(c.ext_key_usage) ? c.ext_key_usage : [],
+        fingerprint: c.fingerprint256 ?? "",
+      };
+    } catch {
+      return null;
+    }
+  }
+
   /** The peer's IP address alone (the key of per-peer limits). */
   get peerIp(): string {
     try {
@@ -417,7 +443,7 @@ function route(
     let caller = "-";
     void (async () => {
       try {
-        const identity = await identify(opts, call.metadata);
+        const identity = await identify(opts, call.metadata, opts.clientCaPem ? call.peerCert : null);
         // Named before the policy check: a denied caller is known and the audit line says who.
         caller = identity.name;
         authorize(opts, method, identity);
@@ -494,6 +520,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     key: opts.keyPem,
     minVersion: "TLSv1.3",
     allowHTTP1: false,
+    // A client certificate is asked for, never required: operators come with bearer tokens, and
+    // the interceptor decides per call (an unverified certificate is refused, not ignored).
+    ...(opts.clientCaPem ? { ca: opts.clientCaPem, requestCert: true, rejectUnauthorized: false } : {}),
     // A 16 MiB message in flight must not trip the session memory guard.
     maxSessionMemory: 64,
     handshakeTimeout: limits.handshakeTimeoutMs,

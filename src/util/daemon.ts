@@ -12,6 +12,8 @@ export interface DaemonSettings {
   tlsKeyPem: string;
   dbPath: string;
   validator: TokenValidator;
+  /** [auth] operators: system accounts that may operate (SPEC §5.2); humans need user/admin. */
+  operators?: readonly string[];
   logger: Logger;
   version: string;
 }

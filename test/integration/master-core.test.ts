@@ -23,10 +23,8 @@ import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
 
 const operatorToken = generateToken();
-const masterToken = generateToken();
 const validator = new LocalTokenValidator([
   { name: "alice", role: "admin", accountType: "human", sha256: hashToken(operatorToken) },
-  { name: "mcp-master", role: "admin", accountType: "system", sha256: hashToken(masterToken) },
 ]);
 const tag = Math.random().toString(36).slice(2, 8);
 const svcName = (s: string) => `mc${tag}-${s}`;
@@ -55,7 +53,7 @@ async function codeOf(p: Promise<unknown>): Promise<{ code: number; message: str
 beforeAll(async () => {
   image = await busyboxImage();
   dir = mkdtempSync(join(tmpdir(), "mcp-master-core-"));
-  const { ca, leaf } = await testPki("master core", { commonName: "node", days: 2 });
+  const { ca, leaf, masterClient } = await testPki("master core", { commonName: "node", days: 2 });
   const logger = pino({ level: "silent" });
   for (const name of ["hub", "wa", "wb"]) {
     const sub = join(dir, name);
@@ -69,6 +67,7 @@ beforeAll(async () => {
           portRange: [21000, 21100],
           pullPolicy: "never",
           logger,
+          masterCaPem: ca.certPem,
         },
       ),
     );
@@ -85,7 +84,7 @@ beforeAll(async () => {
     logger,
     version: "0.0.0-test",
     caPem: ca.certPem,
-    agentToken: masterToken,
+    clientCert: masterClient,
     allowedDomains: ["metacircular.net"],
     timeouts: { deployMs: 60_000, edgeRouteMs: 10_000, healthCheckMs: 5_000, undeployMs: 60_000 },
     heartbeat: { intervalMs: 30_000, miss: 3, probeTimeoutMs: 5_000 },

@@ -76,7 +76,7 @@ const nodeStatus = (name: string) => master.ctx.store.getNode(name)?.status;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-master-reg-"));
-  const { caPem: ca, leaf } = await testPki("master-reg", { commonName: "mcp" });
+  const { caPem: ca, leaf, masterClient } = await testPki("master-reg", { commonName: "mcp" });
   caPem = ca;
   const validator = new LocalTokenValidator([
     { name: "kyle", role: "admin", accountType: "human", sha256: hashToken(tokens.operator) },
@@ -92,6 +92,7 @@ beforeAll(async () => {
       dbPath: join(dir, "agent.db"),
       validator,
       pullPolicy: "missing",
+      masterCaPem: ca,
     }),
   );
   agentAddress = `127.0.0.1:${agent.port}`;
@@ -106,7 +107,7 @@ beforeAll(async () => {
     logger: masterLog.logger,
     version: "0.0.0-test",
     caPem,
-    agentToken: tokens.master,
+    clientCert: masterClient,
     allowedDomains: [],
     timeouts: { deployMs: 10_000, edgeRouteMs: 5_000, healthCheckMs: 2_000, undeployMs: 10_000 },
     // Window 2 × 200 ms; probe answers within 500 ms.
@@ -215,11 +216,14 @@ describe("registration", () => {
     expect(master.ctx.store.getNode("c")).toBeNull();
   });
 
-  test("an agent calling Deploy on the master → PERMISSION_DENIED; mcp-master may list nodes", async () => {
+  test("an agent calling Deploy on the master → PERMISSION_DENIED, and the master's own name by token too; an operator may list nodes", async () => {
     const e = await failure((await masterClient(tokens.a)).deploy({ service: { name: "x" } }));
     expect(e.code).toBe(status.PERMISSION_DENIED);
-    expect(e.details).toContain("agent-a is an agent account");
-    const nodes = (await (await masterClient(tokens.master)).listNodes({})).nodes;
+    expect(e.details).toContain("agent-a is a node's identity");
+    const m = await failure((await masterClient(tokens.master)).listNodes({}));
+    expect(m.code).toBe(status.PERMISSION_DENIED);
+    expect(m.details).toContain("mcp-master by bearer token is refused");
+    const nodes = (await (await masterClient(tokens.operator)).listNodes({})).nodes;
     expect(nodes.map((n) => n.name)).toEqual(["a", "b"]);
   });
 });

@@ -1,26 +1,23 @@
-// Reliability (issue 10), auth matrix: every RPC of the agent (standalone, and with a [master]
-// configured) and of the master × 7 callers {no token, invalid, expired, guest, user,
-// agent-othernode, mcp-master}, against real TLS servers validating through a real HTTPS fake
-// MCIAS. The expected codes are written below as DATA from the security model — SPEC §5.2 (any
-// authenticated non-guest user or system account operates; guest → PERMISSION_DENIED;
-// missing/invalid/expired → UNAUTHENTICATED) and architecture-v2 "Security Model" (master→agent
-// RPCs and every v2 agent RPC: mcp-master only once the agent has a master; CLI→master: humans
-// and mcp-master, never agent accounts; Register/Heartbeat: allowlisted agent-* accounts only) —
+// Reliability (issues 10, 16), auth matrix: every RPC of the agent (standalone, and with a [master]
+// configured) and of the master × 12 callers, against real TLS servers validating through a real
+// HTTPS fake MCIAS, the master's caller presenting a real fleet-CA client certificate. The expected
+// outcomes are DATA, written from the identity model (SPEC §5.2) in test/data/auth-matrix.toml —
 // not derived from the code's own tables. "allowed" = the call got past authentication and
 // authorization (any code but UNAUTHENTICATED/PERMISSION_DENIED: the minimal request itself may
 // then fail with INVALID_ARGUMENT, NOT_FOUND…).
-// Bounded: (27 + 27 + 10) RPCs × 7 callers = 448 calls, 4 RPCs at a time, 15 s deadline each;
+// Bounded: (27 + 27 + 10) RPCs × 12 callers = 768 calls, 4 RPCs at a time, 15 s deadline each;
 // a few seconds on a quiet 2-core box.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import pino from "pino";
+import { parse as parseToml } from "smol-toml";
 import { CachedValidator, MciasClient } from "../../src/auth/mcias.ts";
 import { McpAgent, McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
-import { createCA, issueCert } from "../../src/pki/ca.ts";
+import { createCA, issueCert, issueMasterClientCert } from "../../src/pki/ca.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import type { MasterLinkSettings } from "../../src/roles/agent/context.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
@@ -30,89 +27,35 @@ import { freePort, podmanEnv } from "../support/env.ts";
 import { codeName, rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
 import { recordSuite } from "../support/reliability.ts";
 
-const CALLERS = ["none", "invalid", "expired", "guest", "user", "agent-othernode", "mcp-master"] as const;
-type Caller = (typeof CALLERS)[number];
-
-// One row per RPC: the expected outcome for each caller, in CALLERS order.
-// U = UNAUTHENTICATED, D = PERMISSION_DENIED, A = allowed.
-const OPERATOR = "U U U D A A A"; // SPEC §5.2: any non-guest user or system account
-const MASTER_ONLY = "U U U D D D A"; // architecture-v2: mcp-master only, all others rejected
-const CLI_TO_MASTER = "U U U D A D A"; // humans and mcp-master; agent accounts rejected
-const AGENT_TO_MASTER = "U U U D D A D"; // allowlisted agent-* only; humans and mcp-master rejected
-
-/** Standalone agent (no [master]): §5.2 alone, for every RPC. */
-const AGENT_STANDALONE: Record<string, string> = {
-  Deploy: OPERATOR,
-  StopService: OPERATOR,
-  StartService: OPERATOR,
-  RestartService: OPERATOR,
-  SyncDesiredState: OPERATOR,
-  ListServices: OPERATOR,
-  GetServiceStatus: OPERATOR,
-  LiveCheck: OPERATOR,
-  AdoptContainer: OPERATOR,
-  PushFile: OPERATOR,
-  PullFile: OPERATOR,
-  NodeStatus: OPERATOR,
-  UndeployService: OPERATOR,
-  GetServiceSpec: OPERATOR,
-  Logs: OPERATOR,
-  Recover: OPERATOR,
-  HealthCheck: OPERATOR,
-  SetupEdgeRoute: OPERATOR,
-  RemoveEdgeRoute: OPERATOR,
-  ListEdgeRoutes: OPERATOR,
-  ListProxyRoutes: OPERATOR,
-  AddProxyRoute: OPERATOR,
-  RemoveProxyRoute: OPERATOR,
-  ExportServiceData: OPERATOR,
-  ImportServiceData: OPERATOR,
-  ListHistory: OPERATOR,
-  Rollback: OPERATOR,
-};
-
-/**
- * Agent with [master]: "Master→agent (Deploy, SetupEdgeRoute, HealthCheck): mcp-master only",
- * "All new RPCs [HealthCheck, SetupEdgeRoute, RemoveEdgeRoute, ListEdgeRoutes] require the caller
- * to be mcp-master", Export/ImportServiceData "Authorization: mcp-master only", and issue 7's
- * Undeploy. Everything else stays operator (§5.2). Rollback is operator by the project's recorded
- * decision (notes/closing.md: "Rollback is not master-only").
- */
-const AGENT_WITH_MASTER: Record<string, string> = {
-  ...AGENT_STANDALONE,
-  Deploy: MASTER_ONLY,
-  UndeployService: MASTER_ONLY,
-  HealthCheck: MASTER_ONLY,
-  SetupEdgeRoute: MASTER_ONLY,
-  RemoveEdgeRoute: MASTER_ONLY,
-  ListEdgeRoutes: MASTER_ONLY,
-  ExportServiceData: MASTER_ONLY,
-  ImportServiceData: MASTER_ONLY,
-};
-
-const MASTER: Record<string, string> = {
-  Deploy: CLI_TO_MASTER,
-  Undeploy: CLI_TO_MASTER,
-  Status: CLI_TO_MASTER,
-  Sync: CLI_TO_MASTER,
-  Migrate: CLI_TO_MASTER,
-  ListNodes: CLI_TO_MASTER,
-  CreateSnapshot: CLI_TO_MASTER,
-  ListSnapshots: CLI_TO_MASTER,
-  Register: AGENT_TO_MASTER,
-  Heartbeat: AGENT_TO_MASTER,
-};
+interface MatrixData {
+  callers: string[];
+  patterns: Record<string, string>;
+  agent_standalone: Record<string, string>;
+  agent_with_master: Record<string, string>;
+  master: Record<string, string>;
+}
+const DATA = parseToml(
+  readFileSync(join(import.meta.dir, "..", "data", "auth-matrix.toml"), "utf8"),
+) as unknown as MatrixData;
+const CALLERS = DATA.callers;
+/** Every caller but the certificate one carries a token (or none). */
+const CERT_CALLER = "master-cert";
+/** The node every agent under test runs as: its own agent account is "agent-self". */
+const NODE = "self";
+/** System account listed in [auth] operators of every daemon under test. */
+const LISTED = "deployer";
 
 /** Minimal requests; empty (all defaults) unless the check needs a field to get past binding. */
 const REQUESTS: Record<string, unknown> = {
-  // agent-othernode may only speak for "othernode"; an empty address is then INVALID_ARGUMENT
+  // agent-other may only speak for "other"; agent-self's empty address is then INVALID_ARGUMENT
   // (past authorization, and registers nothing).
-  "McpMasterService/Register": { name: "othernode", role: "worker", address: "" },
-  "McpMasterService/Heartbeat": { name: "othernode" },
+  "McpMasterService/Register": { name: NODE, role: "worker", address: "" },
+  "McpMasterService/Heartbeat": { name: NODE },
 };
 
 let fake: FakeMcias;
-const tokens = {} as Record<Caller, string | null>;
+const tokens = {} as Record<string, string | null>;
+let masterCert: { certPem: string; keyPem: string };
 let dir: string;
 let caPem: string;
 let certPem: string;
@@ -135,18 +78,21 @@ function validator(): CachedValidator {
   );
 }
 
-async function agentOn(node: string, masterLink?: MasterLinkSettings): Promise<RunningAgent> {
+async function agentOn(label: string, masterLink?: MasterLinkSettings): Promise<RunningAgent> {
   const pe = await podmanEnv();
   const a = await startAgent({
-    nodeName: node,
+    nodeName: NODE,
     grpcAddr: "127.0.0.1:0",
     allowAnyAddr: false,
     tlsCertPem: certPem,
     tlsKeyPem: keyPem,
-    dbPath: join(dir, `${node}.db`),
+    dbPath: join(dir, `${label}.db`),
     validator: validator(),
+    operators: [LISTED],
+    // As the daemon does with [tls] ca_cert: the master's client certificate is verified with it.
+    masterCaPem: caPem,
     runtime: new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env }),
-    srvRoot: join(dir, `srv-${node}`),
+    srvRoot: join(dir, `srv-${label}`),
     portRange: [20000, 20100],
     pullPolicy: "never",
     logger: pino({ level: "silent" }),
@@ -163,8 +109,12 @@ beforeAll(async () => {
     users: [
       { username: "gail", password: "pw", roles: ["guest"], accountType: "human" },
       { username: "uma", password: "pw", roles: ["user"], accountType: "human" },
-      { username: "agent-othernode", password: "pw", roles: [], accountType: "system" },
+      { username: "ada", password: "pw", roles: ["admin"], accountType: "human" },
+      { username: `agent-${NODE}`, password: "pw", roles: [], accountType: "system" },
+      { username: "agent-other", password: "pw", roles: [], accountType: "system" },
       { username: "mcp-master", password: "pw", roles: [], accountType: "system" },
+      { username: "backup-bot", password: "pw", roles: [], accountType: "system" },
+      { username: LISTED, password: "pw", roles: [], accountType: "system" },
     ],
   });
   const good = fake.issueToken("uma");
@@ -174,9 +124,15 @@ beforeAll(async () => {
     expired: fake.issueToken("uma", { expired: true }),
     guest: fake.issueToken("gail"),
     user: good,
-    "agent-othernode": fake.issueToken("agent-othernode"),
-    "mcp-master": fake.issueToken("mcp-master"),
-  } satisfies Record<Caller, string | null>);
+    admin: fake.issueToken("ada"),
+    "agent-self": fake.issueToken(`agent-${NODE}`),
+    "agent-other": fake.issueToken("agent-other"),
+    "master-token": fake.issueToken("mcp-master"),
+    [CERT_CALLER]: null,
+    "system-unlisted": fake.issueToken("backup-bot"),
+    "system-listed": fake.issueToken(LISTED),
+  });
+  expect(Object.keys(tokens).sort()).toEqual([...CALLERS].sort());
   const ca = await createCA({ commonName: "auth matrix CA", days: 1 });
   const leaf = await issueCert({
     caCertPem: ca.certPem,
@@ -187,6 +143,8 @@ beforeAll(async () => {
     days: 1,
   });
   [caPem, certPem, keyPem] = [ca.certPem, leaf.certPem, leaf.keyPem];
+  const mc = await issueMasterClientCert(ca, 1);
+  masterCert = { certPem: mc.certPem, keyPem: mc.keyPem };
 }, 30_000);
 
 afterAll(async () => {
@@ -196,11 +154,14 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const expand = (row: string): Record<Caller, string> => {
-  const cells = row.split(" ");
+/** A table's row for one RPC: its pattern expanded to caller → outcome. */
+const expand = (patternName: string): Record<string, string> => {
+  const row = DATA.patterns[patternName];
+  expect(row).toBeDefined();
+  const cells = row!.trim().split(/\s+/);
   expect(cells.length).toBe(CALLERS.length);
   const name = { U: "UNAUTHENTICATED", D: "PERMISSION_DENIED", A: "allowed" } as Record<string, string>;
-  return Object.fromEntries(CALLERS.map((c, i) => [c, name[cells[i]!]!])) as Record<Caller, string>;
+  return Object.fromEntries(CALLERS.map((c, i) => [c, name[cells[i]!]!]));
 };
 
 const outcome = (code: number) =>
@@ -212,6 +173,8 @@ async function runMatrix(svc: DescService, port: number, table: Record<string, s
   // The table covers exactly the served methods: a new RPC must be given its row.
   expect(Object.keys(table).sort()).toEqual(methods.map((m) => m.name).sort());
   const ch = rawChannel(`127.0.0.1:${port}`, caPem);
+  // The master's caller: a grpc-js channel presenting the master's client certificate, no token.
+  const certCh = rawChannel(`127.0.0.1:${port}`, caPem, masterCert);
   const mismatches: string[] = [];
   const grid: string[] = [];
   const queue = [...methods];
@@ -224,7 +187,14 @@ async function runMatrix(svc: DescService, port: number, table: Record<string, s
           const want = expand(table[m.name]!);
           const got: string[] = [];
           for (const caller of CALLERS) {
-            const r = await rawCall(ch, m, tokens[caller], m.requestStream ? [] : [payload], 15_000);
+            const channel = caller === CERT_CALLER ? certCh : ch;
+            const r = await rawCall(
+              channel,
+              m,
+              tokens[caller] ?? null,
+              m.requestStream ? [] : [payload],
+              15_000,
+            );
             calls++;
             if (want[caller] !== "allowed") refusals++;
             got.push(codeName(r.code));
@@ -241,6 +211,7 @@ async function runMatrix(svc: DescService, port: number, table: Record<string, s
     );
   } finally {
     ch.close();
+    certCh.close();
   }
   console.log(`auth-matrix ${svc.name} (${CALLERS.join(" ")}):\n${grid.sort().join("\n")}`);
   expect(mismatches).toEqual([]);
@@ -248,12 +219,18 @@ async function runMatrix(svc: DescService, port: number, table: Record<string, s
 }
 
 describe("auth matrix", () => {
-  test("standalone agent: every RPC × 7 callers", async () => {
+  test("the table covers every caller in every pattern", () => {
+    for (const name of Object.keys(DATA.patterns)) expect(Object.keys(expand(name))).toEqual(CALLERS);
+    for (const t of [DATA.agent_standalone, DATA.agent_with_master, DATA.master])
+      for (const p of Object.values(t)) expect(DATA.patterns[p]).toBeDefined();
+  });
+
+  test(`standalone agent: every RPC × ${CALLERS.length} callers`, async () => {
     const a = await agentOn("matrix-solo");
-    await runMatrix(McpAgent, a.port, AGENT_STANDALONE);
+    await runMatrix(McpAgent, a.port, DATA.agent_standalone);
   }, 60_000);
 
-  test("agent with [master]: master-only RPCs refuse everyone but mcp-master", async () => {
+  test("agent with [master]: master-only RPCs refuse everyone but the master's certificate", async () => {
     const closed = await freePort(); // no master listens there: the link just retries (slowly)
     const a = await agentOn("matrix-managed", {
       address: `127.0.0.1:${closed}`,
@@ -264,10 +241,10 @@ describe("auth matrix", () => {
       backoffBaseMs: 60_000,
       backoffMaxMs: 60_000,
     });
-    await runMatrix(McpAgent, a.port, AGENT_WITH_MASTER);
+    await runMatrix(McpAgent, a.port, DATA.agent_with_master);
   }, 60_000);
 
-  test("master: CLI RPCs and agent RPCs × 7 callers", async () => {
+  test(`master: CLI RPCs and agent RPCs × ${CALLERS.length} callers`, async () => {
     master = await startMaster({
       grpcAddr: "127.0.0.1:0",
       allowAnyAddr: false,
@@ -278,21 +255,22 @@ describe("auth matrix", () => {
       logger: pino({ level: "silent" }),
       version: "0.0.0-test",
       caPem,
-      agentToken: null,
+      clientCert: masterCert,
+      operators: [LISTED],
       allowedDomains: [],
       timeouts: { deployMs: 5_000, edgeRouteMs: 5_000, healthCheckMs: 2_000, undeployMs: 5_000 },
       heartbeat: { intervalMs: 60_000, miss: 3, probeTimeoutMs: 1_000 },
-      registration: { allowedAgents: ["agent-othernode"], maxNodes: 4 },
+      registration: { allowedAgents: [`agent-${NODE}`, "agent-other"], maxNodes: 4 },
       bootstrapNodes: [],
     });
-    await runMatrix(McpMasterService, master.port, MASTER);
+    await runMatrix(McpMasterService, master.port, DATA.master);
     expect(matricesPassed).toBe(3); // recorded only when all three matrices held
     recordSuite({
       suite: "auth-matrix",
       cases: calls,
       faults: refusals,
       dataLost: 0,
-      detail: `${Object.keys(AGENT_STANDALONE).length} agent RPCs ×2 configs + ${Object.keys(MASTER).length} master RPCs × ${CALLERS.length} callers, all as the model says`,
+      detail: `${Object.keys(DATA.agent_standalone).length} agent RPCs ×2 configs + ${Object.keys(DATA.master).length} master RPCs × ${CALLERS.length} callers, all as test/data/auth-matrix.toml says`,
     });
   }, 60_000);
 });

@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateToken, hashToken } from "../../src/auth/local.ts";
-import { createCA, issueCert, writeKeyPair } from "../../src/pki/ca.ts";
+import { createCA, issueCert, issueMasterClientCert, writeKeyPair } from "../../src/pki/ca.ts";
 import { type FakeMcns, startFakeMcns } from "../fakes/mcns.ts";
 import { type FakeMcProxy, startFakeMcProxy } from "../fakes/mcproxy.ts";
 import { type FakeMetacrypt, startFakeMetacrypt } from "../fakes/metacrypt.ts";
@@ -259,6 +259,9 @@ export async function startLocalFleet(opts: FleetOptions = {}): Promise<LocalFle
     serverAuth: true,
   });
   await writeKeyPair(certs, "server", { certPem: leaf.chainPem, keyPem: leaf.keyPem });
+  // The master's client certificate (SPEC §5.2): how agents with a [master] know the master.
+  const masterClient = await issueMasterClientCert(ca, 30);
+  await writeKeyPair(certs, "master-client", { certPem: masterClient.certPem, keyPem: masterClient.keyPem });
   const caPath = join(certs, "ca.pem");
   const certPath = join(certs, "server.pem");
   const keyPath = join(certs, "server.key");
@@ -272,7 +275,6 @@ export async function startLocalFleet(opts: FleetOptions = {}): Promise<LocalFle
   const tokens = { operator: generateToken(), master: generateToken(), rogue: generateToken() };
   const agentTokens = names.map(() => generateToken());
   const operatorPath = tokenFile("operator", tokens.operator);
-  const masterTokenPath = tokenFile("mcp-master", tokens.master);
 
   const mcToken = generateToken();
   const dnsToken = generateToken();
@@ -330,6 +332,7 @@ mode = "local"
 
 ${tokenEntry("operator", "admin", "human", tokens.operator)}
 ${tokenEntry("mcp-master", "admin", "system", tokens.master)}
+${tokenEntry(`agent-${names[(i + 1) % names.length]}`, "user", "system", agentTokens[(i + 1) % names.length]!)}
 [agent]
 node_name = ${q(name)}
 container_runtime = "podman"
@@ -431,7 +434,8 @@ retain = ${opts.snapshots?.retain ?? 7}
 heartbeat_interval = ${q(heartbeat)}
 heartbeat_miss = ${opts.heartbeatMiss ?? 3}
 probe_timeout = ${q(opts.probeTimeout ?? "1s")}
-token_path = ${q(masterTokenPath)}
+client_cert = ${q(join(certs, "master-client.pem"))}
+client_key = ${q(join(certs, "master-client.key"))}
 
 ${
   boot

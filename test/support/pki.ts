@@ -1,7 +1,13 @@
 // A throwaway PKI for tests that run a real TLS gRPC server on 127.0.0.1: a CA named
 // "<name> test CA" and one server leaf for localhost and 127.0.0.1 signed by it. The leaf's
 // common name, validity and extra addresses can be set where a test depends on them.
-import { createCA, type IssuedCert, issueCert, type KeyPairPem } from "../../src/pki/ca.ts";
+import {
+  createCA,
+  type IssuedCert,
+  issueCert,
+  issueMasterClientCert,
+  type KeyPairPem,
+} from "../../src/pki/ca.ts";
 
 export interface TestPki {
   /** The CA certificate, what clients trust. */
@@ -11,6 +17,8 @@ export interface TestPki {
   leaf: IssuedCert;
   certPem: string;
   keyPem: string;
+  /** The master's client certificate from this CA (CN mcp-master, clientAuth): MasterSettings.clientCert. */
+  masterClient: { certPem: string; keyPem: string };
 }
 
 export interface TestPkiOptions {
@@ -34,5 +42,13 @@ export async function testPki(name: string, opts: TestPkiOptions = {}): Promise<
     ipAddresses: opts.ipAddresses ?? ["127.0.0.1"],
     days: opts.days ?? 1,
   });
-  return { caPem: ca.certPem, ca, leaf, certPem: leaf.certPem, keyPem: leaf.keyPem };
+  const mc = await issueMasterClientCert(ca, opts.days ?? 1);
+  return {
+    caPem: ca.certPem,
+    ca,
+    leaf,
+    certPem: leaf.certPem,
+    keyPem: leaf.keyPem,
+    masterClient: { certPem: mc.certPem, keyPem: mc.keyPem },
+  };
 }

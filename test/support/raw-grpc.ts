@@ -38,9 +38,15 @@ export function rawMethods(svc: DescService): RawMethod[] {
 }
 
 /** A channel trusting `caPem`; IP targets get the same SNI placeholder the product client uses. */
-export function rawChannel(address: string, caPem: string): grpc.Client {
+export function rawChannel(
+  address: string,
+  caPem: string,
+  clientCert?: { certPem: string; keyPem: string },
+): grpc.Client {
   const host = address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-  const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
+  const key = clientCert ? Buffer.from(clientCert.keyPem) : null;
+  const chain = clientCert ? Buffer.from(clientCert.certPem) : null;
+  const creds = grpc.credentials.createSsl(Buffer.from(caPem), key, chain, {
     checkServerIdentity: (_name, cert) => tls.checkServerIdentity(host, cert),
   });
   const options: grpc.ChannelOptions = {

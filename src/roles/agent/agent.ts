@@ -1,7 +1,7 @@
 // Starts an agent in-process: registry, runtime, gRPC server with the auth+audit interceptor.
 // The daemon (daemon.ts) builds AgentSettings from the config file; tests can call this directly.
 
-import { type Identity, requireOperator } from "../../auth/identity.ts";
+import { MASTER_NAME, operatorDenial } from "../../auth/identity.ts";
 import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { Registry } from "../../registry/index.ts";
 import { openRegistry } from "../../registry/index.ts";
@@ -15,24 +15,18 @@ import { composeHooks } from "./integrations.ts";
 import { nodeRuntimes } from "./runtimes.ts";
 import { type Background, runStartup } from "./startup.ts";
 
-/** SPEC §5.2: any authenticated non-guest user or system account may operate the agent. */
-export const operatorPolicy: Policy = (_method, id) => {
-  try {
-    requireOperator(id as Identity);
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-};
+/** SPEC §5.2 operators with no system account listed: humans with user or admin. */
+export const operatorPolicy: Policy = (_method, id) => operatorDenial(id, new Set());
 
 /**
- * Agent RPCs that only the master may call once the agent has a master (architecture-v2: "All new
- * RPCs [HealthCheck, Setup/Remove/ListEdgeRoutes] require the caller to be mcp-master"; the edge
- * route list is the master's bookkeeping, no CLI command reads it from an agent).
+ * Agent RPCs only the master may call once the agent has a master (SPEC §5.2: Deploy, Undeploy,
+ * SyncDesiredState, edge routes; architecture-v2: the health probe and service data moves). The
+ * master proves itself with its client certificate, never a token another node could replay.
  */
 export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
   "Deploy",
   "UndeployService",
+  "SyncDesiredState",
   "SetupEdgeRoute",
   "RemoveEdgeRoute",
   "ListEdgeRoutes",
@@ -41,20 +35,30 @@ export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
   "ImportServiceData",
 ]);
 
+/** Operator RPCs the master also calls (fleet status reads a service's live state). */
+export const MASTER_ALSO_CALLS: ReadonlySet<string> = new Set(["LiveCheck"]);
+
+export interface AgentPolicyOptions {
+  /** The agent has a [master]: the master-only RPCs are the master's alone. */
+  master: boolean;
+  /** System accounts that may operate ([auth] operators). */
+  operators?: readonly string[];
+}
+
 /**
- * With [master] configured, placement-changing RPCs and the health probe belong to the master:
- * only the `mcp-master` system identity may call them (an operator goes through the master).
- * Every other RPC keeps the operator policy. Without a master: the operator policy alone.
+ * Who may call what on an agent (SPEC §5.2): operators call the operator RPCs; the master (its
+ * client certificate) calls the master's RPCs, and with a [master] they are its alone;
+ * `agent-<node>` accounts call nothing here. Without a master operators may call every RPC.
  */
-export function agentPolicy(masterConfigured: boolean): Policy {
-  if (!masterConfigured) return operatorPolicy;
+export function agentPolicy(opts: AgentPolicyOptions): Policy {
+  const operators = new Set(opts.operators ?? []);
   return (method, id) => {
     const name = method.slice(method.lastIndexOf("/") + 1);
-    if (MASTER_ONLY_AGENT_RPCS.has(name)) {
-      if (id.name === "mcp-master" && id.accountType === "system") return null;
-      return `${name} on this agent is reserved for mcp-master (the agent has a [master]); ${id.name} may not call it`;
-    }
-    return operatorPolicy(method, id);
+    const isMaster = id.name === MASTER_NAME && id.credential === "certificate";
+    if (isMaster && (MASTER_ONLY_AGENT_RPCS.has(name) || MASTER_ALSO_CALLS.has(name))) return null;
+    if (opts.master && MASTER_ONLY_AGENT_RPCS.has(name))
+      return `${name} on this agent is reserved for the master (its client certificate; the agent has a [master]); ${id.name} may not call it`;
+    return operatorDenial(id, operators);
   };
 }
 
@@ -88,6 +92,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
         : noIntegrations(settings.logger)),
     shutdown: shutdown.signal,
   };
+  const masterCa = settings.master?.caPem ?? settings.masterCaPem;
   let server: RunningServer;
   try {
     server = await startServer({
@@ -96,7 +101,9 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
       certPem: settings.tlsCertPem,
       keyPem: settings.tlsKeyPem,
       validator: settings.validator,
-      policy: agentPolicy(settings.master !== undefined),
+      policy: agentPolicy({ master: settings.master !== undefined, operators: settings.operators ?? [] }),
+      // The master's client certificate (CN mcp-master, issued by the fleet CA) identifies it.
+      ...(masterCa ? { clientCaPem: masterCa } : {}),
       logger: settings.logger,
       services: [{ desc: McpAgent, handlers: agentHandlers(ctx) }],
     });

@@ -34,6 +34,11 @@ export interface AgentSettings extends DaemonSettings {
   recoverOnStart?: boolean;
   /** [[boot.sequence]] stages, brought up in order at start. */
   bootSequence?: BootStage[];
+  /**
+   * The CA whose client certificate (CN mcp-master, clientAuth) identifies the master: [master]
+   * ca_cert, else [tls] ca_cert. Absent (and no [master]): no client certificate is asked for.
+   */
+  masterCaPem?: string;
   /** [master]: register with and heartbeat to the master (master-link.ts); absent = standalone. */
   master?: MasterLinkSettings;
   /** [edge]: SetupEdgeRoute limits (edge.ts); absent = the defaults (100.64.0.0/10, listener 443). */

@@ -98,6 +98,8 @@ export function settingsFromConfig(
     tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
     dbPath: p(cfg.database.path),
     validator: validatorFromConfig(cfg, base),
+    operators: cfg.auth.operators,
+    ...(cfg.tls ? { masterCaPem: readFileSync(p(cfg.tls.ca_cert), "utf8") } : {}),
     runtime: buildRuntime(cfg, logger),
     srvRoot: cfg.agent.srv_root,
     portRange: cfg.agent.port_range as [number, number],

@@ -1,5 +1,6 @@
-// `mcp init --local [--dir D]`: the embedded default. Creates a local CA and an agent
-// certificate (127.0.0.1/localhost), an admin token (hashed in the agent config, plain in the
+// `mcp init --local [--dir D]`: the embedded default. Creates a local CA, an agent certificate
+// (127.0.0.1/localhost) and the master's client certificate (certs/master-client.pem, for a master
+// added later), an admin token (hashed in the agent config, plain in the
 // CLI token file, 0600), agent and CLI configs and a services dir. Never overwrites an
 // existing setup without --force.
 import { existsSync, mkdirSync } from "node:fs";
@@ -9,7 +10,7 @@ import { generateToken, hashToken } from "../../auth/local.ts";
 import { writeTokenFile } from "../../auth/token-file.ts";
 import { parseHostPort } from "../../config/specs.ts";
 import { tomlString, tomlStringArray } from "../../config/write.ts";
-import { createCA, issueCert, writeKeyPair } from "../../pki/ca.ts";
+import { createCA, issueCert, issueMasterClientCert, writeKeyPair } from "../../pki/ca.ts";
 import { writeFileAtomic } from "../../pki/files.ts";
 import { CliError, printJson } from "./output.ts";
 
@@ -23,6 +24,9 @@ export interface InitResult {
   cliConfig: string;
   servicesDir: string;
   tokenPath: string;
+  /** The master's client certificate and key (for a master's [master] client_cert/client_key). */
+  masterClientCert: string;
+  masterClientKey: string;
 }
 
 export async function initLocal(opts: {
@@ -60,6 +64,10 @@ export async function initLocal(opts: {
     serverAuth: true,
   });
   await writeKeyPair(certs, "agent", { certPem: leaf.chainPem, keyPem: leaf.keyPem });
+  // The master's client certificate (SPEC §5.2), for when this CA's fleet gets a master: its
+  // [master] client_cert/client_key. Agents with a [master] accept nothing else as the master.
+  const masterClient = await issueMasterClientCert(ca);
+  await writeKeyPair(certs, "master-client", { certPem: masterClient.certPem, keyPem: masterClient.keyPem });
 
   const token = generateToken();
   const tokenPath = join(dir, "token");
@@ -110,7 +118,15 @@ address = ${tomlString(opts.listen)}
 arch = ${tomlString(process.arch === "arm64" ? "arm64" : "amd64")}
 `;
   await writeFileAtomic(cliConfig, cliToml, 0o600);
-  return { dir, agentConfig, cliConfig, servicesDir, tokenPath };
+  return {
+    dir,
+    agentConfig,
+    cliConfig,
+    servicesDir,
+    tokenPath,
+    masterClientCert: join(certs, "master-client.pem"),
+    masterClientKey: join(certs, "master-client.key"),
+  };
 }
 
 export async function initCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
@@ -138,6 +154,7 @@ export async function initCommand(_args: string[], opts: Record<string, unknown>
   CLI config    ${res.cliConfig}
   services      ${res.servicesDir}
   token         ${res.tokenPath} (0600)
+  master cert   ${res.masterClientCert} (a master's [master] client_cert; key 0600 beside it)
 
 next:
   mcp agent --config ${res.agentConfig} &

@@ -1,17 +1,17 @@
 // The master's clients to agents: one typed McpAgent client per node, dialled at the node's
 // registered address then its fallbacks (short connect timeout each), authenticated as the
-// master's own identity (`mcp-master`, [master] token_path). Cached per node; a changed address
+// master's own identity: its client certificate (`mcp-master`, [master] client_cert/client_key). Cached per node; a changed address
 // list (re-registration) replaces the client; close() at shutdown.
 import { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
-import { connect, type TypedClient } from "../../rpc/client.ts";
+import { type ClientCert, connect, type TypedClient } from "../../rpc/client.ts";
 import type { NodeRecord } from "./store.ts";
 
 export type AgentClient = TypedClient<typeof McpAgent>;
 
 export interface AgentPoolOptions {
   caPem: string;
-  /** The master's bearer token for agents; null = none (the agent will answer UNAUTHENTICATED). */
-  token: string | null;
+  /** The master's client certificate; null = none (agents refuse the master-only RPCs). */
+  clientCert: ClientCert | null;
   /** Per-address connect timeout when a node has fallbacks. */
   connectTimeoutMs?: number;
 }
@@ -38,7 +38,7 @@ export class AgentPool {
     const client = connect(McpAgent, {
       addresses,
       caPem: this.opts.caPem,
-      token: this.opts.token,
+      ...(this.opts.clientCert ? { clientCert: this.opts.clientCert } : {}),
       connectTimeoutMs: this.opts.connectTimeoutMs ?? 2000,
     });
     // A failed connect is not cached: the next call retries.

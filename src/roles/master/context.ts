@@ -3,6 +3,7 @@
 // apart from startMaster so the handlers can name it without importing the file that imports them.
 import type { Logger } from "pino";
 import type { MasterConfig } from "../../config/master.ts";
+import type { ClientCert } from "../../rpc/client.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
 import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
@@ -20,8 +21,12 @@ export interface MasterTimeouts {
 export interface MasterSettings extends DaemonSettings {
   /** CA that signed the agents' certificates. */
   caPem: string;
-  /** The master's own token for agents (identity `mcp-master`); null = none configured. */
-  agentToken: string | null;
+  /**
+   * The master's client certificate for agents (CN mcp-master, clientAuth, issued by the fleet CA:
+   * SPEC §5.2 — never a bearer token an agent could replay); null = none configured, and agents
+   * with a [master] refuse the master-only RPCs.
+   */
+  clientCert: ClientCert | null;
   /** Public hostnames must fall under one of these (label matching). */
   allowedDomains: string[];
   timeouts: MasterTimeouts;

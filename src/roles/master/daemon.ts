@@ -8,6 +8,7 @@ import { ConfigError } from "../../config/errors.ts";
 import { resolveConfigPath } from "../../config/load.ts";
 import { DEFAULT_MASTER_CONFIG_PATH, loadMasterConfig, type MasterConfig } from "../../config/master.ts";
 import { createLogger } from "../../log.ts";
+import { masterClientCertProblem } from "../../pki/ca.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
 import { runUntilSignal } from "../../util/daemon.ts";
 import type { MasterSettings } from "./context.ts";
@@ -62,12 +63,17 @@ export function masterSettingsFromConfig(
   };
   if (!cfg.tls) throw new ConfigError(file, "tls.ca_cert", "is required to verify the agents' certificates");
   const logger = createLogger(cfg.log.level, "master");
-  let agentToken: string | null = null;
-  if (cfg.master.token_path) {
-    agentToken = read("master.token_path", cfg.master.token_path).trim();
-    if (!agentToken) throw new ConfigError(file, "master.token_path", `${p(cfg.master.token_path)} is empty`);
+  let clientCert: MasterSettings["clientCert"] = null;
+  if (cfg.master.client_cert && cfg.master.client_key) {
+    clientCert = {
+      certPem: read("master.client_cert", cfg.master.client_cert),
+      keyPem: read("master.client_key", cfg.master.client_key),
+    };
+    checkMasterClientCert(file, clientCert, read("tls.ca_cert", cfg.tls.ca_cert));
   } else {
-    logger.warn("no [master] token_path: calls to agents carry no token and will be refused");
+    logger.warn(
+      "no [master] client_cert/client_key: agents with a [master] will refuse the master's deploys, edge routes and data moves",
+    );
   }
   return {
     grpcAddr: cfg.server.grpc_addr,
@@ -79,7 +85,8 @@ export function masterSettingsFromConfig(
     logger,
     version,
     caPem: read("tls.ca_cert", cfg.tls.ca_cert),
-    agentToken,
+    clientCert,
+    operators: cfg.auth.operators,
     allowedDomains: cfg.edge.allowed_domains,
     timeouts: {
       deployMs: cfg.timeouts.deploy,
@@ -121,4 +128,18 @@ export async function runMasterDaemon(argv: string[], version: string): Promise<
     return 2;
   }
   return runUntilSignal("master", settings.logger, () => startMaster(settings));
+}
+
+/**
+ * The client certificate must be one agents accept (CN mcp-master, clientAuth, issued by the CA
+ * they trust, the key its own): a wrong one would fail every deploy later with a vaguer error.
+ */
+function checkMasterClientCert(file: string, pair: { certPem: string; keyPem: string }, caPem: string): void {
+  let problem: string | null;
+  try {
+    problem = masterClientCertProblem(pair, caPem);
+  } catch (err) {
+    problem = (err as Error).message.split("\n")[0] ?? "unreadable";
+  }
+  if (problem) throw new ConfigError(file, "master.client_cert", problem);
 }

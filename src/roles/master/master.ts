@@ -32,7 +32,7 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
   const shutdown = new AbortController();
   const agents = new AgentPool({
     caPem: settings.caPem,
-    token: settings.agentToken,
+    clientCert: settings.clientCert,
     connectTimeoutMs: settings.connectTimeoutMs,
   });
   const ctx: MasterContext = {
@@ -59,7 +59,10 @@ export async function startMaster(settings: MasterSettings): Promise<RunningMast
       validator: settings.validator,
       policy:
         settings.policy ??
-        masterPolicy({ registration: { allowed_agents: settings.registration.allowedAgents } }),
+        masterPolicy({
+          registration: { allowed_agents: settings.registration.allowedAgents },
+          operators: settings.operators ?? [],
+        }),
       logger: settings.logger,
       services: [{ desc: McpMasterService, handlers: masterHandlers(ctx) }],
     });

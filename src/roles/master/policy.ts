@@ -1,15 +1,22 @@
 // Per-RPC authorization of the master's API (architecture-v2 "Security Model"): who may call
 // what is decided by caller identity, not by authentication alone.
-//   CLI RPCs (Deploy, Status, ...)  → operators (SPEC §5.2) and `mcp-master`; agent accounts never.
+//   CLI RPCs (Deploy, Status, ...)  → operators (SPEC §5.2: humans with user/admin, system accounts
+//                                      in [auth] operators); agent accounts and the master never.
 //   Agent RPCs (Register, Heartbeat) → only `agent-<node>` system accounts on the allowlist.
 // The node-name binding (agent-rift may only register "rift") needs the request, so it is
 // checked by the handlers (registration.ts); this policy sees only method + identity.
-import { type Identity, requireOperator } from "../../auth/identity.ts";
+import {
+  AGENT_PREFIX,
+  agentNodeOf,
+  type Identity,
+  MASTER_NAME,
+  operatorDenial,
+} from "../../auth/identity.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
 
 /** The master's own identity when it calls agents (and itself, for self-management). */
-export const MASTER_IDENTITY = "mcp-master";
-export const AGENT_PREFIX = "agent-";
+export const MASTER_IDENTITY = MASTER_NAME;
+export { AGENT_PREFIX, agentNodeOf };
 
 /** RPCs agents call; everything else on McpMasterService is a CLI RPC. */
 export const AGENT_RPCS: ReadonlySet<string> = new Set(["Register", "Heartbeat"]);
@@ -26,6 +33,8 @@ export const CLI_RPCS: ReadonlySet<string> = new Set([
 
 export interface MasterPolicyConfig {
   registration: { allowed_agents: string[] };
+  /** System accounts that may operate ([auth] operators). */
+  operators?: readonly string[];
 }
 
 /** "/mcp.v1.McpMasterService/Register" → "Register" (a bare name passes through). */
@@ -34,19 +43,13 @@ export function methodName(method: string): string {
   return i < 0 ? method : method.slice(i + 1);
 }
 
-/** The node an `agent-<node>` system identity stands for, or null for any other caller. */
-export function agentNodeOf(id: Pick<Identity, "name" | "accountType">): string | null {
-  if (id.accountType !== "system" || !id.name.startsWith(AGENT_PREFIX)) return null;
-  const node = id.name.slice(AGENT_PREFIX.length);
-  return node === "" ? null : node;
-}
-
 function isGuest(id: Pick<Identity, "roles">): boolean {
   return id.roles.includes("guest");
 }
 
 export function masterPolicy(cfg: MasterPolicyConfig): Policy {
   const allowed = new Set(cfg.registration.allowed_agents);
+  const operators = new Set(cfg.operators ?? []);
   return (method, raw) => {
     const id = raw as Identity;
     const name = methodName(method);
@@ -64,17 +67,8 @@ export function masterPolicy(cfg: MasterPolicyConfig): Policy {
       }
       return null;
     }
-    // CLI RPCs (and any method added later): operators and the master itself, never agents —
-    // a compromised node must not be able to deploy onto the fleet.
-    if (agentNodeOf(id) !== null) return `${id.name} is an agent account; agents may not call ${name}`;
-    if (id.name === MASTER_IDENTITY && id.accountType === "system") {
-      return isGuest(id) ? `${id.name} is a guest account and may not call ${name}` : null;
-    }
-    try {
-      requireOperator(id);
-      return null;
-    } catch (err) {
-      return (err as Error).message;
-    }
+    // CLI RPCs (and any method added later): operators only — never a node (a compromised node
+    // must not deploy onto the fleet) and never the master's own identity.
+    return operatorDenial(id, operators);
   };
 }

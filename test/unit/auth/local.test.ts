@@ -64,7 +64,13 @@ describe("local tokens", () => {
     expect(e).toBeInstanceOf(AuthError);
     expect((e as AuthError).code).toBe("permission_denied");
     expect(() => requireOperator({ name: "a", roles: ["admin"], accountType: "human" })).not.toThrow();
-    expect(() => requireOperator({ name: "s", roles: [], accountType: "system" })).not.toThrow();
+    // SPEC §5.2: a system account operates only when listed in [auth] operators.
+    expect(() => requireOperator({ name: "s", roles: [], accountType: "system" })).toThrow(
+      "[auth] operators",
+    );
+    expect(() =>
+      requireOperator({ name: "s", roles: [], accountType: "system" }, new Set(["s"])),
+    ).not.toThrow();
   });
 
   test("bad, empty and expired tokens are unauthenticated", async () => {

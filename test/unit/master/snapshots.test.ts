@@ -29,7 +29,7 @@ function fakeCtx(snapshots?: { dir: string; interval: number; retain: number }) 
   const ctx = {
     settings: { config: { snapshots, timeouts: { snapshot: 1000 } } as unknown as MasterConfig },
     store,
-    agents: new AgentPool({ caPem: "", token: "t", connectTimeoutMs: 200 }),
+    agents: new AgentPool({ caPem: "", clientCert: null, connectTimeoutMs: 200 }),
     locks: new KeyedLock(),
     logger,
     startedAt: new Date(),

@@ -5,7 +5,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import pino from "pino";
 import { AuthError } from "../../../src/auth/identity.ts";
 import { generateToken, hashToken, LocalTokenValidator } from "../../../src/auth/local.ts";
-import { operatorPolicy } from "../../../src/roles/agent/agent.ts";
+import { agentPolicy, operatorPolicy } from "../../../src/roles/agent/agent.ts";
 import { RpcError } from "../../../src/rpc/errors.ts";
 import {
   audit,
@@ -107,20 +107,24 @@ describe("identify / authorize / authenticate", () => {
     );
   });
 
-  test("admin and system accounts pass", async () => {
+  test("admin passes; a system account passes only when listed as an operator", async () => {
     expect((await authenticate(opts, M, md(`Bearer ${admin}`))).name).toBe("alice");
-    expect((await authenticate(opts, M, md(`Bearer ${system}`))).name).toBe("svc");
+    expect((await rejection(authenticate(opts, M, md(`Bearer ${system}`)))).code).toBe(
+      status.PERMISSION_DENIED,
+    );
+    const listed = { ...opts, policy: agentPolicy({ master: false, operators: ["svc"] }) };
+    expect((await authenticate(listed, M, md(`Bearer ${system}`))).name).toBe("svc");
   });
 
-  test("operatorPolicy: humans need user/admin, system accounts need only not be guests", () => {
+  test("operatorPolicy: humans need user/admin, system accounts must be listed, guests never", () => {
     expect(operatorPolicy(M, { name: "h", roles: ["user"], accountType: "human" })).toBeNull();
     expect(operatorPolicy(M, { name: "h", roles: [], accountType: "human" })).toContain("may not operate");
-    expect(operatorPolicy(M, { name: "s", roles: [], accountType: "system" })).toBeNull();
+    expect(operatorPolicy(M, { name: "s", roles: [], accountType: "system" })).toContain("[auth] operators");
     expect(operatorPolicy(M, { name: "s", roles: ["guest"], accountType: "system" })).toContain(
-      "s may not operate",
+      "s is a guest account and may not operate",
     );
     expect(operatorPolicy(M, { name: "g", roles: ["guest"], accountType: "human" })).toContain(
-      "g may not operate",
+      "g is a guest account and may not operate",
     );
   });
 
