@@ -40,7 +40,11 @@ beforeAll(async () => {
   agent = await startLocalAgent();
   // Switch the agent from local tokens to MCIAS validation.
   await agent.stopAgent();
-  const agentToml = readFileSync(agent.agentConfig, "utf8").replace('mode = "local"', 'mode = "mcias"');
+  const agentToml = readFileSync(agent.agentConfig, "utf8").replace(
+    'mode = "local"',
+    // mcp-ops is a system account: it operates only when listed (SPEC §5.2).
+    'mode = "mcias"\noperators = ["mcp-ops"]',
+  );
   writeFileSync(
     agent.agentConfig,
     `${agentToml}\n[mcias]\nserver_url = ${JSON.stringify(fake.url)}\nca_cert = ${JSON.stringify(fake.caCertPath)}\nservice_name = "mcp-agent"\n`,

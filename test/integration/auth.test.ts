@@ -63,6 +63,8 @@ async function startTestAgent(pki: TestPki, validator: TokenValidator, node: str
       validator,
       pullPolicy: "missing",
       logger: log.logger,
+      // SPEC §5.2: system accounts operate only when listed.
+      operators: ["ci-bot", "mcp-sys"],
     }),
   );
   const address = `127.0.0.1:${agent.port}`;
@@ -111,6 +113,7 @@ const tokens = {
   guest: generateToken(),
   expired: generateToken(),
   system: generateToken(),
+  unlisted: generateToken(),
   unknown: generateToken(),
 };
 
@@ -131,7 +134,8 @@ beforeAll(async () => {
       sha256: hashToken(tokens.expired),
       expires: new Date(Date.now() - 60_000).toISOString(),
     },
-    { name: "mcp-master", role: "user", accountType: "system", sha256: hashToken(tokens.system) },
+    { name: "ci-bot", role: "user", accountType: "system", sha256: hashToken(tokens.system) },
+    { name: "backup-bot", role: "user", accountType: "system", sha256: hashToken(tokens.unlisted) },
   ]);
   local = await startTestAgent(pki, validator, "auth-node");
 });
@@ -186,7 +190,7 @@ describe("local tokens over real TLS", () => {
   for (const [who, name] of [
     ["admin", "alice"],
     ["user", "bob"],
-    ["system", "mcp-master"],
+    ["system", "ci-bot"],
   ] as const) {
     test(`${who} → OK for ListServices and NodeStatus`, async () => {
       const c = await local.client(tokens[who]);
@@ -327,6 +331,16 @@ describe("bind address", () => {
 // ---- MCIAS-backed agent ----------------------------------------------------------------------
 
 describe("MCIAS mode", () => {
+  test("a system account not in [auth] operators → PERMISSION_DENIED, audited under its name", async () => {
+    const c = await local.client(tokens.unlisted);
+    const line = await local.audited(async () => {
+      const e = await failure(c.listServices({}));
+      expect(e.code).toBe(status.PERMISSION_DENIED);
+      expect(e.details).toBe("system account backup-bot is not in this daemon's [auth] operators");
+    });
+    expectAuditShape(line, "ListServices", "backup-bot", "PERMISSION_DENIED");
+  });
+
   let fake: FakeMcias;
   let agent: TestAgent;
   let fakeStopped = false;
@@ -370,7 +384,7 @@ describe("MCIAS mode", () => {
     expectAuditShape(line, "ListServices", "carol", "OK");
   });
 
-  test("system account → OK", async () => {
+  test("system account listed in [auth] operators → OK", async () => {
     const c = await agent.client(token("mcp-sys"));
     expect((await c.nodeStatus({})).nodeName).toBe("mcias-node");
   });

@@ -372,6 +372,10 @@ export const COMMANDS: CommandDef[] = [
       ["--uid <uid>", "UID/GID of the mcp user (an existing user's UID is never changed)", 850],
       ["--ca-cert <file>", "CA certificate to issue the agent cert with (the CLI's [tls] CA)"],
       ["--ca-key <file>", "its private key"],
+      [
+        "--master-cert",
+        "also issue the master's client certificate into /srv/mcp-master/certs (the master's node)",
+      ],
       ["--binary <file>", "agent binary to install (default: this executable or mcp-linux-<arch> beside it)"],
       ["--accept-new-host-key", "trust and record an unknown SSH host key (never a changed one)"],
     ],

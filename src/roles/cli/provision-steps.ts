@@ -22,7 +22,7 @@ import { parse as parseToml } from "smol-toml";
 import { hashToken } from "../../auth/local.ts";
 import { isAnyAddr, parseHostPort } from "../../config/specs.ts";
 import { tomlString } from "../../config/write.ts";
-import { certInfo, issueCert } from "../../pki/ca.ts";
+import { certInfo, issueCert, issueMasterClientCert, masterClientCertProblem } from "../../pki/ca.ts";
 import type { SshSession } from "../../ssh/index.ts";
 import { CliError } from "./output.ts";
 
@@ -507,13 +507,11 @@ export async function stepLinger(n: NodeSetup): Promise<StepOutcome> {
   return { status: "done", detail: "loginctl enable-linger mcp" };
 }
 
-export async function stepDirs(n: NodeSetup): Promise<StepOutcome> {
-  const want = [
-    { path: "/srv", uid: 0, gid: n.uid, mode: 0o775 },
-    { path: MCP_HOME, uid: n.uid, gid: n.uid, mode: 0o750 },
-    { path: `${MCP_HOME}/certs`, uid: n.uid, gid: n.uid, mode: 0o700 },
-    { path: `${MCP_HOME}/backups`, uid: n.uid, gid: n.uid, mode: 0o700 },
-  ];
+/** Creates or fixes each directory's owner and mode; returns what it changed ("<path> <mode>"). */
+async function ensureDirs(
+  n: NodeSetup,
+  want: { path: string; uid: number; gid: number; mode: number }[],
+): Promise<string[]> {
   const fixed: string[] = [];
   for (const d of want) {
     const st = await statRemote(n, d.path);
@@ -523,6 +521,17 @@ export async function stepDirs(n: NodeSetup): Promise<StepOutcome> {
     await root(n, ["chmod", d.mode.toString(8), "--", d.path]);
     fixed.push(`${d.path} ${d.mode.toString(8)}`);
   }
+  return fixed;
+}
+
+export async function stepDirs(n: NodeSetup): Promise<StepOutcome> {
+  const want = [
+    { path: "/srv", uid: 0, gid: n.uid, mode: 0o775 },
+    { path: MCP_HOME, uid: n.uid, gid: n.uid, mode: 0o750 },
+    { path: `${MCP_HOME}/certs`, uid: n.uid, gid: n.uid, mode: 0o700 },
+    { path: `${MCP_HOME}/backups`, uid: n.uid, gid: n.uid, mode: 0o700 },
+  ];
+  const fixed = await ensureDirs(n, want);
   const summary = "/srv root:mcp 775, /srv/mcp mcp:mcp 750, certs and backups 700";
   return fixed.length === 0
     ? { status: "already done", detail: summary }
@@ -577,6 +586,56 @@ export async function stepCert(n: NodeSetup, c: CertInput): Promise<StepOutcome>
   return {
     status: "done",
     detail: `issued (${problem === "no certificate" ? "none on the node" : `replaced: ${problem}`}), valid until ${leaf.notAfter.toISOString().slice(0, 10)}, SANs ${[...names.dnsNames, ...names.ipAddresses].join(", ")}`,
+  };
+}
+
+export const MASTER_HOME = "/srv/mcp-master";
+export const MASTER_CLIENT_CERT_PATH = `${MASTER_HOME}/certs/client.pem`;
+export const MASTER_CLIENT_KEY_PATH = `${MASTER_HOME}/certs/client.key`;
+
+/**
+ * `--master-cert`: the master's client certificate on the node that runs the master (SPEC §5.2:
+ * CN mcp-master, clientAuth, issued by the fleet CA), at the paths the example master config
+ * names. A valid one (the CLI's CA, more than 30 days left, key matching) is kept.
+ */
+export async function stepMasterCert(n: NodeSetup, c: CertInput): Promise<StepOutcome> {
+  const fixed = await ensureDirs(n, [
+    { path: MASTER_HOME, uid: n.uid, gid: n.uid, mode: 0o750 },
+    { path: `${MASTER_HOME}/certs`, uid: n.uid, gid: n.uid, mode: 0o700 },
+  ]);
+  const [certPem, keyPem] = await Promise.all([
+    readRemote(n, MASTER_CLIENT_CERT_PATH),
+    readRemote(n, MASTER_CLIENT_KEY_PATH),
+  ]);
+  let problem: string | null = certPem && keyPem ? null : "none on the node";
+  if (certPem && keyPem) {
+    try {
+      problem = masterClientCertProblem({ certPem, keyPem }, c.trustPem, Date.now() + 30 * 86_400_000);
+    } catch (err) {
+      problem = (err as Error).message.split("\n")[0] ?? "unreadable";
+    }
+  }
+  if (!problem && fixed.length === 0)
+    return {
+      status: "already done",
+      detail: `${MASTER_CLIENT_CERT_PATH} kept (CN mcp-master, the CLI's CA)`,
+    };
+  if (!problem) return { status: "done", detail: `kept the certificate; set ${fixed.join(", ")}` };
+  if (!c.ca) throw new CliError(`${n.name}: --master-cert needs --ca-cert and --ca-key to issue it`, 2);
+  const leaf = await issueMasterClientCert(c.ca, 365);
+  const owner = `${n.uid}:${n.uid}`;
+  // Key first: a cert without its key is useless, a key without its cert is harmless.
+  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.keyPem), MASTER_CLIENT_KEY_PATH, {
+    mode: 0o600,
+    owner,
+  });
+  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.certPem), MASTER_CLIENT_CERT_PATH, {
+    mode: 0o644,
+    owner,
+  });
+  return {
+    status: "done",
+    detail: `issued ${MASTER_CLIENT_CERT_PATH} (${problem === "none on the node" ? "none on the node" : `replaced: ${problem}`}), valid until ${leaf.notAfter.toISOString().slice(0, 10)}`,
   };
 }
 

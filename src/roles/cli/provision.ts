@@ -33,6 +33,7 @@ import {
   stepConfig,
   stepDirs,
   stepLinger,
+  stepMasterCert,
   stepPackages,
   stepService,
   stepSubids,
@@ -259,9 +260,15 @@ export async function provisionCommand(args: string[], opts: Record<string, unkn
     throw new CliError(`no [tls] ca_cert in ${ctx.configPath}: it is needed to verify the new agent`, 2);
   const trustPem = readLocal(trustPath, "[tls] ca_cert");
   const signingCa = loadSigningCa(opts, trustPem, trustPath);
+  const masterCert = opts.masterCert === true;
+  if (masterCert && !signingCa)
+    throw new CliError(
+      "--master-cert needs --ca-cert and --ca-key (the fleet CA issues the master's certificate)",
+      2,
+    );
 
   const mode = opts.json === true ? "json" : process.stdout.isTTY ? "tty" : "plain";
-  const rep = new Reporter(mode, STEP_NAMES.length);
+  const rep = new Reporter(mode, STEP_NAMES.length + (masterCert ? 1 : 0));
   const { auth, token, mciasCaPem, saveToken } = await resolveAuth(ctx, rep);
 
   const s = await connectSsh({ target, acceptNewHostKey: opts.acceptNewHostKey === true });
@@ -307,6 +314,10 @@ export async function provisionCommand(args: string[], opts: Record<string, unkn
     await run("linger", () => stepLinger(n));
     await run("dirs", () => stepDirs(n));
     await run("cert", () => stepCert(n, { trustPem, ...(signingCa ? { ca: signingCa } : {}) }));
+    if (masterCert)
+      await run("master-cert", () =>
+        stepMasterCert(n, { trustPem, ...(signingCa ? { ca: signingCa } : {}) }),
+      );
     await run("config", async () => {
       await saveToken();
       return stepConfig(n, renderAgentConfig({ name, listen, auth }), mciasCaPem);
