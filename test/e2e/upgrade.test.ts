@@ -6,7 +6,8 @@
 //
 // The tests run in file order and share the nodes, as an operator would: status shows the skew,
 // an unknown host key is refused, both nodes go A → B in parallel, a second run skips, a forced
-// single-node run reinstalls (and sweeps a stale temp file), a binary that exits at start is rolled
+// single-node run reinstalls (and sweeps a stale temp file), symlinks a compromised `mcp` user plants
+// at the staging names leave a root-owned file untouched, a binary that exits at start is rolled
 // back, an upload killed mid-transfer leaves the running agent alone, an arm64 node gets the arm64
 // sibling build, and a changed host key is refused.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -145,9 +146,9 @@ async function nodeSha(node: DebianNode, path: string): Promise<string> {
   return r.stdout.split(" ")[0]!;
 }
 
-/** Names in /srv/mcp that are upgrade temp files (.mcp-agent.upload-*, .new-*, .restore-*). */
+/** Upgrade temp files (.mcp-agent.upload-*, .new-*, .restore-*) in /srv/mcp and in root's home (root's uploads). */
 async function tempFiles(node: DebianNode): Promise<string[]> {
-  const r = await node.exec(["ls", "-a", "/srv/mcp"]);
+  const r = await node.exec(["ls", "-a", "/srv/mcp", "/root"]);
   expect(r.code).toBe(0);
   return r.stdout.split("\n").filter((f) => f.startsWith(".mcp-agent."));
 }
@@ -293,8 +294,9 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
       expect(await nodeSha(n, "/srv/mcp/mcp-agent")).toBe(shaB);
       expect(await nodeSha(n, "/srv/mcp/mcp-agent.prev")).toBe(shaA);
       expect(await tempFiles(n)).toEqual([]);
+      // Staged and renamed by the agent's own user: root never writes in /srv/mcp.
       const mode = await n.exec(["stat", "-c", "%a %U", "/srv/mcp/mcp-agent"]);
-      expect(mode.stdout.trim()).toBe("755 root");
+      expect(mode.stdout.trim()).toBe("755 mcp");
     }
     expect(row(j, n1.name).compression).toBe("gzip");
     expect(row(j, n2.name).compression).toBe("zstd");
@@ -315,6 +317,67 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
     expect(again.stderr).toContain("skipped");
   });
 
+  test("issue 16 #5: symlinks the mcp user plants at the staging names leave a root-owned file untouched", async () => {
+    // A root-owned file the mcp user can neither read nor write, with known content and mode.
+    const canary = "/etc/mcp-canary";
+    const content = `canary ${rand}\n`;
+    await sh(n1, `umask 077; cat > ${canary}; chown root:root ${canary}; chmod 0600 ${canary}`, content);
+    const canaryState = async () => {
+      const st = await n1.exec(["stat", "-c", "%a %U:%G %F", canary]);
+      const body = await n1.exec(["cat", canary]);
+      return { st: st.stdout.trim(), body: body.stdout };
+    };
+    expect(await canaryState()).toEqual({ st: "600 root:root regular file", body: content });
+    // As the compromised mcp user (root drops to it, like `podman exec --user mcp`): the predictable
+    // names in /srv/mcp point at the canary, and a watcher plants .mcp-agent.new-<rand> the moment
+    // an upload named .mcp-agent.upload-<rand>.* appears there (the old code staged the upload and
+    // then wrote the decompressed binary, chown and chmod as root through that name).
+    const asMcp = ["setpriv", "--reuid=mcp", "--regid=mcp", "--init-groups", "--"];
+    const plant = await n1.exec([
+      ...asMcp,
+      "sh",
+      "-c",
+      `set -e; rm -f /srv/mcp/mcp-agent.prev /srv/mcp/mcp-agent.failed; ` +
+        `ln -s ${canary} /srv/mcp/mcp-agent.prev; ln -s ${canary} /srv/mcp/mcp-agent.failed; id -un`,
+    ]);
+    expect(plant.stderr).toBe("");
+    expect(plant.stdout.trim()).toBe("mcp");
+    await n1.exec(["rm", "-f", "/tmp/mcp-watch-stop"]);
+    const watcher = n1.exec(
+      [
+        ...asMcp,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 9000 ] && [ ! -e /tmp/mcp-watch-stop ]; do " +
+          'for f in /srv/mcp/.mcp-agent.upload-*; do [ -e "$f" ] || continue; ' +
+          'r=$(echo "$f" | sed "s/.*upload-//; s/[.].*//"); n=/srv/mcp/.mcp-agent.new-$r; ' +
+          `if [ ! -L "$n" ]; then rm -f "$n"; ln -s ${canary} "$n" && echo "planted $n"; fi; done; ` +
+          'i=$((i+1)); sleep 0.01; done; echo "watched $i"',
+      ],
+      { timeoutMs: 150_000 },
+    );
+    await Bun.sleep(300); // the watcher is looping before the upgrade starts
+    let r: CliRun;
+    try {
+      r = await mcp(["agent", "upgrade", n1.name, "--force", "--json"]);
+    } finally {
+      await n1.exec(["touch", "/tmp/mcp-watch-stop"]);
+    }
+    const w = await watcher;
+    expect(w.stdout).toMatch(/watched \d+/);
+    // Root never wrote, chowned or chmodded through the planted links.
+    expect(await canaryState()).toEqual({ st: "600 root:root regular file", body: content });
+    // The upgrade went through, with a real file in place (not a link to the canary).
+    expect(r.code).toBe(0);
+    expect(row(parseUpgrade(r), n1.name)).toMatchObject({ from: VB, to: VB, result: "upgraded" });
+    expect((await nodeStatus(n1)).agentVersion).toBe(VB);
+    const kinds = await n1.exec(["stat", "-c", "%F %a", "/srv/mcp/mcp-agent", "/srv/mcp/mcp-agent.prev"]);
+    expect(kinds.stdout.trim().split("\n")).toEqual(["regular file 755", "regular file 755"]);
+    expect(await nodeSha(n1, "/srv/mcp/mcp-agent")).toBe(shaB);
+    expect(await tempFiles(n1)).toEqual([]);
+    await n1.exec(["rm", "-f", canary, "/tmp/mcp-watch-stop", "/srv/mcp/mcp-agent.failed"]);
+  });
+
   test("--force reinstalls one node as a sudo user (and sweeps a stale temp file from an interrupted run)", async () => {
     await sh(n1, "head -c 1000 /dev/urandom > /srv/mcp/.mcp-agent.upload-stale.gz");
     const startedBefore = (await nodeStatus(n2)).agentStarted!;
@@ -328,7 +391,7 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
     const homeFiles = await n1.exec(["ls", "-a", "/home/deploy"]);
     expect(homeFiles.stdout).not.toContain(".mcp-agent.");
     const mode = await n1.exec(["stat", "-c", "%a %U", "/srv/mcp/mcp-agent", "/srv/mcp/mcp-agent.prev"]);
-    expect(mode.stdout.trim().split("\n")).toEqual(["755 root", "755 root"]);
+    expect(mode.stdout.trim().split("\n")).toEqual(["755 mcp", "755 mcp"]);
     expect(await nodeSha(n1, "/srv/mcp/mcp-agent")).toBe(shaB);
     expect(j.nodes.length).toBe(1);
     expect((await nodeStatus(n2)).agentStarted).toEqual(startedBefore);
@@ -370,12 +433,13 @@ describe("mcp agent upgrade / status on real Debian nodes", () => {
     writeFileSync(big, Buffer.concat([head, randomBytes(80 * 1024 * 1024)]));
     const before = await nodeStatus(n1);
     // A watcher inside the node kills its sshd session processes (not the listener) as soon as
-    // 8 MiB of the upload are on disk: podman exec round trips are too slow to catch a ~2 s upload.
+    // 8 MiB of the upload are on disk (root's uploads go to /root): podman exec round trips are too
+    // slow to catch a ~2 s upload.
     const watcher = n1.exec(
       [
         "sh",
         "-c",
-        "i=0; while [ $i -lt 6000 ]; do for f in /srv/mcp/.mcp-agent.upload-*; do " +
+        "i=0; while [ $i -lt 6000 ]; do for f in /root/.mcp-agent.upload-*; do " +
           'if [ -f "$f" ] && [ "$(stat -c %s "$f")" -ge 8388608 ]; then stat -c %s "$f"; ' +
           "pkill -KILL -f '^sshd: root'; exit 0; fi; done; i=$((i+1)); sleep 0.01; done; exit 1",
       ],

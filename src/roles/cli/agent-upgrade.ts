@@ -1,8 +1,9 @@
 // `mcp agent upgrade [node…]`: ships the agent binary for each node's arch over SSH, all nodes in
 // parallel. Per node: ask the agent its version (same → skipped unless --force), upload the binary
-// compressed (zstd when the node has it, else gzip; compressed once per binary) to a temp name,
-// decompress and verify SHA-256 on the node, keep the running binary as mcp-agent.prev, rename the
-// new one over /srv/mcp/mcp-agent, restart the unit and wait for NodeStatus to report the new
+// compressed (zstd when the node has it, else gzip; compressed once per binary) to a temp name in
+// the login user's home, decompress it into /srv/mcp and verify SHA-256 there AS THE AGENT'S USER
+// (`mcp`, who owns /srv/mcp: root never writes in it), keep the running binary as mcp-agent.prev,
+// rename the new one over /srv/mcp/mcp-agent, restart the unit and wait for NodeStatus to report the new
 // version. If it does not within --timeout, the failed binary is kept as mcp-agent.failed, the
 // previous one is put back and restarted ("rolled back"). Until the verified rename only temp names
 // are touched, so a dropped connection leaves the running agent alone; temp files are removed on
@@ -106,57 +107,94 @@ export class PayloadCache {
 // Fixed sh programs; every variable part arrives as a positional argument ("$1"…), never as text
 // spliced into the program.
 
+// Who writes where. /srv/mcp belongs to the agent's own user (and /srv is group-writable by it), so
+// a compromised `mcp` user controls every name below /srv/mcp, including /srv/mcp itself: nothing
+// may run there as root. Every step that touches /srv/mcp runs as `mcp` (root drops to it with
+// setpriv first), so a planted symlink or a swapped name reaches only what `mcp` could reach
+// anyway — the binary it runs is its own. Root only opens the upload for reading, in the login
+// user's home (mode checked: nobody else may write it), and runs `systemctl restart`.
+
 // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template
 const SHA_FN = 'sum() { s=$(sha256sum < "$1"); echo "${s%% *}"; }; ';
+/** Hard link $1 as $2 (replacing $2, never following it); a copy when the kernel refuses the link (a root-owned file). */
+const KEEP_FN = 'keep() { ln -f -- "$1" "$2" 2>/dev/null || cp -f --remove-destination -- "$1" "$2"; }; ';
+/** The account the agent unit runs as (User= in deploy/systemd/mcp-agent.service), owner of /srv/mcp. */
+export const AGENT_USER = "mcp";
+/** argv prefix: root becomes the agent's user (uid, gid, groups) before running the rest. */
+const AS_AGENT_USER = ["setpriv", `--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups", "--"];
+/** Root wrapper: runs "$@" (the agent-user step), then restarts the unit if it succeeded. */
+const THEN_RESTART = `set -e; "$@"; systemctl restart ${UNIT}`;
 
 /**
- * Checks the node is provisioned, sweeps temp files no process has open (an earlier run that lost
- * its connection), prints the running binary's hash and whether zstd is there. Args: dirs to sweep.
+ * As the login user, in its own staging directory ($1, its home): refuses a directory another user
+ * may write, sweeps upload temp files no process has open (an earlier run that lost its
+ * connection) and says whether zstd is there.
  */
-const PREPARE =
+const PREPARE_STAGE =
+  "set -eu; d=$1; " +
+  '[ -d "$d" ] && [ -O "$d" ] || { echo "cannot stage the upload in $d: not a directory of the login user" >&2; exit 3; }; ' +
+  'if [ -n "$(find "$d" -maxdepth 0 -perm /022)" ]; then echo "cannot stage the upload in $d: other users may write there" >&2; exit 3; fi; ' +
+  'open=$(for f in /proc/[0-9]*/fd/*; do readlink "$f" 2>/dev/null || true; done); ' +
+  'for t in "$d"/.mcp-agent.upload-*; do [ -e "$t" ] || continue; ' +
+  'if printf "%s\\n" "$open" | grep -qxF -- "$t"; then continue; fi; ' +
+  'rm -f -- "$t" && echo "removed $t"; done; ' +
+  "if command -v zstd >/dev/null 2>&1; then echo zstd yes; else echo zstd no; fi";
+
+/**
+ * As the agent's user: checks the node is provisioned, sweeps temp files in /srv/mcp that no
+ * process has open (this or an older version's), prints the running binary's hash.
+ */
+const PREPARE_AGENT =
   "set -eu; " +
   SHA_FN +
   `[ -f ${AGENT_PATH} ] || { echo "no ${AGENT_PATH} on this node (provision it first: mcp node provision)" >&2; exit 3; }; ` +
   'open=$(for f in /proc/[0-9]*/fd/*; do readlink "$f" 2>/dev/null || true; done); ' +
-  'for d in "$@"; do for t in "$d"/.mcp-agent.upload-* "$d"/.mcp-agent.new-* "$d"/.mcp-agent.restore-*; do ' +
-  '[ -e "$t" ] || continue; ' +
+  `for t in ${DIR}/.mcp-agent.upload-* ${DIR}/.mcp-agent.new-* ${DIR}/.mcp-agent.restore-*; do ` +
+  '[ -e "$t" ] || [ -L "$t" ] || continue; ' +
   'if printf "%s\\n" "$open" | grep -qxF -- "$t"; then continue; fi; ' +
-  'rm -f -- "$t" && echo "removed $t"; done; done; ' +
-  `echo "sha $(sum ${AGENT_PATH})"; ` +
-  "if command -v zstd >/dev/null 2>&1; then echo zstd yes; else echo zstd no; fi";
+  'rm -f -- "$t" && echo "removed $t"; done; ' +
+  `echo "sha $(sum ${AGENT_PATH})"`;
 
-/** Decompresses $1 into $2, checks SHA-256 $3, gives it the current binary's owner and 0755. */
+/** Root wrapper: opens the upload $1 (in the login user's home) as stdin of the rest, run as the agent's user. */
+const FROM_UPLOAD = 'f=$1; shift; exec "$@" < "$f"';
+
+/**
+ * As the agent's user: decompresses stdin into $1, a fresh name (noclobber: an existing name, a
+ * planted symlink included, is refused, never followed), checks SHA-256 $2, makes it 0755.
+ */
 const STAGE =
   "set -eu; " +
   SHA_FN +
-  "up=$1; new=$2; want=$3; algo=$4; " +
-  'trap \'rc=$?; rm -f -- "$up"; [ "$rc" -eq 0 ] || rm -f -- "$new"\' EXIT; ' +
-  "umask 077; " +
-  'if [ "$algo" = zstd ]; then zstd -q -d -c -- "$up" > "$new"; else gzip -d -c < "$up" > "$new"; fi; ' +
+  "new=$1; want=$2; algo=$3; " +
+  'trap \'rc=$?; [ "$rc" -eq 0 ] || rm -f -- "$new"\' EXIT; ' +
+  "umask 077; set -C; " +
+  'if [ "$algo" = zstd ]; then zstd -q -d -c > "$new"; else gzip -d -c > "$new"; fi; ' +
   'got=$(sum "$new"); ' +
   '[ "$got" = "$want" ] || { echo "checksum mismatch after transfer: $got, expected $want" >&2; exit 3; }; ' +
-  `chown --reference=${AGENT_PATH} -- "$new"; chmod 0755 -- "$new"`;
+  'chmod 0755 -- "$new"';
 
-/** Keeps the running binary as .prev (hard link), renames $1 over it (atomic), restarts. */
+/** As the agent's user: keeps the running binary as .prev, renames $1 over it (atomic). */
 const SWAP =
-  "set -eu; " +
-  `ln -f -- ${AGENT_PATH} ${AGENT_PATH}.prev; ` +
-  `mv -f -- "$1" ${AGENT_PATH}; ` +
-  `echo swapped; systemctl restart ${UNIT}`;
+  "set -eu; umask 022; " +
+  KEEP_FN +
+  `keep ${AGENT_PATH} ${AGENT_PATH}.prev; ` +
+  `mv -fT -- "$1" ${AGENT_PATH}; ` +
+  "echo swapped";
 
 /**
- * Puts back the binary whose hash was $1 (only from a .prev that really is it), keeping the failed
- * one as .failed for inspection; $2 is a temp name. Always restarts the unit.
+ * As the agent's user: puts back the binary whose hash was $1 (only from a .prev that really is
+ * it), keeping the failed one as .failed for inspection; $2 is a temp name. The root wrapper then
+ * restarts the unit.
  */
 const ROLLBACK =
-  "set -eu; " +
+  "set -eu; umask 022; " +
   SHA_FN +
+  KEEP_FN +
   "old=$1; tmp=$2; trap 'rm -f -- \"$tmp\"' EXIT; " +
   `if [ "$(sum ${AGENT_PATH})" != "$old" ]; then ` +
   `if [ ! -f ${AGENT_PATH}.prev ] || [ "$(sum ${AGENT_PATH}.prev)" != "$old" ]; then ` +
   'echo "mcp-agent.prev is not the binary that ran before the upgrade: not rolling back" >&2; exit 3; fi; ' +
-  `ln -f -- ${AGENT_PATH} ${AGENT_PATH}.failed; ln -f -- ${AGENT_PATH}.prev "$tmp"; mv -f -- "$tmp" ${AGENT_PATH}; echo restored; fi; ` +
-  `systemctl restart ${UNIT}`;
+  `keep ${AGENT_PATH} ${AGENT_PATH}.failed; keep ${AGENT_PATH}.prev "$tmp"; mv -fT -- "$tmp" ${AGENT_PATH}; echo restored; fi`;
 
 // ---- progress -----------------------------------------------------------------------------
 
@@ -273,16 +311,16 @@ class NodeShell {
     return this.session;
   }
 
-  /** execOk with sudo; after a lost connection, reconnects and runs it again (idempotent steps only). */
-  async retrying(argv: string[], timeoutMs: number): Promise<string> {
+  /** execOk (sudo unless told not to); after a lost connection, reconnects and runs it again (idempotent steps only). */
+  async retrying(argv: string[], timeoutMs: number, sudo = true): Promise<string> {
     try {
       if (!this.session) await this.connect();
-      return (await this.session!.execOk(argv, { sudo: true, timeoutMs })).stdout;
+      return (await this.session!.execOk(argv, { sudo, timeoutMs })).stdout;
     } catch (e) {
       if (!/connection (lost|is closed|reset)|connection closed/.test((e as Error).message)) throw e;
       await this.session?.close().catch(() => {});
       await this.connect();
-      return (await this.session!.execOk(argv, { sudo: true, timeoutMs })).stdout;
+      return (await this.session!.execOk(argv, { sudo, timeoutMs })).stdout;
     }
   }
 
@@ -348,14 +386,15 @@ export async function upgradeNode(
     shell = new NodeShell(() => connectSsh({ target, acceptNewHostKey: opts.acceptNewHostKey }));
     const s = await shell.connect();
     step("connect");
-    const root = await s.isRoot();
-    // Without root, SFTP cannot write /srv/mcp: the compressed file goes to the login user's home.
-    const stageDir = root ? DIR : (await s.execOk(["pwd"])).stdout.trim();
-    const prep = await s.execOk(["sh", "-c", PREPARE, "sh", ...new Set([DIR, stageDir])], {
+    // The compressed file goes to the login user's home (root's too: never into /srv/mcp, which
+    // the agent's user controls), checked there to be writable by that user alone.
+    const stageDir = (await s.execOk(["pwd"], { timeoutMs: 30_000 })).stdout.trim();
+    const prepStage = await s.execOk(["sh", "-c", PREPARE_STAGE, "sh", stageDir], { timeoutMs: 60_000 });
+    const prepAgent = await s.execOk([...AS_AGENT_USER, "sh", "-c", PREPARE_AGENT], {
       sudo: true,
       timeoutMs: 60_000,
     });
-    const lines = prep.stdout.split("\n");
+    const lines = `${prepAgent.stdout}\n${prepStage.stdout}`.split("\n");
     res.removedStale = lines.filter((l) => l.startsWith("removed ")).map((l) => l.slice(8));
     if (res.removedStale.length > 0)
       res.notes.push(`removed ${res.removedStale.length} temp file(s) left by an interrupted upgrade`);
@@ -388,15 +427,38 @@ export async function upgradeNode(
       });
       step("upload");
       report("verifying SHA-256 on the node");
-      await s.execOk(["sh", "-c", STAGE, "sh", upload, fresh, payload.sha256, algo], {
-        sudo: true,
-        timeoutMs: 180_000,
-      });
+      await s.execOk(
+        [
+          "sh",
+          "-c",
+          FROM_UPLOAD,
+          "sh",
+          upload,
+          ...AS_AGENT_USER,
+          "sh",
+          "-c",
+          STAGE,
+          "sh",
+          fresh,
+          payload.sha256,
+          algo,
+        ],
+        {
+          sudo: true,
+          timeoutMs: 180_000,
+        },
+      );
       step("verify");
       report(`restarting ${UNIT}`);
       let swap: { code: number; stdout: string; stderr: string } | undefined;
       try {
-        swap = await s.exec(["sh", "-c", SWAP, "sh", fresh], { sudo: true, timeoutMs: 120_000 });
+        swap = await s.exec(
+          ["sh", "-c", THEN_RESTART, "sh", ...AS_AGENT_USER, "sh", "-c", SWAP, "sh", fresh],
+          {
+            sudo: true,
+            timeoutMs: 120_000,
+          },
+        );
       } catch (e) {
         // Connection lost: the rename may or may not have happened, so verify and roll back below.
         report(`restart: ${(e as Error).message}`);
@@ -412,11 +474,15 @@ export async function upgradeNode(
     } finally {
       // Never leave temp files: over the same connection, or a new one when it dropped. After the
       // rename the new name is gone and this removes nothing.
-      await shell.retrying(["rm", "-f", "--", upload, fresh], 30_000).catch((e: Error) => {
-        res.notes.push(
-          `temp files not removed (${briefError(e)}): the next upgrade of this node removes them`,
-        );
-      });
+      // The upload as the login user (its own file), the staged binary as the agent's user.
+      await shell
+        .retrying(["rm", "-f", "--", upload], 30_000, false)
+        .then(() => shell!.retrying([...AS_AGENT_USER, "rm", "-f", "--", fresh], 30_000))
+        .catch((e: Error) => {
+          res.notes.push(
+            `temp files not removed (${briefError(e)}): the next upgrade of this node removes them`,
+          );
+        });
     }
 
     step("cleanup");
@@ -433,7 +499,19 @@ export async function upgradeNode(
     const why = `${binary.version ?? "the new agent"} did not answer within ${seconds(opts.timeoutMs)} (${up.last})`;
     report(`rolling back: ${why}`);
     const rb = await shell.retrying(
-      ["sh", "-c", ROLLBACK, "sh", oldSha, `${DIR}/.mcp-agent.restore-${rand}`],
+      [
+        "sh",
+        "-c",
+        THEN_RESTART,
+        "sh",
+        ...AS_AGENT_USER,
+        "sh",
+        "-c",
+        ROLLBACK,
+        "sh",
+        oldSha,
+        `${DIR}/.mcp-agent.restore-${rand}`,
+      ],
       120_000,
     );
     const back = await waitForAgent(ctx, node, res.from, opts.timeoutMs);

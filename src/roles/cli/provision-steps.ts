@@ -11,7 +11,8 @@
 //   /srv/mcp/certs      mcp:mcp   0700  cert.pem (full chain) 0644, key.pem 0600, both mcp:mcp
 //   /srv/mcp/backups    mcp:mcp   0700  registry snapshots (hold service env values)
 //   /srv/mcp/mcp-agent.toml  mcp:mcp 0600 (holds token hashes / MCIAS settings)
-//   /srv/mcp/mcp-agent  root:root 0755 (as `mcp agent upgrade` leaves it: uploaded by root)
+//   /srv/mcp/mcp-agent  root:root 0755 (provision's upload; `mcp agent upgrade` leaves it mcp:mcp,
+//                       staged and renamed as the mcp user, who controls /srv/mcp in any case)
 //   /etc/systemd/system/mcp-agent.service  root:root 0644
 // The `mcp` user's UID is never changed: the reference incident (UID 995 → 850) lost every
 // container of a node, because rootless podman's state is keyed by the UID.
