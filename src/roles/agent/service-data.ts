@@ -270,8 +270,11 @@ export async function exportServiceData(
   return { chunks, plan };
 }
 
-async function isEmptyDir(path: string): Promise<boolean> {
-  return (await readdir(path)).length === 0;
+/** True when nothing is at `path` or it is a real, empty directory (never through a symlink). */
+async function absentOrEmptyDir(path: string): Promise<boolean> {
+  const st = await lstat(path).catch(() => null);
+  if (!st) return true;
+  return st.isDirectory() && (await readdir(path)).length === 0;
 }
 
 /** [agent] import_max_bytes default: the file content one import may expand to. */
@@ -327,8 +330,7 @@ export async function importServiceData(
   checkServiceName(service);
   const root = ctx.settings.srvRoot;
   const target = join(root, service);
-  const existing = await dirExists(target);
-  if (existing && !force && !(await isEmptyDir(target))) {
+  if (!force && !(await absentOrEmptyDir(target))) {
     throw failedPrecondition(
       `${target} on node ${ctx.settings.nodeName} exists and is not empty; use force to replace it`,
     );
@@ -364,8 +366,14 @@ export async function importServiceData(
       await sink.close();
       await tempFh.close();
     }
-    if (await dirExists(target)) {
-      if (await isEmptyDir(target)) await rmdir(target);
+    // Whatever is at the target (a symlink included) is moved aside whole, never written through.
+    if (
+      await lstat(target).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      if (await absentOrEmptyDir(target)) await rmdir(target);
       else {
         if (!force) throw failedPrecondition(`${target} was filled while importing; use force to replace it`);
         const old = join(root, `.mcp-replaced-${service}-${tag}`);
