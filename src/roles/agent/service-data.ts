@@ -14,15 +14,19 @@
 // The in-container step runs only when a container of the service is running (the migration
 // case stops it first; its shutdown already left the databases consistent), and a failing step
 // fails the export. `exclude` entries ("layers/", "cache/*.tmp") apply to every method.
-// SQLite databases (*.db with the SQLite header) are archived from a `VACUUM INTO` copy taken on
-// a read-only connection (one consistent WAL snapshot while the service writes); their -wal,
-// -shm and -journal files are never archived (the vacuumed copy is self-contained). Symlinks,
-// sockets and devices are skipped.
+// The service directory is walked and read by descriptor (files/tree.ts): a container sharing it
+// cannot redirect the archive outside by swapping in symlinks; symlinks, sockets, devices and
+// entries swapped since the walk are skipped (the swapped ones with a warning). SQLite databases
+// (*.db with the SQLite header) are read through the same descriptors into a private copy that
+// is archived after `VACUUM INTO` (consistent: the copy is retaken until the database held still);
+// their -wal, -shm and -journal files are never archived (the vacuumed copy is self-contained).
 //
 // Import: the first message names the service (and force); the archive is extracted into a
-// private temp dir beside the target (same filesystem) and renamed into place, so the service
-// directory is either the old one or the complete new one. An existing non-empty directory is
-// refused unless force; with force the old one is replaced whole.
+// private temp dir beside the target (same filesystem), every entry created relative to directory
+// descriptors, within [agent] import_max_bytes / import_max_entries, and renamed into place, so
+// the service directory is either the old one or the complete new one. An existing non-empty
+// directory (or anything else at that name) is refused unless force; with force the old one is
+// replaced whole.
 import { randomBytes } from "node:crypto";
 import { constants as C } from "node:fs";
 import { type FileHandle, lstat, mkdir, mkdtemp, open, readdir, rename, rm, rmdir } from "node:fs/promises";
