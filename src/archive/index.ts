@@ -1,8 +1,24 @@
 // tar.zst archives of a directory tree: the pieces snapshots and migration stream through.
-import { type ExtractOptions, type ExtractResult, extractTar, type PackEntry, packTar } from "./tar.ts";
+import {
+  type ExtractOptions,
+  type ExtractResult,
+  type ExtractSink,
+  extractTar,
+  type PackEntry,
+  packTar,
+} from "./tar.ts";
 import { rechunk, zstdCompressStream, zstdDecompressStream } from "./zstd.ts";
 
-export { collectTree, type ExtractResult, type PackEntry, safeRelPath, TarError } from "./tar.ts";
+export {
+  collectTree,
+  EXTRACT_MODE_MASK,
+  type ExtractResult,
+  type ExtractSink,
+  type PackEntry,
+  safeRelPath,
+  TarError,
+  TarLimitError,
+} from "./tar.ts";
 
 /** Chunk size of the compressed stream (well under the 16 MiB gRPC message limit). */
 export const ARCHIVE_CHUNK = 512 * 1024;
@@ -17,7 +33,7 @@ export function packTarZst(
 /** Extracts a tar.zst chunk stream into `dest` (see extractTar for the confinement rules). */
 export function extractTarZst(
   src: AsyncIterable<Uint8Array>,
-  dest: string,
+  dest: string | ExtractSink,
   opts?: ExtractOptions,
 ): Promise<ExtractResult> {
   return extractTar(zstdDecompressStream(src), dest, opts);

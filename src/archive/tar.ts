@@ -7,7 +7,14 @@
 // links, devices/FIFOs and any other entry type are refused (the whole extraction fails, so the
 // caller throws its temp dir away); parents are checked to be real directories (never a
 // symlink) and files are created O_EXCL|O_NOFOLLOW, so even a target dir that something else
-// writes into cannot redirect a write outside it. setuid/setgid/sticky bits are dropped.
+// writes into cannot redirect a write outside it. Modes are masked to 0755 (no setuid, setgid,
+// sticky, group or world write). Limits on the total content bytes and the entry count are
+// checked against each header's declared size before anything of that entry is written.
+//
+// Where the bytes come from and go to is the caller's: a PackEntry may carry an `open` that
+// returns an already-checked descriptor (the agent's descriptor walk, files/tree.ts), and
+// extraction writes through an ExtractSink (the agent's writes every entry relative to directory
+// descriptors); a plain path is accepted for trees nobody else writes into (tests, temp dirs).
 import { constants as C } from "node:fs";
 import { chmod, type FileHandle, lstat, mkdir, open, readdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
@@ -28,7 +35,15 @@ export interface PackEntry {
   mtimeMs: number;
   /** Files: where the bytes are read from (may differ from `path`, e.g. a vacuumed copy). */
   source?: string;
+  /**
+   * Files: opens the bytes to archive instead of `source` (a descriptor already checked to be the
+   * file the walk saw); null skips the entry (the opener says why).
+   */
+  open?: () => Promise<FileHandle | null>;
 }
+
+/** Mode bits an extracted file or directory keeps: no setuid/setgid/sticky, no group/world write. */
+export const EXTRACT_MODE_MASK = 0o755;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: false });
@@ -162,11 +177,16 @@ export async function* packTar(
       yield* entryHeaders(path, "dir", e.mode, 0, e.mtimeMs);
       continue;
     }
-    if (!e.source) throw new TarError(`file entry ${path} has no source`);
-    const fh = await open(e.source, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    let fh: FileHandle;
+    if (e.open) {
+      const got = await e.open();
+      if (!got) continue;
+      fh = got;
+    } else if (e.source) fh = await open(e.source, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+    else throw new TarError(`file entry ${path} has no source`);
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw new TarError(`${e.source} is not a regular file`);
+      if (!st.isFile()) throw new TarError(`${e.source ?? path} is not a regular file`);
       // The size at open time is what the header records (the file may grow while we read).
       yield* entryHeaders(path, "file", e.mode, st.size, e.mtimeMs);
       yield* readExactly(fh, st.size);
@@ -182,6 +202,8 @@ export async function* packTar(
 /**
  * The regular files and directories under `root` as pack entries, parents first, sorted by
  * name; symlinks, sockets, FIFOs and devices are returned in `skipped` (never followed).
+ * Path-based: only for trees nobody else writes into. A service directory, which a container
+ * shares, is walked by descriptor (src/roles/agent/files/tree.ts).
  */
 export async function collectTree(root: string): Promise<{ entries: PackEntry[]; skipped: string[] }> {
   const entries: PackEntry[] = [];
@@ -305,21 +327,65 @@ export interface ExtractResult {
   bytes: number;
 }
 
+/** A limit an archive went over: the caller turns it into its own one-line refusal. */
+export class TarLimitError extends TarError {}
+
 export interface ExtractOptions {
-  /** Refuse archives whose file content exceeds this many bytes in total. */
+  /** Refuse archives whose file content exceeds this many bytes in total (checked per header). */
   maxBytes?: number;
+  /** Refuse archives with more than this many files and directories. */
+  maxEntries?: number;
 }
 
 /**
- * Extracts a tar stream into `dest` (an existing directory, normally a fresh private temp dir).
- * Throws TarError on anything unsafe or malformed; what was written so far stays for the caller
- * to remove.
+ * Where extraction writes. Every call names a path already checked by safeRelPath whose parent
+ * was made by an earlier mkdir (or is the root "").
+ */
+export interface ExtractSink {
+  /** Makes directory `rel`; an existing real directory is fine, anything else throws TarError. */
+  mkdir(rel: string): Promise<void>;
+  /** Creates file `rel` new (exclusive, never through a symlink); an existing name throws EEXIST. */
+  create(rel: string, mode: number): Promise<FileHandle>;
+  /** Sets a directory's final mode and mtime (called last, deepest first). */
+  finishDir(rel: string, mode: number, mtimeS: number): Promise<void>;
+}
+
+/** A sink writing under `dest` by path: for directories nobody else writes into. */
+export function pathSink(dest: string): ExtractSink {
+  return {
+    async mkdir(rel) {
+      const abs = join(dest, rel);
+      try {
+        await mkdir(abs, { mode: 0o700 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        const st = await lstat(abs);
+        if (!st.isDirectory() || st.isSymbolicLink())
+          throw new TarError(`archive path ${rel}: exists and is not a directory`);
+      }
+    },
+    create: (rel, mode) => open(join(dest, rel), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode),
+    async finishDir(rel, mode, mtimeS) {
+      const abs = join(dest, rel);
+      const st = await lstat(abs);
+      if (!st.isDirectory()) throw new TarError(`archive path ${rel}: not a directory`);
+      await chmod(abs, mode);
+      await utimes(abs, mtimeS, mtimeS);
+    },
+  };
+}
+
+/**
+ * Extracts a tar stream into `dest` (an existing directory, normally a fresh private temp dir, or
+ * a sink). Throws TarError on anything unsafe or malformed (TarLimitError over a limit); what was
+ * written so far stays for the caller to remove.
  */
 export async function extractTar(
   src: AsyncIterable<Uint8Array>,
-  dest: string,
+  dest: string | ExtractSink,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
+  const sink = typeof dest === "string" ? pathSink(dest) : dest;
   const q = new ByteQueue(src[Symbol.asyncIterator]());
   const res: ExtractResult = { files: 0, dirs: 0, bytes: 0 };
   const dirs = new Set<string>([""]);
@@ -331,16 +397,12 @@ export async function extractTar(
     if (dirs.has(rel)) return;
     const slash = rel.lastIndexOf("/");
     await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
-    const abs = join(dest, rel);
-    try {
-      await mkdir(abs, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const st = await lstat(abs);
-      if (!st.isDirectory() || st.isSymbolicLink())
-        throw new TarError(`archive path ${rel}: exists and is not a directory`);
-    }
+    await sink.mkdir(rel);
     dirs.add(rel);
+  };
+  const countEntry = () => {
+    if (opts.maxEntries !== undefined && res.files + res.dirs >= opts.maxEntries)
+      throw new TarLimitError(`archive has more than ${opts.maxEntries} entries`);
   };
 
   const skipBytes = async (n: number): Promise<void> => {
@@ -380,7 +442,7 @@ export async function extractTar(
       size = Number(ps);
     }
     pax = new Map();
-    const mode = readOctal(h, 100, 8, "mode") & 0o777;
+    const mode = readOctal(h, 100, 8, "mode") & EXTRACT_MODE_MASK;
     const mtimeS = readOctal(h, 136, 12, "mtime");
 
     if (type !== "0" && type !== "\0" && type !== "5") {
@@ -396,6 +458,7 @@ export async function extractTar(
       continue;
     }
     const rel = safeRelPath(name);
+    countEntry();
     if (type === "5") {
       await ensureDir(rel);
       dirMeta.push({ path: rel, mode, mtimeS });
@@ -403,14 +466,17 @@ export async function extractTar(
       await skip(size);
       continue;
     }
+    // The declared size is checked before a byte of the entry is written: an archive that says
+    // it holds 1 TiB is refused at its header, not after filling the disk.
     if (opts.maxBytes !== undefined && res.bytes + size > opts.maxBytes)
-      throw new TarError(`archive content exceeds ${opts.maxBytes} bytes`);
+      throw new TarLimitError(
+        `archive content exceeds ${opts.maxBytes} bytes (entry ${JSON.stringify(rel)} declares ${size})`,
+      );
     const slash = rel.lastIndexOf("/");
     await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
-    const abs = join(dest, rel);
     let fh: FileHandle;
     try {
-      fh = await open(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
+      fh = await sink.create(rel, mode);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST")
         throw new TarError(`archive path ${rel} appears twice or clashes with a directory`);
@@ -436,12 +502,6 @@ export async function extractTar(
   // Directory modes and mtimes last, deepest first: writing children changed the mtimes, and a
   // read-only directory mode would have blocked them.
   dirMeta.sort((a, b) => b.path.length - a.path.length);
-  for (const d of dirMeta) {
-    const abs = join(dest, d.path);
-    const st = await lstat(abs);
-    if (!st.isDirectory()) throw new TarError(`archive path ${d.path}: not a directory`);
-    await chmod(abs, d.mode);
-    await utimes(abs, d.mtimeS, d.mtimeS);
-  }
+  for (const d of dirMeta) await sink.finishDir(d.path, d.mode, d.mtimeS);
   return res;
 }

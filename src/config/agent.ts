@@ -77,6 +77,17 @@ export const agentSchema = z
         /** Deploy history rows kept per service (`mcp history`, `mcp rollback`). */
         history_keep: z.number().int().min(1, { error: "expected at least 1" }).default(10),
         /**
+         * ImportServiceData limits (migration, snapshot restore): the file content an archive may
+         * expand to, and its files plus directories. Over either, the import is refused whole and
+         * nothing is left on disk.
+         */
+        import_max_bytes: z
+          .number()
+          .int()
+          .min(1, { error: "expected at least 1" })
+          .default(1024 ** 3),
+        import_max_entries: z.number().int().min(1, { error: "expected at least 1" }).default(100_000),
+        /**
          * The address other nodes, mc-proxy and DNS reach this node's route ports on; route ports
          * are published on it. An IP literal (podman publishes on IPs, DNS A records hold IPs);
          * absent = the host of server.grpc_addr.

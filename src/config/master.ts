@@ -78,6 +78,12 @@ export const masterSchema = z
         dir: z.string().min(1).default("/srv/mcp-master/snapshots"),
         interval: duration.prefault("24h"),
         retain: z.number().int().min(1).default(7),
+        /** Largest archive (compressed bytes) stored for one snapshot; a larger one is refused whole. */
+        max_bytes: z
+          .number()
+          .int()
+          .min(1, { error: "expected at least 1" })
+          .default(1024 ** 3),
       })
       .optional(),
     log: logSection,

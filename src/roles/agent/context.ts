@@ -24,6 +24,10 @@ export interface AgentSettings extends DaemonSettings {
   pullPolicy: PullPolicy;
   /** [agent] history_keep: deploy history rows kept per service (default 10). */
   historyKeep?: number;
+  /** [agent] import_max_bytes: file content one ImportServiceData may expand to (default 1 GiB). */
+  importMaxBytes?: number;
+  /** [agent] import_max_entries: files and directories in one ImportServiceData (default 100,000). */
+  importMaxEntries?: number;
   /** Route/cert/DNS integrations; absent = none configured (noIntegrations). */
   hooks?: IntegrationHooks;
   /** The configured adapters (mc-proxy, Metacrypt, MCNS); absent or a field unset = not configured. */

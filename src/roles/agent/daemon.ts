@@ -108,6 +108,8 @@ export function settingsFromConfig(
     hooks: composeHooks({ logger, nodeAddress: node.address, certDir: certDirOf(cfg, p) }, integrations),
     pullPolicy: cfg.agent.pull,
     historyKeep: cfg.agent.history_keep,
+    importMaxBytes: cfg.agent.import_max_bytes,
+    importMaxEntries: cfg.agent.import_max_entries,
     logger,
     version,
     monitor: {

@@ -14,35 +14,39 @@
 // The in-container step runs only when a container of the service is running (the migration
 // case stops it first; its shutdown already left the databases consistent), and a failing step
 // fails the export. `exclude` entries ("layers/", "cache/*.tmp") apply to every method.
-// SQLite databases (*.db with the SQLite header) are archived from a `VACUUM INTO` copy taken on
-// a read-only connection (one consistent WAL snapshot while the service writes); their -wal,
-// -shm and -journal files are never archived (the vacuumed copy is self-contained). Symlinks,
-// sockets and devices are skipped.
+// The service directory is walked and read by descriptor (files/tree.ts): a container sharing it
+// cannot redirect the archive outside by swapping in symlinks; symlinks, sockets, devices and
+// entries swapped since the walk are skipped (the swapped ones with a warning). SQLite databases
+// (*.db with the SQLite header) are read through the same descriptors into a private copy that
+// is archived after `VACUUM INTO` (consistent: the copy is retaken until the database held still);
+// their -wal, -shm and -journal files are never archived (the vacuumed copy is self-contained).
 //
 // Import: the first message names the service (and force); the archive is extracted into a
-// private temp dir beside the target (same filesystem) and renamed into place, so the service
-// directory is either the old one or the complete new one. An existing non-empty directory is
-// refused unless force; with force the old one is replaced whole.
-import { Database } from "bun:sqlite";
+// private temp dir beside the target (same filesystem), every entry created relative to directory
+// descriptors, within [agent] import_max_bytes / import_max_entries, and renamed into place, so
+// the service directory is either the old one or the complete new one. An existing non-empty
+// directory (or anything else at that name) is refused unless force; with force the old one is
+// replaced whole.
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, mkdtemp, open, readdir, rename, rm, rmdir } from "node:fs/promises";
+import { constants as C } from "node:fs";
+import { type FileHandle, lstat, mkdir, mkdtemp, open, readdir, rename, rm, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { collectTree, extractTarZst, type PackEntry, packTarZst, TarError } from "../../archive/index.ts";
+import { extractTarZst, type PackEntry, packTarZst, TarError, TarLimitError } from "../../archive/index.ts";
 import { containerName } from "../../component/container.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
-import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
+import { failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
-import { checkServiceName } from "./files/confine.ts";
+import { checkServiceName, openServiceDir } from "./files/confine.ts";
+import { copySqlite, dirSink, isSqliteFd, type TreeEntry, TreeReader, walkTree } from "./files/tree.ts";
 import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
 
 /** Time allowed for a `cli`/`exec` snapshot command inside the container. */
 export const SNAPSHOT_EXEC_TIMEOUT_MS = 5 * 60_000;
 const DEFAULT_SUFFIXES = [".toml", ".db", ".pem"];
 const SQLITE_SIDE_FILES = /\.db-(wal|shm|journal)$/;
-const SQLITE_MAGIC = "SQLite format 3\0";
 
 export interface SnapshotConfig {
   method: string;
@@ -84,80 +88,89 @@ export function excludeMatcher(patterns: string[]): (rel: string) => boolean {
   };
 }
 
-async function isSqlite(path: string): Promise<boolean> {
-  const fh = await open(path, "r");
-  try {
-    const buf = new Uint8Array(16);
-    const { bytesRead } = await fh.read(buf, 0, 16, 0);
-    return bytesRead === 16 && new TextDecoder().decode(buf) === SQLITE_MAGIC;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A consistent copy of a live SQLite database (read-only connection, VACUUM INTO). */
-export function vacuumInto(src: string, dest: string): void {
-  const db = new Database(src, { readonly: true });
-  try {
-    db.run("VACUUM INTO ?", [dest]);
-  } finally {
-    db.close();
-  }
-}
-
 export interface ExportPlan {
   entries: PackEntry[];
-  /** Databases archived from a vacuumed copy (relative paths). */
+  /** Databases archived from a vacuumed copy (relative paths), filled in as the archive streams. */
   vacuumed: string[];
   /** Entries left out: excluded, method filter, SQLite side files, non-regular files. */
   skipped: string[];
+  /** Entries that changed between the walk and the read ("path: why"), left out, never followed. */
+  changed: string[];
   /** Temp dir holding the vacuumed copies; remove it when the archive has been streamed. */
   tempDir: string;
+  /** Closes the descriptors the plan holds (the service directory's among them). */
+  close(): Promise<void>;
 }
 
 /**
- * Chooses what to archive from `dir` for `method` and `exclude`, and vacuums the databases
- * into a temp dir. The caller removes plan.tempDir.
+ * Chooses what to archive from the service directory open as `root` (walked by descriptor,
+ * files/tree.ts) for `method` and `exclude`. Files are opened, and databases copied, only when
+ * the archive reaches them, each checked to be what the walk saw. Takes ownership of `root`:
+ * plan.close() closes it; the caller removes plan.tempDir.
  */
-export async function planExport(dir: string, cfg: SnapshotConfig): Promise<ExportPlan> {
+export async function planExport(
+  root: FileHandle,
+  cfg: SnapshotConfig,
+  warn: (line: string) => void = () => {},
+): Promise<ExportPlan> {
   const full = cfg.method !== "";
   const excluded = excludeMatcher(cfg.exclude);
-  const tree = await collectTree(dir);
-  const skipped = [...tree.skipped];
-  const files: PackEntry[] = [];
-  const dirs = new Map<string, PackEntry>();
-  for (const e of tree.entries) {
-    if (excluded(e.path)) {
-      skipped.push(e.path);
-      continue;
-    }
-    if (e.type === "dir") {
-      dirs.set(e.path, e);
-      continue;
-    }
-    if (SQLITE_SIDE_FILES.test(e.path) || (!full && !DEFAULT_SUFFIXES.some((s) => e.path.endsWith(s)))) {
-      skipped.push(e.path);
-      continue;
-    }
-    files.push(e);
+  const skipped: string[] = [];
+  const changed: string[] = [];
+  const onChanged = (rel: string, why: string) => {
+    changed.push(`${rel}: ${why}`);
+    warn(`${rel} ${why}`);
+  };
+  let tree: TreeEntry[];
+  try {
+    tree = await walkTree(root, (rel, why) => {
+      skipped.push(rel);
+      if (why.includes("replaced")) onChanged(rel, why);
+    });
+  } catch (e) {
+    await root.close().catch(() => {});
+    throw e;
   }
   const tempDir = await mkdtemp(join(tmpdir(), "mcp-export-"));
+  const reader = new TreeReader(root, tree, onChanged);
   const vacuumed: string[] = [];
-  try {
-    for (const [i, f] of files.entries()) {
-      if (!f.path.endsWith(".db") || !(await isSqlite(f.source!))) continue;
-      const copy = join(tempDir, `${i}.db`);
-      try {
-        vacuumInto(f.source!, copy);
-      } catch (e) {
-        throw failedPrecondition(`cannot copy database ${f.path} consistently: ${(e as Error).message}`);
-      }
-      f.source = copy;
-      vacuumed.push(f.path);
+  const files: PackEntry[] = [];
+  const dirs = new Map<string, PackEntry>();
+  let copies = 0;
+  for (const t of tree) {
+    if (excluded(t.path)) {
+      skipped.push(t.path);
+      continue;
     }
-  } catch (e) {
-    await rm(tempDir, { recursive: true, force: true });
-    throw e;
+    const e: PackEntry = { path: t.path, type: t.type, mode: t.mode, mtimeMs: t.mtimeMs };
+    if (t.type === "dir") {
+      dirs.set(t.path, e);
+      continue;
+    }
+    if (SQLITE_SIDE_FILES.test(t.path) || (!full && !DEFAULT_SUFFIXES.some((s) => t.path.endsWith(s)))) {
+      skipped.push(t.path);
+      continue;
+    }
+    e.open = async () => {
+      const fh = await reader.file(t);
+      if (!fh || !t.path.endsWith(".db") || !(await isSqliteFd(fh))) return fh;
+      // A database: archived from a consistent copy read through these same descriptors.
+      try {
+        const dir = await reader.dir(t.path.includes("/") ? t.path.slice(0, t.path.lastIndexOf("/")) : "");
+        if (!dir) {
+          onChanged(t.path, "its directory changed since the walk; skipped, not followed");
+          return null;
+        }
+        const n = copies++;
+        const copy = join(tempDir, `${n}.db`);
+        await copySqlite(reader, dir, fh, t.path, join(tempDir, `work-${n}`), copy);
+        vacuumed.push(t.path);
+        return await open(copy, C.O_RDONLY | C.O_NOFOLLOW);
+      } finally {
+        await fh.close();
+      }
+    };
+    files.push(e);
   }
   // Full: every kept directory (empty ones too). Default: only the parents of kept files.
   let keptDirs: PackEntry[];
@@ -172,7 +185,14 @@ export async function planExport(dir: string, cfg: SnapshotConfig): Promise<Expo
   }
   // Parents before children: sorting by path puts "a" before "a/b" and any "a/..." file.
   const entries = [...keptDirs, ...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { entries, vacuumed, skipped, tempDir };
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await reader.close();
+    await root.close().catch(() => {});
+  };
+  return { entries, vacuumed, skipped, changed, tempDir, close };
 }
 
 /** Runs the method's in-container step when a container of the service is running. */
@@ -238,25 +258,72 @@ export async function exportServiceData(
   await runSnapshotCommand(ctx, service, configured.method);
   // A migration must carry every file; the default method's toml/db/pem filter is for snapshots.
   const cfg = opts.allFiles && configured.method === "" ? { ...configured, method: "full" } : configured;
-  const plan = await planExport(dir, cfg);
+  const root = await openServiceDir(ctx.settings.srvRoot, service);
+  const plan = await planExport(root, cfg, (line) =>
+    ctx.logger.warn({ service }, `service data export: ${line}`),
+  );
   const inner = packTarZst(plan.entries);
   const chunks = (async function* () {
     try {
       yield* inner;
     } finally {
+      await plan.close();
       await rm(plan.tempDir, { recursive: true, force: true });
     }
   })();
   return { chunks, plan };
 }
 
-async function isEmptyDir(path: string): Promise<boolean> {
-  return (await readdir(path)).length === 0;
+/** True when nothing is at `path` or it is a real, empty directory (never through a symlink). */
+async function absentOrEmptyDir(path: string): Promise<boolean> {
+  const st = await lstat(path).catch(() => null);
+  if (!st) return true;
+  return st.isDirectory() && (await readdir(path)).length === 0;
+}
+
+/** [agent] import_max_bytes default: the file content one import may expand to. */
+export const DEFAULT_IMPORT_MAX_BYTES = 1024 ** 3;
+/** [agent] import_max_entries default: files and directories in one import. */
+export const DEFAULT_IMPORT_MAX_ENTRIES = 100_000;
+
+export interface ImportLimits {
+  /** File content bytes after decompression. */
+  maxBytes: number;
+  /** Files plus directories. */
+  maxEntries: number;
+}
+
+export function importLimitsOf(ctx: AgentContext): ImportLimits {
+  return {
+    maxBytes: ctx.settings.importMaxBytes ?? DEFAULT_IMPORT_MAX_BYTES,
+    maxEntries: ctx.settings.importMaxEntries ?? DEFAULT_IMPORT_MAX_ENTRIES,
+  };
 }
 
 /**
- * Extracts a tar.zst stream into <srv_root>/<service>/ through a temp dir and a rename.
- * Returns the file bytes written.
+ * The most compressed bytes an import within `l` can need: its tar (content, at most 1.5 KiB of
+ * headers and padding per entry, the end marker) plus zstd's worst-case growth (1/128) and 1 MiB.
+ * Beyond it a stream is refused even if it expands to nothing (zstd skippable frames).
+ */
+export function compressedLimit(l: ImportLimits): number {
+  const tar = l.maxBytes + l.maxEntries * 1536 + 1024;
+  return tar + Math.ceil(tar / 128) + 1024 * 1024;
+}
+
+/** Counts the compressed stream and ends it with TarLimitError past `limit`. */
+async function* capped(src: AsyncIterable<Uint8Array>, limit: number): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  for await (const c of src) {
+    n += c.length;
+    if (n > limit) throw new TarLimitError(`compressed archive exceeds ${limit} bytes`);
+    yield c;
+  }
+}
+
+/**
+ * Extracts a tar.zst stream into <srv_root>/<service>/ through a temp dir and a rename, every
+ * entry created relative to directory descriptors (files/tree.ts dirSink), within the import
+ * limits. Returns the file bytes written. Any refusal leaves neither the temp dir nor a change.
  */
 export async function importServiceData(
   ctx: AgentContext,
@@ -267,31 +334,50 @@ export async function importServiceData(
   checkServiceName(service);
   const root = ctx.settings.srvRoot;
   const target = join(root, service);
-  const existing = await dirExists(target);
-  if (existing && !force && !(await isEmptyDir(target))) {
+  if (!force && !(await absentOrEmptyDir(target))) {
     throw failedPrecondition(
       `${target} on node ${ctx.settings.nodeName} exists and is not empty; use force to replace it`,
     );
   }
+  const limits = importLimitsOf(ctx);
   await mkdir(root, { recursive: true });
   const tag = randomBytes(6).toString("hex");
   const temp = join(root, `.mcp-import-${service}-${tag}`);
   await mkdir(temp, { mode: 0o700 });
   try {
     let res: { bytes: number };
+    const tempFh = await open(temp, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+    const sink = dirSink(tempFh);
     try {
-      res = await extractTarZst(data, temp);
+      res = await extractTarZst(capped(data, compressedLimit(limits)), sink, {
+        maxBytes: limits.maxBytes,
+        maxEntries: limits.maxEntries,
+      });
+      // The service dir is world-readable like the ones the agent creates on deploy.
+      await tempFh.chmod(0o755);
     } catch (e) {
+      if (e instanceof TarLimitError)
+        throw resourceExhausted(
+          `service data for ${service} refused: ${e.message}; the node's limits are ${limits.maxBytes} bytes ` +
+            `([agent] import_max_bytes) and ${limits.maxEntries} entries ([agent] import_max_entries)`,
+        );
       if (e instanceof TarError) throw invalidArgument(`service data for ${service}: ${e.message}`);
       const msg = (e as Error).message ?? String(e);
       if (/zstd|Unknown frame|incorrect header|corrupt/i.test(msg))
         throw invalidArgument(`service data for ${service}: not a zstd stream (${msg})`);
       throw e;
+    } finally {
+      await sink.close();
+      await tempFh.close();
     }
-    // The service dir is world-readable like the ones the agent creates on deploy.
-    await chmod(temp, 0o755);
-    if (await dirExists(target)) {
-      if (await isEmptyDir(target)) await rmdir(target);
+    // Whatever is at the target (a symlink included) is moved aside whole, never written through.
+    if (
+      await lstat(target).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      if (await absentOrEmptyDir(target)) await rmdir(target);
       else {
         if (!force) throw failedPrecondition(`${target} was filled while importing; use force to replace it`);
         const old = join(root, `.mcp-replaced-${service}-${tag}`);
@@ -321,6 +407,7 @@ export function serviceDataHandlers(ctx: AgentContext): Partial<Handlers<typeof 
         }
       } finally {
         await chunks.return(undefined);
+        await plan.close();
         await rm(plan.tempDir, { recursive: true, force: true });
       }
       ctx.logger.info(
@@ -329,6 +416,7 @@ export function serviceDataHandlers(ctx: AgentContext): Partial<Handlers<typeof 
           bytes,
           entries: plan.entries.length,
           vacuumed: plan.vacuumed,
+          changed: plan.changed,
           caller: call.identity.name,
         },
         "service data exported",

@@ -10,7 +10,14 @@ import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CallError } from "../../rpc/client.ts";
-import { failedPrecondition, invalidArgument, notFound, RpcError, unavailable } from "../../rpc/errors.ts";
+import {
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  RpcError,
+  resourceExhausted,
+  unavailable,
+} from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { Background, MasterContext } from "./context.ts";
 import type { SnapshotRecord } from "./store.ts";
@@ -19,6 +26,8 @@ export const DEFAULT_SNAPSHOT_DIR = "/srv/mcp-master/snapshots";
 const DEFAULT_INTERVAL_MS = 24 * 3600_000;
 const DEFAULT_RETAIN = 7;
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+/** [snapshots] max_bytes default: the largest archive stored for one snapshot. */
+export const DEFAULT_SNAPSHOT_MAX_BYTES = 1024 ** 3;
 /** The only names the master ever writes or prunes in a service's snapshot dir. */
 export const SNAPSHOT_FILE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z\.tar\.zst$/;
 const SERVICE_RE = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -28,6 +37,8 @@ export interface SnapshotSettings {
   intervalMs: number;
   retain: number;
   timeoutMs: number;
+  /** Largest archive stored (compressed bytes); a larger one is refused and nothing is kept. */
+  maxBytes: number;
   /** A [snapshots] section is configured: the scheduled loop runs. */
   scheduled: boolean;
 }
@@ -39,6 +50,7 @@ export function snapshotSettings(ctx: MasterContext): SnapshotSettings {
     intervalMs: cfg?.snapshots?.interval ?? DEFAULT_INTERVAL_MS,
     retain: cfg?.snapshots?.retain ?? DEFAULT_RETAIN,
     timeoutMs: cfg?.timeouts.snapshot ?? DEFAULT_TIMEOUT_MS,
+    maxBytes: cfg?.snapshots?.max_bytes ?? DEFAULT_SNAPSHOT_MAX_BYTES,
     scheduled: cfg?.snapshots !== undefined,
   };
 }
@@ -106,6 +118,11 @@ async function snapshotLocked(ctx: MasterContext, service: string): Promise<Crea
         { timeoutMs: s.timeoutMs },
       )) {
         if (chunk.data.length === 0) continue;
+        // Leaving the loop cancels the agent's stream; the partial file is removed below.
+        if (size + chunk.data.length > s.maxBytes)
+          throw resourceExhausted(
+            `snapshot of ${service} from node ${node.name} refused: the archive exceeds ${s.maxBytes} bytes ([snapshots] max_bytes); nothing was stored`,
+          );
         let w = 0;
         while (w < chunk.data.length) w += (await fh.write(chunk.data, w)).bytesWritten;
         size += chunk.data.length;

@@ -107,6 +107,8 @@ describe("agent config", () => {
       port_range: [20000, 20100],
       pull: "missing",
       history_keep: 10,
+      import_max_bytes: 1024 ** 3,
+      import_max_entries: 100_000,
       recover_on_start: true,
     });
     expect(config.monitor).toEqual({

@@ -80,7 +80,12 @@ describe("master config", () => {
     expect(config.nodes).toEqual([
       { name: "rift", address: "100.95.252.120:9444", role: "master", arch: "amd64" },
     ]);
-    expect(config.snapshots).toEqual({ dir: "/srv/mcp-master/snapshots", interval: 86_400_000, retain: 7 });
+    expect(config.snapshots).toEqual({
+      dir: "/srv/mcp-master/snapshots",
+      interval: 86_400_000,
+      retain: 7,
+      max_bytes: 1024 ** 3,
+    });
     expect(config.mcias?.service_name).toBe("mcp-master");
   });
   test("defaults", () => {

@@ -92,12 +92,12 @@ export function checkMode(mode: number): number {
 }
 
 /** A name looked up in the directory a held fd refers to (openat() spelled through /proc). */
-const at = (dir: FileHandle, name: string) => `/proc/self/fd/${dir.fd}/${name}`;
+export const at = (dir: FileHandle, name: string) => `/proc/self/fd/${dir.fd}/${name}`;
 
-const errCode = (err: unknown) => (err as NodeJS.ErrnoException)?.code;
+export const errCode = (err: unknown) => (err as NodeJS.ErrnoException)?.code;
 
 /** Opens `name` inside `dir` as a directory, never following a symlink; creates it if asked. */
-async function openChildDir(
+export async function openChildDir(
   dir: FileHandle,
   name: string,
   shown: string,
@@ -129,7 +129,7 @@ async function openChildDir(
   throw notFound(`${shown}: no such file or directory`);
 }
 
-function symlinkRefused(shown: string): Error {
+export function symlinkRefused(shown: string): Error {
   return invalidArgument(`${shown} is a symlink; symlinks inside a service directory are refused`);
 }
 
@@ -195,6 +195,25 @@ async function resolveTarget(
     throw err;
   }
   return { dir: cur, name, path: join(srvRoot, service, ...segs), shown: `${service}:${rel}` };
+}
+
+/**
+ * Opens <srv_root>/<service> itself as a directory fd (never through a symlink): the anchor of
+ * the descriptor walks in tree.ts (export, snapshot, import). The caller closes it.
+ */
+export async function openServiceDir(srvRoot: string, service: string): Promise<FileHandle> {
+  checkServiceName(service);
+  let root: FileHandle;
+  try {
+    root = await open(srvRoot, C.O_RDONLY | C.O_DIRECTORY);
+  } catch {
+    throw failedPrecondition(`srv_root ${srvRoot} is not an accessible directory on this node`);
+  }
+  try {
+    return await openChildDir(root, service, `service directory ${service}/`, false);
+  } finally {
+    await root.close().catch(() => {});
+  }
 }
 
 export interface WriteResult {
