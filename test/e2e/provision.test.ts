@@ -21,7 +21,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import { createCA, writeKeyPair } from "../../src/pki/ca.ts";
+import { createCA, masterClientCertProblem, writeKeyPair } from "../../src/pki/ca.ts";
 import { run } from "../../src/runtime/exec.ts";
 import { mcpBinary, REPO_ROOT, runMcp } from "../support/binary.ts";
 import { type DebianNode, ensureDebianNodeImage, startDebianNode } from "../support/debian-node.ts";
@@ -250,9 +250,12 @@ describe("mcp node provision", () => {
   test("through the non-root deploy user (sudo), accepting and recording the new host key", async () => {
     const n = nodes.sudo!;
     expect(readFileSync(knownHosts, "utf8")).not.toContain(`[127.0.0.1]:${n.sshPort}`);
-    const r = await mcp(await provisionArgs("sudo1", n, "deploy", ["--accept-new-host-key"]), {
-      timeoutMs: 300_000,
-    });
+    const r = await mcp(
+      await provisionArgs("sudo1", n, "deploy", ["--accept-new-host-key", "--master-cert"]),
+      {
+        timeoutMs: 300_000,
+      },
+    );
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`added host key ${n.hostKeyFingerprint} for [127.0.0.1]:${n.sshPort}`);
@@ -265,6 +268,28 @@ describe("mcp node provision", () => {
     expect((await sh(n, "stat -c '%U:%G %a' /srv/mcp/mcp-agent.toml /srv/mcp/certs/key.pem")).trim()).toBe(
       "mcp:mcp 600\nmcp:mcp 600",
     );
+    // --master-cert: the master's client certificate (SPEC §5.2), one agents with a [master] accept.
+    expect(steps.get("master-cert")).toBe("done");
+    expect(
+      (
+        await sh(
+          n,
+          "stat -c '%n %U:%G %a' /srv/mcp-master /srv/mcp-master/certs /srv/mcp-master/certs/client.pem /srv/mcp-master/certs/client.key",
+        )
+      )
+        .trim()
+        .split("\n"),
+    ).toEqual([
+      "/srv/mcp-master mcp:mcp 750",
+      "/srv/mcp-master/certs mcp:mcp 700",
+      "/srv/mcp-master/certs/client.pem mcp:mcp 644",
+      "/srv/mcp-master/certs/client.key mcp:mcp 600",
+    ]);
+    const pair = {
+      certPem: await sh(n, "cat /srv/mcp-master/certs/client.pem"),
+      keyPem: await sh(n, "cat /srv/mcp-master/certs/client.key"),
+    };
+    expect(masterClientCertProblem(pair, readFileSync(join(home, "ca.pem"), "utf8"))).toBeNull();
     // Nothing was left behind in the login user's home by the sudo uploads.
     expect(
       (await sh(n, "ls -A /home/deploy")).split("\n").filter((f) => f.startsWith(".mcp-upload")),

@@ -28,6 +28,7 @@ const validator = new LocalTokenValidator([
 let dir = "";
 let agent: RunningAgent;
 let caPem = "";
+let masterClient: { certPem: string; keyPem: string };
 const stores: MasterStore[] = [];
 const pools: AgentPool[] = [];
 
@@ -36,7 +37,7 @@ function masterCtx(snapDir: string, maxBytes?: number): { ctx: MasterContext; st
   stores.push(store);
   store.upsertNode({ name: "n1", role: "worker", address: `127.0.0.1:${agent.port}`, arch: "amd64" });
   store.upsertPlacement({ service: SVC, node: "n1", tier: "worker" });
-  const agents = new AgentPool({ caPem, token, connectTimeoutMs: 5000 });
+  const agents = new AgentPool({ caPem, clientCert: masterClient, connectTimeoutMs: 5000 });
   pools.push(agents);
   const snapshots = {
     dir: snapDir,
@@ -59,15 +60,17 @@ function masterCtx(snapDir: string, maxBytes?: number): { ctx: MasterContext; st
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-snap-limit-"));
-  const { ca, leaf } = await testPki("snap-limit", { commonName: "agent", days: 2 });
+  const pki = await testPki("snap-limit", { commonName: "agent", days: 2 });
+  const { ca, leaf } = pki;
   caPem = ca.certPem;
+  masterClient = pki.masterClient; // the master's client certificate: how agents know the master
   const sub = join(dir, "agent");
   mkdirSync(sub);
   agent = await startAgent(
     await testAgentSettings(
       sub,
       { certPem: leaf.chainPem, keyPem: leaf.keyPem },
-      { nodeName: "n1", validator, pullPolicy: "never" },
+      { nodeName: "n1", validator, pullPolicy: "never", masterCaPem: ca.certPem },
     ),
   );
   const svc = join(sub, "srv", SVC);
