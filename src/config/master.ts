@@ -55,6 +55,13 @@ export const masterSchema = z
         allowed_public_domains: z.array(domain).default([]),
         /** Bearer token the master presents to agents (the `mcp-master` identity). */
         token_path: z.string().min(1).optional(),
+        node_srv_root: z
+          .string()
+          .startsWith("/", { error: "expected an absolute path" })
+          .default("/srv")
+          .describe(
+            "the nodes' [agent] srv_root (provision writes /srv): volumes under <node_srv_root>/<service>/ need no admin",
+          ),
       })
       .prefault({}),
     nodes: z

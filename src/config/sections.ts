@@ -47,6 +47,12 @@ export const authSection = z
       .default("mcias")
       .describe("who validates bearer tokens: MCIAS or [[auth.tokens]]"),
     tokens: z.array(localToken).default([]),
+    host_access: z
+      .enum(["admin", "operators"])
+      .default("admin")
+      .describe(
+        "who may deploy host-level options (host/container: networks, named volumes and bind mounts outside <srv_root>/<service>/, ports on every interface): admins only, or every operator",
+      ),
   })
   .prefault({});
 

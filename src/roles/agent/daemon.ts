@@ -100,6 +100,7 @@ export function settingsFromConfig(
     validator: validatorFromConfig(cfg, base),
     runtime: buildRuntime(cfg, logger),
     srvRoot: cfg.agent.srv_root,
+    hostAccess: cfg.auth.host_access,
     portRange: cfg.agent.port_range as [number, number],
     nodeAddress: node.address,
     integrations,
