@@ -21,7 +21,7 @@ import { type RunningMaster, startMaster } from "../../src/roles/master/master.t
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { Code } from "../../src/rpc/wire.ts";
 import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
-import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testPki } from "../support/pki.ts";
 import { failure } from "../support/scripted-server.ts";
@@ -64,17 +64,6 @@ function def(name: string, over: Partial<ComponentDef>): ServiceDef {
     active: true,
     components: [containerComponent("app", image, { cmd: SLEEP, ...over })],
   };
-}
-
-async function podman(...args: string[]): Promise<{ code: number; stdout: string }> {
-  const pe = await podmanEnv();
-  const p = Bun.spawn(["podman", ...pe.globalArgs, ...args], {
-    env: { ...process.env, ...pe.env },
-    stdout: "pipe",
-    stderr: "ignore",
-  });
-  const stdout = await new Response(p.stdout).text();
-  return { code: await p.exited, stdout };
 }
 
 const exists = async (name: string) => (await podman("container", "exists", name)).code === 0;
@@ -193,9 +182,9 @@ describe("host-level fields need an admin", () => {
     });
     expect(res.results.map((r) => [r.name, r.success, r.error])).toEqual([["app", true, ""]]);
     const seen = await podman("exec", cname, "cat", "/hostdir/marker");
-    expect(seen.stdout).toBe("from the host\n");
+    expect(seen.stdout).toBe("from the host");
     const mode = await podman("inspect", "--format", "{{.HostConfig.NetworkMode}}", cname);
-    expect(mode.stdout.trim()).toBe("host");
+    expect(mode.stdout).toBe("host");
     expect(strict.registry.getService(name)?.components[0]?.network).toBe("host");
   }, 60_000);
 
@@ -221,7 +210,7 @@ describe("host-level fields need an admin", () => {
     created.push(cname);
     const res = await bob.deploy({ service: defToSpec(def(name, { volumes: [`${outside}:/hostdir:ro`] })) });
     expect(res.results.map((r) => [r.name, r.success, r.error])).toEqual([["app", true, ""]]);
-    expect((await podman("exec", cname, "cat", "/hostdir/marker")).stdout).toBe("from the host\n");
+    expect((await podman("exec", cname, "cat", "/hostdir/marker")).stdout).toBe("from the host");
   }, 60_000);
 
   test("through the master: a user is refused host network (Deploy and Sync), nothing placed", async () => {
