@@ -61,6 +61,13 @@ export const masterSchema = z
         client_key: z.string().min(1).optional(),
         /** Refused (see the check below): a bearer token one agent receives can be replayed on all. */
         token_path: z.string().min(1).optional(),
+        node_srv_root: z
+          .string()
+          .startsWith("/", { error: "expected an absolute path" })
+          .default("/srv")
+          .describe(
+            "the nodes' [agent] srv_root (provision writes /srv): volumes under <node_srv_root>/<service>/ need no admin",
+          ),
       })
       .prefault({}),
     nodes: z

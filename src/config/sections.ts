@@ -64,6 +64,12 @@ export const authSection = z
           }),
       )
       .default([]),
+    host_access: z
+      .enum(["admin", "operators"])
+      .default("admin")
+      .describe(
+        "who may deploy host-level options (host/container: networks, named volumes and bind mounts outside <srv_root>/<service>/, ports on every interface): admins only, or every operator",
+      ),
   })
   .prefault({});
 

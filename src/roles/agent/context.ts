@@ -1,6 +1,7 @@
 // What every agent use case works with: settings, the registry, the runtime, the logger,
 // and the per-service locks that serialize deploys and lifecycle changes of one service.
 import type { Logger } from "pino";
+import type { HostAccess } from "../../auth/host-access.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
@@ -15,6 +16,8 @@ export interface AgentSettings extends DaemonSettings {
   /** The node's container runtime (podman or docker): runs the components of kind "container". */
   runtime: Runtime;
   srvRoot: string;
+  /** [auth] host_access: who besides an admin may deploy host-level fields (absent = "admin"). */
+  hostAccess?: HostAccess;
   portRange: [number, number];
   /**
    * [agent] address: where other nodes, mc-proxy and DNS reach this node's route ports, and the

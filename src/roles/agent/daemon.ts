@@ -102,6 +102,7 @@ export function settingsFromConfig(
     ...(cfg.tls ? { masterCaPem: readFileSync(p(cfg.tls.ca_cert), "utf8") } : {}),
     runtime: buildRuntime(cfg, logger),
     srvRoot: cfg.agent.srv_root,
+    hostAccess: cfg.auth.host_access,
     portRange: cfg.agent.port_range as [number, number],
     nodeAddress: node.address,
     integrations,

@@ -26,6 +26,7 @@ import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
 import { effectiveDef, writeHistory } from "./history.ts";
 import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
+import { requireHostAccessFor } from "./host-access.ts";
 import {
   allocateRoutePorts,
   HostPortError,
@@ -480,6 +481,8 @@ export function deployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAg
         );
       }
       const def = specToDef(req.service, `service ${req.service.name || "(unnamed)"}`);
+      // Host-level fields need an admin: refused before anything is recorded or created.
+      requireHostAccessFor(ctx, def, call.identity);
       const results = await deployService(ctx, def, {
         component: req.component || undefined,
         pullPolicy: (req.pullPolicy || undefined) as PullPolicy | undefined,

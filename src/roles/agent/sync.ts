@@ -14,6 +14,7 @@ import { invalidArgument } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
+import { requireHostAccessFor } from "./host-access.ts";
 import { stopService } from "./lifecycle.ts";
 import { reconcile } from "./reconcile.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
@@ -131,13 +132,18 @@ export async function syncDesiredState(
 /** SyncDesiredState: every spec is validated before anything is touched; one bad spec refuses the whole request. */
 export function syncHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
-    async syncDesiredState(req) {
+    async syncDesiredState(req, call) {
       const seen = new Set<string>();
       const defs = req.services.map((s) => {
         const def = specToDef(s, `service ${s.name || "(unnamed)"}`);
         if (seen.has(def.name))
           throw invalidArgument(`service ${def.name} appears twice in the sync request`);
         seen.add(def.name);
+        // What sync records, StartService runs: host-level fields need an admin here as in Deploy.
+        // A definition the registry already holds as it is changes nothing and is not checked
+        // (a full-set sync may carry a service an admin deployed).
+        if (ctx.registry.getService(def.name)?.specJson !== JSON.stringify(def))
+          requireHostAccessFor(ctx, def, call.identity);
         return def;
       });
       return { results: await syncDesiredState(ctx, defs, { dryRun: req.dryRun }) };

@@ -2,6 +2,7 @@
 // what every use case and handler reaches through (store, agent clients, locks, logger). It lives
 // apart from startMaster so the handlers can name it without importing the file that imports them.
 import type { Logger } from "pino";
+import type { HostAccess } from "../../auth/host-access.ts";
 import type { MasterConfig } from "../../config/master.ts";
 import type { ClientCert } from "../../rpc/client.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
@@ -45,6 +46,12 @@ export interface MasterSettings extends DaemonSettings {
   policy?: Policy;
   /** Per-address connect timeout for agents with fallback addresses (default 2 s). */
   connectTimeoutMs?: number;
+  /**
+   * Host-level access (auth/host-access.ts): [auth] host_access (absent = "admin") and the nodes'
+   * srv_root that volumes are confined to ([master] node_srv_root; absent = "/srv").
+   */
+  hostAccess?: HostAccess;
+  nodeSrvRoot?: string;
   /** The parsed config file, when started by the daemon (for settings not mirrored above). */
   config?: MasterConfig;
 }

@@ -105,6 +105,8 @@ export function masterSettingsFromConfig(
       registerIntervalMs: cfg.registration.register_interval,
       heartbeatMinIntervalMs: cfg.registration.heartbeat_min_interval,
     },
+    hostAccess: cfg.auth.host_access,
+    nodeSrvRoot: cfg.master.node_srv_root,
     bootstrapNodes: cfg.nodes.map((n) => ({ name: n.name, role: n.role, address: n.address, arch: n.arch })),
     config: cfg,
   };

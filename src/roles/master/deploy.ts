@@ -7,6 +7,7 @@
 // Undeploy: the worker first (no traffic served during edge cleanup), then the edge routes, then
 // the records. Both run under the per-service lock.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { hostLevelFields, requireHostAccess } from "../../auth/host-access.ts";
 import { specToDef } from "../../component/proto.ts";
 import type { ServiceDef } from "../../config/service.ts";
 import type {
@@ -207,8 +208,27 @@ export async function deployDef(
   });
 }
 
-export async function masterDeploy(ctx: MasterContext, spec: ServiceSpec | undefined, component: string) {
+/**
+ * Host-level fields (auth/host-access.ts) need an admin caller, or every operator with [auth]
+ * host_access = "operators": checked here because the agent sees the master, not the operator,
+ * and skips its own role check for the master. Volumes are confined to
+ * <[master] node_srv_root>/<service>/.
+ */
+export function requireCallerHostAccess(ctx: MasterContext, def: ServiceDef, caller: Caller): void {
+  const fields = hostLevelFields(def, ctx.settings.nodeSrvRoot ?? "/srv");
+  requireHostAccess(caller, def.name, fields, ctx.settings.hostAccess ?? "admin");
+}
+
+type Caller = { name: string; roles: string[] };
+
+export async function masterDeploy(
+  ctx: MasterContext,
+  spec: ServiceSpec | undefined,
+  component: string,
+  caller: Caller,
+) {
   const def = validateSpec(ctx, spec);
+  requireCallerHostAccess(ctx, def, caller);
   return deployDef(ctx, spec!, def, component);
 }
 

@@ -12,8 +12,8 @@ import { masterSync } from "./sync.ts";
 
 export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpMasterService>> {
   return {
-    async deploy(req) {
-      return masterDeploy(ctx, req.service, req.component);
+    async deploy(req, call) {
+      return masterDeploy(ctx, req.service, req.component, call.identity);
     },
     async undeploy(req) {
       return masterUndeploy(ctx, req.serviceName);
@@ -21,8 +21,8 @@ export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpM
     async status(req) {
       return masterStatus(ctx, req.serviceName);
     },
-    async sync(req) {
-      return { results: await masterSync(ctx, req.services, req.dryRun) };
+    async sync(req, call) {
+      return { results: await masterSync(ctx, req.services, req.dryRun, call.identity) };
     },
     async listNodes() {
       return { nodes: listNodes(ctx) };

@@ -7,7 +7,7 @@ import type { ServiceDef } from "../../config/service.ts";
 import type { ServiceSpec, StepResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import { invalidArgument } from "../../rpc/errors.ts";
 import type { MasterContext } from "./context.ts";
-import { canonicalSpec, deployDef, masterUndeploy, validateSpec } from "./deploy.ts";
+import { canonicalSpec, deployDef, masterUndeploy, requireCallerHostAccess, validateSpec } from "./deploy.ts";
 
 type Step = MessageInitShape<typeof StepResultSchema>;
 
@@ -49,8 +49,18 @@ export function syncPlan(ctx: MasterContext, specs: ServiceSpec[]): SyncPlanEntr
   return entries;
 }
 
-export async function masterSync(ctx: MasterContext, specs: ServiceSpec[], dryRun: boolean): Promise<Step[]> {
+export async function masterSync(
+  ctx: MasterContext,
+  specs: ServiceSpec[],
+  dryRun: boolean,
+  caller: { name: string; roles: string[] },
+): Promise<Step[]> {
   const plan = syncPlan(ctx, specs);
+  // Before any service is touched (dry runs too): what sync would deploy needs host access when
+  // it is host-level; an unchanged service is not deployed and is not checked.
+  for (const e of plan)
+    if (e.def && (e.action === "deploy" || e.action === "redeploy"))
+      requireCallerHostAccess(ctx, e.def, caller);
   const out: Step[] = [];
   for (const e of plan) {
     const label = `${e.service}: ${dryRun && e.action !== "unchanged" ? `would ${e.action}` : e.action}`;

@@ -145,7 +145,7 @@ describe("agent config", () => {
   test("minimal config: defaults filled, optional sections undefined", () => {
     const { config } = loadAgentConfig(writeTemp(dir, SERVER + MCIAS));
     expect(config.database.path).toBe("/srv/mcp/mcp.db");
-    expect(config.auth).toEqual({ mode: "mcias", tokens: [], operators: [] });
+    expect(config.auth).toEqual({ mode: "mcias", tokens: [], operators: [], host_access: "admin" });
     expect(config.agent.port_range).toEqual([10000, 60000]);
     expect(config.agent.srv_root).toBe("/srv");
     expect(config.agent.pull).toBe("always");
@@ -162,6 +162,7 @@ describe("agent config", () => {
       mode: "local",
       tokens: [{ name: "admin", role: "admin", account_type: "human", sha256: HASH }],
       operators: [],
+      host_access: "admin",
     });
     expect(config.mcias).toBeUndefined();
     const withExpiry = `${text}expires = 2030-01-02T03:04:05Z\n[[auth.tokens]]\nname = "ci"\nrole = "user"\naccount_type = "system"\nsha256 = "${HASH}"\nexpires = "2031-01-01T00:00:00Z"\n`;

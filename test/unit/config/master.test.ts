@@ -76,6 +76,7 @@ describe("master config", () => {
       heartbeat_interval: 30_000,
       probe_timeout: 5_000,
       allowed_public_domains: ["example.org", "wntrmute.net"],
+      node_srv_root: "/srv",
     });
     expect(config.nodes).toEqual([
       { name: "rift", address: "100.95.252.120:9444", role: "master", arch: "amd64" },
