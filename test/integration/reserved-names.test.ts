@@ -40,7 +40,15 @@ beforeAll(async () => {
   mkdirSync(join(srv, "mcp", "certs"), { recursive: true });
   writeFileSync(join(srv, "mcp", "certs", "key.pem"), KEY, { mode: 0o600 });
   writeFileSync(join(srv, "mcp", "mcp-agent.toml"), "[agent]\n");
-  agent = await startAgent({ ...settings, srvRoot: srv, dbPath: join(srv, "mcp", "mcp.db") });
+  // A second layout: this agent's config lives in <srv_root>/control (not a reserved name).
+  mkdirSync(join(srv, "control"), { recursive: true });
+  writeFileSync(join(srv, "control", "agent.toml"), "[agent]\n");
+  agent = await startAgent({
+    ...settings,
+    srvRoot: srv,
+    dbPath: join(srv, "mcp", "mcp.db"),
+    statePaths: [join(srv, "control", "agent.toml")],
+  });
   client = await connect(McpAgent, { addresses: [`127.0.0.1:${agent.port}`], caPem: pki.caPem, token });
 });
 
@@ -96,5 +104,58 @@ describe("the daemons' homes are not services", () => {
   test("the agent's key and config are untouched", () => {
     expect(readFileSync(join(srv, "mcp", "certs", "key.pem"), "utf8")).toBe(KEY);
     expect(readFileSync(join(srv, "mcp", "mcp-agent.toml"), "utf8")).toBe("[agent]\n");
+  });
+});
+
+describe("a name whose directory holds the agent's state under another name", () => {
+  const held = () =>
+    `service name "control" is refused: ${join(srv, "control")} holds this agent's own state (${join(srv, "control", "agent.toml")})`;
+  test("control: pull, push, export, import, deploy, sync and adopt are refused with one line", async () => {
+    const spec = defToSpec({
+      name: "control",
+      tier: "worker",
+      active: true,
+      components: [containerComponent("web", "localhost/nothing:v1")],
+    });
+    const calls: [string, () => Promise<unknown>][] = [
+      ["pull", () => client.pullFile({ service: "control", path: "agent.toml" })],
+      [
+        "push",
+        () =>
+          client.pushFile({
+            service: "control",
+            path: "agent.toml",
+            content: Buffer.from("x"),
+            mode: 0o644,
+            create: true,
+          }),
+      ],
+      [
+        "export",
+        async () => {
+          for await (const _ of client.exportServiceData({ serviceName: "control" })) {
+            // nothing may arrive
+          }
+        },
+      ],
+      [
+        "import",
+        () =>
+          client.importServiceData(
+            (async function* () {
+              yield { serviceName: "control", force: true, data: new Uint8Array() };
+            })(),
+          ),
+      ],
+      ["deploy", () => client.deploy({ service: spec })],
+      ["sync", () => client.syncDesiredState({ services: [spec] })],
+      ["adopt", () => client.adoptContainer({ service: "control" })],
+    ];
+    for (const [what, call] of calls) {
+      const e = await failure(call());
+      expect(`${what}: ${e.code} ${e.details}`).toBe(`${what}: ${Code.INVALID_ARGUMENT} ${held()}`);
+    }
+    expect(agent.registry.getService("control")).toBeNull();
+    expect(readFileSync(join(srv, "control", "agent.toml"), "utf8")).toBe("[agent]\n");
   });
 });

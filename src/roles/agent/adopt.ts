@@ -15,6 +15,7 @@ import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
+import { checkServiceHome } from "./service-home.ts";
 
 type Result = MessageInitShape<typeof AdoptResultSchema>;
 
@@ -167,6 +168,7 @@ export function adoptHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
   return {
     async adoptContainer(req) {
       if (!req.service) throw invalidArgument("service name is required");
+      checkServiceHome(ctx.settings, req.service);
       return { results: await adoptContainers(ctx, req.service) };
     },
   };

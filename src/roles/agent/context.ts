@@ -42,6 +42,11 @@ export interface AgentSettings extends DaemonSettings {
   /** [[boot.sequence]] stages, brought up in order at start. */
   bootSequence?: BootStage[];
   /**
+   * The agent's own files beyond dbPath (config, TLS cert/key, token files, backups dir): a
+   * service whose <srv_root>/<service> holds one is refused (service-home.ts).
+   */
+  statePaths?: string[];
+  /**
    * The CA whose client certificate (CN mcp-master, clientAuth) identifies the master: [master]
    * ca_cert, else [tls] ca_cert. Absent (and no [master]): no client certificate is asked for.
    */

@@ -97,6 +97,15 @@ export function settingsFromConfig(
     tlsCertPem: readFileSync(p(cfg.server.tls_cert), "utf8"),
     tlsKeyPem: readFileSync(p(cfg.server.tls_key), "utf8"),
     dbPath: p(cfg.database.path),
+    // No service may be named so that its <srv_root>/<service> holds these (service-home.ts).
+    statePaths: [
+      resolve(file),
+      p(cfg.server.tls_cert),
+      p(cfg.server.tls_key),
+      ...[cfg.master?.token_path, cfg.metacrypt?.token_path, cfg.mcns?.token_path, cfg.tls?.ca_cert]
+        .filter((x): x is string => typeof x === "string" && x !== "")
+        .map(p),
+    ],
     validator: validatorFromConfig(cfg, base),
     operators: cfg.auth.operators,
     ...(cfg.tls ? { masterCaPem: readFileSync(p(cfg.tls.ca_cert), "utf8") } : {}),

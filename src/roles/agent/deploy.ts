@@ -37,6 +37,7 @@ import {
   runSpec,
 } from "./host-ports.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
+import { checkServiceHome } from "./service-home.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
 const STOP_TIMEOUT_SEC = 10;
@@ -481,6 +482,7 @@ export function deployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAg
         );
       }
       const def = specToDef(req.service, `service ${req.service.name || "(unnamed)"}`);
+      checkServiceHome(ctx.settings, def.name);
       // Host-level fields need an admin: refused before anything is recorded or created.
       requireHostAccessFor(ctx, def, call.identity);
       const results = await deployService(ctx, def, {

@@ -5,11 +5,12 @@ import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import { notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
-import { checkServiceName, readConfined, serviceDirExists, writeConfined } from "./files/confine.ts";
+import { readConfined, serviceDirExists, writeConfined } from "./files/confine.ts";
+import { checkServiceHome } from "./service-home.ts";
 
 /** A service is known when the registry has it or its directory already exists. */
 async function knownService(ctx: AgentContext, service: string): Promise<boolean> {
-  checkServiceName(service);
+  checkServiceHome(ctx.settings, service);
   return ctx.registry.getService(service) !== null || (await serviceDirExists(ctx.settings.srvRoot, service));
 }
 
@@ -17,6 +18,7 @@ export function filesHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAge
   const node = ctx.settings.nodeName;
   return {
     async pushFile(req) {
+      checkServiceHome(ctx.settings, req.service);
       if (!req.create && !(await knownService(ctx, req.service))) {
         throw notFound(
           `unknown service ${req.service} on node ${node}; pass --create to push before the first deploy`,

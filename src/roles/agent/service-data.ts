@@ -39,9 +39,10 @@ import type { McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
 import { failedPrecondition, invalidArgument, notFound, resourceExhausted } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
-import { checkServiceName, openServiceDir } from "./files/confine.ts";
+import { openServiceDir } from "./files/confine.ts";
 import { copySqlite, dirSink, isSqliteFd, type TreeEntry, TreeReader, walkTree } from "./files/tree.ts";
 import { capabilityRefusal, runtimeRefusal } from "./runtimes.ts";
+import { checkServiceHome } from "./service-home.ts";
 
 /** Time allowed for a `cli`/`exec` snapshot command inside the container. */
 export const SNAPSHOT_EXEC_TIMEOUT_MS = 5 * 60_000;
@@ -244,7 +245,7 @@ export async function exportServiceData(
   service: string,
   opts: { allFiles?: boolean } = {},
 ): Promise<{ chunks: AsyncGenerator<Uint8Array>; plan: ExportPlan }> {
-  checkServiceName(service);
+  checkServiceHome(ctx.settings, service);
   const dir = join(ctx.settings.srvRoot, service);
   const known = ctx.registry.getService(service) !== null;
   if (!(await dirExists(dir))) {
@@ -331,7 +332,7 @@ export async function importServiceData(
   force: boolean,
   data: AsyncIterable<Uint8Array>,
 ): Promise<number> {
-  checkServiceName(service);
+  checkServiceHome(ctx.settings, service);
   const root = ctx.settings.srvRoot;
   const target = join(root, service);
   if (!force && !(await absentOrEmptyDir(target))) {

@@ -18,6 +18,7 @@ import { requireHostAccessFor } from "./host-access.ts";
 import { stopService } from "./lifecycle.ts";
 import { reconcile } from "./reconcile.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
+import { checkServiceHome } from "./service-home.ts";
 
 type Result = MessageInitShape<typeof ServiceSyncResultSchema>;
 
@@ -136,6 +137,7 @@ export function syncHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgen
       const seen = new Set<string>();
       const defs = req.services.map((s) => {
         const def = specToDef(s, `service ${s.name || "(unnamed)"}`);
+        checkServiceHome(ctx.settings, def.name);
         if (seen.has(def.name))
           throw invalidArgument(`service ${def.name} appears twice in the sync request`);
         seen.add(def.name);
