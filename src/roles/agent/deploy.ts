@@ -35,6 +35,7 @@ import {
   routeKey,
   runSpec,
 } from "./host-ports.ts";
+import { requireContainersFree } from "./ownership.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
@@ -365,6 +366,9 @@ export async function deployService(
   // anything is recorded, allocated, created or written to the history (dry runs too).
   requireRuntimes(ctx, def);
   requireOwnContainers(ctx, def);
+  // The containers under those names, as they are: another service's (by its label) is never
+  // replaced, nor one MCP does not manage (the deployed components' names only).
+  await requireContainersFree(ctx, def, { unlabelled: "refuse", deployed: comps.map((c) => c.name) });
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
     // The ports a deploy would use now, chosen like a deploy chooses them but not kept.
