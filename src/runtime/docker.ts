@@ -14,7 +14,7 @@
 // Pure builders and parsers are exported for unit tests with output captured from a real engine.
 
 import { failure, type RunResult, RuntimeError, run } from "./exec.ts";
-import { type ImageDefaults, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
+import { type ImageDefaults, ownerField, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
 import { type ContainerDetails, type ContainerInfo, type Engine, mapState } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +90,16 @@ function primaryName(names: string): string {
   return all.find((n) => n !== "" && !n.includes("/")) ?? all[0] ?? "";
 }
 
+/** docker ps prints Labels as "k=v,k2=v2" (owner values are [a-z0-9-], never a comma). */
+function parseLabelList(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of str(v).split(",")) {
+    const eq = pair.indexOf("=");
+    if (eq > 0) out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
 /**
  * Parses `docker ps -a --no-trunc --format '{{json .}}'`: one JSON object per line. startedAt is
  * null here (ps does not report it); DockerRuntime.list() fills it in for running containers.
@@ -119,6 +129,7 @@ export function parseDockerPs(stdout: string): ContainerInfo[] {
       startedAt: null,
       createdAt: parseDockerTime(c["CreatedAt"]),
       exitCode: state === "exited" ? exitCodeFromStatus(str(c["Status"])) : null,
+      ...ownerField(parseLabelList(c["Labels"])),
     });
   }
   return out;

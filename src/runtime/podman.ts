@@ -9,12 +9,15 @@ import { PodmanService, type ServiceLogger } from "./podman-service.ts";
 import {
   type ContainerDetails,
   type ContainerInfo,
+  type ContainerOwner,
   type ContainerSpec,
   type Engine,
   type ExecResult,
   type InspectOptions,
   type LogOptions,
   mapState,
+  OWNER_LABELS,
+  ownerFromLabels,
   type Runtime,
   type RuntimeCapabilities,
   type RuntimeKind,
@@ -33,6 +36,10 @@ function positional(value: string, what: string): string {
 
 export function runArgs(spec: ContainerSpec): string[] {
   const argv = ["run", "-d", "--name", positional(spec.name, "container name")];
+  if (spec.owner) {
+    argv.push("--label", `${OWNER_LABELS.service}=${positional(spec.owner.service, "owner service")}`);
+    argv.push("--label", `${OWNER_LABELS.component}=${positional(spec.owner.component, "owner component")}`);
+  }
   if (spec.network !== "") argv.push("--network", spec.network);
   if (spec.user !== "") argv.push("--user", spec.user);
   if (spec.restart !== "") argv.push("--restart", spec.restart);
@@ -135,6 +142,16 @@ function asStr(v: unknown): string {
 function asStrs(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
 }
+function asLabels(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(asObj(v))) if (typeof x === "string") out[k] = x;
+  return out;
+}
+/** `{ owner }` when the labels name one, else nothing (absent stays absent in read-backs). */
+export function ownerField(labels: Record<string, string>): { owner?: ContainerOwner } {
+  const owner = ownerFromLabels(labels);
+  return owner ? { owner } : {};
+}
 function asNum(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
@@ -188,6 +205,7 @@ export function parsePs(json: unknown): ContainerInfo[] {
       startedAt: parseTime(c["StartedAt"]),
       createdAt: wholeSeconds(parseTime(c["Created"])),
       exitCode: exitCodeFor(rawState, c["ExitCode"]),
+      ...ownerField(asLabels(c["Labels"])),
     };
   });
 }
@@ -303,6 +321,7 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
   const restart = asStr(restartPolicy["Name"]) + (retries > 0 ? `:${retries}` : "");
   const memory = asNum(host["Memory"]) ?? 0;
   const nanoCpus = asNum(host["NanoCpus"]) ?? 0;
+  const owned = ownerField(asLabels(cfg["Labels"]));
   return {
     id: asStr(c["Id"]),
     name,
@@ -311,6 +330,7 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
     startedAt: parseTime(state["StartedAt"]),
     createdAt: parseTime(c["Created"]),
     exitCode: exitCodeFor(rawState, state["ExitCode"]),
+    ...owned,
     spec: {
       name,
       image: imageRef,
@@ -326,6 +346,7 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
       vcpus: nanoCpus > 0 ? nanoCpus / 1e9 : 0,
       // A container runtime (podman or docker, which shares this parser) runs containers.
       runtime: "container",
+      ...owned,
     },
   };
 }

@@ -10,6 +10,26 @@ export type { RuntimeKind } from "../config/runtime-kind.ts";
 /** The program behind a runtime: the node's container engine ([agent] container_runtime). */
 export type Engine = "podman" | "docker";
 
+/**
+ * The service component a container belongs to. MCP writes it on every container it creates as
+ * two labels (OWNER_LABELS) and reads it back from inspect and list: the container itself says
+ * whose it is, even when the registry does not know it (lost, restored, another agent's).
+ */
+export interface ContainerOwner {
+  service: string;
+  component: string;
+}
+
+/** The label keys of ContainerOwner. */
+export const OWNER_LABELS = { service: "mcp.service", component: "mcp.component" } as const;
+
+/** The owner recorded in a container's labels, or undefined when it carries none (not MCP's, or older). */
+export function ownerFromLabels(labels: Record<string, string>): ContainerOwner | undefined {
+  const service = labels[OWNER_LABELS.service];
+  if (service === undefined || service === "") return undefined;
+  return { service, component: labels[OWNER_LABELS.component] ?? "" };
+}
+
 /** What the agent wants run. Empty network/user/restart mean "runtime default". */
 export interface ContainerSpec {
   name: string;
@@ -33,6 +53,8 @@ export interface ContainerSpec {
   memory: string;
   /** CPUs (`--cpus`); 0 = no limit. */
   vcpus: number;
+  /** Who the container belongs to, written as labels; absent = no labels (bare runtime use). */
+  owner?: ContainerOwner;
 }
 
 export type { ObservedState };
@@ -48,6 +70,8 @@ export interface ContainerInfo {
   exitCode: number | null;
   /** The runtime kind that listed it, set by the router for kinds other than "container". */
   runtime?: string;
+  /** Its owner labels, when it carries them (containers MCP created; see ContainerOwner). */
+  owner?: ContainerOwner;
 }
 
 /**

@@ -126,7 +126,7 @@ describe("an agent with container_runtime = docker (compiled binary, real engine
     const web = r.stdout.split("\n").find((l) => l.startsWith("web: ")) ?? "";
     // The agent adds its default restart policy, as with podman.
     expect(web).toBe(
-      `web: docker -H ${dockerd.host} run -d --name ${WEB} --restart unless-stopped -p 127.0.0.1:${port}:8080 ${image}`,
+      `web: docker -H ${dockerd.host} run -d --name ${WEB} --label mcp.service=${SVC} --label mcp.component=web --restart unless-stopped -p 127.0.0.1:${port}:8080 ${image}`,
     );
     expect(await dockerState(WEB)).toBe("missing");
   }, 20_000);

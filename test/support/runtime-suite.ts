@@ -181,6 +181,32 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
       expect(await rt.inspect(name)).toBeNull();
     });
 
+    test("a spec's owner goes on the container as labels; inspect and list read it back", async () => {
+      const name = `${PREFIX}-owned`;
+      const owner = { service: `${PREFIX}-svc`, component: "api" };
+      try {
+        const spec = { ...webSpec(), name, ports: [], volumes: [], env: [], cmd: [], owner };
+        expect(rt.describeRun(spec).join(" ")).toContain(
+          `--name ${name} --label mcp.service=${owner.service} --label mcp.component=api`,
+        );
+        await rt.run(spec);
+        const raw = await h.cli("container", "inspect", "--format", "{{json .Config.Labels}}", name);
+        expect(JSON.parse(raw.stdout)).toMatchObject({
+          "mcp.service": owner.service,
+          "mcp.component": "api",
+        });
+        const d = await rt.inspect(name);
+        expect(d!.owner).toEqual(owner);
+        expect(d!.spec.owner).toEqual(owner);
+        expect((await rt.list()).find((c) => c.name === name)?.owner).toEqual(owner);
+        // A container without the labels has no owner (the web container, run without one).
+        expect((await rt.inspect(WEB))!.owner).toBeUndefined();
+        expect((await rt.list()).find((c) => c.name === WEB)?.owner).toBeUndefined();
+      } finally {
+        await rt.remove(name, true);
+      }
+    }, 30_000);
+
     test("list returns both containers, with start and creation times", async () => {
       const t0 = performance.now();
       const all = await rt.list();

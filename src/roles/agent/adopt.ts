@@ -10,11 +10,13 @@ import { toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
 import { type ComponentDef, NAME_RE, parseServiceDef, type ServiceDef } from "../../config/service.ts";
 import type { AdoptResultSchema, McpAgent } from "../../gen/mcp/v1/mcp_pb.ts";
+import type { Registry } from "../../registry/index.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
-import { invalidArgument, notFound } from "../../rpc/errors.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { ContainerDetails, ContainerInfo } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
+import { describeClaim, type ForeignClaim, foreignClaim } from "./ownership.ts";
 import { checkServiceHome } from "./service-home.ts";
 
 type Result = MessageInitShape<typeof AdoptResultSchema>;
@@ -50,6 +52,26 @@ export function candidates(
   return out.sort((a, b) => a.container.localeCompare(b.container));
 }
 
+/**
+ * Containers named like components of `service` that another service owns: by their owner label
+ * (MCP created them for it, whatever the registry says) or, without one, by a managed registry
+ * entry. Adopt refuses them, naming the owner, instead of taking another service's container.
+ */
+export function claimedElsewhere(
+  service: string,
+  containers: ContainerInfo[],
+  registry: Pick<Registry, "ownersOfContainer" | "getComponent">,
+): { container: string; component: string; claim: ForeignClaim }[] {
+  const out: { container: string; component: string; claim: ForeignClaim }[] = [];
+  for (const c of containers) {
+    const component = componentNameFor(service, c.name);
+    if (component === null) continue;
+    const claim = foreignClaim(registry, service, c.name, c.owner);
+    if (claim) out.push({ container: c.name, component, claim });
+  }
+  return out.sort((a, b) => a.container.localeCompare(b.container));
+}
+
 /** Validates one adopted component with the definition schema; throws a one-line ConfigError. */
 function validated(service: string, c: ComponentDef): ComponentDef {
   const { def } = parseServiceDef(
@@ -64,13 +86,25 @@ export function adoptContainers(ctx: AgentContext, service: string): Promise<Res
     throw invalidArgument(`service name: expected [a-z0-9][a-z0-9-]*, got ${JSON.stringify(service)}`);
   return ctx.locks.run(service, async () => {
     const list = await ctx.runtime.list();
-    const found = candidates(service, list, ctx.registry.listServices());
+    const claimed = claimedElsewhere(service, list, ctx.registry);
+    const refused = new Set(claimed.map((c) => c.container));
+    const found = candidates(service, list, ctx.registry.listServices()).filter(
+      (f) => !refused.has(f.container),
+    );
+    const refusal = (c: (typeof claimed)[number]) =>
+      `container ${c.container} belongs to ${describeClaim(c.claim)}; not adopted into ${service}`;
+    if (found.length === 0 && claimed.length > 0) throw failedPrecondition(refusal(claimed[0]!));
     if (found.length === 0) {
       throw notFound(
         `no containers named "${service}" or "${service}-*" on node ${ctx.settings.nodeName} (see mcp ps)`,
       );
     }
-    const results: Result[] = [];
+    const results: Result[] = claimed.map((c) => ({
+      container: c.container,
+      component: c.component,
+      success: false,
+      error: refusal(c),
+    }));
     const adopted: { def: ComponentDef; details: ContainerDetails; container: string }[] = [];
     for (const f of found) {
       try {

@@ -25,6 +25,7 @@ import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
+import { requireContainersFree } from "./ownership.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 
 /** Backoff between attempts of a failed blocking stage: 1 s doubling, capped at 60 s. */
@@ -131,6 +132,8 @@ async function bringUp(
   const toDeploy: ComponentDef[] = [];
   requireRuntimes(ctx, def); // before recordSpec: a boot service this node cannot run records nothing
   requireOwnContainers(ctx, def);
+  // Boot's definitions claim what runs under their names, except another service's (by label).
+  await requireContainersFree(ctx, def, { unlabelled: "keep" });
   await ctx.locks.run(def.name, async () => {
     const kept: ComponentDef[] = [];
     for (const c of def.components) {

@@ -36,6 +36,7 @@ import {
   routeKey,
   runSpec,
 } from "./host-ports.ts";
+import { requireContainersFree } from "./ownership.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
 
@@ -367,6 +368,9 @@ export async function deployService(
   // anything is recorded, allocated, created or written to the history (dry runs too).
   requireRuntimes(ctx, def);
   requireOwnContainers(ctx, def);
+  // The containers under those names, as they are: another service's (by its label) is never
+  // replaced, nor one MCP does not manage (the deployed components' names only).
+  await requireContainersFree(ctx, def, { unlabelled: "refuse", deployed: comps.map((c) => c.name) });
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
     // The ports a deploy would use now, chosen like a deploy chooses them but not kept.

@@ -53,14 +53,20 @@ export function publishHost(address: string): string {
   return isIPv6(address) ? `[${address}]` : address;
 }
 
-/** The spec a component runs as: its own fields plus its route ports on the node address. */
+/**
+ * The spec a component runs as: its own fields plus its route ports on the node address, and its
+ * owner (service and component), which every container the agent creates carries as labels.
+ */
 export function runSpec(
   settings: Pick<AgentSettings, "nodeAddress">,
   service: string,
   c: ComponentDef,
   routes: readonly RoutePort[],
 ): ContainerSpec {
-  return withRoutePorts(containerSpec(service, c), routes, publishHost(nodeAddressOf(settings)));
+  return {
+    ...withRoutePorts(containerSpec(service, c), routes, publishHost(nodeAddressOf(settings))),
+    owner: { service, component: c.name },
+  };
 }
 
 /** Why no port could be probed at all: the address is not this host's, or similar. */

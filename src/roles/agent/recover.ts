@@ -14,6 +14,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
 import { runSpec } from "./host-ports.ts";
+import { describeClaim } from "./ownership.ts";
 import { runtimeRefusal } from "./runtimes.ts";
 
 type Result = MessageInitShape<typeof RecoverResultSchema>;
@@ -34,6 +35,12 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
   const name = containerName(service, c.name);
   try {
     const existing = await ctx.runtime.inspect(name);
+    // Another service's container under this name (by its label) is never removed or taken over;
+    // one without labels (created before them) is recovered from the registry as before.
+    if (existing?.owner && existing.owner.service !== service)
+      throw new Error(
+        `container ${name} belongs to ${describeClaim({ owner: existing.owner, by: "label" })}, not to ${service}/${c.name}; left as it is`,
+      );
     if (existing?.state === "running") {
       ctx.registry.setObservedState(service, c.name, "running");
       return { ...base, action: ALREADY_RUNNING, success: true };
@@ -61,8 +68,9 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
   } catch (err) {
     // The registry records what is really there, never the success that did not happen.
     const details = await ctx.runtime.inspect(name).catch(() => null);
+    const ours = !details?.owner || details.owner.service === service;
     try {
-      ctx.registry.setObservedState(service, c.name, details?.state ?? "removed");
+      ctx.registry.setObservedState(service, c.name, (ours ? details?.state : undefined) ?? "removed");
     } catch {
       // the component vanished from the registry meanwhile (undeploy): nothing to record
     }

@@ -16,6 +16,7 @@ import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { requireHostAccessFor } from "./host-access.ts";
 import { stopService } from "./lifecycle.ts";
+import { requireContainersFree } from "./ownership.ts";
 import { reconcile } from "./reconcile.ts";
 import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
@@ -61,6 +62,8 @@ export async function syncDesiredState(
 ): Promise<Result[]> {
   const results: Result[] = [];
   const byName = new Map<string, Result>();
+  // One listing for every definition: a container labelled for another service is never claimed.
+  const containers = defs.length > 0 ? await ctx.runtime.list() : [];
   for (const def of defs) {
     const r: Result = { name: def.name, changed: false, summary: SUMMARY.unchanged };
     results.push(r);
@@ -69,6 +72,8 @@ export async function syncDesiredState(
       // Recorded desired state is what recover and start would run: not for a runtime absent here.
       requireRuntimes(ctx, def);
       requireOwnContainers(ctx, def);
+      // Unlabelled containers under these names are claimed as today (they were discovered).
+      await requireContainersFree(ctx, def, { unlabelled: "keep", containers });
       const changed = await ctx.locks.run(def.name, async () => {
         const changed = wouldChange(ctx.registry.getService(def.name), def);
         if (changed && !opts.dryRun) recordDesired(ctx, def);

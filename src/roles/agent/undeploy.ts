@@ -9,6 +9,7 @@ import { failedPrecondition, invalidArgument } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { firstHookFailure, stepTiming } from "./hooks.ts";
+import { describeClaim, type ForeignClaim, foreignClaim } from "./ownership.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 type Step = MessageInitShape<typeof StepTimingSchema>;
@@ -33,18 +34,27 @@ export function undeployService(ctx: AgentContext, service: string): Promise<Res
       if (c.desiredState === "ignore") continue;
       const name = containerName(service, c.name);
       const steps: Step[] = [];
+      // Set when the container under this name is another service's: it is left running.
+      let foreign: ForeignClaim | null = null;
       try {
         const existing = await timed(steps, "stop", async () => {
-          const d = await ctx.runtime.inspect(name);
+          const d = await ctx.runtime.inspect(name, { imageDefaults: false });
+          // Its owner label says whose it is; without one (older containers) the registry does,
+          // and a name the registry also gives to another service is not removed on a guess.
+          foreign = d ? foreignClaim(ctx.registry, service, name, d.owner) : null;
+          if (foreign) return null;
           if (d?.state === "running") await ctx.runtime.stop(name);
           return d;
         });
         if (existing) await timed(steps, "remove", () => ctx.runtime.remove(name, true));
-        results.push({ name: c.name, success: true, version: c.version, steps });
+        const warnings = foreign
+          ? [`container ${name} belongs to ${describeClaim(foreign)}: left as it is`]
+          : [];
+        results.push({ name: c.name, success: true, version: c.version, steps, warnings });
       } catch (err) {
         results.push({ name: c.name, success: false, error: (err as Error).message.split("\n")[0], steps });
       }
-      const after = await ctx.runtime.inspect(name).catch(() => null);
+      const after = foreign ? null : await ctx.runtime.inspect(name).catch(() => null);
       // The transition to "removed" is recorded as an event before the entry goes.
       ctx.registry.setObservedState(service, c.name, after?.state ?? "removed");
     }

@@ -486,5 +486,6 @@ const _specKeys: Record<keyof ContainerSpec, true> = {
   memory: true,
   vcpus: true,
   runtime: true,
+  owner: true,
 };
 void _specKeys;

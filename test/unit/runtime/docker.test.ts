@@ -324,6 +324,16 @@ describe("parseDockerPs", () => {
     expect(parseDockerPs("\n\n")).toEqual([]);
     expect(parseDockerPs(`${PS_2010}\n`)).toHaveLength(5);
   });
+  test("owner labels come from the Labels list (k=v,k=v); none, no owner", () => {
+    const line = (labels: string) =>
+      JSON.stringify({ ID: "x", Names: "a-b-c", Image: "i", State: "running", Labels: labels });
+    expect(parseDockerPs(line("x=1,mcp.component=b-c,mcp.service=a"))[0]!.owner).toEqual({
+      service: "a",
+      component: "b-c",
+    });
+    expect("owner" in parseDockerPs(line(""))[0]!).toBe(false);
+    expect("owner" in parseDockerPs(line("maintainer=x"))[0]!).toBe(false);
+  });
   test("non-JSON or an array fails with one clear line", () => {
     expect(() => parseDockerPs("Cannot connect to the Docker daemon")).toThrow(
       /cannot parse docker ps output as JSON/,

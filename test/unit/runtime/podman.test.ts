@@ -90,6 +90,40 @@ describe("argv builders", () => {
     expect(argv).toEqual(["run", "-d", "--name", "metacrypt-api", "mcr.svc:8443/metacrypt:v1.7.0"]);
   });
 
+  test("an owner becomes two labels right after the name; its values are never flags", () => {
+    const owned = bareSpec("a-b-c", "img:v1", { owner: { service: "a", component: "b-c" } });
+    expect(runArgs(owned)).toEqual([
+      "run",
+      "-d",
+      "--name",
+      "a-b-c",
+      "--label",
+      "mcp.service=a",
+      "--label",
+      "mcp.component=b-c",
+      "img:v1",
+    ]);
+    expect(() => runArgs({ ...owned, owner: { service: "-x", component: "c" } })).toThrow(
+      /invalid owner service "-x"/,
+    );
+  });
+
+  test("inspect and ps read the owner labels back; other labels, or none, give no owner", () => {
+    const inspected = (labels: unknown) =>
+      parseInspect([{ Id: "x", Name: "a-b-c", Config: { Image: "i", Labels: labels }, State: {} }]);
+    const both = { "mcp.service": "a", "mcp.component": "b-c", "org.opencontainers.x": "y" };
+    expect(inspected(both).owner).toEqual({ service: "a", component: "b-c" });
+    expect(inspected(both).spec.owner).toEqual({ service: "a", component: "b-c" });
+    for (const none of [null, {}, { "org.opencontainers.x": "y" }, { "mcp.service": "" }]) {
+      expect(inspected(none).owner).toBeUndefined();
+      expect("owner" in inspected(none).spec).toBe(false);
+    }
+    const ps = (labels: unknown) =>
+      parsePs([{ Id: "x", Names: ["a-b-c"], State: "running", Labels: labels }]);
+    expect(ps(both)[0]!.owner).toEqual({ service: "a", component: "b-c" });
+    expect("owner" in ps(null)[0]!).toBe(false);
+  });
+
   test("positional values that look like flags are refused with one clear line", () => {
     expect(() => runArgs({ ...spec, name: "--privileged" })).toThrow(/invalid container name "--privileged"/);
     expect(() => runArgs({ ...spec, image: "-x" })).toThrow(/invalid image/);
