@@ -35,8 +35,11 @@ export const MASTER_ONLY_AGENT_RPCS: ReadonlySet<string> = new Set([
   "ImportServiceData",
 ]);
 
-/** Operator RPCs the master also calls (fleet status reads a service's live state). */
-export const MASTER_ALSO_CALLS: ReadonlySet<string> = new Set(["LiveCheck"]);
+/**
+ * Operator RPCs the master also calls: fleet status reads a service's live state; a migration
+ * stops the service on its source and starts it again there when the move fails.
+ */
+export const MASTER_ALSO_CALLS: ReadonlySet<string> = new Set(["LiveCheck", "StopService", "StartService"]);
 
 export interface AgentPolicyOptions {
   /** The agent has a [master]: the master-only RPCs are the master's alone. */
