@@ -100,7 +100,13 @@ export const agentSchema = z
     master: z
       .strictObject({
         address: hostPortString,
-        role: z.enum(["worker", "edge", "master"]).default("worker"),
+        /** What Register claims; the master's config decides and refuses a different claim. */
+        role: z
+          .enum(["worker", "edge", "master"])
+          .default("worker")
+          .describe(
+            "role this node claims at Register; must match the master's config ([registration] roles)",
+          ),
         heartbeat: duration.prefault("30s"),
         ca_cert: z.string().min(1).optional(),
         token_path: z.string().min(1).optional(),
