@@ -25,6 +25,8 @@ export interface MciasClientOptions {
   validatePath?: string;
   /** Per request; default 5000. */
   timeoutMs?: number;
+  /** Allow an http:// server_url (`[mcias] insecure_http = true`, for tests). */
+  insecureHttp?: boolean;
 }
 
 /** A failure talking to MCIAS that is not a verdict on a token (bad login, unreachable, 5xx). */
@@ -51,8 +53,11 @@ export class MciasClient implements TokenValidator {
     } catch {
       throw new MciasError(`mcias server_url is not a URL: ${JSON.stringify(opts.serverUrl)}`);
     }
-    if (u.protocol !== "https:" && u.protocol !== "http:") {
-      throw new MciasError(`mcias server_url must be https://, got ${u.protocol}`);
+    // http:// would send passwords and bearer tokens in clear: only with an explicit insecure_http.
+    if (u.protocol !== "https:" && !(u.protocol === "http:" && opts.insecureHttp === true)) {
+      throw new MciasError(
+        `mcias server_url must be https:// (tokens are not sent in clear; insecure_http = true allows http:// for tests), got ${u.protocol}`,
+      );
     }
     this.base = opts.serverUrl.replace(/\/+$/, "");
     const vp = opts.validatePath ?? "/v1/token/validate";

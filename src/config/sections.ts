@@ -2,7 +2,7 @@
 // server, local/MCIAS auth, MCIAS client settings and logging. Parsed
 // objects keep the TOML's snake_case key names so code reads like the file.
 import { z } from "zod";
-import { hostPortString, tomlDateString, urlString } from "./load.ts";
+import { checkHttpsUnlessInsecure, hostPortString, insecureHttp, tomlDateString, urlString } from "./load.ts";
 
 export const serverSection = z.strictObject({
   /** Overlay address to bind, "host:port". */
@@ -61,7 +61,9 @@ export function mciasSection(defaultServiceName: string) {
         .string()
         .startsWith("/", { error: 'expected a path starting with "/"' })
         .default("/v1/token/validate"),
+      insecure_http: insecureHttp,
     })
+    .check(checkHttpsUnlessInsecure)
     .optional();
 }
 
