@@ -16,7 +16,13 @@ export interface AuthSections {
       expires?: string;
     }[];
   };
-  mcias?: { server_url: string; ca_cert: string; service_name: string; validate_path: string };
+  mcias?: {
+    server_url: string;
+    ca_cert: string;
+    service_name: string;
+    validate_path: string;
+    insecure_http?: boolean | undefined;
+  };
 }
 
 /** `base`: the config file's directory, for a relative [mcias] ca_cert. */
@@ -39,6 +45,7 @@ export function validatorFromConfig(cfg: AuthSections, base: string): TokenValid
       caCertPath: m.ca_cert ? resolve(base, m.ca_cert) : undefined,
       serviceName: m.service_name,
       validatePath: m.validate_path,
+      insecureHttp: m.insecure_http === true,
     }),
   );
 }

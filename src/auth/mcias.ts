@@ -10,8 +10,14 @@
 // validation is POST <validatePath> (default /v1/token/validate) with
 // `Authorization: Bearer <token>` and body {"token": "<token>"}, answering
 // {valid: boolean, username: string, roles: string[],
-//  account_type: "human"|"system", expires_at?: string}
+//  account_type: "human"|"system", expires_at?: string, service_name?: string}
 // with 401 (and/or valid:false) for an unknown or expired token.
+//
+// service_name, when MCIAS reports it, is the service the token was issued for (the login's
+// service_name). A token issued for a service outside MCP is refused, so a token a user gave
+// another service cannot be replayed here. MCP is one platform of three daemons whose callers
+// log in as "mcp" (the CLI), "mcp-master" and "mcp-agent"; those and this daemon's own
+// service_name are accepted (MCP_SERVICES).
 
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -25,6 +31,8 @@ export interface MciasClientOptions {
   validatePath?: string;
   /** Per request; default 5000. */
   timeoutMs?: number;
+  /** Allow an http:// server_url (`[mcias] insecure_http = true`, for tests). */
+  insecureHttp?: boolean;
 }
 
 /** A failure talking to MCIAS that is not a verdict on a token (bad login, unreachable, 5xx). */
@@ -38,8 +46,12 @@ export class MciasError extends Error {
   }
 }
 
+/** The service names of MCP's own logins (CLI, master, agent): tokens for these are accepted. */
+export const MCP_SERVICES: readonly string[] = ["mcp", "mcp-master", "mcp-agent"];
+
 export class MciasClient implements TokenValidator {
   private readonly base: string;
+  private readonly services: ReadonlySet<string>;
   private readonly validatePath: string;
   private readonly timeoutMs: number;
   private ca: Promise<string | undefined> | undefined;
@@ -51,13 +63,17 @@ export class MciasClient implements TokenValidator {
     } catch {
       throw new MciasError(`mcias server_url is not a URL: ${JSON.stringify(opts.serverUrl)}`);
     }
-    if (u.protocol !== "https:" && u.protocol !== "http:") {
-      throw new MciasError(`mcias server_url must be https://, got ${u.protocol}`);
+    // http:// would send passwords and bearer tokens in clear: only with an explicit insecure_http.
+    if (u.protocol !== "https:" && !(u.protocol === "http:" && opts.insecureHttp === true)) {
+      throw new MciasError(
+        `mcias server_url must be https:// (tokens are not sent in clear; insecure_http = true allows http:// for tests), got ${u.protocol}`,
+      );
     }
     this.base = opts.serverUrl.replace(/\/+$/, "");
     const vp = opts.validatePath ?? "/v1/token/validate";
     this.validatePath = vp.startsWith("/") ? vp : `/${vp}`;
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.services = new Set([...MCP_SERVICES, opts.serviceName]);
   }
 
   async login(
@@ -93,6 +109,13 @@ export class MciasClient implements TokenValidator {
       !roles.every((r) => typeof r === "string")
     ) {
       throw new MciasError("mcias validate: unexpected response shape");
+    }
+    const issuedFor = field(body, "service_name");
+    if (typeof issuedFor === "string" && issuedFor !== "" && !this.services.has(issuedFor)) {
+      throw new AuthError(
+        "unauthenticated",
+        `token was issued for service ${JSON.stringify(issuedFor)}, not for MCP (${[...this.services].join(", ")})`,
+      );
     }
     const id: Identity = {
       name: username,

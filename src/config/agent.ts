@@ -5,7 +5,15 @@
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { duration, hostPortString, loadToml, parseWith, urlString } from "./load.ts";
+import {
+  checkHttpsUnlessInsecure,
+  duration,
+  hostPortString,
+  insecureHttp,
+  loadToml,
+  parseWith,
+  urlString,
+} from "./load.ts";
 import { authSection, checkAuth, logSection, mciasSection, serverSection, tlsSection } from "./sections.ts";
 import { imageTagWarnings, parseServiceDef, serviceDefSchema } from "./service.ts";
 import { isAnyAddr } from "./specs.ts";
@@ -111,7 +119,13 @@ export const agentSchema = z
     master: z
       .strictObject({
         address: hostPortString,
-        role: z.enum(["worker", "edge", "master"]).default("worker"),
+        /** What Register claims; the master's config decides and refuses a different claim. */
+        role: z
+          .enum(["worker", "edge", "master"])
+          .default("worker")
+          .describe(
+            "role this node claims at Register; must match the master's config ([registration] roles)",
+          ),
         heartbeat: duration.prefault("30s"),
         ca_cert: z.string().min(1).optional(),
         token_path: z.string().min(1).optional(),
@@ -132,7 +146,9 @@ export const agentSchema = z
         mount: z.string().min(1).default("pki"),
         issuer: z.string().min(1).default("infra"),
         token_path: z.string().min(1),
+        insecure_http: insecureHttp,
       })
+      .check(checkHttpsUnlessInsecure)
       .optional(),
     mcns: z
       .strictObject({
@@ -140,7 +156,9 @@ export const agentSchema = z
         ca_cert: z.string().default(""),
         zone: z.string().min(1).default("svc.mcp.metacircular.net"),
         token_path: z.string().min(1),
+        insecure_http: insecureHttp,
       })
+      .check(checkHttpsUnlessInsecure)
       .optional(),
     tls: tlsSection,
     boot: z.strictObject({ sequence: z.array(bootStage).default([]) }).optional(),

@@ -5,7 +5,14 @@ import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { hostPortString, loadToml, parseWith, urlString } from "./load.ts";
+import {
+  checkHttpsUnlessInsecure,
+  hostPortString,
+  insecureHttp,
+  loadToml,
+  parseWith,
+  urlString,
+} from "./load.ts";
 import { archSchema, nameSchema } from "./names.ts";
 import { tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
@@ -24,7 +31,7 @@ export interface CliNode {
 
 export interface CliConfig {
   services: { dir: string };
-  mcias?: { server_url: string; ca_cert: string; service_name: string };
+  mcias?: { server_url: string; ca_cert: string; service_name: string; insecure_http?: boolean };
   auth: { token_path: string; username?: string; password_file?: string };
   tls?: { ca_cert: string };
   /** The fleet master (architecture v2): primary address, then fallbacks tried in order. */
@@ -40,7 +47,9 @@ export const cliSchema = z
         server_url: urlString,
         ca_cert: z.string().default(""),
         service_name: z.string().min(1).default("mcp"),
+        insecure_http: insecureHttp,
       })
+      .check(checkHttpsUnlessInsecure)
       .optional(),
     auth: z
       .strictObject({
@@ -118,7 +127,9 @@ export function parseCliConfig(data: unknown, file: string): LoadedCliConfig {
   if (raw.auth.username !== undefined) config.auth.username = raw.auth.username;
   if (raw.auth.password_file !== undefined) config.auth.password_file = p(raw.auth.password_file);
   if (raw.mcias !== undefined) {
-    config.mcias = { ...raw.mcias, ca_cert: raw.mcias.ca_cert === "" ? "" : p(raw.mcias.ca_cert) };
+    const { insecure_http, ...mcias } = raw.mcias;
+    config.mcias = { ...mcias, ca_cert: mcias.ca_cert === "" ? "" : p(mcias.ca_cert) };
+    if (insecure_http) config.mcias.insecure_http = true;
   }
   if (raw.tls !== undefined) config.tls = { ca_cert: raw.tls.ca_cert === "" ? "" : p(raw.tls.ca_cert) };
   if (raw.master !== undefined) config.master = { ...raw.master };
@@ -146,6 +157,7 @@ export function cliConfigToToml(cfg: CliConfig): string {
     kv("server_url", tomlString(cfg.mcias.server_url));
     kv("ca_cert", tomlString(cfg.mcias.ca_cert));
     kv("service_name", tomlString(cfg.mcias.service_name));
+    if (cfg.mcias.insecure_http) kv("insecure_http", "true");
   }
   out.push("", "[auth]");
   kv("token_path", tomlString(cfg.auth.token_path));

@@ -262,6 +262,33 @@ export function fromParser(parse: (s: string) => unknown) {
 export const hostPortString = fromParser(parseHostPort);
 
 /** An http(s) URL such as `https://mcias.example.net:8443`. */
+/**
+ * The rule every section with a bearer-token `server_url` (MCIAS, Metacrypt, MCNS) applies:
+ * http:// would send the token in clear, so it is refused unless the section says
+ * `insecure_http = true` (meant for tests on 127.0.0.1).
+ */
+export function checkHttpsUnlessInsecure(ctx: {
+  value: { server_url: string; insecure_http?: boolean | undefined };
+  issues: { push(issue: { code: "custom"; message: string; path: PropertyKey[]; input: unknown }): void };
+}): void {
+  const v = ctx.value;
+  if (v.insecure_http || !URL.canParse(v.server_url)) return;
+  if (new URL(v.server_url).protocol === "http:") {
+    ctx.issues.push({
+      code: "custom",
+      message: `expected an https:// URL (http:// sends the bearer token in clear; insecure_http = true allows it, for tests), got ${JSON.stringify(v.server_url)}`,
+      path: ["server_url"],
+      input: v.server_url,
+    });
+  }
+}
+
+/** `insecure_http` of a section with a bearer-token server_url (checkHttpsUnlessInsecure). */
+export const insecureHttp = z
+  .boolean()
+  .optional()
+  .describe("true allows an http:// server_url (bearer tokens in clear), for tests only; absent = false");
+
 export const urlString = z.string().check((ctx) => {
   let ok = false;
   try {

@@ -31,6 +31,18 @@ export const masterSchema = z
       .strictObject({
         /** MCIAS identities (`agent-<node>`) allowed to register. */
         allowed_agents: z.array(z.string().min(1)).default([]),
+        /**
+         * The role of each node, decided here and never by the node: `roles = { rift = "edge" }`
+         * (keys are node names, the agent identity without `agent-`). An allowed agent not named
+         * here takes its [[nodes]] entry's role, else "worker"; a Register claiming another role
+         * is refused.
+         */
+        roles: z
+          .record(nameSchema, z.enum(["worker", "edge", "master"]))
+          .default({})
+          .describe(
+            'node name → role ("worker", "edge", "master"); unnamed nodes take their [[nodes]] role, else worker; a Register claiming another role is refused',
+          ),
         max_nodes: z.number().int().min(1).default(16),
         /** Rate limits per agent identity (architecture-v2): Register 1/min, Heartbeat 1/10 s. */
         register_interval: duration.prefault("60s"),
@@ -123,6 +135,17 @@ export const masterSchema = z
       }
       seen.add(n.name);
     });
+    const allowed = new Set(ctx.value.registration.allowed_agents);
+    for (const [node, role] of Object.entries(ctx.value.registration.roles)) {
+      const boot = ctx.value.nodes.find((n) => n.name === node);
+      const issue = (message: string) =>
+        ctx.issues.push({ code: "custom", message, path: ["registration", "roles", node], input: role });
+      if (!allowed.has(`agent-${node}`)) {
+        issue(`node "${node}" has no agent-${node} in [registration] allowed_agents`);
+      } else if (boot !== undefined && boot.role !== role) {
+        issue(`"${role}" contradicts the [[nodes]] entry "${node}" (role "${boot.role}")`);
+      }
+    }
   })
   .transform((cfg) => {
     const merged = [...new Set([...cfg.edge.allowed_domains, ...cfg.master.allowed_public_domains])];

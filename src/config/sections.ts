@@ -4,7 +4,7 @@
 
 import { z } from "zod";
 import { unlistableOperator } from "../auth/identity.ts";
-import { hostPortString, tomlDateString, urlString } from "./load.ts";
+import { checkHttpsUnlessInsecure, hostPortString, insecureHttp, tomlDateString, urlString } from "./load.ts";
 
 export const serverSection = z.strictObject({
   /** Overlay address to bind, "host:port". */
@@ -84,7 +84,9 @@ export function mciasSection(defaultServiceName: string) {
         .string()
         .startsWith("/", { error: 'expected a path starting with "/"' })
         .default("/v1/token/validate"),
+      insecure_http: insecureHttp,
     })
+    .check(checkHttpsUnlessInsecure)
     .optional();
 }
 

@@ -16,6 +16,8 @@ export interface HttpOptions {
   token: TokenSource;
   /** Per request; default 10 000. */
   timeoutMs?: number;
+  /** Allow an http:// server_url (the section's `insecure_http = true`, for tests). */
+  insecureHttp?: boolean;
 }
 
 export interface HttpResult {
@@ -40,8 +42,12 @@ export class ServiceHttp {
     } catch {
       throw new IntegrationError(name, `server_url is not a URL: ${JSON.stringify(opts.serverUrl)}`);
     }
-    if (u.protocol !== "https:" && u.protocol !== "http:") {
-      throw new IntegrationError(name, `server_url must be https://, got ${u.protocol}`);
+    // http:// would send the bearer token in clear: only with an explicit insecure_http.
+    if (u.protocol !== "https:" && !(u.protocol === "http:" && opts.insecureHttp === true)) {
+      throw new IntegrationError(
+        name,
+        `server_url must be https:// (bearer tokens are not sent in clear; insecure_http = true allows http:// for tests), got ${u.protocol}`,
+      );
     }
     this.base = opts.serverUrl.replace(/\/+$/, "");
     this.timeoutMs = opts.timeoutMs ?? 10_000;

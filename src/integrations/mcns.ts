@@ -35,6 +35,8 @@ export interface McnsOptions {
   /** TTL of records we create; default 300. */
   ttl?: number;
   timeoutMs?: number;
+  /** Allow an http:// server_url (the section's `insecure_http = true`, for tests). */
+  insecureHttp?: boolean;
 }
 
 interface StoredRecord extends DnsRecord {

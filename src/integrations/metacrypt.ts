@@ -48,6 +48,8 @@ export interface MetacryptOptions {
   ttl?: string;
   now?: () => Date;
   timeoutMs?: number;
+  /** Allow an http:// server_url (the section's `insecure_http = true`, for tests). */
+  insecureHttp?: boolean;
 }
 
 export class MetacryptClient implements CertIssuer {

@@ -2,19 +2,20 @@
 // (WAL, foreign keys, busy timeout, NORMAL sync) and migrations to the
 // latest schema version, all before the first query is served.
 
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { applyPragmas } from "../util/sqlite.ts";
+import { applyPragmas, openOwnerOnly } from "../util/sqlite.ts";
 import { migrate } from "./migrations.ts";
 import { Registry } from "./registry.ts";
 import { RegistryError } from "./types.ts";
 
-export function openRegistry(path: string): Registry {
+/** Opens the registry, owner-only (openOwnerOnly); `warn` hears of a file whose mode was tightened. */
+export function openRegistry(path: string, warn?: (message: string) => void): Registry {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let db: Database;
   try {
-    db = new Database(path, { create: true, strict: true });
+    db = openOwnerOnly(path, warn);
   } catch (e) {
     throw new RegistryError(`cannot open registry ${path}: ${(e as Error).message}`);
   }

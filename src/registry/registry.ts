@@ -5,7 +5,7 @@
 // calls do not re-parse SQL.
 
 import type { Database } from "bun:sqlite";
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import * as comp from "./components.ts";
 import * as ev from "./events.ts";
@@ -216,12 +216,18 @@ export class Registry {
     mkdirSync(dirname(path), { recursive: true });
     const tmp = `${path}.tmp-${process.pid}`;
     rmSync(tmp, { force: true });
+    // The copy holds service env values: created owner-only (umask 077 while SQLite creates it,
+    // the call is synchronous) and chmod'ed again in case the umask was not what made it.
+    const oldMask = process.umask(0o077);
     try {
       this.db.query<unknown, [string]>("VACUUM INTO ?").run(tmp);
+      chmodSync(tmp, 0o600);
       renameSync(tmp, path);
     } catch (e) {
       rmSync(tmp, { force: true });
       throw new RegistryError(`registry snapshot to ${path} failed: ${(e as Error).message}`);
+    } finally {
+      process.umask(oldMask);
     }
   }
 }

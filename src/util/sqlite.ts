@@ -1,7 +1,8 @@
 // What every SQLite file of MCP shares (the agent registry, the master database): connection
 // pragmas, the ISO-8601 "now" expression, and the versioned-migration runner. Each store keeps its
 // own schema and error type; neither reaches into the other's modules for these.
-import type { Database } from "bun:sqlite";
+import { Database } from "bun:sqlite";
+import { chmodSync, statSync } from "node:fs";
 
 /** SQL expression for "now" as ISO-8601 UTC with milliseconds; sorts and compares exactly as text. */
 export const SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
@@ -17,6 +18,43 @@ export function applyPragmas(db: Database): void {
   db.run("PRAGMA synchronous = NORMAL");
   db.run("PRAGMA foreign_keys = ON");
 }
+
+/** The files SQLite keeps beside a database (WAL mode, and a rollback journal if one is left). */
+const SIDE_FILES = ["", "-wal", "-shm", "-journal"];
+
+/**
+ * Opens (creating if absent) an SQLite file readable by its owner only: the registry and the
+ * master's database hold service env values, often secrets. A new file is created under umask
+ * 077 (0600 from its first byte; opening is synchronous, so no other code of this process creates
+ * files meanwhile); SQLite gives its -wal/-shm/-journal files the database file's mode. An
+ * existing file, or side file, with group/other bits is tightened before it is opened, and named
+ * through `warn` (one line each).
+ */
+export function openOwnerOnly(path: string, warn?: (message: string) => void): Database {
+  if (path !== ":memory:") {
+    for (const f of SIDE_FILES.map((x) => path + x)) {
+      let mode: number;
+      try {
+        mode = statSync(f).mode & 0o777;
+      } catch {
+        continue; // absent
+      }
+      if ((mode & 0o077) === 0) continue;
+      chmodSync(f, mode & 0o700);
+      warn?.(
+        `${f} was mode ${octal(mode)}; tightened to ${octal(mode & 0o700)} (it may hold secrets: owner only)`,
+      );
+    }
+  }
+  const old = process.umask(0o077);
+  try {
+    return new Database(path, { create: true, strict: true });
+  } finally {
+    process.umask(old);
+  }
+}
+
+const octal = (mode: number) => `0${mode.toString(8).padStart(3, "0")}`;
 
 export interface Migration {
   version: number;

@@ -5,7 +5,9 @@
 // GET /v1/health; tokens are Ed25519-signed JWTs (real signatures, made
 // with node:crypto so issueToken can stay synchronous).
 // The validation endpoint is this project's inferred, NOT public, shape (see
-// src/auth/mcias.ts): POST /v1/token/validate, Bearer required, body {token}.
+// src/auth/mcias.ts): POST /v1/token/validate, Bearer required, body {token}. A token issued at
+// login carries the login's service_name, and validation reports it (`service_name`), as MCIAS's
+// service-context logins imply; a token from issueToken without `service` reports none.
 
 import { generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -28,7 +30,8 @@ export interface FakeMcias {
   loginCalls(): number;
   /** The JSON body of the last accepted login request (password removed). */
   lastLogin(): { username: string; service_name?: unknown; tags?: unknown } | undefined;
-  issueToken(username: string, opts?: { expired?: boolean }): string;
+  /** `service`: the service the token is issued for (a login's service_name); absent = none. */
+  issueToken(username: string, opts?: { expired?: boolean; service?: string }): string;
   stop(): Promise<void>;
 }
 
@@ -59,7 +62,7 @@ export async function startFakeMcias(opts: {
   await writeFile(caCertPath, ca.certPem, { mode: 0o644 });
 
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
-  const issueToken = (username: string, o: { expired?: boolean } = {}): string => {
+  const issueToken = (username: string, o: { expired?: boolean; service?: string } = {}): string => {
     const u = users.get(username);
     if (!u) throw new Error(`fake mcias: no user ${username}`);
     const now = Math.floor(Date.now() / 1000);
@@ -69,6 +72,7 @@ export async function startFakeMcias(opts: {
       sub: u.username,
       roles: u.roles,
       account_type: u.accountType,
+      ...(o.service !== undefined ? { service_name: o.service } : {}),
       iat: now,
       exp,
       jti: randomBytes(12).toString("hex"),
@@ -77,12 +81,12 @@ export async function startFakeMcias(opts: {
   };
 
   // Returns the claims of a well-signed, unexpired token for a known user.
-  const check = (token: string): { sub: string; exp: number } | undefined => {
+  const check = (token: string): { sub: string; exp: number; service?: string } | undefined => {
     const parts = token.split(".");
     if (parts.length !== 3) return undefined;
     const [h, p, s] = parts as [string, string, string];
     if (!verify(null, Buffer.from(`${h}.${p}`), publicKey, Buffer.from(s, "base64url"))) return undefined;
-    let claims: { sub?: unknown; exp?: unknown; iss?: unknown };
+    let claims: { sub?: unknown; exp?: unknown; iss?: unknown; service_name?: unknown };
     try {
       claims = JSON.parse(Buffer.from(p, "base64url").toString("utf8"));
     } catch {
@@ -91,7 +95,9 @@ export async function startFakeMcias(opts: {
     if (claims.iss !== ISSUER || typeof claims.sub !== "string" || typeof claims.exp !== "number")
       return undefined;
     if (claims.exp <= Date.now() / 1000 || !users.has(claims.sub)) return undefined;
-    return { sub: claims.sub, exp: claims.exp };
+    return typeof claims.service_name === "string"
+      ? { sub: claims.sub, exp: claims.exp, service: claims.service_name }
+      : { sub: claims.sub, exp: claims.exp };
   };
 
   const json = (status: number, body: unknown) => Response.json(body, { status });
@@ -124,7 +130,10 @@ export async function startFakeMcias(opts: {
         const u = users.get(username);
         if (!u || u.password !== password) return json(401, { error: "invalid credentials" });
         last = { username, service_name: body.service_name, tags: body.tags };
-        const token = issueToken(username);
+        const token = issueToken(
+          username,
+          typeof body.service_name === "string" ? { service: body.service_name } : {},
+        );
         return json(200, { token, expires_at: new Date(Date.now() + ttlMs).toISOString() });
       }
       if (path === "/v1/token/validate" && req.method === "POST") {
@@ -143,6 +152,7 @@ export async function startFakeMcias(opts: {
           roles: u.roles,
           account_type: u.accountType,
           expires_at: new Date(claims.exp * 1000).toISOString(),
+          ...(claims.service !== undefined ? { service_name: claims.service } : {}),
         });
       }
       return json(404, { error: "not found" });

@@ -410,6 +410,14 @@ describe("MCIAS mode", () => {
     expect((await failure(c2.listServices({}))).code).toBe(status.UNAUTHENTICATED);
   });
 
+  test("a token issued for another service → UNAUTHENTICATED, one line (issue 16 finding 8)", async () => {
+    const t = fake.issueToken("carol", { service: "other" });
+    issued.push(t);
+    const e = await failure((await agent.client(t)).listServices({}));
+    expect(e.code).toBe(status.UNAUTHENTICATED);
+    expect(e.details).toBe('token was issued for service "other", not for MCP (mcp, mcp-master, mcp-agent)');
+  });
+
   test("100 RPCs with one token within 30 s validate once with MCIAS", async () => {
     const c = await agent.client(token("carol"));
     const before = fake.validateCalls();

@@ -418,6 +418,11 @@ allowed_domains = ${q(opts.allowedDomains ?? ["metacircular.net"])}
 
 [registration]
 allowed_agents = ${q(names.map((n) => `agent-${n}`))}
+# Roles are the master's decision; the master's own node has its [[nodes]] entry below.
+roles = { ${nodes
+      .filter((n) => n.role !== "worker" && n.name !== masterNode)
+      .map((n) => `${q(n.name)} = ${q(n.role)}`)
+      .join(", ")} }
 max_nodes = 16
 register_interval = ${q(opts.registerInterval ?? "1s")}
 heartbeat_min_interval = ${q(opts.heartbeatMinInterval ?? "500ms")}

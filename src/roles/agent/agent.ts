@@ -76,7 +76,7 @@ export interface RunningAgent {
 }
 
 export async function startAgent(settings: AgentSettings): Promise<RunningAgent> {
-  const registry = openRegistry(settings.dbPath);
+  const registry = openRegistry(settings.dbPath, (m) => settings.logger.warn(m));
   const shutdown = new AbortController();
   const ctx: AgentContext = {
     settings,

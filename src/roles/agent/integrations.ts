@@ -304,6 +304,7 @@ export function integrationsFromConfig(cfg: AgentConfig, path: (p: string) => st
       issuer: m.issuer,
       token: fileToken(path(m.token_path)),
       certDir: certDirOf(cfg, path),
+      insecureHttp: m.insecure_http === true,
     });
   }
   if (cfg.mcns) {
@@ -313,6 +314,7 @@ export function integrationsFromConfig(cfg: AgentConfig, path: (p: string) => st
       ...(d.ca_cert ? { caCertPath: path(d.ca_cert) } : {}),
       zone: d.zone,
       token: fileToken(path(d.token_path)),
+      insecureHttp: d.insecure_http === true,
     });
   }
   return out;

@@ -13,6 +13,7 @@ function client(config: CliConfig): MciasClient {
     serverUrl: config.mcias.server_url,
     caCertPath: config.mcias.ca_cert || undefined,
     serviceName: config.mcias.service_name,
+    insecureHttp: config.mcias.insecure_http === true,
   });
 }
 

@@ -175,7 +175,7 @@ export function certProblem(opts: {
 
 export type AgentAuth =
   | { kind: "local"; token: string }
-  | { kind: "mcias"; serverUrl: string; caCert: string; serviceName: string };
+  | { kind: "mcias"; serverUrl: string; caCert: string; serviceName: string; insecureHttp?: boolean };
 
 export interface AgentConfigInput {
   name: string;
@@ -212,7 +212,7 @@ mode = "mcias"
 server_url = ${tomlString(c.auth.serverUrl)}
 ca_cert = ${tomlString(c.auth.caCert)}
 service_name = ${tomlString(c.auth.serviceName)}
-`;
+${c.auth.insecureHttp ? "insecure_http = true\n" : ""}`;
   return `# MCP agent on ${c.name} (written by mcp node provision, which rewrites it when its settings change).
 [server]
 grpc_addr = ${tomlString(c.listen)}

@@ -141,6 +141,7 @@ async function resolveAuth(
         serverUrl: m.server_url,
         caCert: mciasCaPem !== undefined ? MCIAS_CA_PATH : "",
         serviceName: "mcp-agent",
+        ...(m.insecure_http ? { insecureHttp: true } : {}),
       },
       token: await ctx.token(),
       ...(mciasCaPem !== undefined ? { mciasCaPem } : {}),

@@ -10,7 +10,7 @@ import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { AgentPool } from "./agents.ts";
 import type { NodeView } from "./placement.ts";
-import type { MasterStore, NodeInput } from "./store.ts";
+import type { MasterStore, NodeInput, NodeRole } from "./store.ts";
 
 export interface MasterTimeouts {
   deployMs: number;
@@ -36,6 +36,8 @@ export interface MasterSettings extends DaemonSettings {
   /** [registration]: allowlist of agent identities and the node cap. */
   registration: {
     allowedAgents: string[];
+    /** Node name → role ([registration] roles); nodes not named take their bootstrap role, else worker. */
+    roles?: Record<string, NodeRole>;
     maxNodes: number;
     registerIntervalMs?: number;
     heartbeatMinIntervalMs?: number;

@@ -101,6 +101,7 @@ export function masterSettingsFromConfig(
     },
     registration: {
       allowedAgents: cfg.registration.allowed_agents,
+      roles: cfg.registration.roles,
       maxNodes: cfg.registration.max_nodes,
       registerIntervalMs: cfg.registration.register_interval,
       heartbeatMinIntervalMs: cfg.registration.heartbeat_min_interval,

@@ -28,7 +28,7 @@ function startBackground(_ctx: MasterContext): Background[] {
 }
 
 export async function startMaster(settings: MasterSettings): Promise<RunningMaster> {
-  const store = openMasterStore(settings.dbPath);
+  const store = openMasterStore(settings.dbPath, (m) => settings.logger.warn(m));
   const shutdown = new AbortController();
   const agents = new AgentPool({
     caPem: settings.caPem,

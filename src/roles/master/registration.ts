@@ -1,8 +1,12 @@
 // Register and Heartbeat, the two RPCs agents call on the master (architecture-v2 "Registration
 // Security", "Heartbeats"). Both are identity-bound: the node name comes from the caller's
 // `agent-<node>` identity and the request's name must match it, so a rogue agent cannot speak for
-// another node. Order of checks: identity binding and allowlist (PERMISSION_DENIED), input
-// (INVALID_ARGUMENT), per-identity rate limit and max_nodes (RESOURCE_EXHAUSTED), then the store.
+// another node. A node's role is the master's decision ([registration] roles, else its [[nodes]]
+// entry, else worker): a Register claiming another role is refused, so a compromised worker cannot
+// make itself the master's node (tier-core services, their secrets) or an edge (public routes).
+// Order of checks: identity binding and allowlist (PERMISSION_DENIED), input (INVALID_ARGUMENT),
+// the claimed role (PERMISSION_DENIED), per-identity rate limit and max_nodes
+// (RESOURCE_EXHAUSTED), then the store.
 
 import type { Logger } from "pino";
 import { parseHostPort } from "../../config/specs.ts";
@@ -24,6 +28,8 @@ export interface RegistrationDeps {
   store: MasterStore;
   logger: Logger;
   config: { registration: { allowed_agents: string[]; max_nodes: number } };
+  /** The role the master's config gives a node (configuredRole). */
+  roleOf: (node: string) => NodeRole;
   health: MasterHealth;
   limits: AgentRateLimits;
 }
@@ -54,6 +60,15 @@ function boundNode(call: CallContext, requested: string, allowed: ReadonlySet<st
   return node;
 }
 
+/** A node's role from the master's config: [registration] roles, else its [[nodes]] entry, else worker. */
+export function configuredRole(
+  node: string,
+  roles: Readonly<Record<string, NodeRole>>,
+  bootstrap: readonly { name: string; role: NodeRole }[],
+): NodeRole {
+  return roles[node] ?? bootstrap.find((n) => n.name === node)?.role ?? "worker";
+}
+
 type RegistrationHandlers = Pick<Handlers<typeof McpMasterService>, "register" | "heartbeat">;
 
 /** Register/Heartbeat of a running master: its store, its MasterHealth, limits from its settings. */
@@ -64,6 +79,7 @@ export function registrationHandlers(ctx: MasterContext): RegistrationHandlers {
     logger: ctx.logger,
     config: { registration: { allowed_agents: r.allowedAgents, max_nodes: r.maxNodes } },
     health: masterHealthOf(ctx),
+    roleOf: (node) => configuredRole(node, r.roles ?? {}, ctx.settings.bootstrapNodes),
     limits: agentRateLimits({
       registration: {
         register_interval: r.registerIntervalMs ?? 60_000,
@@ -79,11 +95,18 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
   return {
     async register(req, call) {
       const name = boundNode(call, req.name, allowed, "register");
-      const role = req.role === "" ? "worker" : req.role;
-      if (!ROLES.has(role))
+      if (req.role !== "" && !ROLES.has(req.role))
         throw invalidArgument(`role must be worker, edge or master, got ${JSON.stringify(req.role)}`);
       if (dialable(req.address) === null) {
         throw invalidArgument(`address must be host:port, got ${JSON.stringify(req.address)}`);
+      }
+      // An empty claim means "whatever the master says"; the refusal's audit line (the
+      // interceptor's, at warn) carries this message and the caller.
+      const role = deps.roleOf(name);
+      if (req.role !== "" && req.role !== role) {
+        throw permissionDenied(
+          `${call.identity.name} claimed role ${req.role}; this master's config says ${role} ([registration] roles)`,
+        );
       }
       limits.register.take(call.identity.name, "Register");
       const prev = store.getNode(name);
@@ -98,7 +121,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
       }
       store.upsertNode({
         name,
-        role: role as NodeRole,
+        role,
         address: req.address,
         // Configured fallbacks stay; the old primary is not kept (another node may own it now).
         addresses: prev ? prev.addresses.filter((a) => a !== req.address) : [],

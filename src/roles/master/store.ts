@@ -2,10 +2,10 @@
 // routes and snapshot metadata in one bun:sqlite file (WAL). Agents own their container state;
 // this only records where services were placed and what the master set up for them, so undeploy
 // and status know where to look. Versioned, append-only migrations like the agent registry.
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { applyPragmas, type Migration, migrateSchema, SQL_NOW } from "../../util/sqlite.ts";
+import { applyPragmas, type Migration, migrateSchema, openOwnerOnly, SQL_NOW } from "../../util/sqlite.ts";
 
 export type NodeRole = "worker" | "edge" | "master";
 export type NodeStatus = "healthy" | "unhealthy" | "unknown";
@@ -438,11 +438,12 @@ export interface SnapshotRecord {
 }
 
 /** Opens (creating and migrating) the master database. */
-export function openMasterStore(path: string): MasterStore {
+/** Opens the master's database, owner-only (openOwnerOnly); `warn` hears of a tightened file. */
+export function openMasterStore(path: string, warn?: (message: string) => void): MasterStore {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let db: Database;
   try {
-    db = new Database(path, { create: true, strict: true });
+    db = openOwnerOnly(path, warn);
   } catch (e) {
     throw new MasterStoreError(`cannot open master database ${path}: ${(e as Error).message}`);
   }

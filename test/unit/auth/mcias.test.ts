@@ -188,3 +188,38 @@ describe("CachedValidator", () => {
     expect(cached.cacheKeys().length).toBeLessThanOrEqual(10);
   });
 });
+
+describe("the service a token was issued for (issue 16 finding 8)", () => {
+  const agentSide = new MciasClient({
+    serverUrl: fake.url,
+    caCertPath: fake.caCertPath,
+    serviceName: "mcp-agent",
+    timeoutMs: 3000,
+  });
+
+  test("a token MCIAS reports as issued for another service is refused with one line", async () => {
+    const e = await err(agentSide.validate(fake.issueToken("alice", { service: "other" })));
+    expect(e).toBeInstanceOf(AuthError);
+    expect((e as AuthError).code).toBe("unauthenticated");
+    expect((e as AuthError).message).toBe(
+      'token was issued for service "other", not for MCP (mcp, mcp-master, mcp-agent)',
+    );
+  });
+
+  test("tokens for MCP's own services, or with no service reported, are accepted", async () => {
+    for (const service of ["mcp-agent", "mcp", "mcp-master"]) {
+      const id = await agentSide.validate(fake.issueToken("alice", { service }));
+      expect(id.name).toBe("alice");
+    }
+    expect((await agentSide.validate(fake.issueToken("alice"))).name).toBe("alice");
+  });
+
+  test("a login's service_name is what the fake reports at validation", async () => {
+    const other = new MciasClient({ serverUrl: fake.url, caCertPath: fake.caCertPath, serviceName: "other" });
+    const { token } = await other.login("alice", "wonderland");
+    const e = await err(agentSide.validate(token));
+    expect((e as AuthError).message).toContain('issued for service "other"');
+    const { token: mine } = await client.login("alice", "wonderland");
+    expect((await agentSide.validate(mine)).name).toBe("alice");
+  });
+});

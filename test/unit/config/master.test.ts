@@ -60,6 +60,7 @@ describe("master config", () => {
     expect(config.edge.allowed_domains).toEqual(["metacircular.net", "wntrmute.net", "example.org"]);
     expect(config.registration).toEqual({
       allowed_agents: ["agent-rift", "agent-svc", "agent-orion"],
+      roles: {},
       max_nodes: 16,
       register_interval: 60_000,
       heartbeat_min_interval: 10_000,
@@ -118,5 +119,19 @@ describe("master config", () => {
     expect(masterErr(REFERENCE.replace("max_nodes      = 16", "max_nodes = 0"))).toBe(
       "registration.max_nodes: expected a value >= 1, got 0",
     );
+  });
+
+  test("[registration] roles: the master decides each node's role; a key without its agent or against [[nodes]] is refused", () => {
+    const withRoles = (roles: string) =>
+      REFERENCE.replace("max_nodes      = 16", `max_nodes      = 16\nroles = ${roles}`);
+    const { config } = loadMasterConfig(writeTemp(dir, withRoles('{ svc = "edge", rift = "master" }')));
+    expect(config.registration.roles).toEqual({ svc: "edge", rift: "master" });
+    expect(masterErr(withRoles('{ ghost = "edge" }'))).toBe(
+      'registration.roles.ghost: node "ghost" has no agent-ghost in [registration] allowed_agents',
+    );
+    expect(masterErr(withRoles('{ rift = "worker" }'))).toBe(
+      'registration.roles.rift: "worker" contradicts the [[nodes]] entry "rift" (role "master")',
+    );
+    expect(masterErr(withRoles('{ svc = "boss" }'))).toContain("registration.roles.svc: expected one of");
   });
 });
