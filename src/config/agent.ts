@@ -119,12 +119,15 @@ export const agentSchema = z
     master: z
       .strictObject({
         address: hostPortString,
-        /** What Register claims; the master's config decides and refuses a different claim. */
+        /**
+         * What Register claims; unset claims nothing and takes the role the master's config gives.
+         * The master's config decides and refuses a different claim.
+         */
         role: z
           .enum(["worker", "edge", "master"])
-          .default("worker")
+          .optional()
           .describe(
-            "role this node claims at Register; must match the master's config ([registration] roles)",
+            "role this node claims at Register (unset: whatever the master's config says); a claim must match the master's config ([registration] roles)",
           ),
         heartbeat: duration.prefault("30s"),
         ca_cert: z.string().min(1).optional(),

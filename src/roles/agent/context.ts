@@ -61,7 +61,8 @@ export interface MasterLinkSettings {
   /** The master's host:port (first tried), then any fallbacks. */
   address: string;
   addresses?: string[];
-  role: "worker" | "edge" | "master";
+  /** The role Register claims; absent = none (the master's config decides). */
+  role?: "worker" | "edge" | "master";
   heartbeatMs: number;
   /** CA that signed the master's certificate. */
   caPem: string;

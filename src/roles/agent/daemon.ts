@@ -165,7 +165,7 @@ function masterLinkFromConfig(
   if (!token) throw new ConfigError(file, "master.token_path", `${p(m.token_path)} is empty`);
   return {
     address: m.address,
-    role: m.role,
+    ...(m.role ? { role: m.role } : {}),
     heartbeatMs: m.heartbeat,
     caPem: read(m.ca_cert ? "master.ca_cert" : "tls.ca_cert", ca),
     token,

@@ -184,7 +184,7 @@ export class MasterLink implements Background {
         const res = await client.register(
           {
             name: s.nodeName,
-            role: this.cfg.role,
+            role: this.cfg.role ?? "",
             address: advertisedAddress(this.ctx),
             arch: goArch(),
             version: s.version,

@@ -75,7 +75,8 @@ describe("[master] and [edge] → AgentSettings", () => {
     });
     expect(s.master?.caPem).toBe("TLS CA");
     expect(s.master?.heartbeatMs).toBe(30_000);
-    expect(s.master?.role).toBe("worker");
+    // No claim: the master's config decides the role (issue 16 finding 6).
+    expect(s.master?.role).toBeUndefined();
   });
 
   test("one-line errors: no CA, no token, unreadable or empty token, bad CIDR", () => {
