@@ -486,8 +486,20 @@ function handCases(): Record<Target, Hand[]> {
       ["missing key", ["auth", "tokens", 0, "sha256"], DELETE],
       ["missing key", ["boot", "sequence", 0, "name"], DELETE],
       ["missing key", ["master", "address"], DELETE],
+      // Issue 16: identities with one job, https for the identity service.
+      ["node identity as operator", ["auth", "operators"], ["agent-rift"], ["auth", "operators", 0]],
+      ["master identity as operator", ["auth", "operators"], ["mcp-master"], ["auth", "operators", 0]],
+      [
+        "plain http identity service",
+        ["mcias"],
+        { server_url: "http://127.0.0.1:1" },
+        ["mcias", "server_url"],
+      ],
     ],
     master: [
+      ["replayable master token", ["master", "token_path"], "/srv/mcp-master/mcp-master.token"],
+      ["certificate without key", ["master", "client_cert"], "client.pem", ["master", "client_key"]],
+      ["node identity as operator", ["auth", "operators"], ["agent-rift"], ["auth", "operators", 0]],
       ...["127.0.0.1:0", "127.0.0.1:70000", "nohost"].map(
         (v): Hand => ["bad address", ["server", "grpc_addr"], v],
       ),

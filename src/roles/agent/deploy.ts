@@ -369,10 +369,14 @@ export async function deployService(
   requireRuntimes(ctx, def);
   requireOwnContainers(ctx, def);
   // The containers under those names, as they are: another service's (by its label) is never
-  // replaced, nor one MCP does not manage (the deployed components' names only).
-  await requireContainersFree(ctx, def, { unlabelled: "refuse", deployed: comps.map((c) => c.name) });
+  // replaced, nor one MCP does not manage (the deployed components' names only). Looked at under
+  // the service's lock (below) for a real deploy: an await before the lock would let a later
+  // deploy of the same service overtake an earlier one.
+  const containersFree = () =>
+    requireContainersFree(ctx, def, { unlabelled: "refuse", deployed: comps.map((c) => c.name) });
   const policy = opts.pullPolicy ?? ctx.settings.pullPolicy;
   if (opts.dryRun) {
+    await containersFree();
     // The ports a deploy would use now, chosen like a deploy chooses them but not kept.
     const host = nodeAddressOf(ctx.settings);
     const planned = portsOrFail(() =>
@@ -389,6 +393,7 @@ export async function deployService(
     });
   }
   return ctx.locks.run(def.name, async () => {
+    await containersFree();
     // Certificates first: a cert error fails the deploy before the registry or any container changes.
     const prepared = await prepareComponents(ctx, def, comps);
     if (prepared.failed) return prepared.results;
