@@ -256,7 +256,27 @@ export function isAnyAddr(host: string): boolean {
   if (h === "") return true;
   if (/^[0.x]+$/.test(h)) return true; // IPv4 zero in any inet_aton form
   if (!isIPv6(h)) return false;
-  const parts = h.split(/[:.]/).filter((p) => p !== "");
-  const mapped = /(^|:)ffff:\d+\.\d+\.\d+\.\d+$/.test(h); // ::ffff:a.b.c.d
-  return parts.every((p, i) => /^0+$/.test(p) || (mapped && p === "ffff" && i === parts.length - 5));
+  const g = ipv6Groups(h);
+  if (g === null) return false;
+  // :: itself, and 0.0.0.0 mapped into IPv6 in any spelling (::ffff:0:0, ::ffff:0.0.0.0, …):
+  // the kernel and podman treat both as every interface.
+  const head = g.slice(0, 5).every((x) => x === 0);
+  return head && (g[5] === 0 || g[5] === 0xffff) && g[6] === 0 && g[7] === 0;
+}
+
+/** The eight 16-bit groups of an IPv6 address (a dotted IPv4 tail counts as two), or null. */
+function ipv6Groups(h: string): number[] | null {
+  let text = h;
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [left = "", right] = text.split("::");
+  const l = left === "" ? [] : left.split(":");
+  const r = right === undefined || right === "" ? [] : right.split(":");
+  const groups = right === undefined ? l : [...l, ...Array(8 - l.length - r.length).fill("0"), ...r];
+  if (groups.length !== 8) return null;
+  const out = groups.map((x) => Number.parseInt(x, 16));
+  return out.some((x) => !Number.isInteger(x) || x < 0 || x > 0xffff) ? null : out;
 }

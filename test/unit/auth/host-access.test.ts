@@ -84,6 +84,14 @@ describe("hostLevelFields", () => {
         'component app: port "[::]:8081:80" (no bind address: every interface)',
       ],
     ],
+    [
+      "0.0.0.0 mapped into IPv6 (podman binds every interface)",
+      { ports: ["[::ffff:0:0]:8080:80", "[0:0:0:0:0:ffff:0:0]:8081:80"] },
+      [
+        'component app: port "[::ffff:0:0]:8080:80" (no bind address: every interface)',
+        'component app: port "[0:0:0:0:0:ffff:0:0]:8081:80" (no bind address: every interface)',
+      ],
+    ],
   ];
   for (const [name, comp, want] of table) {
     test(name, () => {

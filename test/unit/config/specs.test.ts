@@ -224,5 +224,11 @@ describe("small parsers", () => {
     expect(isAnyAddr("0:0:0:0:0:0:0:0")).toBe(true);
     expect(isAnyAddr("127.0.0.1")).toBe(false);
     expect(isAnyAddr("::1")).toBe(false);
+    // 0.0.0.0 mapped into IPv6, in every spelling (the review found ::ffff:0:0 let a user bind
+    // all interfaces: podman normalises it to 0.0.0.0).
+    for (const any of ["::ffff:0:0", "::ffff:0.0.0.0", "0:0:0:0:0:ffff:0:0", "::ffff:0000:0000", "::0.0.0.0"])
+      expect(`${any} ${isAnyAddr(any)}`).toBe(`${any} true`);
+    for (const one of ["::ffff:127.0.0.1", "::ffff:7f00:1", "fe80::1", "::ffff:0:1", "1::"])
+      expect(`${one} ${isAnyAddr(one)}`).toBe(`${one} false`);
   });
 });
