@@ -7,7 +7,7 @@
 // under <srv_root>/<service>/ leading out is refused. Real in-process agents and master, real TLS
 // gRPC, real SQLite, real podman.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
@@ -181,6 +181,58 @@ describe("host-level fields need an admin", () => {
     }
     expect(strict.registry.getService(name)).toBeNull();
   }, 30_000);
+
+  test("a directory swapped for a symlink after a confined deploy is not mounted by restart, start, recover or rollback", async () => {
+    // Security review of issue 16: the symlink check ran only at Deploy/Sync, so a user whose
+    // container shares <srv_root>/<svc> swapped a checked directory for a symlink to a host path
+    // and a RestartService mounted it (before the fix: Restart succeeded, /data/secret was read).
+    const bob = await agentClient(strict, tokens.user);
+    const name = svc("swap");
+    const cname = containerName(name, "app");
+    created.push(cname);
+    const home = join(strict.ctx.settings.srvRoot, name);
+    mkdirSync(join(home, "data"), { recursive: true });
+    writeFileSync(join(outside, "secret"), "host secret\n");
+    const d = defToSpec(def(name, { volumes: [`${home}/data:/data`] }));
+    expect((await bob.deploy({ service: d })).results.map((r) => [r.success, r.error])).toEqual([[true, ""]]);
+    const first = (
+      await bob.deploy({ service: defToSpec(def(name, { volumes: [`${home}/data:/data`], env: ["V=2"] })) })
+    ).results;
+    expect(first.map((r) => r.success)).toEqual([true]);
+    // What a container sharing the service directory can do at any time.
+    renameSync(join(home, "data"), join(home, "data.old"));
+    symlinkSync(outside, join(home, "data"));
+    const restart = (await bob.restartService({ name })).results;
+    expect(restart.map((r) => r.success)).toEqual([false]);
+    expect(restart[0]!.error).toContain("through a symlink");
+    await podman("stop", "-t", "1", cname);
+    const start = (await bob.startService({ name })).results;
+    expect(start.map((r) => r.success)).toEqual([false]);
+    await podman("rm", "-f", cname);
+    const recovered = await bob.recover({});
+    expect(recovered.results.find((r) => r.service === name)?.success).toBe(false);
+    const back = await failure(bob.rollback({ service: name }));
+    expect(back.code).toBe(Code.PERMISSION_DENIED);
+    expect(back.details).toContain("through a symlink");
+    // The container never saw the host file: it was not recreated through the symlink.
+    expect((await podman("container", "exists", cname)).code).not.toBe(0);
+  }, 90_000);
+
+  test("rollback to an admin's host-level entry needs an admin now", async () => {
+    const alice = await agentClient(strict, tokens.admin);
+    const bob = await agentClient(strict, tokens.user);
+    const name = svc("retired");
+    created.push(containerName(name, "app"));
+    const hostNet = defToSpec(def(name, { network: "host" }));
+    expect((await alice.deploy({ service: hostNet })).results.map((r) => r.success)).toEqual([true]);
+    expect((await alice.deploy({ service: defToSpec(def(name, {})) })).results.map((r) => r.success)).toEqual(
+      [true],
+    );
+    const e = await failure(bob.rollback({ service: name }));
+    expect(e.code).toBe(Code.PERMISSION_DENIED);
+    expect(e.details).toContain('network = "host"');
+    expect((await alice.rollback({ service: name })).results.map((r) => r.success)).toEqual([true]);
+  }, 90_000);
 
   test("an admin deploys host network with a read-only directory from outside srv_root", async () => {
     const alice = await agentClient(strict, tokens.admin);

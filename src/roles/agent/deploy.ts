@@ -26,7 +26,7 @@ import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
 import { effectiveDef, writeHistory } from "./history.ts";
 import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
-import { requireHostAccessFor } from "./host-access.ts";
+import { requireHostAccessFor, requireMountsConfined } from "./host-access.ts";
 import {
   allocateRoutePorts,
   HostPortError,
@@ -394,6 +394,8 @@ export async function deployService(
   }
   return ctx.locks.run(def.name, async () => {
     await containersFree();
+    // Every caller, every path that runs containers from a definition (deploy, rollback, boot).
+    requireMountsConfined(ctx, def.name, comps);
     // Certificates first: a cert error fails the deploy before the registry or any container changes.
     const prepared = await prepareComponents(ctx, def, comps);
     if (prepared.failed) return prepared.results;

@@ -74,6 +74,28 @@ export function symlinkEscapes(def: ServiceDef, srvRoot: string): string[] {
 }
 
 /**
+ * Refuses (PERMISSION_DENIED) to create or start a container whose bind mount under
+ * <srv_root>/<service>/ leads out through a symlink — for every caller, every time: the deploy
+ * checked the paths as they were then, and anything sharing the service directory can swap a
+ * checked directory for a symlink before a later start, restart, recover or rollback.
+ */
+export function requireMountsConfined(
+  ctx: Pick<AgentContext, "settings">,
+  service: string,
+  comps: readonly ServiceDef["components"][number][],
+): void {
+  const escapes = symlinkEscapes(
+    { name: service, components: [...comps] } as ServiceDef,
+    ctx.settings.srvRoot,
+  );
+  if (escapes.length > 0)
+    throw new AuthError(
+      "permission_denied",
+      `service ${service}: ${escapes.join("; ")}: refused, a symlink in the service directory may not widen a mount`,
+    );
+}
+
+/**
  * Refuses (PERMISSION_DENIED, one line naming the fields) a definition with host-level fields
  * from a caller who may not deploy them: admins may, and every operator with
  * [auth] host_access = "operators".

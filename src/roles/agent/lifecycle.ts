@@ -9,6 +9,7 @@ import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
+import { requireMountsConfined } from "./host-access.ts";
 import { runSpec } from "./host-ports.ts";
 import { runtimeRefusal } from "./runtimes.ts";
 
@@ -76,6 +77,7 @@ export function startService(ctx: AgentContext, service: string, component?: str
       if (!component) ctx.registry.setServiceActive(service, true);
     });
     return each(ctx, service, comps, async (c, name) => {
+      requireMountsConfined(ctx, service, [recordToDef(c)]);
       const existing = await ctx.runtime.inspect(name, STATE_ONLY);
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, recordToDef(c), c.routes));
       else if (existing.state !== "running") await ctx.runtime.start(name);
@@ -90,6 +92,7 @@ export function restartService(ctx: AgentContext, service: string, component?: s
   return ctx.locks.run(service, async () => {
     const comps = componentsOf(ctx, service, component);
     return each(ctx, service, comps, async (c, name) => {
+      requireMountsConfined(ctx, service, [recordToDef(c)]);
       const existing = await ctx.runtime.inspect(name, STATE_ONLY);
       if (!existing) await ctx.runtime.run(runSpec(ctx.settings, service, recordToDef(c), c.routes));
       else await ctx.runtime.restart(name);

@@ -13,6 +13,7 @@ import { notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { runComponentHook } from "./hooks.ts";
+import { requireMountsConfined } from "./host-access.ts";
 import { runSpec } from "./host-ports.ts";
 import { describeClaim } from "./ownership.ts";
 import { runtimeRefusal } from "./runtimes.ts";
@@ -45,7 +46,9 @@ async function recoverComponent(ctx: AgentContext, service: string, c: Component
       ctx.registry.setObservedState(service, c.name, "running");
       return { ...base, action: ALREADY_RUNNING, success: true };
     }
-    // Checked before anything is removed: what cannot be rebuilt is left as it is.
+    // Checked before anything is removed: what cannot be rebuilt is left as it is, and a mount a
+    // swapped symlink would widen is not recreated.
+    requireMountsConfined(ctx, service, [recordToDef(c)]);
     if (!(await ctx.runtime.imageExists(c.image, c.runtime)))
       throw new Error(`image ${c.image} is not in the local store (recover never pulls)`);
     // Always, even when inspect saw nothing: after podman loses its database its storage can

@@ -11,6 +11,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
 import { previousEntry } from "./history.ts";
+import { requireHostAccessFor } from "./host-access.ts";
 
 export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
@@ -54,6 +55,9 @@ export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof Mcp
         defToSpec(JSON.parse(target.specJson) as ServiceDef),
         `history entry ${target.id}`,
       );
+      // The entry was allowed for whoever deployed it then: host-level fields need this caller's
+      // right now (an admin's retired host-network spec is not a user's to bring back).
+      requireHostAccessFor(ctx, def, call.identity);
       const results = await deployService(ctx, def, {
         caller: call.identity.name,
         noRollback: req.noRollback,
