@@ -122,6 +122,17 @@ function killRemote(ch: ClientChannel): void {
   }
 }
 
+/**
+ * Exits non-zero with one line when $1 (resolved) or any directory above it is not owned by root
+ * or is writable by group or others ($2: the file root was asked to write, for the message). Above
+ * $1, a sticky directory such as /tmp is fine: nobody else may rename the root-owned one below it.
+ */
+const ROOT_ONLY_DIR =
+  'd=$(realpath -e -- "$1") || exit 3; sticky=; while :; do ' +
+  'if [ "$(stat -c %u -- "$d")" != 0 ] || [ -n "$(find "$d" -maxdepth 0 -perm /022 $sticky)" ]; then ' +
+  'echo "refusing to write $2 as root: $d is not a directory only root can change" >&2; exit 3; fi; ' +
+  '[ "$d" = / ] && exit 0; d=$(dirname -- "$d"); sticky="! -perm -1000"; done';
+
 function randomSuffix(): string {
   return `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 }
@@ -521,6 +532,11 @@ export class SshSession {
    * never half). As root: upload next to the target and rename over it. Otherwise: upload into the
    * login user's home, then one `sudo -n` shell copies it beside the target with mode (and owner),
    * and renames it into place; temp files are removed on every path.
+   *
+   * Only for directories nobody but root can change: the target's directory and every one above
+   * it must be owned by root and not writable by group or others, checked first (otherwise another
+   * user could swap a name on the way for a link and have root write, chown or chmod through it).
+   * Files in a directory another account controls are written as that account instead.
    */
   async uploadAsRoot(
     src: string | Uint8Array,
@@ -528,6 +544,14 @@ export class SshSession {
     opts: UploadOptions & { owner?: string } = {},
   ): Promise<void> {
     const mode = opts.mode ?? 0o644;
+    const safe = await this.exec(["sh", "-c", ROOT_ONLY_DIR, "sh", dirname(remotePath), remotePath], {
+      sudo: true,
+      timeoutMs: 30_000,
+    });
+    if (safe.code !== 0) {
+      const line = safe.stderr.trim().split("\n").pop() || `cannot check ${dirname(remotePath)}`;
+      throw new SshError(`ssh ${this.where}: ${line}`, { code: safe.code, stderr: safe.stderr });
+    }
     const stage = join(dirname(remotePath), `.${basename(remotePath)}.upload-${randomSuffix()}`);
     if (await this.isRoot()) {
       try {

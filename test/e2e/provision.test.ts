@@ -6,7 +6,10 @@
 // inodes and the agent's PID). A podman-variant node is provisioned through the non-root `deploy`
 // user (sudo) with --accept-new-host-key, which records the host key. An unknown host key without
 // the flag is refused with its fingerprint, and an existing `mcp` user with another UID is refused
-// with nothing on the node or in the CLI config changed. Nodes are removed by name afterwards.
+// with nothing on the node or in the CLI config changed. Issue 16: links the mcp user plants in its
+// own directories (certs, backups, /srv/mcp-master/certs, the config, the binary) make a re-provision
+// refuse in one line or replace the link, never chown, chmod or write root's files through it.
+// Nodes are removed by name afterwards.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   chmodSync,
@@ -194,7 +197,8 @@ describe("mcp node provision", () => {
       "/srv/mcp/certs/cert.pem mcp:mcp 644",
       "/srv/mcp/certs/key.pem mcp:mcp 600",
       "/srv/mcp/mcp-agent.toml mcp:mcp 600",
-      "/srv/mcp/mcp-agent root:root 755",
+      // Written as the mcp user (never as root in its directory), as `mcp agent upgrade` does.
+      "/srv/mcp/mcp-agent mcp:mcp 755",
       "/etc/systemd/system/mcp-agent.service root:root 644",
     ]);
     // The installed unit is the repository's, embedded in the binary; the binary is this build.
@@ -292,7 +296,9 @@ describe("mcp node provision", () => {
     expect(masterClientCertProblem(pair, readFileSync(join(home, "ca.pem"), "utf8"))).toBeNull();
     // Nothing was left behind in the login user's home by the sudo uploads.
     expect(
-      (await sh(n, "ls -A /home/deploy")).split("\n").filter((f) => f.startsWith(".mcp-upload")),
+      (await sh(n, "ls -A /home/deploy"))
+        .split("\n")
+        .filter((f) => f.startsWith(".mcp-upload") || f.startsWith(".mcp-agent.upload")),
     ).toEqual([]);
     const list = await mcp(["node", "list", "--json"]);
     const row = JSON.parse(list.stdout).nodes.find((x: { name: string }) => x.name === "sudo1");
@@ -329,4 +335,84 @@ describe("mcp node provision", () => {
     expect((await sh(n, "id -u mcp")).trim()).toBe("1234");
     expect(readFileSync(cliConfig, "utf8")).toBe(cfgBefore);
   }, 60_000);
+
+  test("issue 16: links a compromised mcp user plants in its directories never make a re-provision touch root's files", async () => {
+    // The sudo node, provisioned above. Root-owned canaries: three directories, a file holding a
+    // copy of the agent's config (content that matches, so a provision following the link would
+    // only "fix" its owner and mode) and a 0700 copy of the agent binary (same hash: likewise).
+    const n = nodes.sudo!;
+    const args = await provisionArgs("sudo1", n, "deploy", ["--master-cert"]);
+    const asMcp = async (script: string) => {
+      const r = await n.exec([
+        "setpriv",
+        "--reuid=mcp",
+        "--regid=mcp",
+        "--init-groups",
+        "--",
+        "sh",
+        "-c",
+        script,
+      ]);
+      if (r.code !== 0) throw new Error(`as mcp: ${script}: exit ${r.code}: ${r.stderr}`);
+    };
+    const dirs = ["/etc/mcp-canary-certs", "/etc/mcp-canary-dir", "/etc/mcp-canary-master"];
+    await sh(
+      n,
+      `set -e; for d in ${dirs.join(" ")}; do mkdir $d; chmod 755 $d; done; ` +
+        "install -m 644 /srv/mcp/mcp-agent.toml /etc/mcp-canary; install -m 700 /srv/mcp/mcp-agent /etc/mcp-canary-bin",
+    );
+    const canaries = () =>
+      sh(
+        n,
+        `stat -c '%n %F %U:%G %a' ${dirs.join(" ")} /etc/mcp-canary /etc/mcp-canary-bin; ` +
+          `ls -A ${dirs.join(" ")}; sha256sum /etc/mcp-canary /etc/mcp-canary-bin`,
+      );
+    const before = await canaries();
+    expect(before).toContain("/etc/mcp-canary regular file root:root 644");
+
+    // 1. The certs and backups directories become links to root's directories, the config and the
+    // binary links to root's files. Re-provision refuses at the first link, in one line.
+    await asMcp(
+      "set -e; cd /srv/mcp; mv certs certs.real; ln -s /etc/mcp-canary-certs certs; " +
+        "mv backups backups.real; ln -s /etc/mcp-canary-dir backups; " +
+        "ln -sfT /etc/mcp-canary mcp-agent.toml; ln -sfT /etc/mcp-canary-bin mcp-agent",
+    );
+    const r1 = await mcp(args, { timeoutMs: 120_000 });
+    expect(await canaries()).toBe(before);
+    expect(r1.code).toBe(1);
+    expect(r1.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r1.stderr).toContain("/srv/mcp/certs is a symbolic link");
+    expect(stepLines(r1.stdout).get("dirs")).toBe("failed");
+
+    // 2. Real directories again; /srv/mcp-master/certs is now a link: the master-cert step refuses.
+    await asMcp(
+      "set -e; cd /srv/mcp; rm certs backups; mv certs.real certs; mv backups.real backups; " +
+        "cd /srv/mcp-master; mv certs certs.real; ln -s /etc/mcp-canary-master certs",
+    );
+    const r2 = await mcp(args, { timeoutMs: 120_000 });
+    expect(await canaries()).toBe(before);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r2.stderr).toContain("/srv/mcp-master/certs is a symbolic link");
+    expect(stepLines(r2.stdout).get("master-cert")).toBe("failed");
+
+    // 3. Only the file links are left: they are replaced by real files (the link, never its target),
+    // and the agent comes back on them.
+    await asMcp("set -e; cd /srv/mcp-master; rm certs; mv certs.real certs");
+    const r3 = await mcp(args, { timeoutMs: 120_000 });
+    expect(r3.stderr).toBe("");
+    expect(r3.code).toBe(0);
+    expect(await canaries()).toBe(before);
+    expect(r3.stdout).toMatch(/^config: done — \/srv\/mcp\/mcp-agent.toml rewritten/m);
+    expect(r3.stdout).toMatch(/^binary: done — uploaded/m);
+    expect(stepLines(r3.stdout).get("verify")).toBe("done");
+    expect(
+      (await sh(n, "stat -c '%n %F %U:%G %a' /srv/mcp/mcp-agent.toml /srv/mcp/mcp-agent")).trim().split("\n"),
+    ).toEqual([
+      "/srv/mcp/mcp-agent.toml regular file mcp:mcp 600",
+      "/srv/mcp/mcp-agent regular file mcp:mcp 755",
+    ]);
+    expect(await sh(n, "find /srv/mcp /srv/mcp-master -maxdepth 2 -name '*.upload-*'")).toBe("");
+    await sh(n, `rm -rf ${dirs.join(" ")} /etc/mcp-canary /etc/mcp-canary-bin`);
+  }, 300_000);
 });

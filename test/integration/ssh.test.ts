@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import {
+  chownSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -386,6 +387,16 @@ describe("sftp", () => {
     expect(e.message).toContain("chown");
     expect(readFileSync(final, "utf8")).toBe("new binary");
     expect(readdirSync(sub)).toEqual(["mcp-agent"]);
+    // A directory another account may change (here: owned by nobody) is refused before anything
+    // is written: root writing by name there could be redirected through a planted link.
+    const theirs = join(dir, "theirs");
+    mkdirSync(join(theirs, "certs"), { recursive: true });
+    chownSync(theirs, 65534, 65534);
+    const e2 = await failure(s.uploadAsRoot(Buffer.from("key"), join(theirs, "certs", "key.pem")));
+    expect(e2.message).toEndWith(
+      `: refusing to write ${join(theirs, "certs", "key.pem")} as root: ${theirs} is not a directory only root can change`,
+    );
+    expect(readdirSync(join(theirs, "certs"))).toEqual([]);
   });
 });
 

@@ -11,13 +11,27 @@
 //   /srv/mcp/certs      mcp:mcp   0700  cert.pem (full chain) 0644, key.pem 0600, both mcp:mcp
 //   /srv/mcp/backups    mcp:mcp   0700  registry snapshots (hold service env values)
 //   /srv/mcp/mcp-agent.toml  mcp:mcp 0600 (holds token hashes / MCIAS settings)
-//   /srv/mcp/mcp-agent  root:root 0755 (provision's upload; `mcp agent upgrade` leaves it mcp:mcp,
-//                       staged and renamed as the mcp user, who controls /srv/mcp in any case)
+//   /srv/mcp/mcp-agent  mcp:mcp   0755 (written as the mcp user, like `mcp agent upgrade` does: mcp
+//                       controls /srv/mcp in any case, and only units running as mcp execute it;
+//                       a root:root one from deploy/install-debian.sh with the right hash is kept)
 //   /etc/systemd/system/mcp-agent.service  root:root 0644
+//
+// Who writes where (issue 16). /srv/mcp and /srv/mcp-master belong to the mcp user, and /srv is
+// group-writable by it (the agent creates /srv/<service>/), so a compromised mcp user controls every
+// name below them, /srv/mcp itself included (it can rename it and plant a link). Root therefore
+// never writes, chowns or chmods there by name:
+//   - files below /srv/mcp and /srv/mcp-master are read and written as the mcp user (root drops to
+//     it with setpriv first): a fresh temp name in the same directory (noclobber), then `mv -fT`,
+//     which replaces a planted link and never follows it;
+//   - directories are created and fixed by root only after walking to them one component at a
+//     time from / with `cd -P`, each component checked (lstat) to be a real directory and the same
+//     one the walk arrived in (device and inode); owner and mode are then set on "." — a link found
+//     where a directory belongs is refused in one line, never "fixed" through.
+// Root writes by name only in directories only root can write (/etc: subuid, subgid, the unit).
 // The `mcp` user's UID is never changed: the reference incident (UID 995 → 850) lost every
 // container of a node, because rootless podman's state is keyed by the UID.
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { hashToken } from "../../auth/local.ts";
@@ -508,21 +522,181 @@ export async function stepLinger(n: NodeSetup): Promise<StepOutcome> {
   return { status: "done", detail: "loginctl enable-linger mcp" };
 }
 
-/** Creates or fixes each directory's owner and mode; returns what it changed ("<path> <mode>"). */
+// ---- node-side scripts: fixed sh programs, every variable part a positional argument ----------
+
+/** argv prefix: root becomes the agent's user (uid, gid, its groups) before running the rest. */
+function asAgentUser(n: NodeSetup): string[] {
+  return ["setpriv", `--reuid=${n.uid}`, `--regid=${n.uid}`, "--init-groups", "--"];
+}
+
+/**
+ * As root, for each (path uid gid mode) in "$@": walks from / to the path one component at a time
+ * (`cd -P`, each component lstat'ed as a real directory and checked to be the directory the walk
+ * arrived in, by device and inode), creates the last component when missing, and sets owner and
+ * mode on "." (never a link). Prints `fixed <path>` for each one changed; a link or non-directory on
+ * the way is refused with one line on stderr (exit 4) before anything is changed at that path.
+ */
+const ENSURE_DIRS =
+  "set -eu; " +
+  'refuse() { echo "$1; provision changes nothing through it (move it away and re-run)" >&2; exit 4; }; ' +
+  'while [ "$#" -ge 4 ]; do p=$1; uid=$2; gid=$3; mode=$4; shift 4; ' +
+  "cd -P /; cur=; ifs=$IFS; IFS=/; set -f; " +
+  'for c in $p; do IFS=$ifs; [ -n "$c" ] || continue; ' +
+  'if [ "$cur/$c" = "$p" ] && [ ! -e "$c" ] && [ ! -L "$c" ]; then mkdir -m 700 -- "$c"; fi; ' +
+  'kind=$(stat -c %F -- "$c") || refuse "$cur/$c does not exist"; ' +
+  'id=$(stat -c %d:%i -- "$c") || refuse "$cur/$c does not exist"; ' +
+  'case $kind in directory) ;; "symbolic link") refuse "$cur/$c is a symbolic link, not a directory" ;; ' +
+  '*) refuse "$cur/$c is a $kind, not a directory" ;; esac; ' +
+  'cd -P -- "$c"; cur=$cur/$c; ' +
+  '[ "$(stat -c %d:%i .)" = "$id" ] || refuse "$cur was replaced while provision walked to it"; ' +
+  "done; IFS=$ifs; set +f; " +
+  '[ "$cur" = "$p" ] || refuse "$p is not a plain absolute path"; ' +
+  '[ "$(stat -c "%u %g %a" .)" = "$uid $gid $mode" ] && continue; ' +
+  'chown -h -- "$uid:$gid" .; chmod -- "$mode" .; echo "fixed $p"; done';
+
+/**
+ * As the agent's user: prints "<uid> <gid> <mode>" and a newline, then the file's content. Exit 3
+ * when nothing is there; exit 4 (what it is on stderr) for a link or anything but a regular file.
+ */
+const READ_AGENT_FILE =
+  'p=$1; if [ -L "$p" ]; then echo "a symbolic link" >&2; exit 4; fi; ' +
+  '[ -e "$p" ] || exit 3; ' +
+  '[ -f "$p" ] || { echo "not a regular file" >&2; exit 4; }; ' +
+  'stat -c "%u %g %a" -- "$p" && exec cat -- "$p"';
+
+/**
+ * As the agent's user: writes stdin to $3, a fresh name beside $1 (noclobber: an existing name, a
+ * planted link included, is refused), sets mode $2 and renames it over $1 (`mv -T` replaces a link
+ * or file at $1, never follows it). The temp file is removed on failure.
+ */
+const WRITE_AGENT_FILE =
+  "set -eu; p=$1; mode=$2; tmp=$3; " +
+  'trap \'rc=$?; [ "$rc" -eq 0 ] || rm -f -- "$tmp"\' EXIT; ' +
+  'umask 077; set -C; cat > "$tmp"; chmod -- "$mode" "$tmp"; mv -fT -- "$tmp" "$p"';
+
+/** Root wrapper: opens $1 (an upload in the login user's home) as stdin of the rest, run as the agent's user. */
+const FROM_UPLOAD = 'f=$1; shift; exec "$@" < "$f"';
+
+/**
+ * As the login user, in its home ($1): refuses a directory another user may write (the upload there
+ * is what root opens and hands to the agent's user).
+ */
+const CHECK_STAGE =
+  'd=$1; [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || { echo "cannot stage the upload in $d: not a directory of the login user" >&2; exit 3; }; ' +
+  'if [ -n "$(find "$d" -maxdepth 0 -perm /022)" ]; then echo "cannot stage the upload in $d: other users may write there" >&2; exit 3; fi';
+
+/** Runs a node-side program; a non-zero exit is a CliError with its last stderr line. */
+async function script(
+  n: NodeSetup,
+  argv: string[],
+  opts: { sudo?: boolean; input?: string; timeoutMs?: number } = {},
+): Promise<string> {
+  const r = await n.s.exec(argv, {
+    sudo: opts.sudo ?? true,
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  });
+  if (r.code !== 0) {
+    const detail = r.stderr.trim().split("\n").pop() || `exited with ${r.code}`;
+    throw new CliError(`${n.name}: ${detail}`);
+  }
+  return r.stdout;
+}
+
+function tempName(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return `${path.slice(0, slash)}/.${path.slice(slash + 1)}.upload-${randomBytes(6).toString("hex")}`;
+}
+
+export type AgentFile =
+  | { kind: "missing" }
+  | { kind: "other"; what: string }
+  | { kind: "file"; content: string; uid: number; gid: number; mode: number };
+
+/** A file below /srv/mcp or /srv/mcp-master as the agent's user sees it (never through a link). */
+export async function readAgentFile(n: NodeSetup, path: string): Promise<AgentFile> {
+  const r = await n.s.exec([...asAgentUser(n), "sh", "-c", READ_AGENT_FILE, "sh", path], {
+    sudo: true,
+    timeoutMs: 30_000,
+  });
+  if (r.code === 3) return { kind: "missing" };
+  if (r.code !== 0) {
+    const what = r.stderr.trim().split("\n").pop() || `unreadable (exit ${r.code})`;
+    return { kind: "other", what: what.replace(/^(cat|stat): /, "") };
+  }
+  const nl = r.stdout.indexOf("\n");
+  const [u, g, m] = r.stdout.slice(0, nl).split(" ");
+  return {
+    kind: "file",
+    content: r.stdout.slice(nl + 1),
+    uid: Number(u),
+    gid: Number(g),
+    mode: Number.parseInt(m ?? "", 8),
+  };
+}
+
+/** Replaces a file below /srv/mcp or /srv/mcp-master as the agent's user (temp name, then rename). */
+export async function writeAgentFile(
+  n: NodeSetup,
+  path: string,
+  content: string,
+  mode: number,
+): Promise<void> {
+  await script(
+    n,
+    [...asAgentUser(n), "sh", "-c", WRITE_AGENT_FILE, "sh", path, mode.toString(8), tempName(path)],
+    {
+      input: content,
+    },
+  );
+}
+
+/**
+ * ensureFile for a file the agent's user owns, below a directory it controls: everything happens
+ * as that user. A link or non-file at the path is replaced (the link itself, not its target); a
+ * wrong owner is fixed by rewriting the file as the agent's user.
+ */
+export async function ensureAgentFile(
+  n: NodeSetup,
+  path: string,
+  content: string,
+  mode: number,
+): Promise<string> {
+  const have = await readAgentFile(n, path);
+  if (have.kind !== "file" || have.content !== content) {
+    await writeAgentFile(n, path, content, mode);
+    return have.kind === "missing"
+      ? "written"
+      : have.kind === "other"
+        ? `rewritten (was ${have.what})`
+        : "rewritten";
+  }
+  const fixes: string[] = [];
+  if (have.uid !== n.uid || have.gid !== n.uid) fixes.push("owner fixed");
+  if (have.mode !== mode) fixes.push("mode fixed");
+  if (fixes.length > 0) await writeAgentFile(n, path, content, mode);
+  return fixes.join(", ");
+}
+
+/** Creates or fixes each directory's owner and mode (ENSURE_DIRS); returns what it changed ("<path> <mode>"). */
 async function ensureDirs(
   n: NodeSetup,
   want: { path: string; uid: number; gid: number; mode: number }[],
 ): Promise<string[]> {
-  const fixed: string[] = [];
-  for (const d of want) {
-    const st = await statRemote(n, d.path);
-    if (st && st.uid === d.uid && st.gid === d.gid && st.mode === d.mode) continue;
-    if (!st) await root(n, ["mkdir", "-p", "--", d.path]);
-    await root(n, ["chown", `${d.uid}:${d.gid}`, "--", d.path]);
-    await root(n, ["chmod", d.mode.toString(8), "--", d.path]);
-    fixed.push(`${d.path} ${d.mode.toString(8)}`);
-  }
-  return fixed;
+  const out = await script(n, [
+    "sh",
+    "-c",
+    ENSURE_DIRS,
+    "sh",
+    ...want.flatMap((d) => [d.path, String(d.uid), String(d.gid), d.mode.toString(8)]),
+  ]);
+  const fixed = new Set(
+    out
+      .split("\n")
+      .filter((l) => l.startsWith("fixed "))
+      .map((l) => l.slice(6)),
+  );
+  return want.filter((d) => fixed.has(d.path)).map((d) => `${d.path} ${d.mode.toString(8)}`);
 }
 
 export async function stepDirs(n: NodeSetup): Promise<StepOutcome> {
@@ -546,13 +720,14 @@ export interface CertInput {
 
 export async function stepCert(n: NodeSetup, c: CertInput): Promise<StepOutcome> {
   const names = certNames({ name: n.name, address: n.address, listen: n.listen });
-  const [certPem, keyPem] = await Promise.all([readRemote(n, CERT_PATH), readRemote(n, KEY_PATH)]);
+  const [certPem, keyPem] = (
+    await Promise.all([readAgentFile(n, CERT_PATH), readAgentFile(n, KEY_PATH)])
+  ).map((f) => (f.kind === "file" ? f.content : undefined));
   const problem = certProblem({ certPem, keyPem, trustPem: c.trustPem, names });
-  const owner = { uid: n.uid, gid: n.uid };
   if (!problem) {
     const fixes = [
-      await ensureFile(n, KEY_PATH, keyPem!, 0o600, owner),
-      await ensureFile(n, CERT_PATH, certPem!, 0o644, owner),
+      await ensureAgentFile(n, KEY_PATH, keyPem!, 0o600),
+      await ensureAgentFile(n, CERT_PATH, certPem!, 0o644),
     ]
       .filter(Boolean)
       .join(", ");
@@ -576,14 +751,8 @@ export async function stepCert(n: NodeSetup, c: CertInput): Promise<StepOutcome>
     serverAuth: true,
   });
   // Key first: a cert without its key is useless, a key without its cert is harmless.
-  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.keyPem), KEY_PATH, {
-    mode: 0o600,
-    owner: `${n.uid}:${n.uid}`,
-  });
-  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.chainPem), CERT_PATH, {
-    mode: 0o644,
-    owner: `${n.uid}:${n.uid}`,
-  });
+  await writeAgentFile(n, KEY_PATH, leaf.keyPem, 0o600);
+  await writeAgentFile(n, CERT_PATH, leaf.chainPem, 0o644);
   return {
     status: "done",
     detail: `issued (${problem === "no certificate" ? "none on the node" : `replaced: ${problem}`}), valid until ${leaf.notAfter.toISOString().slice(0, 10)}, SANs ${[...names.dnsNames, ...names.ipAddresses].join(", ")}`,
@@ -604,10 +773,9 @@ export async function stepMasterCert(n: NodeSetup, c: CertInput): Promise<StepOu
     { path: MASTER_HOME, uid: n.uid, gid: n.uid, mode: 0o750 },
     { path: `${MASTER_HOME}/certs`, uid: n.uid, gid: n.uid, mode: 0o700 },
   ]);
-  const [certPem, keyPem] = await Promise.all([
-    readRemote(n, MASTER_CLIENT_CERT_PATH),
-    readRemote(n, MASTER_CLIENT_KEY_PATH),
-  ]);
+  const [certPem, keyPem] = (
+    await Promise.all([readAgentFile(n, MASTER_CLIENT_CERT_PATH), readAgentFile(n, MASTER_CLIENT_KEY_PATH)])
+  ).map((f) => (f.kind === "file" ? f.content : undefined));
   let problem: string | null = certPem && keyPem ? null : "none on the node";
   if (certPem && keyPem) {
     try {
@@ -624,16 +792,9 @@ export async function stepMasterCert(n: NodeSetup, c: CertInput): Promise<StepOu
   if (!problem) return { status: "done", detail: `kept the certificate; set ${fixed.join(", ")}` };
   if (!c.ca) throw new CliError(`${n.name}: --master-cert needs --ca-cert and --ca-key to issue it`, 2);
   const leaf = await issueMasterClientCert(c.ca, 365);
-  const owner = `${n.uid}:${n.uid}`;
   // Key first: a cert without its key is useless, a key without its cert is harmless.
-  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.keyPem), MASTER_CLIENT_KEY_PATH, {
-    mode: 0o600,
-    owner,
-  });
-  await n.s.uploadAsRoot(new TextEncoder().encode(leaf.certPem), MASTER_CLIENT_CERT_PATH, {
-    mode: 0o644,
-    owner,
-  });
+  await writeAgentFile(n, MASTER_CLIENT_KEY_PATH, leaf.keyPem, 0o600);
+  await writeAgentFile(n, MASTER_CLIENT_CERT_PATH, leaf.certPem, 0o644);
   return {
     status: "done",
     detail: `issued ${MASTER_CLIENT_CERT_PATH} (${problem === "none on the node" ? "none on the node" : `replaced: ${problem}`}), valid until ${leaf.notAfter.toISOString().slice(0, 10)}`,
@@ -645,26 +806,24 @@ export async function stepConfig(
   generated: string,
   mciasCaPem: string | undefined,
 ): Promise<StepOutcome> {
-  const owner = { uid: n.uid, gid: n.uid };
   const notes: string[] = [];
   if (mciasCaPem !== undefined) {
-    const r = await ensureFile(n, MCIAS_CA_PATH, mciasCaPem, 0o644, owner);
+    const r = await ensureAgentFile(n, MCIAS_CA_PATH, mciasCaPem, 0o644);
     if (r) notes.push(`${MCIAS_CA_PATH} ${r}`);
   }
-  const existing = await readRemote(n, AGENT_CONFIG_PATH);
+  const file = await readAgentFile(n, AGENT_CONFIG_PATH);
+  const existing = file.kind === "file" ? file.content : undefined;
   const cmp = compareAgentConfig(existing, generated);
   if (cmp.covered) {
-    const fix = await ensureFile(n, AGENT_CONFIG_PATH, existing!, 0o600, owner);
+    const fix = await ensureAgentFile(n, AGENT_CONFIG_PATH, existing!, 0o600);
     if (fix) notes.push(fix);
     return notes.length === 0
       ? { status: "already done", detail: `${AGENT_CONFIG_PATH} matches` }
       : { status: "done", detail: notes.join("; ") };
   }
-  await n.s.uploadAsRoot(new TextEncoder().encode(generated), AGENT_CONFIG_PATH, {
-    mode: 0o600,
-    owner: `${n.uid}:${n.uid}`,
-  });
-  if (existing === undefined) notes.push(`${AGENT_CONFIG_PATH} written`);
+  await writeAgentFile(n, AGENT_CONFIG_PATH, generated, 0o600);
+  if (file.kind === "missing") notes.push(`${AGENT_CONFIG_PATH} written`);
+  else if (file.kind === "other") notes.push(`${AGENT_CONFIG_PATH} rewritten (was ${file.what})`);
   else {
     notes.push(`${AGENT_CONFIG_PATH} rewritten: changed ${cmp.changed.join(", ")}`);
     if (cmp.extra.length > 0) notes.push(`dropped ${cmp.extra.join(", ")}`);
@@ -672,40 +831,97 @@ export async function stepConfig(
   return { status: "done", detail: notes.join("; ") };
 }
 
+/**
+ * As the agent's user: "<sha256> <uid> <mode>" of the binary, "none" when there is none, "other"
+ * for a link or anything but a regular file.
+ */
+const BINARY_STATE =
+  'p=$1; if [ -L "$p" ] || { [ -e "$p" ] && [ ! -f "$p" ]; }; then echo other; exit 0; fi; ' +
+  '[ -e "$p" ] || { echo none; exit 0; }; ' +
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a JS template
+  's=$(sha256sum < "$p"); echo "${s%% *} $(stat -c "%u %a" -- "$p")"';
+
+async function binaryState(n: NodeSetup): Promise<{ sha256: string; uid: number; mode: number } | string> {
+  const out = (
+    await script(n, [...asAgentUser(n), "sh", "-c", BINARY_STATE, "sh", AGENT_BINARY_PATH], {
+      timeoutMs: 120_000,
+    })
+  ).trim();
+  const [sha, u, m] = out.split(" ");
+  if (u === undefined || m === undefined) return out;
+  return { sha256: sha!, uid: Number(u), mode: Number.parseInt(m, 8) };
+}
+
 export async function stepBinary(
   n: NodeSetup,
   bin: { path: string; sha256: string; size: number },
 ): Promise<StepOutcome> {
-  const r = await n.s.exec(["sha256sum", "--", AGENT_BINARY_PATH], { sudo: true, timeoutMs: 120_000 });
-  const remote = r.code === 0 ? r.stdout.trim().split(/\s+/)[0] : undefined;
-  if (remote === bin.sha256) {
-    const st = await statRemote(n, AGENT_BINARY_PATH);
-    if (st && st.mode === 0o755)
+  const have = await binaryState(n);
+  if (typeof have !== "string" && have.sha256 === bin.sha256) {
+    // A root-owned binary with the right hash (deploy/install-debian.sh) is kept as it is.
+    if (have.mode === 0o755)
       return { status: "already done", detail: `sha256 ${bin.sha256.slice(0, 12)}… matches` };
-    await root(n, ["chmod", "755", "--", AGENT_BINARY_PATH]);
-    return { status: "done", detail: "mode set to 755" };
+    if (have.uid === n.uid) {
+      await script(n, [...asAgentUser(n), "chmod", "755", "--", AGENT_BINARY_PATH]);
+      return { status: "done", detail: "mode set to 755" };
+    }
   }
+  // The upload goes to the login user's home (never into /srv/mcp, which the agent's user
+  // controls); root opens it there and hands it, as stdin, to the agent's user, who installs it.
+  const home = (await script(n, ["pwd"], { sudo: false, timeoutMs: 30_000 })).trim();
+  await script(n, ["sh", "-c", CHECK_STAGE, "sh", home], { sudo: false, timeoutMs: 30_000 });
+  const upload = `${home}/.mcp-agent.upload-${randomBytes(6).toString("hex")}`;
   let lastPct = -1;
-  await n.s.uploadAsRoot(bin.path, AGENT_BINARY_PATH, {
-    mode: 0o755,
-    owner: "0:0",
-    onProgress: (sent, total) => {
-      const pct = total === 0 ? 100 : Math.floor((sent / total) * 100);
-      if (pct !== lastPct) {
-        lastPct = pct;
-        n.progress(`uploading ${pct}% of ${(total / 1048576).toFixed(0)} MiB`);
-      }
-    },
-  });
-  const check = await root(n, ["sha256sum", "--", AGENT_BINARY_PATH], 120_000);
-  if (check.trim().split(/\s+/)[0] !== bin.sha256) {
+  try {
+    await n.s.upload(bin.path, upload, {
+      mode: 0o600,
+      onProgress: (sent, total) => {
+        const pct = total === 0 ? 100 : Math.floor((sent / total) * 100);
+        if (pct !== lastPct) {
+          lastPct = pct;
+          n.progress(`uploading ${pct}% of ${(total / 1048576).toFixed(0)} MiB`);
+        }
+      },
+    });
+    await script(
+      n,
+      [
+        "sh",
+        "-c",
+        FROM_UPLOAD,
+        "sh",
+        upload,
+        ...asAgentUser(n),
+        "sh",
+        "-c",
+        WRITE_AGENT_FILE,
+        "sh",
+        AGENT_BINARY_PATH,
+        "755",
+        tempName(AGENT_BINARY_PATH),
+      ],
+      { timeoutMs: 180_000 },
+    );
+  } finally {
+    await n.s.unlink(upload).catch(() => {});
+  }
+  const check = await binaryState(n);
+  if (typeof check === "string" || check.sha256 !== bin.sha256) {
     throw new CliError(
       `${n.name}: ${AGENT_BINARY_PATH} does not have the SHA-256 of ${bin.path} after the upload (did the local file change meanwhile?)`,
     );
   }
+  const before =
+    have === "none"
+      ? "none before"
+      : typeof have === "string"
+        ? `replaced ${have === "other" ? "a link or non-file" : "it"}`
+        : have.sha256 === bin.sha256
+          ? "replaced a root-owned copy with another mode"
+          : "replaced a different binary";
   return {
     status: "done",
-    detail: `uploaded ${(bin.size / 1048576).toFixed(0)} MiB (${remote ? "replaced a different binary" : "none before"}), sha256 ${bin.sha256.slice(0, 12)}…`,
+    detail: `uploaded ${(bin.size / 1048576).toFixed(0)} MiB (${before}), sha256 ${bin.sha256.slice(0, 12)}…`,
   };
 }
 
