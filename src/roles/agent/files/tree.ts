@@ -291,12 +291,22 @@ export function dirSink(root: FileHandle): ExtractSink & { close(): Promise<void
   const dirOf = async (rel: string): Promise<FileHandle> => {
     if (rel === "") return root;
     if (cached?.rel === rel) return cached.fh;
-    if (cached) await cached.fh.close().catch(() => {});
-    cached = null;
+    // Extraction goes parent then child: walking on from the cached directory when it is an
+    // ancestor keeps a deep path linear (reopening every level from the root was quadratic).
     let cur = root;
-    for (const seg of rel.split("/")) {
-      const next = await openDirChecked(cur, seg, null);
-      if (cur !== root) await cur.close();
+    let rest = rel;
+    if (cached && rel.startsWith(`${cached.rel}/`)) {
+      cur = cached.fh;
+      rest = rel.slice(cached.rel.length + 1);
+    } else if (cached) await cached.fh.close().catch(() => {});
+    cached = null;
+    for (const seg of rest.split("/")) {
+      let next: FileHandle | null;
+      try {
+        next = await openDirChecked(cur, seg, null);
+      } finally {
+        if (cur !== root) await cur.close();
+      }
       if (!next) throw new TarError(`archive path ${rel}: exists and is not a directory`);
       cur = next;
     }
