@@ -330,6 +330,22 @@ export interface ExtractResult {
 /** A limit an archive went over: the caller turns it into its own one-line refusal. */
 export class TarLimitError extends TarError {}
 
+/** The longest entry path extraction takes, in bytes (Linux PATH_MAX). */
+export const MAX_EXTRACT_PATH_BYTES = 4096;
+/** The most path segments (directory levels plus the name) an extracted entry may have. */
+export const MAX_EXTRACT_PATH_DEPTH = 256;
+
+/** Refuses an entry path (already through safeRelPath) longer or deeper than extraction takes. */
+function checkPathBounds(rel: string): void {
+  const bytes = enc.encode(rel).length;
+  const depth = rel.split("/").length;
+  if (bytes > MAX_EXTRACT_PATH_BYTES || depth > MAX_EXTRACT_PATH_DEPTH)
+    throw new TarError(
+      `archive path ${JSON.stringify(`${rel.slice(0, 40)}…`)} is ${bytes} bytes and ${depth} levels deep; ` +
+        `at most ${MAX_EXTRACT_PATH_BYTES} bytes and ${MAX_EXTRACT_PATH_DEPTH} levels are allowed`,
+    );
+}
+
 export interface ExtractOptions {
   /** Refuse archives whose file content exceeds this many bytes in total (checked per header). */
   maxBytes?: number;
@@ -392,18 +408,26 @@ export async function extractTar(
   const dirMeta: { path: string; mode: number; mtimeS: number }[] = [];
   let pax = new Map<string, string>();
 
-  // Each parent must be a real directory we created or found (never a symlink).
+  // What maxEntries counts: every file, every directory made (an entry's own or a parent its
+  // path implies), and a directory entry repeated. A directory entry for a parent an earlier path
+  // already made costs nothing more: that directory was counted when it was made.
+  let counted = 0;
+  const countEntry = () => {
+    if (opts.maxEntries !== undefined && counted >= opts.maxEntries)
+      throw new TarLimitError(`archive has more than ${opts.maxEntries} entries`);
+    counted++;
+  };
+  // Each parent must be a real directory we created or found (never a symlink). Counted before
+  // it is made, so an archive over the limit stops without making the directory that breaks it.
   const ensureDir = async (rel: string): Promise<void> => {
     if (dirs.has(rel)) return;
     const slash = rel.lastIndexOf("/");
     await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
+    countEntry();
     await sink.mkdir(rel);
     dirs.add(rel);
   };
-  const countEntry = () => {
-    if (opts.maxEntries !== undefined && res.files + res.dirs >= opts.maxEntries)
-      throw new TarLimitError(`archive has more than ${opts.maxEntries} entries`);
-  };
+  const explicitDirs = new Set<string>();
 
   const skipBytes = async (n: number): Promise<void> => {
     let left = n;
@@ -458,8 +482,10 @@ export async function extractTar(
       continue;
     }
     const rel = safeRelPath(name);
-    countEntry();
+    checkPathBounds(rel);
     if (type === "5") {
+      if (explicitDirs.has(rel)) countEntry();
+      explicitDirs.add(rel);
       await ensureDir(rel);
       dirMeta.push({ path: rel, mode, mtimeS });
       res.dirs++;
@@ -474,6 +500,7 @@ export async function extractTar(
       );
     const slash = rel.lastIndexOf("/");
     await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
+    countEntry();
     let fh: FileHandle;
     try {
       fh = await sink.create(rel, mode);

@@ -15,7 +15,7 @@
 
 import { failure, type RunResult, RuntimeError, run } from "./exec.ts";
 import { type ImageDefaults, ownerField, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
-import { type ContainerDetails, type ContainerInfo, type Engine, mapState } from "./runtime.ts";
+import { type ContainerDetails, type ContainerInfo, type Engine, mapState, OWNER_LABELS } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
 // argv builders
@@ -27,9 +27,20 @@ function positional(value: string, what: string): string {
   return value;
 }
 
-/** Full ids (--no-trunc) so the follow-up inspect and the callers see the same ids podman gives. */
+/**
+ * Full ids (--no-trunc) so the follow-up inspect and the callers see the same ids podman gives.
+ * The owner labels come as their own JSON strings after the row, tab-separated (JSON escapes a
+ * tab, so the separator is unambiguous): ps prints Labels as one "k=v,k=v" string in no fixed
+ * order, where an image label "x=a,mcp.service=victim" reads as a second owner label.
+ */
 export function dockerPsArgs(): string[] {
-  return ["ps", "-a", "--no-trunc", "--format", "{{json .}}"];
+  return [
+    "ps",
+    "-a",
+    "--no-trunc",
+    "--format",
+    `{{json .}}\t{{json (.Label "${OWNER_LABELS.service}")}}\t{{json (.Label "${OWNER_LABELS.component}")}}`,
+  ];
 }
 
 /** One line "<id> <StartedAt>" per container; used for the running containers of a listing. */
@@ -90,18 +101,23 @@ function primaryName(names: string): string {
   return all.find((n) => n !== "" && !n.includes("/")) ?? all[0] ?? "";
 }
 
-/** docker ps prints Labels as "k=v,k2=v2" (owner values are [a-z0-9-], never a comma). */
-function parseLabelList(v: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const pair of str(v).split(",")) {
-    const eq = pair.indexOf("=");
-    if (eq > 0) out[pair.slice(0, eq)] = pair.slice(eq + 1);
+/** One owner label value printed by {{json (.Label "…")}}: a JSON string ("" when unset). */
+function parseLabelValue(field: string, line: string): string {
+  let v: unknown;
+  try {
+    v = JSON.parse(field);
+  } catch {
+    v = undefined;
   }
-  return out;
+  if (typeof v !== "string")
+    throw new Error(`unexpected docker ps output: bad label field in: ${line.slice(0, 80)}`);
+  return v;
 }
 
 /**
- * Parses `docker ps -a --no-trunc --format '{{json .}}'`: one JSON object per line. startedAt is
+ * Parses `docker ps` as dockerPsArgs asks for it: per line one JSON object, then the owner
+ * labels' values as JSON strings, tab-separated. A line with the object alone carries no owner:
+ * the owner is never read from the object's ambiguous "k=v,k=v" Labels string. startedAt is
  * null here (ps does not report it); DockerRuntime.list() fills it in for running containers.
  */
 export function parseDockerPs(stdout: string): ContainerInfo[] {
@@ -109,9 +125,19 @@ export function parseDockerPs(stdout: string): ContainerInfo[] {
   for (const line of stdout.split("\n")) {
     const t = line.trim();
     if (t === "") continue;
+    const fields = t.split("\t");
+    if (fields.length !== 1 && fields.length !== 3)
+      throw new Error(
+        `unexpected docker ps output: ${fields.length} tab-separated fields in: ${t.slice(0, 80)}`,
+      );
+    const labels: Record<string, string> = {};
+    if (fields.length === 3) {
+      labels[OWNER_LABELS.service] = parseLabelValue(fields[1]!, t);
+      labels[OWNER_LABELS.component] = parseLabelValue(fields[2]!, t);
+    }
     let raw: unknown;
     try {
-      raw = JSON.parse(t);
+      raw = JSON.parse(fields[0]!);
     } catch {
       throw new Error(`cannot parse docker ps output as JSON: ${t.slice(0, 80)}`);
     }
@@ -129,7 +155,7 @@ export function parseDockerPs(stdout: string): ContainerInfo[] {
       startedAt: null,
       createdAt: parseDockerTime(c["CreatedAt"]),
       exitCode: state === "exited" ? exitCodeFromStatus(str(c["Status"])) : null,
-      ...ownerField(parseLabelList(c["Labels"])),
+      ...ownerField(labels),
     });
   }
   return out;

@@ -29,9 +29,72 @@ runtimeSuite("docker", async () => {
 describe("docker-only behaviour", () => {
   const PREFIX = `mcptest-rtd-${Math.random().toString(36).slice(2, 8)}`;
   const names: [string, string, string] = [`${PREFIX}-a`, `${PREFIX}-b`, `${PREFIX}-c`];
+  // Not under PREFIX: the list() test below counts the containers under it.
+  const SPOOF = `mcptest-rtspoof-${Math.random().toString(36).slice(2, 8)}`;
+  const spoofs: [string, string, string] = [`${SPOOF}-extra`, `${SPOOF}-owned`, `${SPOOF}-image`];
+  const spoofImage = `localhost/${SPOOF}:v1`;
   afterAll(async () => {
-    if (dockerd) for (const n of names) await dockerCli(dockerd, "rm", "-f", n);
+    if (dockerd) for (const n of [...names, ...spoofs]) await dockerCli(dockerd, "rm", "-f", n);
+    if (dockerd) await dockerCli(dockerd, "rmi", "-f", spoofImage);
   }, 30_000);
+
+  test("a label value holding ',mcp.service=victim' (the container's or its image's) is not read as an owner", async () => {
+    // Security review 16: ps prints Labels as "k=v,k=v" in no fixed order, so an image label
+    // x=a,mcp.service=victim could be parsed as the owner label of a container victim never ran.
+    const d = await startDockerd();
+    const rt = new DockerRuntime({ binary: d.binary, globalArgs: d.globalArgs });
+    const image = await dockerBusyboxImage(d);
+    const create = async (...args: string[]) => {
+      const r = await dockerCli(d, "create", ...args);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+    };
+    await create(
+      "--name",
+      spoofs[0],
+      "--label",
+      "x=a,mcp.service=victim",
+      "--label",
+      "y=b,mcp.component=web",
+      image,
+    );
+    await create(
+      "--name",
+      spoofs[1],
+      "--label",
+      "mcp.service=mine",
+      "--label",
+      "mcp.component=api",
+      "--label",
+      "z=1,mcp.service=victim,mcp.component=web",
+      image,
+    );
+    const commit = await dockerCli(
+      d,
+      "commit",
+      "--change",
+      'LABEL w="c,mcp.service=victim"',
+      spoofs[0],
+      spoofImage,
+    );
+    expect(commit.code).toBe(0);
+    await create("--name", spoofs[2], spoofImage);
+    // The image label is really there, in the very string ps prints.
+    const ps = await dockerCli(d, "ps", "-a", "--filter", `name=${spoofs[2]}`, "--format", "{{.Labels}}");
+    expect(ps.stdout).toContain("mcp.service=victim");
+
+    const mine = (await rt.list())
+      .filter((c) => spoofs.includes(c.name))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    // Sorted by name: -extra, -image, -owned.
+    expect(mine.map((c) => [c.name, c.owner ?? null])).toEqual([
+      [spoofs[0], null],
+      [spoofs[2], null],
+      [spoofs[1], { service: "mine", component: "api" }],
+    ]);
+    for (const n of spoofs) expect((await rt.inspect(n))?.owner?.service).not.toBe("victim");
+    for (const n of spoofs) await dockerCli(d, "rm", "-f", n);
+  }, 60_000);
 
   test("the endpoint can come from DOCKER_HOST instead of -H; version() is the engine's", async () => {
     const d = await startDockerd();

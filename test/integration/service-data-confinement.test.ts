@@ -273,6 +273,56 @@ describe("import limits", () => {
     expect(leftovers(small.srv, ["svc"])).toEqual([]);
   });
 
+  test("directories a path implies count toward import_max_entries: refused in one line, nothing left", async () => {
+    // Security review 16: 10 entries each 400 levels deep passed import_max_entries=20 and made
+    // 4,011 directories. Here 5 files each 12 levels deep: 5 entries, 65 files and directories.
+    const deepFile = (i: number) => ({
+      path: `d${i}/${"a/".repeat(11)}f`,
+      type: "file" as const,
+      mode: 0o644,
+      data: new TextEncoder().encode("x"),
+    });
+    const archive = await packEntries([0, 1, 2, 3, 4].map(deepFile));
+    const e = await failure(small.client.importServiceData(feed("implied", [archive])));
+    expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(e.message).toBe(
+      `service data for implied refused: archive has more than ${SMALL.importMaxEntries} entries; ` +
+        `the node's limits are ${SMALL.importMaxBytes} bytes ([agent] import_max_bytes) and ${SMALL.importMaxEntries} entries ([agent] import_max_entries)`,
+    );
+    expect(leftovers(small.srv, ["svc"])).toEqual([]);
+    // Within the limit (3 × 13 = 39 of 50) the same shape is imported whole.
+    await small.client.importServiceData(feed("implied", [await packEntries([0, 1, 2].map(deepFile))]));
+    expect(readFileSync(join(small.srv, "implied", "d2", ...Array(11).fill("a"), "f"), "utf8")).toBe("x");
+    rmSync(join(small.srv, "implied"), { recursive: true });
+  });
+
+  test("an entry deeper than 256 levels is refused at once in one line; 256 levels import in well under a second", async () => {
+    // Security review 16: one entry 800 levels deep (a 128-byte .tar.zst) kept the agent busy 33 s.
+    const file = (depth: number) => ({
+      path: `${"a/".repeat(depth - 1)}f`,
+      type: "file" as const,
+      mode: 0o644,
+      data: new TextEncoder().encode("deep"),
+    });
+    const archive = await packEntries([file(801)]);
+    expect(archive.length).toBeLessThan(512);
+    let t0 = performance.now();
+    const e = await failure(plain.client.importServiceData(feed("deep", [archive])));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(e.code).toBe(status.INVALID_ARGUMENT);
+    expect(e.message).toBe(
+      `service data for deep: archive path "${"a/".repeat(20)}…" is 1601 bytes and 801 levels deep; ` +
+        "at most 4096 bytes and 256 levels are allowed",
+    );
+    expect(leftovers(plain.srv, ["victim", "other"])).toEqual([]);
+    // The bound itself: 255 directories and the file, made by descriptor one level at a time.
+    t0 = performance.now();
+    await plain.client.importServiceData(feed("deep", [await packEntries([file(256)])]));
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(readFileSync(join(plain.srv, "deep", ...Array(255).fill("a"), "f"), "utf8")).toBe("deep");
+    rmSync(join(plain.srv, "deep"), { recursive: true });
+  });
+
   test("a compressed stream past its cap is refused even when it expands to nothing (skippable frames)", async () => {
     const cap = compressedLimit({ maxBytes: SMALL.importMaxBytes, maxEntries: SMALL.importMaxEntries });
     // zstd skippable frames: magic 0x184D2A50, a 4-byte length, that many ignored bytes.

@@ -19,8 +19,22 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { collectTree, extractTarZst, packTarZst, safeRelPath, TarError } from "../../../src/archive/index.ts";
-import { BLOCK, entryHeaders, extractTar, packTar } from "../../../src/archive/tar.ts";
+import {
+  collectTree,
+  extractTarZst,
+  packTarZst,
+  safeRelPath,
+  TarError,
+  TarLimitError,
+} from "../../../src/archive/index.ts";
+import {
+  BLOCK,
+  entryHeaders,
+  extractTar,
+  MAX_EXTRACT_PATH_BYTES,
+  MAX_EXTRACT_PATH_DEPTH,
+  packTar,
+} from "../../../src/archive/tar.ts";
 
 const base = mkdtempSync(join(tmpdir(), "mcp-archive-test-"));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -265,4 +279,91 @@ test("packTar refuses unsafe entry paths before writing anything", async () => {
   await expect(collect(packTar([{ path: "../x", type: "dir", mode: 0o755, mtimeMs: 0 }]))).rejects.toThrow(
     TarError,
   );
+});
+
+/** A tar of hand-made entries (directories, and files of `size` zero bytes). */
+function tarOf(entries: { path: string; type: "file" | "dir"; size?: number }[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    const size = e.size ?? 0;
+    parts.push(...entryHeaders(e.path, e.type, 0o755, size, 0));
+    if (size) parts.push(new Uint8Array(size + ((BLOCK - (size % BLOCK)) % BLOCK)));
+  }
+  parts.push(new Uint8Array(BLOCK * 2));
+  return Buffer.concat(parts);
+}
+
+/** Every directory under `root` (itself excluded), by path. */
+function dirsUnder(root: string): string[] {
+  return readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name);
+}
+
+describe("extraction limits", () => {
+  test("maxEntries counts the parent directories a path implies, before making them", async () => {
+    // Security review 16: 10 entries, each 400 levels deep, passed a limit of 20 entries and made
+    // 4,011 directories. Here: 3 files each 10 levels deep = 3 files + 30 directories.
+    const tar = tarOf(
+      [0, 1, 2].map((i) => ({ path: `d${i}/${"a/".repeat(9)}f`, type: "file" as const, size: 1 })),
+    );
+    const dst = fresh("implied");
+    const err = await extractTar(from([tar]), dst, { maxEntries: 20 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TarLimitError);
+    expect((err as Error).message).toBe("archive has more than 20 entries");
+    // The directory that would have been the 21st entry was never made.
+    expect(readdirSync(dst, { recursive: true })).toHaveLength(20);
+    // Exactly at the limit is fine: 3 × (10 directories + 1 file) = 33.
+    expect(await extractTar(from([tar]), fresh("implied-ok"), { maxEntries: 33 })).toMatchObject({
+      files: 3,
+    });
+  });
+
+  test("a directory entry for a parent already made is not counted twice; a repeated one is", async () => {
+    const implied = tarOf([
+      { path: "a/b/f", type: "file", size: 1 },
+      { path: "a", type: "dir" },
+      { path: "a/b", type: "dir" },
+    ]);
+    expect(await extractTar(from([implied]), fresh("dup-ok"), { maxEntries: 3 })).toMatchObject({ files: 1 });
+    const repeated = tarOf([
+      { path: "a", type: "dir" },
+      { path: "a", type: "dir" },
+      { path: "a", type: "dir" },
+    ]);
+    await expect(extractTar(from([repeated]), fresh("dup"), { maxEntries: 2 })).rejects.toThrow(
+      "archive has more than 2 entries",
+    );
+  });
+
+  test("paths deeper than 256 levels or longer than 4096 bytes are refused at their header, in one line", async () => {
+    expect([MAX_EXTRACT_PATH_DEPTH, MAX_EXTRACT_PATH_BYTES]).toEqual([256, 4096]);
+    // Security review 16: one entry 800 levels deep (a 128-byte .tar.zst) kept the agent busy 33 s.
+    const deep = fresh("deep");
+    const t0 = performance.now();
+    const err = await extractTar(
+      from([tarOf([{ path: `${"a/".repeat(800)}f`, type: "file", size: 1 }])]),
+      deep,
+    ).catch((e: unknown) => e);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(TarError);
+    expect((err as Error).message).toBe(
+      `archive path "${"a/".repeat(20)}…" is 1601 bytes and 801 levels deep; at most 4096 bytes and 256 levels are allowed`,
+    );
+    expect(readdirSync(deep)).toEqual([]);
+    const long = fresh("long");
+    const seg = "x".repeat(99);
+    const longErr = await extractTar(
+      from([tarOf([{ path: `${`${seg}/`.repeat(41)}f`, type: "file", size: 1 }])]),
+      long,
+    ).catch((e: unknown) => e);
+    expect((longErr as Error).message).toMatch(/ is 4101 bytes and 42 levels deep; at most 4096 bytes/);
+    expect(readdirSync(long)).toEqual([]);
+    // At the bound: 255 directories and a file, accepted (linear in depth: well under a second).
+    const edge = fresh("edge");
+    const t1 = performance.now();
+    await extractTar(from([tarOf([{ path: `${"a/".repeat(255)}f`, type: "file", size: 1 }])]), edge);
+    expect(performance.now() - t1).toBeLessThan(1000);
+    expect(dirsUnder(edge)).toHaveLength(255);
+  });
 });

@@ -213,8 +213,14 @@ const IDS = {
 const IMG = "localhost/mcp-test-busybox:v1.0.0";
 
 describe("argv builders", () => {
-  test("ps lists every container, full ids, one JSON object per line", () => {
-    expect(dockerPsArgs()).toEqual(["ps", "-a", "--no-trunc", "--format", "{{json .}}"]);
+  test("ps lists every container, full ids, one JSON object per line and the owner labels as JSON strings", () => {
+    expect(dockerPsArgs()).toEqual([
+      "ps",
+      "-a",
+      "--no-trunc",
+      "--format",
+      '{{json .}}\t{{json (.Label "mcp.service")}}\t{{json (.Label "mcp.component")}}',
+    ]);
   });
   test("start times: one container inspect over all ids", () => {
     expect(dockerStartTimesArgs(["a", "b"])).toEqual([
@@ -324,15 +330,28 @@ describe("parseDockerPs", () => {
     expect(parseDockerPs("\n\n")).toEqual([]);
     expect(parseDockerPs(`${PS_2010}\n`)).toHaveLength(5);
   });
-  test("owner labels come from the Labels list (k=v,k=v); none, no owner", () => {
-    const line = (labels: string) =>
-      JSON.stringify({ ID: "x", Names: "a-b-c", Image: "i", State: "running", Labels: labels });
-    expect(parseDockerPs(line("x=1,mcp.component=b-c,mcp.service=a"))[0]!.owner).toEqual({
+  test("owner labels come from their own .Label fields, never from the Labels list (k=v,k=v); none, no owner", () => {
+    const line = (labels: string, service?: string, component?: string) =>
+      [
+        JSON.stringify({ ID: "x", Names: "a-b-c", Image: "i", State: "running", Labels: labels }),
+        ...(service === undefined ? [] : [JSON.stringify(service), JSON.stringify(component)]),
+      ].join("\t");
+    expect(parseDockerPs(line("x=1,mcp.component=b-c,mcp.service=a", "a", "b-c"))[0]!.owner).toEqual({
       service: "a",
       component: "b-c",
     });
-    expect("owner" in parseDockerPs(line(""))[0]!).toBe(false);
-    expect("owner" in parseDockerPs(line("maintainer=x"))[0]!).toBe(false);
+    expect("owner" in parseDockerPs(line("", "", ""))[0]!).toBe(false);
+    expect("owner" in parseDockerPs(line("maintainer=x", "", ""))[0]!).toBe(false);
+    // Security review 16: a label value "a,mcp.service=victim" is not a second owner label.
+    expect("owner" in parseDockerPs(line("x=a,mcp.service=victim", "", ""))[0]!).toBe(false);
+    expect(parseDockerPs(line("x=a,mcp.service=victim,mcp.service=mine", "mine", "api"))[0]!.owner).toEqual({
+      service: "mine",
+      component: "api",
+    });
+    // The row alone (no label fields) has no owner, whatever its Labels string says.
+    expect("owner" in parseDockerPs(line("mcp.service=a,mcp.component=b"))[0]!).toBe(false);
+    expect(() => parseDockerPs(`${line("", "a", "b")}\t"c"`)).toThrow(/4 tab-separated fields/);
+    expect(() => parseDockerPs(`${line("")}\tnull\t""`)).toThrow(/bad label field/);
   });
   test("non-JSON or an array fails with one clear line", () => {
     expect(() => parseDockerPs("Cannot connect to the Docker daemon")).toThrow(

@@ -14,7 +14,7 @@
 // mode commit in between), and `VACUUM INTO` of that private copy is what gets archived: WAL
 // frames appended during the copy are cut at the last whole commit by SQLite's own recovery.
 import { Database } from "bun:sqlite";
-import { constants as C } from "node:fs";
+import { constants as C, rmSync } from "node:fs";
 import { type FileHandle, lstat, mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { type ExtractSink, TarError } from "../../../archive/index.ts";
@@ -230,6 +230,46 @@ async function stamp(db: FileHandle, wal: FileHandle | null): Promise<string> {
 }
 
 /**
+ * Opens a database file a container wrote (our private copy of it) for reading: read-only, and
+ * with the schema untrusted (no functions with side effects run from its views, triggers, CHECK
+ * or DEFAULT expressions) and page cells checked. bun:sqlite has no sqlite3_db_config, so
+ * SQLITE_DBCONFIG_DEFENSIVE cannot be set. A hot rollback journal can only be rolled back by a
+ * writer: then (only then) the copy is opened read-write, with the same pragmas.
+ */
+export function openUntrustedSqlite(path: string, readonly = true): Database {
+  const conn = new Database(path, readonly ? { readonly: true } : { readwrite: true, create: false });
+  try {
+    conn.run("PRAGMA trusted_schema = OFF");
+    conn.run("PRAGMA cell_size_check = ON");
+    conn.run("PRAGMA mmap_size = 0");
+    return conn;
+  } catch (e) {
+    conn.close();
+    throw e;
+  }
+}
+
+/** `VACUUM INTO dest` of the container-written copy at `copy`, opened by openUntrustedSqlite. */
+export function vacuumUntrusted(copy: string, dest: string): void {
+  const attempt = (readonly: boolean) => {
+    const conn = openUntrustedSqlite(copy, readonly);
+    try {
+      conn.run("VACUUM INTO ?", [dest]);
+    } finally {
+      conn.close();
+    }
+  };
+  try {
+    attempt(true);
+  } catch (e) {
+    // SQLITE_READONLY_ROLLBACK / _RECOVERY: a hot journal or WAL a reader may not recover.
+    if (!/readonly/i.test(String((e as { code?: string }).code ?? (e as Error).message))) throw e;
+    rmSync(dest, { force: true });
+    attempt(false);
+  }
+}
+
+/**
  * A consistent `VACUUM INTO` copy (at `dest`) of the SQLite database open as `db` in `dir`,
  * read only through descriptors. `work` is a private temp dir of ours. Throws
  * FAILED_PRECONDITION when the database never held still or cannot be copied.
@@ -258,12 +298,7 @@ export async function copySqlite(
       if (journal) await copyFd(journal, `${copy}-journal`, (await journal.stat()).size);
       if ((await stamp(db, wal)) === before) {
         try {
-          const conn = new Database(copy);
-          try {
-            conn.run("VACUUM INTO ?", [dest]);
-          } finally {
-            conn.close();
-          }
+          vacuumUntrusted(copy, dest);
           return;
         } catch (e) {
           throw failedPrecondition(`cannot copy database ${rel} consistently: ${(e as Error).message}`);
@@ -291,12 +326,22 @@ export function dirSink(root: FileHandle): ExtractSink & { close(): Promise<void
   const dirOf = async (rel: string): Promise<FileHandle> => {
     if (rel === "") return root;
     if (cached?.rel === rel) return cached.fh;
-    if (cached) await cached.fh.close().catch(() => {});
-    cached = null;
+    // Extraction goes parent then child: walking on from the cached directory when it is an
+    // ancestor keeps a deep path linear (reopening every level from the root was quadratic).
     let cur = root;
-    for (const seg of rel.split("/")) {
-      const next = await openDirChecked(cur, seg, null);
-      if (cur !== root) await cur.close();
+    let rest = rel;
+    if (cached && rel.startsWith(`${cached.rel}/`)) {
+      cur = cached.fh;
+      rest = rel.slice(cached.rel.length + 1);
+    } else if (cached) await cached.fh.close().catch(() => {});
+    cached = null;
+    for (const seg of rest.split("/")) {
+      let next: FileHandle | null;
+      try {
+        next = await openDirChecked(cur, seg, null);
+      } finally {
+        if (cur !== root) await cur.close();
+      }
       if (!next) throw new TarError(`archive path ${rel}: exists and is not a directory`);
       cur = next;
     }
