@@ -2,6 +2,7 @@
 // 127.0.0.1 port with the test podman environment; for use-case level tests (no gRPC), an
 // AgentContext around a real registry and a real runtime; and the plain container component both
 // kinds of tests deploy.
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import pino from "pino";
@@ -43,7 +44,8 @@ export async function testAgentSettings(
 }
 
 /**
- * An agent context on node "local" (pull policy "never") whose router holds `runtime` alone.
+ * An agent context on node "local" (pull policy "never", srv_root <tmp>/mcp-test-srv) whose router
+ * holds `runtime` alone.
  * `settings` is merged over those two; `hooks` defaults to no integrations, the logger to silent.
  */
 export function testAgentContext(opts: {
@@ -55,7 +57,13 @@ export function testAgentContext(opts: {
 }): AgentContext {
   const logger = opts.logger ?? pino({ level: "silent" });
   return {
-    settings: { nodeName: "local", pullPolicy: "never", ...opts.settings } as AgentContext["settings"],
+    settings: {
+      nodeName: "local",
+      pullPolicy: "never",
+      // A real agent always has one; nothing is created there unless a test's own settings say so.
+      srvRoot: join(tmpdir(), "mcp-test-srv"),
+      ...opts.settings,
+    } as AgentContext["settings"],
     registry: opts.registry,
     runtime: nodeRuntimes({ runtime: opts.runtime, nodeName: "local" }, opts.registry),
     logger,
