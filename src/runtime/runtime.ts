@@ -163,8 +163,12 @@ export function mapState(raw: string | undefined | null): ObservedState {
     case "running":
       return "running";
     case "exited":
-      return "exited";
+    // podman's "stopped": the process has ended and conmon has not finished its cleanup yet — a
+    // moment later the same container reads "exited". Both are one state to the operator (the
+    // exit code is already there); mapping them apart made a kill observed mid-cleanup read
+    // "stopped" and then a second transition "stopped -> exited".
     case "stopped":
+      return "exited";
     case "created":
     case "configured":
     case "initialized": // podman: set up but never started, like "created"

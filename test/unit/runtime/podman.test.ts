@@ -336,7 +336,7 @@ describe("parsePs", () => {
   test("state mapping", () => {
     expect(
       ["running", "exited", "stopped", "created", "configured", "paused", "what", ""].map(mapState),
-    ).toEqual(["running", "exited", "stopped", "stopped", "stopped", "stopped", "unknown", "unknown"]);
+    ).toEqual(["running", "exited", "exited", "stopped", "stopped", "stopped", "unknown", "unknown"]);
   });
 
   test("parseTime handles unix seconds, RFC 3339 and zero times", () => {
