@@ -40,7 +40,12 @@ const logChunks: string[] = [];
 /** An alert command that appends its MCP_* environment (sorted KEY=value lines) and a blank line. */
 function recorderScript(file: string): string {
   const p = join(dir, "record.sh");
-  writeFileSync(p, `#!/bin/bash\n{ env | grep '^MCP_' | sort; echo; } >> "${file}"\n`);
+  // One printf: one small O_APPEND write per alert, so two alert commands running at once never
+  // interleave their lines (sort and echo wrote separately, and a reader saw a mixed block).
+  writeFileSync(
+    p,
+    `#!/bin/bash\nblock=$(env | grep '^MCP_' | sort)\nprintf '%s\\n\\n' "$block" >> "${file}"\n`,
+  );
   chmodSync(p, 0o755);
   return p;
 }
