@@ -8,6 +8,7 @@
 # It does NOT write /srv/mcp/mcp-agent.toml (it needs the node's cert and token hash): without
 # it the unit is installed and enabled but not started, and the script says what to do.
 set -euo pipefail
+shopt -s inherit_errexit
 
 usage() { echo "usage: $0 <mcp binary> [--uid <uid>]" >&2; exit 2; }
 die() { echo "install-debian: $*" >&2; exit 1; }
@@ -101,14 +102,48 @@ else
   say "linger" "done"
 fi
 
-# --- directories: the modes of src/roles/cli/provision-steps.ts.
+# --- who writes where (issue 16; the same rules as src/roles/cli/provision-steps.ts). /srv is
+# group-writable by mcp and /srv/mcp is mcp's, so a compromised mcp user controls every name below
+# them (it can plant a link anywhere there). Root therefore never writes, chowns or chmods there by
+# name: directories are reached by walking from / one component at a time (cd -P), each component a
+# real directory (never a link) and the one the walk arrived in (device and inode), and owner and
+# mode are set on "."; the binary is written by the mcp user itself (setpriv), to a fresh temp name
+# (noclobber) renamed over it with mv -T (which replaces a planted link, never follows it).
+AS_MCP=(setpriv "--reuid=$MCP_UID" "--regid=$MCP_UID" --init-groups --)
+
+# --- directories: the owners and modes of src/roles/cli/provision-steps.ts.
 fixed=()
-dir() { # path owner group mode
-  [[ -d $1 && $(stat -c '%u %g %a' "$1") == "$2 $3 $4" ]] && return
-  install -d "$1"
-  chown "$2:$3" "$1"
-  chmod "$4" "$1"
-  fixed+=("$1")
+refuse() { die "$1; install-debian changes nothing through it (move it away and re-run)"; }
+walk_fix() { # path uid gid mode: prints "fixed" when it changed owner or mode (run in $(...))
+  local p=$1 cur= c kind id parts
+  cd -P / || die "cannot enter /"
+  IFS=/ read -ra parts <<<"$p"
+  for c in "${parts[@]}"; do
+    [[ -n $c ]] || continue
+    [[ $c != . && $c != .. ]] || refuse "$p is not a plain absolute path"
+    if [[ $cur/$c == "$p" && ! -e $c && ! -L $c ]]; then mkdir -m 700 -- "$c" || die "cannot create $p"; fi
+    kind=$(stat -c %F -- "$c") || refuse "$cur/$c does not exist"
+    id=$(stat -c %d:%i -- "$c") || refuse "$cur/$c does not exist"
+    case $kind in
+      directory) ;;
+      "symbolic link") refuse "$cur/$c is a symbolic link, not a directory" ;;
+      *) refuse "$cur/$c is a $kind, not a directory" ;;
+    esac
+    cd -P -- "$c" || refuse "$cur/$c cannot be entered"
+    cur=$cur/$c
+    [[ $(stat -c %d:%i .) == "$id" ]] || refuse "$cur was replaced while install-debian walked to it"
+  done
+  [[ $cur == "$p" ]] || refuse "$p is not a plain absolute path"
+  [[ $(stat -c '%u %g %a' .) == "$2 $3 $4" ]] && return 0
+  chown -h -- "$2:$3" . || die "cannot chown $p"
+  chmod -- "$4" . || die "cannot chmod $p"
+  echo fixed
+}
+dir() { # path uid gid mode
+  local out
+  out=$(walk_fix "$@")
+  [[ $out == fixed ]] && fixed+=("$1")
+  return 0
 }
 dir /srv 0 "$MCP_UID" 775
 dir "$MCP_HOME" "$MCP_UID" "$MCP_UID" 750
@@ -120,8 +155,38 @@ else
   say "dirs" "done: set ${fixed[*]}"
 fi
 
-# --- binary and unit: replaced only when they differ (atomic rename in the same directory).
+# --- binary: mcp:mcp 0755, read and written as the mcp user (like provision and `mcp agent
+# upgrade`); replaced only when its SHA-256 differs. A root-owned 0755 copy with the right hash
+# (from an earlier version of this script) is kept, as provision keeps it.
 changed=0
+# As mcp: "<sha256> <uid> <mode>", "none" when missing, "other" for a link or non-file.
+# shellcheck disable=SC2016 # sh programs: every variable part is a positional argument
+BINARY_STATE='p=$1; if [ -L "$p" ] || { [ -e "$p" ] && [ ! -f "$p" ]; }; then echo other; exit 0; fi; [ -e "$p" ] || { echo none; exit 0; }; s=$(sha256sum < "$p"); echo "${s%% *} $(stat -c "%u %a" -- "$p")"'
+# As mcp: stdin to the fresh name $3 (noclobber), mode $2, renamed over $1 (mv -T: never follows).
+# shellcheck disable=SC2016
+WRITE_AGENT_FILE='set -eu; p=$1; mode=$2; tmp=$3; trap '\''rc=$?; [ "$rc" -eq 0 ] || rm -f -- "$tmp"'\'' EXIT; umask 077; set -C; cat > "$tmp"; chmod -- "$mode" "$tmp"; mv -fT -- "$tmp" "$p"'
+binary_state() { (cd / && "${AS_MCP[@]}" sh -c "$BINARY_STATE" sh "$AGENT_BIN") || die "cannot read $AGENT_BIN as mcp"; }
+want_sha=$(sha256sum <"$BINARY") || die "cannot read $BINARY"
+want_sha=${want_sha%% *}
+state=$(binary_state)
+read -r have_sha have_uid have_mode <<<"$state"
+if [[ $have_sha == "$want_sha" && $have_mode == 755 ]]; then
+  say "mcp-agent" "already done"
+elif [[ $have_sha == "$want_sha" && $have_uid == "$MCP_UID" ]]; then
+  (cd / && "${AS_MCP[@]}" chmod 755 -- "$AGENT_BIN") || die "cannot chmod $AGENT_BIN as mcp"
+  say "mcp-agent" "done: mode set to 755"
+else
+  tmp="$MCP_HOME/.mcp-agent.upload-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')"
+  (cd / && "${AS_MCP[@]}" sh -c "$WRITE_AGENT_FILE" sh "$AGENT_BIN" 755 "$tmp") <"$BINARY" ||
+    die "cannot write $AGENT_BIN as mcp"
+  state=$(binary_state)
+  read -r have_sha _ <<<"$state"
+  [[ $have_sha == "$want_sha" ]] || die "$AGENT_BIN does not have the SHA-256 of $BINARY after writing it"
+  changed=1
+  say "mcp-agent" "done: installed $AGENT_BIN"
+fi
+
+# --- unit: /etc/systemd/system is root's alone; replaced only when it differs (atomic rename).
 put() { # src dst mode
   if [[ -f $2 ]] && cmp -s "$1" "$2"; then
     chmod "$3" "$2"
@@ -129,11 +194,10 @@ put() { # src dst mode
     return
   fi
   install -o root -g root -m "$3" "$1" "$2.new"
-  mv -f "$2.new" "$2"
+  mv -fT "$2.new" "$2"
   changed=1
   say "${2##*/}" "done: installed $2"
 }
-put "$BINARY" "$AGENT_BIN" 755
 put "$UNIT_SRC" "$UNIT_PATH" 644
 if [[ $changed -eq 1 ]]; then systemctl daemon-reload; fi
 if systemctl is-enabled --quiet mcp-agent; then

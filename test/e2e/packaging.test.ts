@@ -7,7 +7,9 @@
 // the user, subids, packages, linger, dirs, binary and unit "already done" — the two install
 // paths produce the same node and the same /etc/systemd/system/mcp-agent.service — and starts the
 // agent, which answers over TLS. 4) A second run of the script changes nothing (hashes, inodes,
-// the agent's PID). Nodes are removed by name afterwards.
+// the agent's PID). 5) Issue 16: links the mcp user plants in /srv/mcp (where a directory or the
+// binary belongs, or at a predictable temp name) never make the root script chown, chmod or
+// overwrite what they point to. Nodes are removed by name afterwards.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   chmodSync,
@@ -179,7 +181,7 @@ describe("deploy/ on a Debian node", () => {
       "/srv/mcp mcp:mcp 750",
       "/srv/mcp/certs mcp:mcp 700",
       "/srv/mcp/backups mcp:mcp 700",
-      "/srv/mcp/mcp-agent root:root 755",
+      "/srv/mcp/mcp-agent mcp:mcp 755",
       "/etc/systemd/system/mcp-agent.service root:root 644",
     ]);
     expect((await n.exec(["systemctl", "is-enabled", "mcp-agent"])).stdout.trim()).toBe("enabled");
@@ -250,5 +252,56 @@ describe("deploy/ on a Debian node", () => {
       "install-debian: user mcp exists with UID 850, not 851: refusing to change it (pass --uid 850 to keep it)",
     );
     expect(other.stdout).toBe("");
+  }, 900_000);
+
+  test("a re-run never chowns, chmods or writes through links the mcp user planted in /srv/mcp", async () => {
+    const n = node!;
+    const asMcp = (script: string) =>
+      sh(n, `setpriv --reuid=mcp --regid=mcp --init-groups -- sh -c '${script}'`);
+    // Root's canaries: a directory, a file and an executable only root may touch.
+    await sh(
+      n,
+      "mkdir -m 700 /etc/canary-dir && printf 'dir canary\\n' > /etc/canary-dir/x && " +
+        "printf 'file canary\\n' > /etc/canary-file && chmod 600 /etc/canary-file && " +
+        "printf '#!/bin/sh\\nexit 0\\n' > /etc/canary-bin && chmod 700 /etc/canary-bin",
+    );
+    const canaries = () =>
+      sh(
+        n,
+        "stat -c '%n %U:%G %a %i' /etc/canary-dir /etc/canary-dir/x /etc/canary-file /etc/canary-bin; " +
+          "sha256sum /etc/canary-dir/x /etc/canary-file /etc/canary-bin",
+      );
+    const before = await canaries();
+
+    // 1) /srv/mcp/certs is a link to a root directory: refused in one line, nothing changed.
+    await asMcp("cd /srv/mcp && mv certs certs.real && ln -s /etc/canary-dir certs");
+    const dirRun = await installScript(n);
+    console.log(
+      `re-run with certs -> /etc/canary-dir: exit ${dirRun.code}\n${dirRun.stdout}${dirRun.stderr}`,
+    );
+    expect(dirRun.code).toBe(1);
+    expect(dirRun.stderr.trim()).toBe(
+      "install-debian: /srv/mcp/certs is a symbolic link, not a directory; install-debian changes nothing through it (move it away and re-run)",
+    );
+    expect(await canaries()).toBe(before);
+    await asMcp("cd /srv/mcp && rm certs && mv certs.real certs");
+
+    // 2) The binary is a link to a root 0700 file and the old temp name a link to a root file:
+    // the binary is rewritten by the mcp user (the link replaced, not followed), the temp-name
+    // link is left alone.
+    await asMcp(
+      "cd /srv/mcp && rm mcp-agent && ln -s /etc/canary-bin mcp-agent && ln -s /etc/canary-file mcp-agent.new",
+    );
+    const binRun = await installScript(n);
+    console.log(`re-run with binary links: exit ${binRun.code}\n${binRun.stdout}${binRun.stderr}`);
+    expect(binRun.stderr).not.toContain("install-debian:");
+    expect(binRun.code).toBe(0);
+    expect(binRun.stdout).toMatch(/^mcp-agent +done: installed \/srv\/mcp\/mcp-agent$/m);
+    expect(await canaries()).toBe(before);
+    expect((await sh(n, "stat -c '%F %U:%G %a' /srv/mcp/mcp-agent")).trim()).toBe("regular file mcp:mcp 755");
+    const local = new Bun.CryptoHasher("sha256").update(readFileSync(bin)).digest("hex");
+    expect((await sh(n, "sha256sum /srv/mcp/mcp-agent")).split(" ")[0]).toBe(local);
+    expect((await sh(n, "readlink /srv/mcp/mcp-agent.new")).trim()).toBe("/etc/canary-file");
+    expect((await sh(n, "ls -A /srv/mcp")).split("\n").filter((f) => f.includes("upload"))).toEqual([]);
   }, 900_000);
 });

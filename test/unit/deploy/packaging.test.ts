@@ -85,6 +85,20 @@ describe("install-debian.sh", () => {
     const provision = readFileSync(join(REPO_ROOT, "src", "roles", "cli", "provision.ts"), "utf8");
     expect(provision).toContain('from "../../../deploy/systemd/mcp-agent.service" with { type: "text" }');
   });
+
+  test("never writes, chowns or chmods by name below /srv as root (issue 16; behaviour: e2e)", () => {
+    // Directories: a cd -P walk, owner and mode set on "." only.
+    expect(script).toContain('cd -P -- "$c"');
+    expect(script).toContain('chown -h -- "$2:$3" .');
+    // The binary: written by the mcp user to a noclobber temp name, renamed with mv -T.
+    expect(script).toContain('AS_MCP=(setpriv "--reuid=$MCP_UID" "--regid=$MCP_UID" --init-groups --)');
+    expect(script).toContain('set -C; cat > "$tmp"; chmod -- "$mode" "$tmp"; mv -fT -- "$tmp" "$p"');
+    expect(script).not.toContain('put "$BINARY"');
+    const chmods = script.split("\n").filter((l) => /\bchmod\b.*\$AGENT_BIN/.test(l));
+    expect(chmods.length).toBe(1);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash array expansion, not a JS template
+    expect(chmods.every((l) => l.includes('"${AS_MCP[@]}" chmod'))).toBe(true);
+  });
 });
 
 describe("deploy/nixos/mcp.nix (text checks: no nix on this machine)", () => {
