@@ -23,6 +23,7 @@ import { Code } from "../../src/rpc/wire.ts";
 import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podman } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
+import { testMasterSettings } from "../support/master-settings.ts";
 import { testPki } from "../support/pki.ts";
 import { failure } from "../support/scripted-server.ts";
 
@@ -91,24 +92,19 @@ beforeAll(async () => {
     });
   strict = await startAgent(await settings("strict"));
   lenient = await startAgent({ ...(await settings("lenient")), hostAccess: "operators" });
-  master = await startMaster({
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: pki.certPem,
-    tlsKeyPem: pki.keyPem,
-    dbPath: join(dir, "master", "master.db"),
-    validator,
-    logger,
-    version: "0.0.0-test",
-    caPem: pki.caPem,
-    clientCert: pki.masterClient,
-    allowedDomains: [],
-    timeouts: { deployMs: 60_000, edgeRouteMs: 10_000, healthCheckMs: 5_000, undeployMs: 60_000 },
-    heartbeat: { intervalMs: 30_000, miss: 3, probeTimeoutMs: 5_000 },
-    registration: { allowedAgents: [], maxNodes: 4 },
-    bootstrapNodes: [{ name: "strict", role: "worker", address: `127.0.0.1:${strict.port}`, arch: "amd64" }],
-    nodeSrvRoot: strict.ctx.settings.srvRoot,
-  });
+  master = await startMaster(
+    testMasterSettings(join(dir, "master"), pki, {
+      validator,
+      logger,
+      caPem: pki.caPem,
+      clientCert: pki.masterClient,
+      timeouts: { deployMs: 60_000, edgeRouteMs: 10_000, healthCheckMs: 5_000, undeployMs: 60_000 },
+      bootstrapNodes: [
+        { name: "strict", role: "worker", address: `127.0.0.1:${strict.port}`, arch: "amd64" },
+      ],
+      nodeSrvRoot: strict.ctx.settings.srvRoot,
+    }),
+  );
   master.ctx.store.setNodeStatus("strict", "healthy");
 }, 60_000);
 

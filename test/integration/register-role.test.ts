@@ -13,6 +13,7 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { connect, type TypedClient } from "../../src/rpc/client.ts";
+import { testMasterSettings } from "../support/master-settings.ts";
 import { testPki } from "../support/pki.ts";
 import { failure } from "../support/scripted-server.ts";
 
@@ -54,36 +55,30 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "mcp-register-role-"));
   const { caPem: ca, leaf } = await testPki("register-role", { commonName: "mcp" });
   caPem = ca;
-  master = await startMaster({
-    grpcAddr: "127.0.0.1:0",
-    allowAnyAddr: false,
-    tlsCertPem: leaf.certPem,
-    tlsKeyPem: leaf.keyPem,
-    dbPath: join(dir, "master.db"),
-    validator: new LocalTokenValidator(
-      (["w", "e", "hub"] as const).map((n) => ({
-        name: `agent-${n}`,
-        role: "user" as const,
-        accountType: "system" as const,
-        sha256: hashToken(tokens[n]),
-      })),
-    ),
-    logger: pino({ level: "info" }, { write: (s: string) => void chunks.push(s) }),
-    version: "0.0.0-test",
-    caPem,
-    clientCert: null,
-    allowedDomains: [],
-    timeouts: { deployMs: 10_000, edgeRouteMs: 5_000, healthCheckMs: 2_000, undeployMs: 10_000 },
-    heartbeat: { intervalMs: 60_000, miss: 3, probeTimeoutMs: 500 },
-    registration: {
-      allowedAgents: ["agent-w", "agent-e", "agent-hub"],
-      roles: { e: "edge" },
-      maxNodes: 8,
-      registerIntervalMs: 1,
-      heartbeatMinIntervalMs: 1,
-    },
-    bootstrapNodes: [{ name: "hub", role: "master", address: "127.0.0.1:9", arch: "amd64" }],
-  });
+  master = await startMaster(
+    testMasterSettings(dir, leaf, {
+      validator: new LocalTokenValidator(
+        (["w", "e", "hub"] as const).map((n) => ({
+          name: `agent-${n}`,
+          role: "user" as const,
+          accountType: "system" as const,
+          sha256: hashToken(tokens[n]),
+        })),
+      ),
+      logger: pino({ level: "info" }, { write: (s: string) => void chunks.push(s) }),
+      caPem,
+      clientCert: null,
+      heartbeat: { intervalMs: 60_000, miss: 3, probeTimeoutMs: 500 },
+      registration: {
+        allowedAgents: ["agent-w", "agent-e", "agent-hub"],
+        roles: { e: "edge" },
+        maxNodes: 8,
+        registerIntervalMs: 1,
+        heartbeatMinIntervalMs: 1,
+      },
+      bootstrapNodes: [{ name: "hub", role: "master", address: "127.0.0.1:9", arch: "amd64" }],
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -35,9 +35,10 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { McpAgent } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { compressedLimit } from "../../src/roles/agent/service-data.ts";
-import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
+import { connect, type TypedClient } from "../../src/rpc/client.ts";
 import { testAgentSettings } from "../support/agent-context.ts";
 import { testPki } from "../support/pki.ts";
+import { failure } from "../support/scripted-server.ts";
 
 const token = generateToken();
 const validator = new LocalTokenValidator([
@@ -77,16 +78,6 @@ async function agentIn(name: string, over: Partial<Parameters<typeof testAgentSe
   mkdirSync(node.srv, { recursive: true });
   nodes.push(node);
   return node;
-}
-
-async function failure(p: Promise<unknown>): Promise<{ code: number; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof CallError) return { code: err.code, message: err.details };
-    throw err;
-  }
-  throw new Error("expected the call to fail");
 }
 
 async function* feed(service: string, chunks: AsyncIterable<Uint8Array> | Uint8Array[], force = false) {
@@ -230,7 +221,7 @@ describe("import limits", () => {
 
     const e = await failure(plain.client.importServiceData(feed("bomb", [archive])));
     expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
-    expect(e.message).toBe(
+    expect(e.details).toBe(
       `service data for bomb refused: archive content exceeds ${1024 ** 3} bytes (entry "zeros.bin" declares ${1.5 * 1024 ** 3}); ` +
         `the node's limits are ${1024 ** 3} bytes ([agent] import_max_bytes) and 100000 entries ([agent] import_max_entries)`,
     );
@@ -250,7 +241,7 @@ describe("import limits", () => {
     for (const n of ["1.bin", "2.bin", "3.bin"]) writeFileSync(join(src, n), randomBytes(3 * 1024 * 1024));
     const e = await failure(small.client.importServiceData(feed("svc", [await packDir(src)], true)));
     expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
-    expect(e.message).toStartWith(
+    expect(e.details).toStartWith(
       `service data for svc refused: archive content exceeds ${SMALL.importMaxBytes} bytes (entry "3.bin" declares`,
     );
     expect(leftovers(small.srv)).toEqual(["svc"]);
@@ -267,7 +258,7 @@ describe("import limits", () => {
     }));
     const e = await failure(small.client.importServiceData(feed("many", [await packEntries(entries)])));
     expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
-    expect(e.message).toStartWith(
+    expect(e.details).toStartWith(
       `service data for many refused: archive has more than ${SMALL.importMaxEntries} entries;`,
     );
     expect(leftovers(small.srv, ["svc"])).toEqual([]);
@@ -285,7 +276,7 @@ describe("import limits", () => {
     const archive = await packEntries([0, 1, 2, 3, 4].map(deepFile));
     const e = await failure(small.client.importServiceData(feed("implied", [archive])));
     expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
-    expect(e.message).toBe(
+    expect(e.details).toBe(
       `service data for implied refused: archive has more than ${SMALL.importMaxEntries} entries; ` +
         `the node's limits are ${SMALL.importMaxBytes} bytes ([agent] import_max_bytes) and ${SMALL.importMaxEntries} entries ([agent] import_max_entries)`,
     );
@@ -310,7 +301,7 @@ describe("import limits", () => {
     const e = await failure(plain.client.importServiceData(feed("deep", [archive])));
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(e.code).toBe(status.INVALID_ARGUMENT);
-    expect(e.message).toBe(
+    expect(e.details).toBe(
       `service data for deep: archive path "${"a/".repeat(20)}…" is 1601 bytes and 801 levels deep; ` +
         "at most 4096 bytes and 256 levels are allowed",
     );
@@ -332,7 +323,7 @@ describe("import limits", () => {
     const frames = Array.from({ length: Math.ceil(cap / frame.length) + 1 }, () => frame);
     const e = await failure(small.client.importServiceData(feed("skippy", frames)));
     expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
-    expect(e.message).toStartWith(
+    expect(e.details).toStartWith(
       `service data for skippy refused: compressed archive exceeds ${cap} bytes;`,
     );
     expect(leftovers(small.srv, ["svc"])).toEqual([]);
@@ -378,7 +369,7 @@ describe("import hygiene", () => {
     ]);
     const e = await failure(plain.client.importServiceData(feed("linked", [archive])));
     expect(e.code).toBe(status.FAILED_PRECONDITION);
-    expect(e.message).toEndWith("exists and is not empty; use force to replace it");
+    expect(e.details).toEndWith("exists and is not empty; use force to replace it");
     expect(lstatSync(join(plain.srv, "linked")).isSymbolicLink()).toBe(true);
     await plain.client.importServiceData(feed("linked", [archive], true));
     expect(readFileSync(join(outside, "precious.txt"), "utf8")).toBe("untouched\n");

@@ -24,6 +24,7 @@ import { type RunningMaster, startMaster } from "../../src/roles/master/master.t
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { type FakeMcias, startFakeMcias } from "../fakes/mcias.ts";
 import { freePort, podmanEnv } from "../support/env.ts";
+import { testMasterSettings } from "../support/master-settings.ts";
 import { codeName, rawCall, rawChannel, rawMethods } from "../support/raw-grpc.ts";
 import { recordSuite } from "../support/reliability.ts";
 
@@ -245,24 +246,19 @@ describe("auth matrix", () => {
   }, 60_000);
 
   test(`master: CLI RPCs and agent RPCs × ${CALLERS.length} callers`, async () => {
-    master = await startMaster({
-      grpcAddr: "127.0.0.1:0",
-      allowAnyAddr: false,
-      tlsCertPem: certPem,
-      tlsKeyPem: keyPem,
-      dbPath: join(dir, "master.db"),
-      validator: validator(),
-      logger: pino({ level: "silent" }),
-      version: "0.0.0-test",
-      caPem,
-      clientCert: masterCert,
-      operators: [LISTED],
-      allowedDomains: [],
-      timeouts: { deployMs: 5_000, edgeRouteMs: 5_000, healthCheckMs: 2_000, undeployMs: 5_000 },
-      heartbeat: { intervalMs: 60_000, miss: 3, probeTimeoutMs: 1_000 },
-      registration: { allowedAgents: [`agent-${NODE}`, "agent-other"], maxNodes: 4 },
-      bootstrapNodes: [],
-    });
+    master = await startMaster(
+      testMasterSettings(
+        dir,
+        { certPem, keyPem },
+        {
+          validator: validator(),
+          caPem,
+          clientCert: masterCert,
+          operators: [LISTED],
+          registration: { allowedAgents: [`agent-${NODE}`, "agent-other"], maxNodes: 4 },
+        },
+      ),
+    );
     await runMatrix(McpMasterService, master.port, DATA.master);
     expect(matricesPassed).toBe(3); // recorded only when all three matrices held
     recordSuite({
