@@ -25,8 +25,8 @@ import { alertSink, raiseAlert } from "../../monitor/alert.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService, recordSpec } from "./deploy.ts";
 import { nodeAddressOf } from "./host-ports.ts";
-import { requireContainersFree } from "./ownership.ts";
-import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
+import { requireContainersFree, requireOwnContainers } from "./ownership.ts";
+import { requireRuntimes } from "./runtimes.ts";
 
 /** Backoff between attempts of a failed blocking stage: 1 s doubling, capped at 60 s. */
 export const BOOT_BACKOFF_FIRST_MS = 1000;

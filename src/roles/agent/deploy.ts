@@ -36,8 +36,8 @@ import {
   routeKey,
   runSpec,
 } from "./host-ports.ts";
-import { requireContainersFree } from "./ownership.ts";
-import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
+import { requireContainersFree, requireOwnContainers } from "./ownership.ts";
+import { requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */

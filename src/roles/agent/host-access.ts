@@ -31,7 +31,7 @@ function isMaster(id: Caller): boolean {
 }
 
 /** Real path of `p`, following the symlinks of its existing part; null at a dangling symlink. */
-function resolveExisting(p: string): string | null {
+export function resolveExisting(p: string): string | null {
   try {
     return realpathSync(p);
   } catch {

@@ -10,6 +10,25 @@ import { failedPrecondition } from "../../rpc/errors.ts";
 import type { ContainerInfo, ContainerOwner } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 
+/**
+ * Every component's container name must be its own: service "a" with component "b-c" and service
+ * "a-b" with component "c" both run as "a-b-c", and then one service's stop, restart, logs or
+ * runtime routing would act on the other's container. Refused before anything is recorded.
+ */
+export function requireOwnContainers(
+  ctx: Pick<AgentContext, "registry">,
+  def: { name: string; components: readonly { name: string }[] },
+): void {
+  for (const c of def.components) {
+    const name = containerName(def.name, c.name);
+    const other = ctx.registry.ownersOfContainer(name).find((o) => o.service !== def.name);
+    if (other)
+      throw failedPrecondition(
+        `component ${def.name}/${c.name}: its container name ${name} is already the container of ${other.service}/${other.component}; rename one of them`,
+      );
+  }
+}
+
 /** Another service's claim on a container: by its label, or by the registry when it has none. */
 export interface ForeignClaim {
   owner: ContainerOwner;

@@ -2,7 +2,6 @@
 // calls find a container's runtime kind in the registry), and the refusals that keep a component
 // off a node whose runtimes cannot run it. A refusal is one line naming the component, checked
 // before anything is recorded, allocated or created.
-import { containerName } from "../../component/container.ts";
 import type { ComponentDef } from "../../config/service.ts";
 import type { Registry } from "../../registry/index.ts";
 import { failedPrecondition } from "../../rpc/errors.ts";
@@ -79,24 +78,5 @@ export function requireRuntimes(
   for (const c of def.components) {
     const why = componentRefusal(ctx, def.name, c);
     if (why) throw failedPrecondition(why);
-  }
-}
-
-/**
- * Every component's container name must be its own: service "a" with component "b-c" and service
- * "a-b" with component "c" both run as "a-b-c", and then one service's stop, restart, logs or
- * runtime routing would act on the other's container. Refused before anything is recorded.
- */
-export function requireOwnContainers(
-  ctx: Pick<AgentContext, "registry">,
-  def: { name: string; components: readonly ComponentDef[] },
-): void {
-  for (const c of def.components) {
-    const name = containerName(def.name, c.name);
-    const other = ctx.registry.ownersOfContainer(name).find((o) => o.service !== def.name);
-    if (other)
-      throw failedPrecondition(
-        `component ${def.name}/${c.name}: its container name ${name} is already the container of ${other.service}/${other.component}; rename one of them`,
-      );
   }
 }

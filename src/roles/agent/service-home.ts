@@ -3,21 +3,16 @@
 // (push, pull, export/snapshot, import, deploy, sync, adopt), beside the fixed reserved names
 // ("mcp", "mcp-master": config/names.ts). With srv_root = "/srv" and the agent's home /srv/mcp
 // the fixed list covers a provisioned node; this covers any other layout (issue 16 finding 3).
-import { realpathSync } from "node:fs";
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { invalidArgument } from "../../rpc/errors.ts";
 import type { AgentSettings } from "./context.ts";
 import { checkServiceName } from "./files/confine.ts";
+import { resolveExisting } from "./host-access.ts";
 
-/** The path with its existing part's symlinks resolved (a missing tail kept as written). */
+/** The path with its existing part's symlinks resolved (as written at a dangling symlink). */
 function real(p: string): string {
   const abs = resolve(p);
-  try {
-    return realpathSync(abs);
-  } catch {
-    const parent = dirname(abs);
-    return parent === abs ? abs : resolve(real(parent), relative(parent, abs));
-  }
+  return resolveExisting(abs) ?? abs;
 }
 
 /** Whether `inner` is `outer` or lies below it. */

@@ -16,9 +16,9 @@ import type { AgentContext } from "./context.ts";
 import { recordSpec } from "./deploy.ts";
 import { requireHostAccessFor } from "./host-access.ts";
 import { stopService } from "./lifecycle.ts";
-import { requireContainersFree } from "./ownership.ts";
+import { requireContainersFree, requireOwnContainers } from "./ownership.ts";
 import { reconcile } from "./reconcile.ts";
-import { requireOwnContainers, requireRuntimes } from "./runtimes.ts";
+import { requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
 
 type Result = MessageInitShape<typeof ServiceSyncResultSchema>;

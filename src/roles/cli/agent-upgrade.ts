@@ -20,6 +20,7 @@ import { Code as grpcStatus } from "../../rpc/wire.ts";
 import { connectSsh, resolveTarget, type SshSession } from "../../ssh/index.ts";
 import { type AgentBinary, agentBinaryFor, CLI_VERSION } from "./agent-binary.ts";
 import { type Ctx, loadCtx } from "./context.ts";
+import { asAgentUser, CHECK_STAGE, FROM_UPLOAD } from "./node-user.ts";
 import { CliError, formatBytes, green, printJson, printTable, red, yellow } from "./output.ts";
 
 export const AGENT_PATH = "/srv/mcp/mcp-agent";
@@ -121,7 +122,7 @@ const KEEP_FN = 'keep() { ln -f -- "$1" "$2" 2>/dev/null || cp -f --remove-desti
 /** The account the agent unit runs as (User= in deploy/systemd/mcp-agent.service), owner of /srv/mcp. */
 export const AGENT_USER = "mcp";
 /** argv prefix: root becomes the agent's user (uid, gid, groups) before running the rest. */
-const AS_AGENT_USER = ["setpriv", `--reuid=${AGENT_USER}`, `--regid=${AGENT_USER}`, "--init-groups", "--"];
+const AS_AGENT_USER = asAgentUser(AGENT_USER);
 /** Root wrapper: runs "$@" (the agent-user step), then restarts the unit if it succeeded. */
 const THEN_RESTART = `set -e; "$@"; systemctl restart ${UNIT}`;
 
@@ -131,9 +132,9 @@ const THEN_RESTART = `set -e; "$@"; systemctl restart ${UNIT}`;
  * connection) and says whether zstd is there.
  */
 const PREPARE_STAGE =
-  "set -eu; d=$1; " +
-  '[ -d "$d" ] && [ -O "$d" ] || { echo "cannot stage the upload in $d: not a directory of the login user" >&2; exit 3; }; ' +
-  'if [ -n "$(find "$d" -maxdepth 0 -perm /022)" ]; then echo "cannot stage the upload in $d: other users may write there" >&2; exit 3; fi; ' +
+  "set -eu; " +
+  CHECK_STAGE +
+  "; " +
   'open=$(for f in /proc/[0-9]*/fd/*; do readlink "$f" 2>/dev/null || true; done); ' +
   'for t in "$d"/.mcp-agent.upload-*; do [ -e "$t" ] || continue; ' +
   'if printf "%s\\n" "$open" | grep -qxF -- "$t"; then continue; fi; ' +
@@ -154,9 +155,6 @@ const PREPARE_AGENT =
   'if printf "%s\\n" "$open" | grep -qxF -- "$t"; then continue; fi; ' +
   'rm -f -- "$t" && echo "removed $t"; done; ' +
   `echo "sha $(sum ${AGENT_PATH})"`;
-
-/** Root wrapper: opens the upload $1 (in the login user's home) as stdin of the rest, run as the agent's user. */
-const FROM_UPLOAD = 'f=$1; shift; exec "$@" < "$f"';
 
 /**
  * As the agent's user: decompresses stdin into $1, a fresh name (noclobber: an existing name, a

@@ -39,6 +39,7 @@ import { isAnyAddr, parseHostPort } from "../../config/specs.ts";
 import { tomlString } from "../../config/write.ts";
 import { certInfo, issueCert, issueMasterClientCert, masterClientCertProblem } from "../../pki/ca.ts";
 import type { SshSession } from "../../ssh/index.ts";
+import { asAgentUser, CHECK_STAGE, FROM_UPLOAD } from "./node-user.ts";
 import { CliError } from "./output.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -524,11 +525,6 @@ export async function stepLinger(n: NodeSetup): Promise<StepOutcome> {
 
 // ---- node-side scripts: fixed sh programs, every variable part a positional argument ----------
 
-/** argv prefix: root becomes the agent's user (uid, gid, its groups) before running the rest. */
-function asAgentUser(n: NodeSetup): string[] {
-  return ["setpriv", `--reuid=${n.uid}`, `--regid=${n.uid}`, "--init-groups", "--"];
-}
-
 /**
  * As root, for each (path uid gid mode) in "$@": walks from / to the path one component at a time
  * (`cd -P`, each component lstat'ed as a real directory and checked to be the directory the walk
@@ -574,17 +570,6 @@ const WRITE_AGENT_FILE =
   'trap \'rc=$?; [ "$rc" -eq 0 ] || rm -f -- "$tmp"\' EXIT; ' +
   'umask 077; set -C; cat > "$tmp"; chmod -- "$mode" "$tmp"; mv -fT -- "$tmp" "$p"';
 
-/** Root wrapper: opens $1 (an upload in the login user's home) as stdin of the rest, run as the agent's user. */
-const FROM_UPLOAD = 'f=$1; shift; exec "$@" < "$f"';
-
-/**
- * As the login user, in its home ($1): refuses a directory another user may write (the upload there
- * is what root opens and hands to the agent's user).
- */
-const CHECK_STAGE =
-  'd=$1; [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] || { echo "cannot stage the upload in $d: not a directory of the login user" >&2; exit 3; }; ' +
-  'if [ -n "$(find "$d" -maxdepth 0 -perm /022)" ]; then echo "cannot stage the upload in $d: other users may write there" >&2; exit 3; fi';
-
 /** Runs a node-side program; a non-zero exit is a CliError with its last stderr line. */
 async function script(
   n: NodeSetup,
@@ -615,7 +600,7 @@ export type AgentFile =
 
 /** A file below /srv/mcp or /srv/mcp-master as the agent's user sees it (never through a link). */
 export async function readAgentFile(n: NodeSetup, path: string): Promise<AgentFile> {
-  const r = await n.s.exec([...asAgentUser(n), "sh", "-c", READ_AGENT_FILE, "sh", path], {
+  const r = await n.s.exec([...asAgentUser(n.uid), "sh", "-c", READ_AGENT_FILE, "sh", path], {
     sudo: true,
     timeoutMs: 30_000,
   });
@@ -644,7 +629,7 @@ export async function writeAgentFile(
 ): Promise<void> {
   await script(
     n,
-    [...asAgentUser(n), "sh", "-c", WRITE_AGENT_FILE, "sh", path, mode.toString(8), tempName(path)],
+    [...asAgentUser(n.uid), "sh", "-c", WRITE_AGENT_FILE, "sh", path, mode.toString(8), tempName(path)],
     {
       input: content,
     },
@@ -843,7 +828,7 @@ const BINARY_STATE =
 
 async function binaryState(n: NodeSetup): Promise<{ sha256: string; uid: number; mode: number } | string> {
   const out = (
-    await script(n, [...asAgentUser(n), "sh", "-c", BINARY_STATE, "sh", AGENT_BINARY_PATH], {
+    await script(n, [...asAgentUser(n.uid), "sh", "-c", BINARY_STATE, "sh", AGENT_BINARY_PATH], {
       timeoutMs: 120_000,
     })
   ).trim();
@@ -862,7 +847,7 @@ export async function stepBinary(
     if (have.mode === 0o755)
       return { status: "already done", detail: `sha256 ${bin.sha256.slice(0, 12)}… matches` };
     if (have.uid === n.uid) {
-      await script(n, [...asAgentUser(n), "chmod", "755", "--", AGENT_BINARY_PATH]);
+      await script(n, [...asAgentUser(n.uid), "chmod", "755", "--", AGENT_BINARY_PATH]);
       return { status: "done", detail: "mode set to 755" };
     }
   }
@@ -891,7 +876,7 @@ export async function stepBinary(
         FROM_UPLOAD,
         "sh",
         upload,
-        ...asAgentUser(n),
+        ...asAgentUser(n.uid),
         "sh",
         "-c",
         WRITE_AGENT_FILE,
