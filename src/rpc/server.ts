@@ -152,6 +152,25 @@ const DEADLINE_SLACK_MS = 50;
 const INBOX_HIGH_WATER = 8;
 
 /** One call on one HTTP/2 stream: the request's messages in, messages and the status out. */
+/** The client certificate of each TLS session, as the handshake left it (null: none presented). */
+const peerCerts = new WeakMap<http2.Http2Session, PeerCert | null>();
+
+function readPeerCert(sock: (tls.TLSSocket & { authorizationError?: unknown }) | undefined): PeerCert | null {
+  try {
+    const c = sock?.getPeerCertificate?.();
+    if (!sock || !c?.subject) return null;
+    return {
+      authorized: sock.authorized === true,
+      error: sock.authorizationError ? String(sock.authorizationError) : null,
+      commonName: typeof c.subject.CN === "string" ? c.subject.CN : "",
+      extKeyUsage: Array.isArray(c.ext_key_usage) ? c.ext_key_usage : [],
+      fingerprint: c.fingerprint256 ?? "",
+    };
+  } catch {
+    return null;
+  }
+}
+
 class Call {
   readonly signal: AbortSignal;
   /** Why the call was aborted: CANCELLED by the client or DEADLINE_EXCEEDED. */
@@ -268,22 +287,13 @@ class Call {
 
   /** The client certificate the peer presented, or null (none, or the server does not ask). */
   get peerCert(): PeerCert | null {
-    try {
-      const sock = this.stream.session?.socket as
-        | (tls.TLSSocket & { authorizationError?: unknown })
-        | undefined;
-      const c = sock?.getPeerCertificate?.();
-      if (!sock || !c?.subject) return null;
-      return {
-        authorized: sock.authorized === true,
-        error: sock.authorizationError ? String(sock.authorizationError) : null,
-        commonName: typeof c.subject.CN === "string" ? c.subject.CN : "",
-        extKeyUsage: Array.isArray(c.ext_key_usage) ? c.ext_key_usage : [],
-        fingerprint: c.fingerprint256 ?? "",
-      };
-    } catch {
-      return null;
-    }
+    const session = this.stream.session;
+    if (!session) return null;
+    // Fixed for the connection's life: read once per session, not once per call.
+    if (peerCerts.has(session)) return peerCerts.get(session) ?? null;
+    const pc = readPeerCert(session.socket as tls.TLSSocket & { authorizationError?: unknown });
+    peerCerts.set(session, pc);
+    return pc;
   }
 
   /** The peer's IP address alone (the key of per-peer limits). */
