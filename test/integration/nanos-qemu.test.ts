@@ -1,0 +1,265 @@
+// src/runtime/nanos/qemu.ts against real QEMU (TCG: these machines' /dev/kvm is PVM, README §4) and a
+// real Nanos image: a small static C HTTP server (built here with gcc) that serves a baked file is
+// staged with stageTree, written with writeManifest and baked with mkfs (debug_exit:t); QEMU is spawned
+// with qemuArgv (network user, hostfwd 127.0.0.1:<free port> → 8080). waitReady sees it serve, the GET
+// returns the file, the pidfile holds QEMU's pid, QMP query-status says running, QMP system_powerdown
+// ends QEMU with the status the README measured (31: Nanos' SIGTERM to the program, code 15). A second
+// boot of the same image: GET /quit makes the program exit 3, which isa-debug-exit turns into status 7.
+//
+// Needs gcc with a static libc, qemu-system-x86_64 and the Nanos files (kernel.img, boot.img, mkfs)
+// from $MCP_NANOS_DIR, default `<repo>/../shared/unikernel`, else /work/shared/unikernel.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { detectAccel, readAccelFacts } from "../../src/runtime/nanos/accel.ts";
+import { writeManifest } from "../../src/runtime/nanos/manifest.ts";
+import { kvmFailure, Qmp, qemuArgv, stateFiles, waitReady } from "../../src/runtime/nanos/qemu.ts";
+import { checkProgram, stageTree } from "../../src/runtime/nanos/stage.ts";
+
+const REPO = resolve(import.meta.dir, "..", "..");
+const NANOS_DIR =
+  process.env.MCP_NANOS_DIR ??
+  [join(REPO, "..", "shared", "unikernel"), "/work/shared/unikernel"].find((d) => existsSync(d)) ??
+  join(REPO, "..", "shared", "unikernel");
+const QEMU = Bun.which("qemu-system-x86_64");
+const GUEST_PORT = 8080;
+const READY_TIMEOUT_MS = 20_000;
+const EXIT_TIMEOUT_MS = 20_000;
+const QUIT_CODE = 3;
+const CONTENT = `served from the image ${crypto.randomUUID()}\n`;
+
+// One connection at a time is enough: answer GET / with the baked file, GET /quit with "bye" then exit 3.
+const SERVER_C = `#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  const char *p = getenv("PORT");
+  int port = p ? atoi(p) : 8080;
+  FILE *f = fopen("/srv/demo/content.txt", "r");
+  static char body[4096];
+  size_t blen = f ? fread(body, 1, sizeof body, f) : 0;
+  if (f) fclose(f);
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 16)) { perror("listen"); return 2; }
+  printf("server: listening on %d\\n", port);
+  for (;;) {
+    int c = accept(s, NULL, NULL);
+    if (c < 0) continue;
+    char req[2048];
+    ssize_t n = read(c, req, sizeof req - 1);
+    req[n < 0 ? 0 : n] = 0;
+    int quit = strncmp(req, "GET /quit ", 10) == 0;
+    char head[256];
+    const char *b = quit ? "bye\\n" : body;
+    size_t len = quit ? 4 : blen;
+    int h = snprintf(head, sizeof head, "HTTP/1.0 200 OK\\r\\nContent-Length: %zu\\r\\nConnection: close\\r\\n\\r\\n", len);
+    write(c, head, h);
+    write(c, b, len);
+    close(c);
+    if (quit) { printf("server: quit\\n"); return ${QUIT_CODE}; }
+  }
+}
+`;
+
+interface Out {
+  code: number;
+  out: string;
+}
+
+async function run(argv: string[], stdin?: string, timeoutMs = 60_000): Promise<Out> {
+  const p = Bun.spawn(argv, {
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+  const [o, e, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  clearTimeout(timer);
+  return { code, out: o + e };
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+const tmps: string[] = [];
+const live = new Set<Bun.Subprocess>();
+
+afterAll(async () => {
+  for (const p of live) p.kill("SIGKILL");
+  for (const d of tmps) await rm(d, { recursive: true, force: true });
+});
+
+interface Vm {
+  proc: Bun.Subprocess<"ignore", "ignore", "pipe">;
+  port: number;
+  state: string;
+  stderr: Promise<string>;
+  status: Promise<{ code: number; timedOut: boolean }>;
+}
+
+/** Boots `img` with a fresh state dir and port; QEMU is SIGKILLed by pid if still running after `lifeMs`. */
+async function boot(img: string, lifeMs: number): Promise<Vm> {
+  const state = await mkdtemp(join(tmpdir(), "mcp-vm-"));
+  tmps.push(state);
+  await chmod(state, 0o700);
+  const port = await freePort();
+  const choice = detectAccel(readAccelFacts());
+  const argv = qemuArgv({
+    qemu: QEMU as string,
+    service: "demo",
+    component: "web",
+    accel: choice.accel,
+    memoryMiB: 64,
+    vcpus: 1,
+    image: img,
+    stateDir: state,
+    network: "user",
+    forwards: [{ hostIp: "127.0.0.1", hostPort: port, guestPort: GUEST_PORT }],
+  });
+  console.log(`qemu accel ${choice.accel} (${choice.reason})`);
+  const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  live.add(proc);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    process.kill(proc.pid, "SIGKILL");
+  }, lifeMs);
+  const status = proc.exited.then((code) => {
+    clearTimeout(timer);
+    live.delete(proc);
+    return { code, timedOut };
+  });
+  return { proc, port, state, stderr: new Response(proc.stderr).text(), status };
+}
+
+const serial = (vm: Vm): string => {
+  const f = stateFiles(vm.state).serial;
+  return existsSync(f) ? readFileSync(f, "utf8").replaceAll("\r", "") : "";
+};
+
+async function get(port: number, path: string): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
+  expect(r.status).toBe(200);
+  return r.text();
+}
+
+describe("a Nanos VM under QEMU from qemuArgv", () => {
+  let dir = "";
+  let img = "";
+
+  beforeAll(async () => {
+    for (const f of ["kernel.img", "boot.img", "mkfs"]) {
+      if (!existsSync(join(NANOS_DIR, f))) {
+        throw new Error(`Nanos files: ${join(NANOS_DIR, f)} is missing (set MCP_NANOS_DIR)`);
+      }
+    }
+    if (!QEMU) throw new Error("qemu-system-x86_64 is missing (apt-get install qemu-system-x86)");
+    dir = await mkdtemp(join(tmpdir(), "mcp-nanos-qemu-"));
+    tmps.push(dir);
+    const staging = join(dir, "staging");
+    await mkdir(join(staging, "app"), { recursive: true });
+    await mkdir(join(staging, "srv", "demo"), { recursive: true });
+    await writeFile(join(dir, "server.c"), SERVER_C);
+    const cc = await run([
+      "gcc",
+      "-static",
+      "-O2",
+      "-o",
+      join(staging, "app", "server"),
+      join(dir, "server.c"),
+    ]);
+    if (cc.code !== 0) throw new Error(`gcc exited ${cc.code}: ${cc.out}`);
+    await writeFile(join(staging, "srv", "demo", "content.txt"), CONTENT);
+
+    checkProgram(staging, "/app/server", "demo-web");
+    const t = stageTree(staging);
+    const manifest = writeManifest({
+      root: t.root,
+      program: "/app/server",
+      args: ["/app/server"],
+      environment: { PORT: String(GUEST_PORT) },
+    });
+    img = join(dir, "app.img");
+    const mk = await run(
+      [
+        join(NANOS_DIR, "mkfs"),
+        ...["-b", join(NANOS_DIR, "boot.img"), "-k", join(NANOS_DIR, "kernel.img")],
+        ...["-t", "(debug_exit:t)", img],
+      ],
+      manifest,
+    );
+    if (mk.code !== 0) throw new Error(`mkfs exited ${mk.code}: ${mk.out}`);
+  }, 120_000);
+
+  test("serves the baked file, QMP says running, system_powerdown ends it with status 31", async () => {
+    const imgBefore = readFileSync(img);
+    const vm = await boot(img, READY_TIMEOUT_MS + EXIT_TIMEOUT_MS);
+    const t0 = performance.now();
+    let exited = false;
+    void vm.status.then(() => {
+      exited = true;
+    });
+    const ready = await waitReady("127.0.0.1", vm.port, READY_TIMEOUT_MS, () => exited);
+    const err = () => `serial:\n${serial(vm)}`;
+    expect(ready, err()).toBe(true);
+    console.log(`ready after ${Math.round(performance.now() - t0)} ms`);
+    expect(await get(vm.port, "/")).toBe(CONTENT);
+
+    const files = stateFiles(vm.state);
+    expect(readFileSync(files.pid, "utf8").trim()).toBe(String(vm.proc.pid));
+    const qmp = await Qmp.connect(files.qmp);
+    const st = (await qmp.execute("query-status")) as { status: string; running: boolean };
+    expect(st).toMatchObject({ status: "running", running: true });
+    expect(kvmFailure("", st.status)).toBe(false);
+    await expect(qmp.execute("no-such-command")).rejects.toThrow(/^QMP no-such-command: .*no-such-command/);
+    expect(await qmp.execute("system_powerdown")).toEqual({});
+    const { code, timedOut } = await vm.status;
+    qmp.close();
+    expect(timedOut, err()).toBe(false);
+    // README §2: Nanos sends SIGTERM to the program and exits through isa-debug-exit with code 15.
+    expect(code, err()).toBe(31);
+    expect(code & 1).toBe(1);
+    expect(code >> 1).toBe(15);
+    expect(kvmFailure(await vm.stderr)).toBe(false);
+    expect(serial(vm)).toContain(`server: listening on ${GUEST_PORT}`);
+    // snapshot=on: the built image is unchanged by the boot.
+    expect(Buffer.compare(readFileSync(img), imgBefore)).toBe(0);
+  }, 60_000);
+
+  test("a second boot: GET /quit → program exits 3 → QEMU status 7", async () => {
+    const vm = await boot(img, READY_TIMEOUT_MS + EXIT_TIMEOUT_MS);
+    let exited = false;
+    void vm.status.then(() => {
+      exited = true;
+    });
+    expect(await waitReady("127.0.0.1", vm.port, READY_TIMEOUT_MS, () => exited), serial(vm)).toBe(true);
+    expect(await get(vm.port, "/quit")).toBe("bye\n");
+    const { code, timedOut } = await vm.status;
+    expect(timedOut, serial(vm)).toBe(false);
+    expect(code, serial(vm)).toBe((QUIT_CODE << 1) | 1);
+    expect(serial(vm)).toContain("server: quit");
+    expect(await vm.stderr).toBe("");
+  }, 60_000);
+});
