@@ -5,6 +5,8 @@
 // returns the file, the pidfile holds QEMU's pid, QMP query-status says running, QMP system_powerdown
 // ends QEMU with the status the README measured (31: Nanos' SIGTERM to the program, code 15). A second
 // boot of the same image: GET /quit makes the program exit 3, which isa-debug-exit turns into status 7.
+// A third with network "none": no PCI network controller (QEMU's default e1000e would be there without
+// -nic none), the guest says so on serial, and QMP quit ends QEMU with 0, removing pidfile and socket.
 //
 // Needs gcc with a static libc, qemu-system-x86_64 and the Nanos files (kernel.img, boot.img, mkfs)
 // from $MCP_NANOS_DIR, default `<repo>/../shared/unikernel`, else /work/shared/unikernel.
@@ -120,7 +122,7 @@ interface Vm {
 }
 
 /** Boots `img` with a fresh state dir and port; QEMU is SIGKILLed by pid if still running after `lifeMs`. */
-async function boot(img: string, lifeMs: number): Promise<Vm> {
+async function boot(img: string, lifeMs: number, network: "user" | "none" = "user"): Promise<Vm> {
   const state = await mkdtemp(join(tmpdir(), "mcp-vm-"));
   tmps.push(state);
   await chmod(state, 0o700);
@@ -135,8 +137,8 @@ async function boot(img: string, lifeMs: number): Promise<Vm> {
     vcpus: 1,
     image: img,
     stateDir: state,
-    network: "user",
-    forwards: [{ hostIp: "127.0.0.1", hostPort: port, guestPort: GUEST_PORT }],
+    network,
+    forwards: network === "user" ? [{ hostIp: "127.0.0.1", hostPort: port, guestPort: GUEST_PORT }] : [],
   });
   console.log(`qemu accel ${choice.accel} (${choice.reason})`);
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
@@ -261,5 +263,27 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
     expect(code, serial(vm)).toBe((QUIT_CODE << 1) | 1);
     expect(serial(vm)).toContain("server: quit");
     expect(await vm.stderr).toBe("");
+  }, 60_000);
+
+  test("network none: no NIC in the guest; QMP quit → status 0, pidfile and socket removed", async () => {
+    const vm = await boot(img, READY_TIMEOUT_MS + EXIT_TIMEOUT_MS, "none");
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!serial(vm).includes("server: listening") && Date.now() < deadline) await Bun.sleep(20);
+    expect(serial(vm)).toContain("NET: no network interface found");
+    expect(serial(vm)).toContain(`server: listening on ${GUEST_PORT}`);
+    const files = stateFiles(vm.state);
+    const qmp = await Qmp.connect(files.qmp);
+    // Without -nic none QEMU would add its default NIC (e1000e on q35): no PCI network controller at all.
+    const pci = (await qmp.execute("query-pci")) as { devices: { class_info: { class: number } }[] }[];
+    const classes = pci.flatMap((b) => b.devices.map((d) => d.class_info.class));
+    expect(classes.length).toBeGreaterThan(0);
+    expect(classes.filter((c) => c >> 8 === 0x02)).toEqual([]);
+    await qmp.execute("quit").catch(() => {}); // the socket may close before the return arrives
+    qmp.close();
+    const { code, timedOut } = await vm.status;
+    expect(timedOut, serial(vm)).toBe(false);
+    expect(code).toBe(0); // host-initiated: README §2
+    expect(existsSync(files.pid)).toBe(false);
+    expect(existsSync(files.qmp)).toBe(false);
   }, 60_000);
 });
