@@ -176,7 +176,7 @@ function setChild(dir: GuestDir, path: string, node: GuestNode): void {
   for (let i = 0; i < segs.length - 1; i++) {
     const s = segs[i]!;
     let next = cur.get(s);
-    if (!next || next.kind !== "dir") {
+    if (next?.kind !== "dir") {
       next = { kind: "dir", children: new Map() };
       cur.set(s, next);
     }
@@ -450,7 +450,7 @@ export class UnikernelRuntime implements Runtime {
       if (this.children.get(rec.name) === child) this.children.delete(rec.name);
       void this.onExit(rec.name, pid, exitCodeOf(x.status, x.signal));
     });
-    const why = await this.waitBoot(rec.name, dir, () => ended);
+    const why = await this.waitBoot(dir, () => ended);
     if (why) {
       if (ended === null) {
         try {
@@ -464,7 +464,6 @@ export class UnikernelRuntime implements Runtime {
 
   /** Null once the guest printed on its serial console; else why the boot failed. */
   private async waitBoot(
-    name: string,
     dir: string,
     ended: () => { status: number | null; signal: NodeJS.Signals | null } | null,
   ): Promise<string | null> {
@@ -523,7 +522,7 @@ export class UnikernelRuntime implements Runtime {
       void this.locks
         .run(rec.name, async () => {
           const cur = this.read(rec.name);
-          if (!cur || cur.want !== "running" || this.livePid(cur) !== null || this.closed) return;
+          if (cur?.want !== "running" || this.livePid(cur) !== null || this.closed) return;
           cur.restarts += 1;
           cur.image = await this.build(cur.spec, this.vmDir(cur.name));
           this.write(cur);
