@@ -144,14 +144,7 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
     const staging = join(dir, "staging");
     await mkdir(join(staging, "app"), { recursive: true });
     await mkdir(join(staging, "srv", "demo"), { recursive: true });
-    const cc = await run([
-      "gcc",
-      "-static",
-      "-O2",
-      "-o",
-      join(staging, "app", "server"),
-      SERVER_C,
-    ]);
+    const cc = await run(["gcc", "-static", "-O2", "-o", join(staging, "app", "server"), SERVER_C]);
     if (cc.code !== 0) throw new Error(`gcc exited ${cc.code}: ${cc.out}`);
     await writeFile(join(staging, "srv", "demo", "content.txt"), CONTENT);
 
