@@ -134,6 +134,47 @@ export const agentSchema = z
         token_path: z.string().min(1).optional(),
       })
       .optional(),
+    /**
+     * Runtimes beyond the node's container engine. `[runtimes.unikernel]` present = the node runs
+     * components with runtime = "unikernel" as Nanos VMs under QEMU (when QEMU answers).
+     */
+    runtimes: z
+      .strictObject({
+        unikernel: z
+          .strictObject({
+            nanos_dir: z
+              .string()
+              .min(1)
+              .describe("a Nanos release: kernel.img, boot.img (and klibs/), e.g. ~/.ops/<version>"),
+            mkfs: z
+              .string()
+              .min(1)
+              .describe("the Nanos mkfs tool (a Nanos release ships none; built from the Nanos sources)"),
+            qemu: z
+              .string()
+              .min(1)
+              .default("qemu-system-x86_64")
+              .describe("the QEMU binary (Debian: qemu-system-x86)"),
+            accel: z
+              .enum(["auto", "kvm", "tcg"])
+              .default("auto")
+              .describe(
+                'auto: KVM where it is real (/dev/kvm usable, kvm_intel/kvm_amd, not PVM-only), else TCG; "mcp agent status" says which',
+              ),
+            state_dir: z
+              .string()
+              .min(1)
+              .optional()
+              .describe(
+                "per-VM state, exported image filesystems, built images (default: unikernel/ beside the registry database)",
+              ),
+            boot_timeout: duration
+              .prefault("30s")
+              .describe("how long a VM may take to show life on its console"),
+          })
+          .optional(),
+      })
+      .prefault({}),
     /** Edge role (SetupEdgeRoute): where resolved backends may live and the public listener. */
     edge: z
       .strictObject({

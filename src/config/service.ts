@@ -10,6 +10,7 @@ import { duration, formatKeyPath, fromParser, loadToml, parseTomlText, parseWith
 import { NAME_MAX, NAME_RE, nameSchema, serviceNameSchema } from "./names.ts";
 import { DEFAULT_RUNTIME_KIND, type RuntimeKind } from "./runtime-kind.ts";
 import { parseEnvEntry, parseMemorySize, parsePortSpec, parseVolumeSpec } from "./specs.ts";
+import { unikernelProblems } from "./unikernel.ts";
 import { tomlKey, tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
 export type { PortSpec, VolumeSpec } from "./specs.ts";
@@ -314,6 +315,15 @@ export const serviceDefSchema = z
           });
         } else routeNames.set(r.name, j);
       });
+      if (c.runtime === "unikernel") {
+        for (const p of unikernelProblems({ ...c, memory: c.memory ?? "", health: c.health?.type }))
+          ctx.issues.push({
+            code: "custom",
+            message: `${p.message} (component ${got(c.name)} runs as a unikernel)`,
+            path: ["components", i, p.key],
+            input: c[p.key as keyof typeof c],
+          });
+      }
       const hr = c.health?.route;
       if (hr !== undefined && !routeNames.has(hr)) {
         ctx.issues.push({

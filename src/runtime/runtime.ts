@@ -7,8 +7,11 @@ import type { RuntimeKind } from "../config/runtime-kind.ts";
 
 export type { RuntimeKind } from "../config/runtime-kind.ts";
 
-/** The program behind a runtime: the node's container engine ([agent] container_runtime). */
-export type Engine = "podman" | "docker";
+/**
+ * The program behind a runtime: the node's container engine ([agent] container_runtime), or QEMU
+ * for the unikernel runtime.
+ */
+export type Engine = "podman" | "docker" | "qemu";
 
 /**
  * The service component a container belongs to. MCP writes it on every container it creates as

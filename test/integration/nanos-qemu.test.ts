@@ -91,8 +91,7 @@ async function boot(img: string, lifeMs: number, network: "user" | "none" = "use
   const choice = detectAccel(readAccelFacts());
   const argv = qemuArgv({
     qemu: QEMU as string,
-    service: "demo",
-    component: "web",
+    name: "demo-web",
     accel: choice.accel,
     memoryMiB: 64,
     vcpus: 1,

@@ -7,6 +7,7 @@ import type { Registry } from "../../registry/index.ts";
 import { openRegistry } from "../../registry/index.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
 import { type RunningServer, startServer } from "../../rpc/server.ts";
+import type { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
 import { noIntegrations } from "./hooks.ts";
@@ -75,13 +76,36 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
+/**
+ * The unikernel runtime when it is configured and QEMU answers `--version`; otherwise the node
+ * does not offer it (one warning says why) and unikernel components are refused here.
+ */
+async function offeredUnikernel(settings: AgentSettings): Promise<UnikernelRuntime | undefined> {
+  const u = settings.unikernel;
+  if (!u) return undefined;
+  try {
+    const v = await u.version();
+    settings.logger.info(
+      { qemu: v, accel: u.accel.accel, why: u.accel.reason },
+      `unikernel runtime: QEMU ${v}, accel ${u.accel.accel}`,
+    );
+    return u;
+  } catch (err) {
+    settings.logger.warn(
+      `unikernel runtime not offered: QEMU did not answer (${(err as Error).message.split("\n")[0]})`,
+    );
+    return undefined;
+  }
+}
+
 export async function startAgent(settings: AgentSettings): Promise<RunningAgent> {
+  const unikernel = await offeredUnikernel(settings);
   const registry = openRegistry(settings.dbPath, (m) => settings.logger.warn(m));
   const shutdown = new AbortController();
   const ctx: AgentContext = {
     settings,
     registry,
-    runtime: nodeRuntimes(settings, registry),
+    runtime: nodeRuntimes(settings, registry, unikernel),
     logger: settings.logger,
     locks: new KeyedLock(),
     startedAt: new Date(),

@@ -7,6 +7,7 @@ import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { RuntimeRouter } from "../../runtime/router.ts";
 import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
+import type { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
@@ -15,6 +16,11 @@ export interface AgentSettings extends DaemonSettings {
   nodeName: string;
   /** The node's container runtime (podman or docker): runs the components of kind "container". */
   runtime: Runtime;
+  /**
+   * [runtimes.unikernel]: the unikernel runtime (Nanos VMs under QEMU); absent = the node runs
+   * containers only. Offered only when QEMU answers at start (startAgent checks).
+   */
+  unikernel?: UnikernelRuntime;
   srvRoot: string;
   /** [auth] host_access: who besides an admin may deploy host-level fields (absent = "admin"). */
   hostAccess?: HostAccess;

@@ -6,16 +6,20 @@ import type { ComponentDef } from "../../config/service.ts";
 import type { Registry } from "../../registry/index.ts";
 import { failedPrecondition } from "../../rpc/errors.ts";
 import { RuntimeRouter } from "../../runtime/router.ts";
-import type { RuntimeCapabilities } from "../../runtime/runtime.ts";
+import type { Runtime, RuntimeCapabilities } from "../../runtime/runtime.ts";
 import type { AgentContext, AgentSettings } from "./context.ts";
 
-/** The router the agent context holds: today the container runtime; later issues add others. */
+/**
+ * The router the agent context holds: the container runtime, and the unikernel runtime when the
+ * node offers it (`unikernel`: configured and QEMU answered; see startAgent).
+ */
 export function nodeRuntimes(
   settings: Pick<AgentSettings, "runtime" | "nodeName">,
   registry: Registry,
+  unikernel?: Runtime,
 ): RuntimeRouter {
   return new RuntimeRouter({
-    runtimes: [settings.runtime],
+    runtimes: unikernel ? [settings.runtime, unikernel] : [settings.runtime],
     kindOf: (name) => registry.runtimeOfContainer(name),
     node: settings.nodeName,
   });

@@ -4,6 +4,7 @@
 // networking with hostfwd, QMP on a unix socket, and "slirp accepts before the guest listens" (probe with
 // short per-attempt timeouts and a real HTTP byte back).
 import { createConnection, isIPv4, type Socket } from "node:net";
+import { MIN_VM_MEMORY_MIB } from "../../config/unikernel.ts";
 
 /** A refused VM option; the message is one line naming the component. */
 export class QemuError extends Error {
@@ -13,6 +14,8 @@ export class QemuError extends Error {
 export interface PortForward {
   /** Host address the forward listens on (IPv4 literal, e.g. 127.0.0.1 or 0.0.0.0). */
   hostIp: string;
+  /** Default "tcp". */
+  protocol?: "tcp" | "udp";
   hostPort: number;
   guestPort: number;
 }
@@ -20,8 +23,8 @@ export interface PortForward {
 export interface QemuOptions {
   /** The QEMU binary (argv[0]). */
   qemu: string;
-  service: string;
-  component: string;
+  /** The VM's name (`<service>-<component>`, as containers are named): QEMU's -name and process name. */
+  name: string;
   accel: "kvm" | "tcg";
   memoryMiB: number;
   vcpus: number;
@@ -35,7 +38,7 @@ export interface QemuOptions {
 }
 
 /** Below this Nanos does not come up (README §2: 32M booted and served). */
-export const MIN_MEMORY_MIB = 32;
+export const MIN_MEMORY_MIB = MIN_VM_MEMORY_MIB;
 export const MAX_VCPUS = 255;
 /** sun_path is 108 bytes with the terminating NUL. */
 const MAX_UNIX_PATH = 107;
@@ -68,13 +71,8 @@ function checkPort(label: string, what: string, n: number): void {
 
 /** The full argv (argv[0] is opts.qemu) that boots the VM. Throws QemuError on any invalid input. */
 export function qemuArgv(o: QemuOptions): string[] {
-  for (const [what, v] of [
-    ["service", o.service],
-    ["component", o.component],
-  ] as const) {
-    if (!NAME_RE.test(v)) throw new QemuError(`unikernel VM: invalid ${what} name ${JSON.stringify(v)}`);
-  }
-  const name = `${o.service}-${o.component}`;
+  const name = o.name;
+  if (!NAME_RE.test(name)) throw new QemuError(`unikernel VM: invalid name ${JSON.stringify(name)}`);
   const label = `component ${name}`;
   if (!Number.isInteger(o.memoryMiB) || o.memoryMiB < MIN_MEMORY_MIB) {
     throw new QemuError(
@@ -117,10 +115,11 @@ export function qemuArgv(o: QemuOptions): string[] {
         throw new QemuError(`${label}: host address ${JSON.stringify(p.hostIp)} is not IPv4`);
       checkPort(label, "host port", p.hostPort);
       checkPort(label, "guest port", p.guestPort);
-      const key = `${p.hostIp}:${p.hostPort}`;
+      const proto = p.protocol ?? "tcp";
+      const key = `${proto}:${p.hostIp}:${p.hostPort}`;
       if (seen.has(key)) throw new QemuError(`${label}: host port ${key} is forwarded twice`);
       seen.add(key);
-      return `,hostfwd=tcp:${p.hostIp}:${p.hostPort}-:${p.guestPort}`;
+      return `,hostfwd=${proto}:${p.hostIp}:${p.hostPort}-:${p.guestPort}`;
     });
     argv.push("-netdev", `user,id=n0${fwd.join("")}`, "-device", "virtio-net-pci,netdev=n0");
   } else if (o.network === "none") {

@@ -19,8 +19,7 @@ import {
 
 const base: QemuOptions = {
   qemu: "/usr/bin/qemu-system-x86_64",
-  service: "web",
-  component: "api",
+  name: "web-api",
   accel: "tcg",
   memoryMiB: 64,
   vcpus: 1,
@@ -107,8 +106,8 @@ describe("qemuArgv", () => {
     ["newline in a path", { image: "/img/a\nb" }, /control character/],
     ["relative image", { image: "app.img" }, /image is not an absolute path/],
     ["socket path too long", { stateDir: `/run/${"x".repeat(100)}` }, /longer than 107 bytes/],
-    ["component name with a comma", { component: "a,b" }, /invalid component name "a,b"/],
-    ["service name with a space", { service: "a b" }, /invalid service name/],
+    ["name with a comma", { name: "a,b" }, /invalid name "a,b"/],
+    ["name with a space", { name: "a b" }, /invalid name/],
   ];
   for (const [what, patch, re] of refusals) {
     test(`refuses ${what} in one line`, () => {
