@@ -36,7 +36,9 @@ MCP_HOME=/srv/mcp
 AGENT_BIN=$MCP_HOME/mcp-agent
 AGENT_CONFIG=$MCP_HOME/mcp-agent.toml
 UNIT_PATH=/etc/systemd/system/mcp-agent.service
-PACKAGES=(podman runc uidmap slirp4netns zstd gzip)
+PACKAGES=(podman runc uidmap slirp4netns zstd gzip qemu-system-x86)
+# Installed without Recommends (qemu-system-x86's pull in a GUI stack a node never uses).
+NO_RECOMMENDS=(qemu-system-x86)
 SUBID_MIN=100000
 SUBID_COUNT=65536
 
@@ -55,9 +57,16 @@ else
     if other=$(getent group "$MCP_UID"); then die "GID $MCP_UID belongs to group ${other%%:*}; pick a free one with --uid"; fi
     groupadd --system --gid "$MCP_UID" mcp
   fi
-  useradd --system --uid "$MCP_UID" --gid "$MCP_UID" --home-dir "$MCP_HOME" --no-create-home \
+  getent group kvm >/dev/null || groupadd --system kvm
+  useradd --system --uid "$MCP_UID" --gid "$MCP_UID" --groups kvm --home-dir "$MCP_HOME" --no-create-home \
     --shell /usr/sbin/nologin --comment "MCP agent" mcp
-  say "user" "done: created mcp (uid $MCP_UID, home $MCP_HOME, nologin)"
+  say "user" "done: created mcp (uid $MCP_UID, group kvm, home $MCP_HOME, nologin)"
+fi
+# QEMU for unikernel components runs as mcp and opens /dev/kvm (root:kvm 0660).
+if ! id -nG mcp | tr ' ' '\n' | grep -qx kvm; then
+  getent group kvm >/dev/null || groupadd --system kvm
+  usermod --append --groups kvm mcp
+  say "kvm" "done: mcp added to group kvm"
 fi
 
 # --- packages: apt only for what is missing.
@@ -70,7 +79,14 @@ if [[ ${#missing[@]} -eq 0 ]]; then
   say "packages" "already done: ${PACKAGES[*]}"
 else
   DEBIAN_FRONTEND=noninteractive apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  plain=() lean=()
+  for p in "${missing[@]}"; do
+    if [[ " ${NO_RECOMMENDS[*]} " == *" $p "* ]]; then lean+=("$p"); else plain+=("$p"); fi
+  done
+  if [[ ${#plain[@]} -gt 0 ]]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${plain[@]}"; fi
+  if [[ ${#lean[@]} -gt 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${lean[@]}"
+  fi
   say "packages" "done: installed ${missing[*]}"
 fi
 

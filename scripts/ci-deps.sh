@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   podman runc docker.io docker-registry qemu-user-static libc6-arm64-cross busybox-static curl sqlite3
   uidmap slirp4netns ca-certificates git tar gzip zstd debootstrap openssh-client openssh-server zsh
+  # Unikernel runtime tests (issue 17): QEMU for the Nanos VMs (TCG here), gcc + static libc for the
+  # test fixtures built with `gcc -static` (test/fixtures/unikernel/).
+  qemu-system-x86 gcc libc6-dev
 )
 
 installed() {

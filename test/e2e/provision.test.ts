@@ -112,6 +112,10 @@ function stepLines(stdout: string): Map<string, string> {
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax.
 const ZSTD_STATUS = "dpkg-query -W -f '${db:Status-Status}' zstd 2>&1; true";
+// biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax.
+const QEMU_STATUS = "dpkg-query -W -f '${db:Status-Status}' qemu-system-x86";
+// biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax.
+const QEMU_GUI_STATUS = "dpkg-query -W -f '${db:Status-Status}' qemu-system-gui 2>&1; true";
 
 const STEPS = [
   "user",
@@ -177,7 +181,15 @@ describe("mcp node provision", () => {
     expect(statSync(join(home, "token")).mode & 0o777).toBe(0o600);
 
     expect((await n.exec(["systemctl", "is-active", "mcp-agent"])).stdout.trim()).toBe("active");
-    expect((await sh(n, "id mcp")).trim()).toBe("uid=850(mcp) gid=850(mcp) groups=850(mcp)");
+    // Issue 17: mcp is in the kvm group (QEMU for unikernel components opens /dev/kvm as mcp), and
+    // QEMU came from Debian's qemu-system-x86 (without its GUI Recommends).
+    expect((await sh(n, "id mcp")).trim()).toMatch(
+      /^uid=850\(mcp\) gid=850\(mcp\) groups=850\(mcp\),\d+\(kvm\)$/,
+    );
+    expect((await sh(n, QEMU_STATUS)).trim()).toBe("installed");
+    expect((await sh(n, QEMU_GUI_STATUS)).trim()).not.toBe("installed");
+    expect((await sh(n, "command -v qemu-system-x86_64")).trim()).toBe("/usr/bin/qemu-system-x86_64");
+    expect(first.stdout).toMatch(/^packages: done — installed .*\bqemu-system-x86$/m);
     expect((await sh(n, "getent passwd mcp")).trim()).toBe(
       "mcp:x:850:850:MCP agent:/srv/mcp:/usr/sbin/nologin",
     );

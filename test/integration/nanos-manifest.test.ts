@@ -5,8 +5,8 @@
 // environment, the files and the link on the serial console and exits 7, which isa-debug-exit turns into
 // QEMU's exit status (7<<1)|1 = 15. The tmpfs+shmem klibs are loaded and proven by memfd_create.
 //
-// Needs: gcc with a static libc (libc6-dev), qemu-system-x86_64 (installed here with apt-get when missing,
-// waiting up to 2 minutes for another apt to finish), and the Nanos files (kernel.img, boot.img, mkfs,
+// Needs: gcc with a static libc (libc6-dev), qemu-system-x86_64 (both installed by scripts/ci-deps.sh;
+// missing ones fail the test), and the Nanos files (kernel.img, boot.img, mkfs,
 // klibs/) from $MCP_NANOS_DIR, default `<repo>/../shared/unikernel`, else /work/shared/unikernel. They are
 // never copied into the repository.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -52,32 +52,10 @@ async function run(
   return { code, stdout, stderr } satisfies Out;
 }
 
-/** Installs Debian's qemu-system-x86 when QEMU is missing; waits (bounded) while another apt holds the lock. */
-async function ensureQemu(): Promise<string> {
-  const found = Bun.which(QEMU);
-  if (found) return found;
-  const env = { DEBIAN_FRONTEND: "noninteractive" };
-  let updated = false;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const r = await run(["apt-get", "install", "-y", "-q", "qemu-system-x86"], { timeoutMs: 300_000, env });
-    if (r.code === 0) break;
-    const text = r.stdout + r.stderr;
-    if (/Could not get lock|Unable to acquire|is held by process/i.test(text) && Date.now() < deadline) {
-      await Bun.sleep(5000);
-      continue;
-    }
-    if (/Unable to locate package|has no installation candidate/i.test(text) && !updated) {
-      updated = true;
-      await run(["apt-get", "update", "-q"], { timeoutMs: 300_000, env });
-      continue;
-    }
-    throw new Error(
-      `apt-get install qemu-system-x86 failed (${r.code}): ${text.trim().split("\n").slice(-3).join(" | ")}`,
-    );
-  }
+/** QEMU from PATH (scripts/ci-deps.sh installs qemu-system-x86); missing is a failure, never a skip. */
+function requireQemu(): string {
   const path = Bun.which(QEMU);
-  if (!path) throw new Error(`${QEMU} still missing after apt-get install qemu-system-x86`);
+  if (!path) throw new Error(`${QEMU} is missing: install qemu-system-x86 (scripts/ci-deps.sh does)`);
   return path;
 }
 
@@ -186,7 +164,7 @@ describe("a written manifest boots under Nanos", () => {
         throw new Error(`Nanos files: ${join(NANOS_DIR, f)} is missing (set MCP_NANOS_DIR)`);
       }
     }
-    qemu = await ensureQemu();
+    qemu = requireQemu();
     dir = await mkdtemp(join(tmpdir(), "mcp-nanos-"));
   }, 180_000);
 

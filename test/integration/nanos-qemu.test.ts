@@ -4,7 +4,7 @@
 // with qemuArgv (network user, hostfwd 127.0.0.1:<free port> → 8080). waitReady sees it serve, the GET
 // returns the file, the pidfile holds QEMU's pid, QMP query-status says running, QMP system_powerdown
 // ends QEMU with the status the README measured (31: Nanos' SIGTERM to the program, code 15). A second
-// boot of the same image: GET /quit makes the program exit 3, which isa-debug-exit turns into status 7.
+// boot of the same image: GET /quit/3 makes the program exit 3, which isa-debug-exit turns into status 7.
 // A third with network "none": no PCI network controller (QEMU's default e1000e would be there without
 // -nic none), the guest says so on serial, and QMP quit ends QEMU with 0, removing pidfile and socket.
 //
@@ -33,48 +33,9 @@ const EXIT_TIMEOUT_MS = 20_000;
 const QUIT_CODE = 3;
 const CONTENT = `served from the image ${crypto.randomUUID()}\n`;
 
-// One connection at a time is enough: answer GET / with the baked file, GET /quit with "bye" then exit 3.
-const SERVER_C = `#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-int main(void) {
-  setvbuf(stdout, NULL, _IONBF, 0);
-  const char *p = getenv("PORT");
-  int port = p ? atoi(p) : 8080;
-  FILE *f = fopen("/srv/demo/content.txt", "r");
-  static char body[4096];
-  size_t blen = f ? fread(body, 1, sizeof body, f) : 0;
-  if (f) fclose(f);
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 16)) { perror("listen"); return 2; }
-  printf("server: listening on %d\\n", port);
-  for (;;) {
-    int c = accept(s, NULL, NULL);
-    if (c < 0) continue;
-    char req[2048];
-    ssize_t n = read(c, req, sizeof req - 1);
-    req[n < 0 ? 0 : n] = 0;
-    int quit = strncmp(req, "GET /quit ", 10) == 0;
-    char head[256];
-    const char *b = quit ? "bye\\n" : body;
-    size_t len = quit ? 4 : blen;
-    int h = snprintf(head, sizeof head, "HTTP/1.0 200 OK\\r\\nContent-Length: %zu\\r\\nConnection: close\\r\\n\\r\\n", len);
-    write(c, head, h);
-    write(c, b, len);
-    close(c);
-    if (quit) { printf("server: quit\\n"); return ${QUIT_CODE}; }
-  }
-}
-`;
+// The shared fixture (test/fixtures/unikernel/httpd.c): GET /file/<name> answers $DATA_DIR/<name>,
+// GET /quit/<n> answers "bye" then exits n.
+const SERVER_C = join(REPO, "test", "fixtures", "unikernel", "httpd.c");
 
 interface Out {
   code: number;
@@ -182,15 +143,7 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
     const staging = join(dir, "staging");
     await mkdir(join(staging, "app"), { recursive: true });
     await mkdir(join(staging, "srv", "demo"), { recursive: true });
-    await writeFile(join(dir, "server.c"), SERVER_C);
-    const cc = await run([
-      "gcc",
-      "-static",
-      "-O2",
-      "-o",
-      join(staging, "app", "server"),
-      join(dir, "server.c"),
-    ]);
+    const cc = await run(["gcc", "-static", "-O2", "-o", join(staging, "app", "server"), SERVER_C]);
     if (cc.code !== 0) throw new Error(`gcc exited ${cc.code}: ${cc.out}`);
     await writeFile(join(staging, "srv", "demo", "content.txt"), CONTENT);
 
@@ -200,7 +153,7 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
       root: t.root,
       program: "/app/server",
       args: ["/app/server"],
-      environment: { PORT: String(GUEST_PORT) },
+      environment: { PORT: String(GUEST_PORT), DATA_DIR: "/srv/demo" },
     });
     img = join(dir, "app.img");
     const mk = await run(
@@ -226,7 +179,7 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
     const err = () => `serial:\n${serial(vm)}`;
     expect(ready, err()).toBe(true);
     console.log(`ready after ${Math.round(performance.now() - t0)} ms`);
-    expect(await get(vm.port, "/")).toBe(CONTENT);
+    expect(await get(vm.port, "/file/content.txt")).toBe(CONTENT);
 
     const files = stateFiles(vm.state);
     expect(readFileSync(files.pid, "utf8").trim()).toBe(String(vm.proc.pid));
@@ -244,32 +197,32 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
     expect(code & 1).toBe(1);
     expect(code >> 1).toBe(15);
     expect(kvmFailure(await vm.stderr)).toBe(false);
-    expect(serial(vm)).toContain(`server: listening on ${GUEST_PORT}`);
+    expect(serial(vm)).toContain(`httpd: listening on ${GUEST_PORT}`);
     // snapshot=on: the built image is unchanged by the boot.
     expect(Buffer.compare(readFileSync(img), imgBefore)).toBe(0);
   }, 60_000);
 
-  test("a second boot: GET /quit → program exits 3 → QEMU status 7", async () => {
+  test("a second boot: GET /quit/3 → program exits 3 → QEMU status 7", async () => {
     const vm = await boot(img, READY_TIMEOUT_MS + EXIT_TIMEOUT_MS);
     let exited = false;
     void vm.status.then(() => {
       exited = true;
     });
     expect(await waitReady("127.0.0.1", vm.port, READY_TIMEOUT_MS, () => exited), serial(vm)).toBe(true);
-    expect(await get(vm.port, "/quit")).toBe("bye\n");
+    expect(await get(vm.port, `/quit/${QUIT_CODE}`)).toBe("bye\n");
     const { code, timedOut } = await vm.status;
     expect(timedOut, serial(vm)).toBe(false);
     expect(code, serial(vm)).toBe((QUIT_CODE << 1) | 1);
-    expect(serial(vm)).toContain("server: quit");
+    expect(serial(vm)).toContain(`httpd: quit ${QUIT_CODE}`);
     expect(await vm.stderr).toBe("");
   }, 60_000);
 
   test("network none: no NIC in the guest; QMP quit → status 0, pidfile and socket removed", async () => {
     const vm = await boot(img, READY_TIMEOUT_MS + EXIT_TIMEOUT_MS, "none");
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!serial(vm).includes("server: listening") && Date.now() < deadline) await Bun.sleep(20);
+    while (!serial(vm).includes("httpd: listening") && Date.now() < deadline) await Bun.sleep(20);
     expect(serial(vm)).toContain("NET: no network interface found");
-    expect(serial(vm)).toContain(`server: listening on ${GUEST_PORT}`);
+    expect(serial(vm)).toContain(`httpd: listening on ${GUEST_PORT}`);
     const files = stateFiles(vm.state);
     const qmp = await Qmp.connect(files.qmp);
     // Without -nic none QEMU would add its default NIC (e1000e on q35): no PCI network controller at all.

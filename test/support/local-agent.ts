@@ -3,11 +3,12 @@
 // `mcp(args)` runs the CLI against it; stop() ends the agent and removes the dir.
 // With `user`, init and the agent run as that unprivileged user (rootless podman, as the fleet
 // runs it); the CLI stays root and reaches the agent over TLS like any other client.
-import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mcpBinary, type RunOptions, type RunResult, runMcp } from "./binary.ts";
 import { freePort, podmanEnv } from "./env.ts";
+import { unikernelAgentConfig } from "./unikernel.ts";
 
 export interface LocalAgent {
   dir: string;
@@ -16,6 +17,8 @@ export interface LocalAgent {
   agentConfig: string;
   cliConfig: string;
   servicesDir: string;
+  /** The `[runtimes.unikernel]` state_dir when started with `unikernel` (else ""). */
+  unikernelStateDir: string;
   token: string;
   caPem: string;
   /** Environment for CLI children: MCP_CONFIG plus the podman test env. */
@@ -61,6 +64,13 @@ export async function startLocalAgent(
      * USER, XDG_RUNTIME_DIR, CONTAINERS_CONF… of that user) is merged over everything else.
      */
     user?: { uid: number; gid: number; env: Record<string, string> };
+    /**
+     * Give the agent the unikernel runtime: a `[runtimes.unikernel]` table (Nanos files from
+     * nanosDir(), accel "auto" unless given, state_dir <agent dir>/unikernel).
+     */
+    unikernel?: boolean | { accel: "auto" | "kvm" | "tcg" };
+    /** TOML appended to the agent config before its first start (e.g. a `[monitor]` table). */
+    appendConfig?: string;
   } = {},
 ): Promise<LocalAgent> {
   const pe = await podmanEnv();
@@ -87,6 +97,13 @@ export async function startLocalAgent(
   if (init.code !== 0) throw new Error(`mcp init failed: ${init.stderr}`);
   const agentConfig = join(dir, "mcp-agent.toml");
   const cliConfig = join(dir, "mcp.toml");
+  const unikernelStateDir = opts.unikernel ? join(dir, "unikernel") : "";
+  let extra = opts.appendConfig ?? "";
+  if (opts.unikernel) {
+    const accel = typeof opts.unikernel === "object" ? opts.unikernel.accel : "auto";
+    extra += unikernelAgentConfig(unikernelStateDir, accel).toml;
+  }
+  if (extra !== "") appendFileSync(agentConfig, `\n${extra}\n`);
   const env: Record<string, string> = { ...pe.env, ...opts.env, MCP_CONFIG: cliConfig };
   let stderr = "";
   let proc: ReturnType<typeof Bun.spawn> | null = null;
@@ -133,6 +150,7 @@ export async function startLocalAgent(
     agentConfig,
     cliConfig,
     servicesDir: join(dir, "services"),
+    unikernelStateDir,
     token: readFileSync(join(dir, "token"), "utf8").trim(),
     caPem: readFileSync(join(dir, "certs", "ca.pem"), "utf8"),
     env,

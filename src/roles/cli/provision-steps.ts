@@ -328,7 +328,11 @@ export interface NodeSetup {
 
 const USER = "mcp";
 const APT_TIMEOUT_MS = 15 * 60_000;
-export const PACKAGES = ["podman", "runc", "uidmap", "slirp4netns", "zstd", "gzip"];
+export const PACKAGES = ["podman", "runc", "uidmap", "slirp4netns", "zstd", "gzip", "qemu-system-x86"];
+/** Installed without their Recommends (qemu-system-x86's pull in a GUI stack a node never uses). */
+const NO_RECOMMENDS = new Set(["qemu-system-x86"]);
+/** The group that may open /dev/kvm; QEMU for unikernel components runs as mcp (issue 17). */
+const KVM_GROUP = "kvm";
 
 /** Runs argv as root; a non-zero exit is a CliError carrying the command's last stderr line. */
 async function root(n: NodeSetup, argv: string[], timeoutMs = 60_000): Promise<string> {
@@ -439,9 +443,21 @@ export async function checkUser(n: NodeSetup): Promise<PasswdEntry | undefined> 
   return existing;
 }
 
+/** Creates the kvm group when the node has none (udev makes it on most Debian hosts). */
+async function ensureKvmGroup(n: NodeSetup): Promise<void> {
+  if (!(await getent(n, "group", KVM_GROUP))) await root(n, ["groupadd", "--system", KVM_GROUP]);
+}
+
 export async function stepUser(n: NodeSetup): Promise<StepOutcome> {
   const existing = await checkUser(n);
   if (existing) {
+    const kvm = await getent(n, "group", KVM_GROUP);
+    const members = kvm ? (kvm.split(":")[3] ?? "").split(",") : [];
+    if (!members.includes(USER)) {
+      await ensureKvmGroup(n);
+      await root(n, ["usermod", "--append", "--groups", KVM_GROUP, USER]);
+      return { status: "done", detail: `mcp uid ${existing.uid} added to group ${KVM_GROUP}` };
+    }
     const notes: string[] = [];
     if (existing.home !== MCP_HOME) notes.push(`home ${existing.home}, not ${MCP_HOME}`);
     if (existing.gid !== n.uid) notes.push(`primary GID ${existing.gid}`);
@@ -452,6 +468,7 @@ export async function stepUser(n: NodeSetup): Promise<StepOutcome> {
   }
   if (!(await getent(n, "group", USER)))
     await root(n, ["groupadd", "--system", "--gid", String(n.uid), USER]);
+  await ensureKvmGroup(n);
   await root(n, [
     "useradd",
     "--system",
@@ -459,6 +476,8 @@ export async function stepUser(n: NodeSetup): Promise<StepOutcome> {
     String(n.uid),
     "--gid",
     String(n.uid),
+    "--groups",
+    KVM_GROUP,
     "--home-dir",
     MCP_HOME,
     "--no-create-home",
@@ -468,7 +487,10 @@ export async function stepUser(n: NodeSetup): Promise<StepOutcome> {
     "MCP agent",
     USER,
   ]);
-  return { status: "done", detail: `created mcp (uid ${n.uid}, gid ${n.uid}, home ${MCP_HOME}, nologin)` };
+  return {
+    status: "done",
+    detail: `created mcp (uid ${n.uid}, gid ${n.uid}, group ${KVM_GROUP}, home ${MCP_HOME}, nologin)`,
+  };
 }
 
 export async function stepSubids(n: NodeSetup): Promise<StepOutcome> {
@@ -510,8 +532,20 @@ export async function stepPackages(n: NodeSetup): Promise<StepOutcome> {
   const env = ["env", "DEBIAN_FRONTEND=noninteractive"];
   n.progress("apt-get update");
   await root(n, [...env, "apt-get", "update", "-q"], APT_TIMEOUT_MS);
-  n.progress(`apt-get install ${missing.join(" ")}`);
-  await root(n, [...env, "apt-get", "install", "-y", "-q", ...missing], APT_TIMEOUT_MS);
+  const plain = missing.filter((p) => !NO_RECOMMENDS.has(p));
+  const lean = missing.filter((p) => NO_RECOMMENDS.has(p));
+  if (plain.length > 0) {
+    n.progress(`apt-get install ${plain.join(" ")}`);
+    await root(n, [...env, "apt-get", "install", "-y", "-q", ...plain], APT_TIMEOUT_MS);
+  }
+  if (lean.length > 0) {
+    n.progress(`apt-get install --no-install-recommends ${lean.join(" ")}`);
+    await root(
+      n,
+      [...env, "apt-get", "install", "-y", "-q", "--no-install-recommends", ...lean],
+      APT_TIMEOUT_MS,
+    );
+  }
   return { status: "done", detail: `installed ${missing.join(" ")}` };
 }
 

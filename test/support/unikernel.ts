@@ -1,0 +1,183 @@
+// Test support for the unikernel runtime (issue 17): where the Nanos files are (never copied into the
+// repository), the fixture HTTP server (test/fixtures/unikernel/httpd.c) built with `gcc -static` into
+// FROM scratch OCI images pushed to a test registry, and the agent's `[runtimes.unikernel]` table.
+// Images are built once per test process and registry (cached promises): CI time matters.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { run } from "../../src/runtime/exec.ts";
+import { REPO_ROOT } from "./binary.ts";
+import { podman, pushToRegistry } from "./env.ts";
+
+export const QEMU = "qemu-system-x86_64";
+export const HTTPD_SOURCE = join(REPO_ROOT, "test", "fixtures", "unikernel", "httpd.c");
+
+/**
+ * The Nanos files: $MCP_NANOS_DIR, else ../shared/unikernel beside the repository (in a worktree under
+ * /work/wt/<name>, /work/shared/unikernel is tried too, as the groundwork tests do); throws when incomplete.
+ */
+export function nanosDir(): string {
+  const beside = resolve(REPO_ROOT, "..", "shared", "unikernel");
+  const dir =
+    process.env.MCP_NANOS_DIR ||
+    [beside, "/work/shared/unikernel"].find((d) => existsSync(join(d, "kernel.img"))) ||
+    beside;
+  const missing = ["kernel.img", "boot.img", "mkfs", "dump"].filter((f) => !existsSync(join(dir, f)));
+  if (missing.length > 0) {
+    throw new Error(
+      `Nanos files missing in ${dir}: ${missing.join(", ")} (set MCP_NANOS_DIR to a directory with kernel.img, boot.img, mkfs, dump)`,
+    );
+  }
+  return dir;
+}
+
+/** QEMU and gcc from PATH (scripts/ci-deps.sh installs them); missing is a failure, never a skip. */
+export function requireTools(): void {
+  if (!Bun.which(QEMU)) throw new Error(`${QEMU} is missing: install qemu-system-x86 (scripts/ci-deps.sh)`);
+  if (!Bun.which("gcc")) throw new Error("gcc is missing: install gcc and libc6-dev (scripts/ci-deps.sh)");
+}
+
+export interface UnikernelConfig {
+  nanosDir: string;
+  stateDir: string;
+  /** The `[runtimes.unikernel]` table, ready to append to an agent config. */
+  toml: string;
+}
+
+/** `[runtimes.unikernel]` for an agent: Nanos files from nanosDir(), accel auto, state in `stateDir`. */
+export function unikernelAgentConfig(
+  stateDir: string,
+  accel: "auto" | "kvm" | "tcg" = "auto",
+): UnikernelConfig {
+  const dir = nanosDir();
+  const toml = [
+    "",
+    "[runtimes.unikernel]",
+    `nanos_dir = ${JSON.stringify(dir)}`,
+    `mkfs = ${JSON.stringify(join(dir, "mkfs"))}`,
+    `qemu = ${JSON.stringify(QEMU)}`,
+    `accel = ${JSON.stringify(accel)}`,
+    `state_dir = ${JSON.stringify(stateDir)}`,
+    "",
+  ].join("\n");
+  return { nanosDir: dir, stateDir, toml };
+}
+
+let binary: Promise<string> | undefined;
+
+/** The fixture server, `gcc -static -O2`, once per process; returns the binary's path. */
+export function httpdBinary(): Promise<string> {
+  binary ??= (async () => {
+    requireTools();
+    const dir = await mkdtemp(join(tmpdir(), "mcp-httpd-"));
+    process.on("exit", () => Bun.spawnSync(["rm", "-rf", dir]));
+    const out = join(dir, "httpd");
+    const cc = await run(["gcc", "-static", "-O2", "-o", out, HTTPD_SOURCE], { timeoutMs: 120_000 });
+    if (cc.code !== 0)
+      throw new Error(`gcc -static of ${HTTPD_SOURCE} failed (${cc.code}): ${cc.stderr.trim()}`);
+    return out;
+  })();
+  binary.catch(() => {
+    binary = undefined;
+  });
+  return binary;
+}
+
+/** The kinds of test image: the server; the server plus /etc/leak -> /etc/hostname; refused entrypoints. */
+export type HttpdVariant = "plain" | "leak" | "script" | "arm64";
+
+const REPO_NAMES: Record<HttpdVariant, string> = {
+  plain: "mcp-test-httpd",
+  leak: "mcp-test-httpd-leak",
+  script: "mcp-test-script",
+  arm64: "mcp-test-arm64",
+};
+
+/** An aarch64 ELF shipped by Debian's libc6-arm64-cross (installed by ci-deps for the arm64 tests). */
+export const ARM64_ELF = "/usr/aarch64-linux-gnu/lib/libc.so.6";
+
+const images = new Map<string, Promise<string>>();
+
+/**
+ * Builds a FROM scratch image of `variant` and pushes it to `registry` ("127.0.0.1:PORT") as
+ * `<registry>/<name>:<tag>`; once per process, registry and tag. Returns the pushed reference.
+ *   plain:  /httpd (ENTRYPOINT ["/httpd"])
+ *   leak:   the same plus /etc/leak, a symlink to /etc/hostname (the staging walk must keep it a link)
+ *   script: /run.sh, a shell script, as the entrypoint (not an ELF)
+ *   arm64:  /app, an aarch64 ELF, as the entrypoint
+ */
+export function buildHttpdImage(
+  registry: string,
+  tag: string,
+  variant: HttpdVariant = "plain",
+): Promise<string> {
+  const key = `${registry}/${variant}:${tag}`;
+  let p = images.get(key);
+  if (!p) {
+    p = buildImage(registry, tag, variant);
+    images.set(key, p);
+    p.catch(() => images.delete(key));
+  }
+  return p;
+}
+
+async function buildImage(registry: string, tag: string, variant: HttpdVariant): Promise<string> {
+  const ctx = await mkdtemp(join(tmpdir(), "mcp-httpd-image-"));
+  const local = `localhost/${REPO_NAMES[variant]}-${process.pid}:${tag}`;
+  try {
+    const rootfs = join(ctx, "rootfs");
+    await mkdir(rootfs);
+    let entry = "/httpd";
+    if (variant === "plain" || variant === "leak") {
+      await copyFile(await httpdBinary(), join(rootfs, "httpd"));
+      await chmod(join(rootfs, "httpd"), 0o755);
+    }
+    if (variant === "leak") {
+      await mkdir(join(rootfs, "etc"));
+      await symlink("/etc/hostname", join(rootfs, "etc", "leak"));
+    }
+    if (variant === "script") {
+      entry = "/run.sh";
+      await writeFile(join(rootfs, "run.sh"), "#!/bin/sh\necho not an ELF\n", { mode: 0o755 });
+    }
+    if (variant === "arm64") {
+      if (!existsSync(ARM64_ELF)) throw new Error(`${ARM64_ELF} is missing: install libc6-arm64-cross`);
+      entry = "/app";
+      await copyFile(ARM64_ELF, join(rootfs, "app"));
+      await chmod(join(rootfs, "app"), 0o755);
+    }
+    // COPY of a directory keeps symlinks as symlinks (checked by the e2e test through `dump`).
+    await writeFile(
+      join(ctx, "Containerfile"),
+      `FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ${JSON.stringify([entry])}\n`,
+    );
+    const b = await podman("build", "-q", "-t", local, "-f", join(ctx, "Containerfile"), ctx);
+    if (b.code !== 0) throw new Error(`podman build of ${local} failed (${b.code}): ${b.stderr}`);
+    const ref = `${registry}/${REPO_NAMES[variant]}:${tag}`;
+    await pushToRegistry(local, ref);
+    return ref;
+  } finally {
+    await podman("rmi", "--force", "--ignore", local);
+    await rm(ctx, { recursive: true, force: true });
+  }
+}
+
+/** QEMU processes whose command line holds `-name <name>` (exact, as qemuArgv writes it), by pid. */
+export function qemuPidsNamed(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!(argv[0] ?? "").endsWith(QEMU)) continue;
+    const i = argv.indexOf("-name");
+    const v = i >= 0 ? (argv[i + 1] ?? "") : "";
+    if (v === name || v.startsWith(`${name},`)) pids.push(Number(entry));
+  }
+  return pids;
+}
