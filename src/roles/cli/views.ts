@@ -53,3 +53,13 @@ export function formatRoutes(
     .map((r) => `${r.name ? `${r.name}:` : ""}${r.port}→${r.hostPort > 0 ? r.hostPort : "?"} ${r.mode}`)
     .join(", ");
 }
+
+/**
+ * The RUNTIMES column of `mcp node list`: the kinds a node runs ("container,unikernel"), "-" when
+ * it has not reported them. Anything outside [a-z0-9-] is left out: an agent's words are not
+ * written to the operator's terminal as they are.
+ */
+export function runtimesCell(kinds: readonly string[]): string {
+  const shown = kinds.map((k) => k.replace(/[^a-z0-9-]/g, "")).filter((k) => k !== "");
+  return shown.length > 0 ? shown.join(",") : "-";
+}
