@@ -3,8 +3,8 @@
 // the unikernel runtime (with accelerator tcg and why), agent "ub" only containers; the master
 // stores what each reported, lists it (ListNodes), places a service with a unikernel component on
 // ua although ub is less busy, refuses the same service pinned to ub with one line (nothing placed,
-// nothing created), still places a plain container service by load, and refuses malformed
-// runtime reports from an agent without changing what it stored.
+// nothing created), refuses to migrate it there, still places a plain container service by load,
+// and refuses malformed runtime reports from an agent without changing what it stored.
 //
 // The unikernel runtime itself is not part of this test: ua's router holds a stand-in of kind
 // "unikernel" that runs the component with real podman, so the deploy the master forwards really
@@ -257,6 +257,20 @@ describe("master placement by node runtimes", () => {
     expect(ok.error).toBe("");
     expect(ok.node).toBe("ua");
   }, 120_000);
+
+  test("migrating the unikernel service to the container-only node is refused before anything moves", async () => {
+    const res = await operator.migrate({ serviceName: UNI, targetNode: "ub" });
+    expect(res.results.map((r) => [r.step, r.success, r.error])).toEqual([
+      [
+        `${UNI}: validate`,
+        false,
+        `service ${UNI}: component vm runs as a unikernel; node "ub" has runtimes container`,
+      ],
+    ]);
+    expect(master.ctx.store.getPlacement(UNI)?.node).toBe("ua");
+    expect(await state(`${UNI}-vm`)).toBe("running");
+    expect(agents.get("ub")!.registry.getService(UNI)).toBeNull();
+  }, 60_000);
 
   test("a plain container service is still placed by load", async () => {
     const res = await operator.deploy({ service: spec(PLAIN, {}, false) });
