@@ -21,6 +21,7 @@ import {
 } from "./lib.ts";
 import { masterHeartbeatsBench, psFanoutBench } from "./master.ts";
 import { registryBench, STATUS_EVENTS } from "./registry.ts";
+import { unikernelDeployBench } from "./unikernel.ts";
 import { upgradeBench } from "./upgrade.ts";
 
 interface Opts extends BenchOpts {
@@ -161,6 +162,7 @@ const BENCHES: Record<string, Bench> = {
   "agent-rss": agentRssBench,
   upgrade: upgradeBench,
   "master-heartbeats": masterHeartbeatsBench,
+  "unikernel-deploy": unikernelDeployBench,
   registry: async (ctx) => registryBench({ rounds: ctx.opts.rounds, events: ctx.opts.events }),
 };
 

@@ -485,7 +485,24 @@ export class PodmanRuntime implements Runtime {
     await this.execOk(pullArgs(image), image, this.pullTimeoutMs);
   }
 
+  /**
+   * The engine's inspect object of `image` through the REST service (one request, no podman
+   * process); undefined when the service did not answer it (the caller uses the CLI), null when the
+   * image is not in the store.
+   */
+  async imageInspectViaApi(image: string): Promise<unknown | null | undefined> {
+    if (!this.service) return undefined;
+    const a = await this.service.request(imageInspectApiPath(image));
+    if (a === null) return undefined;
+    if (a.status === 200) return a.json;
+    if (a.status === 404 && /image not known|no such image/i.test(asStr(asObj(a.json)["message"])))
+      return null;
+    return undefined;
+  }
+
   async imageExists(image: string): Promise<boolean> {
+    const viaApi = await this.imageInspectViaApi(image);
+    if (viaApi !== undefined) return viaApi !== null;
     const res = await this.call(imageExistsArgs(image), image);
     if (res.code === 0) return true;
     if (res.code === 1) return false;

@@ -518,15 +518,23 @@ export class UnikernelRuntime implements Runtime {
       if (/KVM internal error/.test(qemuLog()))
         return `KVM failed to run the guest (KVM internal error; a PVM /dev/kvm cannot run Nanos: set accel = "tcg")`;
       if (serialSize(files.serial) > 0) return null;
-      if (Date.now() - lastQmp > 500 && existsSync(files.qmp)) {
+      // Under TCG QEMU emulates the CPU itself: once QMP says the machine runs, the start happened
+      // (the guest's own readiness is the health gate's, as for a container). Under KVM the guest
+      // must show life first: a PVM /dev/kvm lets QEMU run while the guest dies (README §4).
+      const tcg = this.accel.accel === "tcg";
+      if ((tcg || Date.now() - lastQmp > 500) && existsSync(files.qmp)) {
         lastQmp = Date.now();
         const status = await qmpStatus(files.qmp).catch(() => null);
         if (status === "internal-error")
           return `the guest stopped with a hypervisor error (QMP status internal-error, accel ${this.accel.accel})`;
+        if (tcg && status === "running") return null;
       }
-      await sleep(20);
+      await sleep(tcg ? 5 : 20);
     }
-    return `the guest printed nothing on its console within ${Math.round((this.o.bootTimeoutMs ?? 30_000) / 1000)} s (never became ready)`;
+    const secs = Math.round((this.o.bootTimeoutMs ?? 30_000) / 1000);
+    return this.accel.accel === "tcg"
+      ? `QEMU did not report the machine running within ${secs} s (never became ready)`
+      : `the guest printed nothing on its console within ${secs} s (never became ready)`;
   }
 
   private async onExit(name: string, pid: number, code: number | null): Promise<void> {

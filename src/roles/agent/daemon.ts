@@ -54,7 +54,7 @@ function parseArgs(argv: string[]): DaemonArgs {
   return out;
 }
 
-export function buildRuntime(cfg: AgentConfig, logger?: Logger): Runtime {
+export function buildRuntime(cfg: AgentConfig, logger?: Logger): PodmanRuntime {
   // Docker's engine endpoint comes from DOCKER_HOST or runtime_args (`-H unix:///…` is global).
   if (cfg.agent.container_runtime === "docker") {
     return new DockerRuntime({ binary: "docker", globalArgs: cfg.agent.runtime_args });
@@ -75,7 +75,7 @@ export function buildRuntime(cfg: AgentConfig, logger?: Logger): Runtime {
 export function buildUnikernel(
   cfg: AgentConfig,
   file: string,
-  containers: Runtime,
+  containers: PodmanRuntime,
   logger: Logger,
 ): UnikernelRuntime | undefined {
   const u = cfg.runtimes.unikernel;
@@ -96,7 +96,6 @@ export function buildUnikernel(
   } catch {
     throw new ConfigError(file, "runtimes.unikernel.mkfs", `${mkfs} is not an executable file`);
   }
-  const engine = cfg.agent.container_runtime;
   return new UnikernelRuntime({
     nanosDir,
     mkfs,
@@ -104,7 +103,7 @@ export function buildUnikernel(
     accel: u.accel,
     stateDir: u.state_dir ? p(u.state_dir) : join(dirname(p(cfg.database.path)), "unikernel"),
     bootTimeoutMs: u.boot_timeout,
-    images: engineImageSource(containers, { engine, binary: engine, globalArgs: cfg.agent.runtime_args }),
+    images: engineImageSource(containers, containers.cli()),
     logger: { info: (o, m) => logger.info(o, m), warn: (o, m) => logger.warn(o, m) },
   });
 }
