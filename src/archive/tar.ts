@@ -5,7 +5,10 @@
 //
 // Extraction is confined to the target directory: absolute paths, `..` segments, NUL bytes,
 // links, devices/FIFOs and any other entry type are refused (the whole extraction fails, so the
-// caller throws its temp dir away); parents are checked to be real directories (never a
+// caller throws its temp dir away). With `links: true` (an OCI image's filesystem, which needs its
+// symlinks), symlinks are created as symlinks with their text as is (never followed, never
+// resolved), hard links become links to a regular file extracted earlier in the same archive, and
+// devices, FIFOs, sockets and whiteouts are skipped with a reason; parents are checked to be real directories (never a
 // symlink) and files are created O_EXCL|O_NOFOLLOW, so even a target dir that something else
 // writes into cannot redirect a write outside it. Modes are masked to 0755 (no setuid, setgid,
 // sticky, group or world write). Limits on the total content bytes and the entry count are
@@ -16,7 +19,7 @@
 // extraction writes through an ExtractSink (the agent's writes every entry relative to directory
 // descriptors); a plain path is accepted for trees nobody else writes into (tests, temp dirs).
 import { constants as C } from "node:fs";
-import { chmod, type FileHandle, lstat, mkdir, open, readdir, utimes } from "node:fs/promises";
+import { chmod, type FileHandle, link, lstat, mkdir, open, readdir, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 
 export const BLOCK = 512;
@@ -325,6 +328,12 @@ export interface ExtractResult {
   dirs: number;
   /** File content bytes written. */
   bytes: number;
+  /** Symlinks created (only with `links: true`). */
+  symlinks: number;
+  /** Hard links created (only with `links: true`). */
+  hardlinks: number;
+  /** Entries left out, each "path: why" (only with `links: true`; otherwise they are refused). */
+  skipped: string[];
 }
 
 /** A limit an archive went over: the caller turns it into its own one-line refusal. */
@@ -349,9 +358,22 @@ function checkPathBounds(rel: string): void {
 export interface ExtractOptions {
   /** Refuse archives whose file content exceeds this many bytes in total (checked per header). */
   maxBytes?: number;
-  /** Refuse archives with more than this many files and directories. */
+  /** Refuse archives with more than this many files and directories (and links, skipped entries). */
   maxEntries?: number;
+  /**
+   * Create symlinks (their text as is) and hard links (to a regular file this extraction already
+   * wrote; any other target is skipped), and skip devices, FIFOs, sockets and whiteouts with a
+   * reason instead of refusing the archive. The sink must implement symlink and link.
+   */
+  links?: boolean;
+  /** Give the owner (us) read access to every file and rwx to every directory. */
+  ownerAccess?: boolean;
 }
+
+/** The longest symlink text extraction takes, in bytes (Linux PATH_MAX less the NUL). */
+export const MAX_SYMLINK_BYTES = 4095;
+/** Skipped entries listed by name in an ExtractResult; the rest are counted. */
+export const MAX_SKIPPED_LINES = 1000;
 
 /**
  * Where extraction writes. Every call names a path already checked by safeRelPath whose parent
@@ -364,6 +386,10 @@ export interface ExtractSink {
   create(rel: string, mode: number): Promise<FileHandle>;
   /** Sets a directory's final mode and mtime (called last, deepest first). */
   finishDir(rel: string, mode: number, mtimeS: number): Promise<void>;
+  /** Creates symlink `rel` holding `target` as is (never followed); an existing name throws EEXIST. */
+  symlink?(rel: string, target: string): Promise<void>;
+  /** Makes `rel` a hard link to the regular file `existing` (both relative); EEXIST as above. */
+  link?(rel: string, existing: string): Promise<void>;
 }
 
 /** A sink writing under `dest` by path: for directories nobody else writes into. */
@@ -388,6 +414,8 @@ export function pathSink(dest: string): ExtractSink {
       await chmod(abs, mode);
       await utimes(abs, mtimeS, mtimeS);
     },
+    symlink: (rel, target) => symlink(target, join(dest, rel)),
+    link: (rel, existing) => link(join(dest, existing), join(dest, rel)),
   };
 }
 
@@ -403,10 +431,22 @@ export async function extractTar(
 ): Promise<ExtractResult> {
   const sink = typeof dest === "string" ? pathSink(dest) : dest;
   const q = new ByteQueue(src[Symbol.asyncIterator]());
-  const res: ExtractResult = { files: 0, dirs: 0, bytes: 0 };
+  const res: ExtractResult = { files: 0, dirs: 0, bytes: 0, symlinks: 0, hardlinks: 0, skipped: [] };
+  const links = opts.links === true;
+  if (links && (!sink.symlink || !sink.link)) throw new TarError("extraction sink cannot create links");
+  // Regular files this extraction wrote: the only targets a hard link may name.
+  const written = new Set<string>();
+  // Skipped entries are reported by name up to a bound (each costs an entry, so maxEntries also
+  // bounds them); past it only their number.
+  let skippedUnnamed = 0;
+  const noteSkip = (line: string) => {
+    if (res.skipped.length < MAX_SKIPPED_LINES) res.skipped.push(line);
+    else skippedUnnamed++;
+  };
   const dirs = new Set<string>([""]);
   const dirMeta: { path: string; mode: number; mtimeS: number }[] = [];
   let pax = new Map<string, string>();
+  const gnu = new Map<string, string>();
 
   // What maxEntries counts: every file, every directory made (an entry's own or a parent its
   // path implies), and a directory entry repeated. A directory entry for a parent an earlier path
@@ -435,6 +475,16 @@ export async function extractTar(
   };
   // An entry's data plus its padding to the next block.
   const skip = (size: number) => skipBytes(size + padding(size).length);
+  // Creates a new name; one that exists (an earlier entry, a directory) refuses the archive.
+  const exclusive = async <T>(rel: string, make: () => Promise<T>): Promise<T> => {
+    try {
+      return await make();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST")
+        throw new TarError(`archive path ${rel} appears twice or clashes with a directory`);
+      throw e;
+    }
+  };
 
   for (;;) {
     const h = await q.take(BLOCK);
@@ -458,17 +508,89 @@ export async function extractTar(
       if (type === "x") pax = parsePax(body);
       continue;
     }
-    const p = pax.get("path");
+    // GNU long name / long link target (Go's and GNU tar's writers fall back to them): the body
+    // is the next entry's name or link text. Only with `links`; otherwise refused as before.
+    if (links && (type === "L" || type === "K")) {
+      if (size > MAX_EXTRACT_PATH_BYTES + 1) throw new TarError(`GNU long name of ${size} bytes is too long`);
+      const body = await q.take(size);
+      if (!body) throw new TarError("archive is truncated");
+      await skipBytes(padding(size).length);
+      const nul = body.indexOf(0);
+      gnu.set(type, dec.decode(nul >= 0 ? body.subarray(0, nul) : body));
+      continue;
+    }
+    const p = pax.get("path") ?? gnu.get("L");
     if (p !== undefined) name = p;
+    const linkname = pax.get("linkpath") ?? gnu.get("K") ?? readString(h, 157, 100);
+    gnu.clear();
     const ps = pax.get("size");
     if (ps !== undefined) {
       if (!/^\d+$/.test(ps)) throw new TarError(`bad pax size ${JSON.stringify(ps)}`);
       size = Number(ps);
     }
     pax = new Map();
-    const mode = readOctal(h, 100, 8, "mode") & EXTRACT_MODE_MASK;
+    const ownerBits = opts.ownerAccess ? (type === "5" ? 0o700 : 0o400) : 0;
+    const mode = (readOctal(h, 100, 8, "mode") & EXTRACT_MODE_MASK) | ownerBits;
     const mtimeS = readOctal(h, 136, 12, "mtime");
 
+    if (links && type !== "0" && type !== "\0" && type !== "5") {
+      const rel = safeRelPath(name);
+      checkPathBounds(rel);
+      const slash = rel.lastIndexOf("/");
+      const skipEntry = async (why: string) => {
+        countEntry();
+        noteSkip(`${rel}: ${why}`);
+        await skip(size);
+      };
+      if (rel.slice(slash + 1).startsWith(".wh.")) {
+        await skipEntry("a whiteout; skipped");
+        continue;
+      }
+      if (type === "2") {
+        if (linkname === "") throw new TarError(`archive symlink ${JSON.stringify(rel)} has an empty target`);
+        if (linkname.includes("\0") || enc.encode(linkname).length > MAX_SYMLINK_BYTES)
+          throw new TarError(
+            `archive symlink ${JSON.stringify(rel)}: target has a NUL byte or is over ${MAX_SYMLINK_BYTES} bytes`,
+          );
+        await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
+        countEntry();
+        await exclusive(rel, () => sink.symlink!(rel, linkname));
+        res.symlinks++;
+        await skip(size);
+        continue;
+      }
+      if (type === "1") {
+        // Resolved only against what this extraction wrote: never a path outside it, never a
+        // name reached through a symlink (safeRelPath refuses absolute and ".." targets).
+        let target: string;
+        try {
+          target = safeRelPath(linkname);
+        } catch (e) {
+          throw new TarError(`archive hard link ${JSON.stringify(rel)}: ${(e as Error).message}`);
+        }
+        if (!written.has(target)) {
+          await skipEntry(
+            `a hard link to ${JSON.stringify(linkname)}, not a regular file extracted before it; skipped`,
+          );
+          continue;
+        }
+        await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
+        countEntry();
+        await exclusive(rel, () => sink.link!(rel, target));
+        written.add(rel);
+        res.hardlinks++;
+        await skip(size);
+        continue;
+      }
+      const kind =
+        type === "3" || type === "4"
+          ? "a device"
+          : type === "6"
+            ? "a FIFO"
+            : `of entry type ${JSON.stringify(type)}`;
+      await skipEntry(`${kind}; skipped`);
+      continue;
+    }
     if (type !== "0" && type !== "\0" && type !== "5") {
       const what =
         type === "1" ? "a hard link" : type === "2" ? "a symlink" : `entry type ${JSON.stringify(type)}`;
@@ -483,6 +605,12 @@ export async function extractTar(
     }
     const rel = safeRelPath(name);
     checkPathBounds(rel);
+    if (links && rel.slice(rel.lastIndexOf("/") + 1).startsWith(".wh.")) {
+      countEntry();
+      noteSkip(`${rel}: a whiteout; skipped`);
+      await skip(size);
+      continue;
+    }
     if (type === "5") {
       if (explicitDirs.has(rel)) countEntry();
       explicitDirs.add(rel);
@@ -501,14 +629,7 @@ export async function extractTar(
     const slash = rel.lastIndexOf("/");
     await ensureDir(slash < 0 ? "" : rel.slice(0, slash));
     countEntry();
-    let fh: FileHandle;
-    try {
-      fh = await sink.create(rel, mode);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST")
-        throw new TarError(`archive path ${rel} appears twice or clashes with a directory`);
-      throw e;
-    }
+    const fh = await exclusive(rel, () => sink.create(rel, mode));
     try {
       let left = size;
       while (left > 0) {
@@ -525,10 +646,12 @@ export async function extractTar(
     await skipBytes(padding(size).length);
     res.files++;
     res.bytes += size;
+    if (links) written.add(rel);
   }
   // Directory modes and mtimes last, deepest first: writing children changed the mtimes, and a
   // read-only directory mode would have blocked them.
   dirMeta.sort((a, b) => b.path.length - a.path.length);
   for (const d of dirMeta) await sink.finishDir(d.path, d.mode, d.mtimeS);
+  if (skippedUnnamed > 0) res.skipped.push(`(${skippedUnnamed} more entries skipped)`);
   return res;
 }

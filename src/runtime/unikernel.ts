@@ -273,6 +273,11 @@ export class UnikernelRuntime implements Runtime {
     return this.o.images.imageExists(image);
   }
 
+  /** The ID of image `ref` on the node (the key of its exported filesystem). */
+  async imageId(ref: string): Promise<string> {
+    return (await this.o.images.config(ref)).id;
+  }
+
   describeRun(spec: ContainerSpec): string[] {
     return qemuArgv(this.qemuOptions(spec, this.path("images", "<built at start>.img")));
   }

@@ -1,7 +1,7 @@
 // `mcp agent --config FILE` (and `mcp-agent server --config FILE`): load the config, build the
 // validator and runtime, start the agent, and shut down cleanly on SIGTERM/SIGINT.
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { validatorFromConfig } from "../../auth/from-config.ts";
 import {
@@ -15,8 +15,10 @@ import { resolveConfigPath } from "../../config/load.ts";
 import { createLogger } from "../../log.ts";
 import { checkBindAddress } from "../../rpc/server.ts";
 import { DockerRuntime } from "../../runtime/docker.ts";
+import { engineImageSource } from "../../runtime/nanos/image-source.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
+import { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import { runUntilSignal } from "../../util/daemon.ts";
 import { startAgent } from "./agent.ts";
 import { parseCidr } from "./cidr.ts";
@@ -65,6 +67,48 @@ export function buildRuntime(cfg: AgentConfig, logger?: Logger): Runtime {
   });
 }
 
+/**
+ * [runtimes.unikernel] as a runtime, or undefined when the section is absent. The Nanos files are
+ * checked here (a config pointing at a missing kernel is refused at start, with its key); whether
+ * QEMU answers is checked when the agent starts (startAgent offers the runtime only then).
+ */
+export function buildUnikernel(
+  cfg: AgentConfig,
+  file: string,
+  containers: Runtime,
+  logger: Logger,
+): UnikernelRuntime | undefined {
+  const u = cfg.runtimes.unikernel;
+  if (!u) return undefined;
+  const p = (s: string) => resolveConfigPath(file, s);
+  const nanosDir = p(u.nanos_dir);
+  for (const f of ["kernel.img", "boot.img"]) {
+    if (!existsSync(join(nanosDir, f)))
+      throw new ConfigError(
+        file,
+        "runtimes.unikernel.nanos_dir",
+        `${nanosDir} has no ${f} (expected a Nanos release)`,
+      );
+  }
+  const mkfs = p(u.mkfs);
+  try {
+    accessSync(mkfs, constants.X_OK);
+  } catch {
+    throw new ConfigError(file, "runtimes.unikernel.mkfs", `${mkfs} is not an executable file`);
+  }
+  const engine = cfg.agent.container_runtime;
+  return new UnikernelRuntime({
+    nanosDir,
+    mkfs,
+    qemu: u.qemu.includes("/") ? p(u.qemu) : u.qemu,
+    accel: u.accel,
+    stateDir: u.state_dir ? p(u.state_dir) : join(dirname(p(cfg.database.path)), "unikernel"),
+    bootTimeoutMs: u.boot_timeout,
+    images: engineImageSource(containers, { engine, binary: engine, globalArgs: cfg.agent.runtime_args }),
+    logger: { info: (o, m) => logger.info(o, m), warn: (o, m) => logger.warn(o, m) },
+  });
+}
+
 /** A path from the agent config: absolute as written, else relative to the config file's directory. */
 export function settingsFromConfig(
   cfg: AgentConfig,
@@ -90,6 +134,8 @@ export function settingsFromConfig(
     );
   // Absent sections stay undefined: those steps are skipped (said once by composeHooks).
   const integrations = integrationsFromConfig(cfg, p);
+  const runtime = buildRuntime(cfg, logger);
+  const unikernel = buildUnikernel(cfg, file, runtime, logger);
   return {
     nodeName: cfg.agent.node_name,
     grpcAddr: cfg.server.grpc_addr,
@@ -109,7 +155,8 @@ export function settingsFromConfig(
     validator: validatorFromConfig(cfg, base),
     operators: cfg.auth.operators,
     ...(cfg.tls ? { masterCaPem: readFileSync(p(cfg.tls.ca_cert), "utf8") } : {}),
-    runtime: buildRuntime(cfg, logger),
+    runtime,
+    ...(unikernel ? { unikernel } : {}),
     srvRoot: cfg.agent.srv_root,
     hostAccess: cfg.auth.host_access,
     portRange: cfg.agent.port_range as [number, number],
@@ -195,17 +242,19 @@ export async function runAgentDaemon(argv: string[], version: string): Promise<n
     process.stderr.write(`mcp agent: ${(err as Error).message.split("\n")[0]}\n`);
     return 2;
   }
-  const { runtime } = settings;
+  const { runtime, unikernel } = settings;
   // The runtime's API service child dies with the agent (see src/runtime/podman-service.ts).
   return runUntilSignal("agent", settings.logger, async () => {
     const agent = await startAgent(settings).catch((err) => {
       runtime.close?.();
+      unikernel?.close();
       throw err;
     });
     return {
       async close() {
         await agent.close();
         runtime.close?.();
+        unikernel?.close();
       },
     };
   });

@@ -39,6 +39,7 @@ import {
 import { requireContainersFree, requireOwnContainers } from "./ownership.ts";
 import { requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
+import { pruneVmCache } from "./vm-cache.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
 const STOP_TIMEOUT_SEC = 10;
@@ -503,6 +504,7 @@ export function deployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAg
         noRollback: req.noRollback,
         caller: call.identity.name,
       });
+      if (!req.dryRun) void pruneVmCache(ctx);
       return { results };
     },
   };

@@ -2,6 +2,7 @@
 // GetServiceStatus): the component's state, version, ports and routes with their host ports.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { DEFAULT_VM_MEMORY } from "../../config/unikernel.ts";
 import {
   type ComponentInfo,
   ComponentInfoSchema,
@@ -19,6 +20,9 @@ export function componentInfo(c: ComponentRecord, started?: Date | null): Compon
     version: c.version,
     started: started ? timestampFromDate(started) : undefined,
     ports: c.ports,
+    runtime: c.runtime,
+    // A VM always has a memory size: the default when the definition sets none.
+    memory: c.memory || (c.runtime === "unikernel" ? DEFAULT_VM_MEMORY : ""),
     routes: c.routes.map((r) => ({
       name: r.name,
       port: r.port,

@@ -10,6 +10,7 @@ import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { firstHookFailure, stepTiming } from "./hooks.ts";
 import { describeClaim, type ForeignClaim, foreignClaim } from "./ownership.ts";
+import { pruneVmCache } from "./vm-cache.ts";
 
 type Result = MessageInitShape<typeof ComponentResultSchema>;
 type Step = MessageInitShape<typeof StepTimingSchema>;
@@ -114,7 +115,9 @@ export function undeployHandlers(ctx: AgentContext): Partial<Handlers<typeof Mcp
         throw invalidArgument(
           `undeploy works on whole services; to drop ${req.name}/${req.component}, remove it from the definition and deploy`,
         );
-      return { results: await undeployService(ctx, req.name) };
+      const results = await undeployService(ctx, req.name);
+      void pruneVmCache(ctx);
+      return { results };
     },
   };
 }

@@ -4,7 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
 import { fanOut, loadCtx, type NodeResult } from "./context.ts";
 import { formatAge, green, printJson, printTable, red, yellow } from "./output.ts";
-import { componentJson, formatRoutes } from "./views.ts";
+import { componentJson, formatRoutes, runtimeNote } from "./views.ts";
 
 function stateColor(desired: string, observed: string): string {
   if (desired === "ignore") return observed;
@@ -86,7 +86,7 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
             stateColor(c.desiredState, c.observedState),
             c.version || "-",
             formatAge(started),
-            c.desiredState === "ignore" ? "unmanaged" : "",
+            [runtimeNote(c), c.desiredState === "ignore" ? "unmanaged" : ""].filter((x) => x).join(", "),
           ]);
         }
       }
@@ -153,7 +153,7 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
         table.push([
           r.node.name,
           s.name,
-          c.name,
+          runtimeNote(c) ? `${c.name} (${runtimeNote(c)})` : c.name,
           c.desiredState,
           stateColor(c.desiredState, c.observedState),
           c.version || "-",

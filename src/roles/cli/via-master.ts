@@ -11,7 +11,7 @@ import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/
 import { type Ctx, type MasterClient, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";
-import { componentJson, formatRoutes, resultJson } from "./views.ts";
+import { componentJson, formatRoutes, resultJson, runtimeNote } from "./views.ts";
 
 /** Runs one master call; a failure is one line naming the master. */
 async function onMaster<T>(ctx: Ctx, call: (m: MasterClient) => Promise<T>): Promise<T> {
@@ -242,10 +242,18 @@ export async function components(ctx: Ctx, live: boolean): Promise<number> {
           c.observedState === "running" ? green("running") : red(c.observedState || s.status),
           c.version || "-",
           formatAge(c.started ? timestampDate(c.started) : null),
-          s.tier,
+          [s.tier, runtimeNote(c)].filter((x) => x).join(", "),
         ]);
       } else {
-        table.push([s.node, s.name, c.name, c.desiredState, c.observedState, c.version || "-"]);
+        const note = runtimeNote(c);
+        table.push([
+          s.node,
+          s.name,
+          note ? `${c.name} (${note})` : c.name,
+          c.desiredState,
+          c.observedState,
+          c.version || "-",
+        ]);
       }
     }
   }

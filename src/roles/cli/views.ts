@@ -28,6 +28,8 @@ export function componentJson(node: string, service: string, c: ComponentInfo) {
     desired: c.desiredState,
     observed: c.observedState,
     version: c.version,
+    runtime: c.runtime || "container",
+    memory: c.memory || undefined,
     started: c.started ? timestampDate(c.started).toISOString() : null,
     ports: c.ports,
     routes: c.routes.map((r) => ({
@@ -52,4 +54,10 @@ export function formatRoutes(
   return routes
     .map((r) => `${r.name ? `${r.name}:` : ""}${r.port}→${r.hostPort > 0 ? r.hostPort : "?"} ${r.mode}`)
     .join(", ");
+}
+
+/** "unikernel 64m" for a component that is not a plain container; "" for a container. */
+export function runtimeNote(c: Pick<ComponentInfo, "runtime" | "memory">): string {
+  if (!c.runtime || c.runtime === "container") return "";
+  return c.memory ? `${c.runtime} ${c.memory}` : c.runtime;
 }

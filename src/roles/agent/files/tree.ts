@@ -17,7 +17,6 @@ import { Database } from "bun:sqlite";
 import { constants as C, rmSync } from "node:fs";
 import { type FileHandle, lstat, mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { type ExtractSink, TarError } from "../../../archive/index.ts";
 import { failedPrecondition, RpcError } from "../../../rpc/errors.ts";
 import { at, errCode, openChildDir } from "./confine.ts";
 
@@ -316,62 +315,6 @@ export async function copySqlite(
   }
 }
 
-/**
- * An extraction sink writing under the directory `root` refers to: every directory is made and
- * reopened relative to its parent's fd without following a symlink, every file is created
- * O_CREAT|O_EXCL|O_NOFOLLOW in its directory's fd. Close it when done.
- */
-export function dirSink(root: FileHandle): ExtractSink & { close(): Promise<void> } {
-  let cached: { rel: string; fh: FileHandle } | null = null;
-  const dirOf = async (rel: string): Promise<FileHandle> => {
-    if (rel === "") return root;
-    if (cached?.rel === rel) return cached.fh;
-    // Extraction goes parent then child: walking on from the cached directory when it is an
-    // ancestor keeps a deep path linear (reopening every level from the root was quadratic).
-    let cur = root;
-    let rest = rel;
-    if (cached && rel.startsWith(`${cached.rel}/`)) {
-      cur = cached.fh;
-      rest = rel.slice(cached.rel.length + 1);
-    } else if (cached) await cached.fh.close().catch(() => {});
-    cached = null;
-    for (const seg of rest.split("/")) {
-      let next: FileHandle | null;
-      try {
-        next = await openDirChecked(cur, seg, null);
-      } finally {
-        if (cur !== root) await cur.close();
-      }
-      if (!next) throw new TarError(`archive path ${rel}: exists and is not a directory`);
-      cur = next;
-    }
-    cached = { rel, fh: cur };
-    return cur;
-  };
-  return {
-    async mkdir(rel) {
-      const [parent, name] = parentOf(rel);
-      const dir = await dirOf(parent!);
-      try {
-        await mkdir(at(dir, name!), 0o700); // never follows: EEXIST on a symlink
-      } catch (e) {
-        if (errCode(e) !== "EEXIST") throw e;
-      }
-      await dirOf(rel); // a symlink or a file at that name is refused here
-    },
-    async create(rel, mode) {
-      const [parent, name] = parentOf(rel);
-      const dir = await dirOf(parent!);
-      return open(at(dir, name!), C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
-    },
-    async finishDir(rel, mode, mtimeS) {
-      const fh = await dirOf(rel);
-      await fh.chmod(mode);
-      await fh.utimes(mtimeS, mtimeS);
-    },
-    async close() {
-      if (cached) await cached.fh.close().catch(() => {});
-      cached = null;
-    },
-  };
-}
+// The descriptor-relative extraction sink lives with the archive code (the runtime layer's image
+// export uses it too).
+export { dirSink } from "../../../archive/dirsink.ts";
