@@ -527,9 +527,14 @@ describe("the staging walk: symlinks stay links, host files never enter the imag
 describe("refusals: one clear line, exit non-zero, nothing created", () => {
   /** The refusal's line with the service name cut out (so a word in the name cannot match). */
   const refusal = (r: RunResult, svc: string): string => {
-    const line = oneLine(r).replaceAll(svc, "<svc>");
-    // Names the component: "<svc>/web" from the agent, `component "web"` from the definition check.
-    expect(line).toMatch(/<svc>\/web|component "web"/);
+    const summary = oneLine(r);
+    // A definition check refuses in that one stderr line; an agent-side refusal is the deploy's
+    // one "FAIL web: ..." line on stdout beside it.
+    const fails = r.stdout.split("\n").filter((l) => l.startsWith("FAIL"));
+    expect(fails.length).toBeLessThanOrEqual(1);
+    const line = (fails[0] ?? summary).replaceAll(svc, "<svc>");
+    // Names the component: "<svc>-web"/"<svc>/web" from the agent, `component "web"` from the check.
+    expect(line).toMatch(/<svc>[-/]web|component "web"/);
     // The agent does have the runtime: this must be the specific refusal, not the missing runtime.
     expect(line).not.toContain("is not available on node");
     return line;

@@ -152,11 +152,20 @@ async function buildImage(registry: string, tag: string, variant: HttpdVariant):
       join(ctx, "Containerfile"),
       `FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ${JSON.stringify([entry])}\n`,
     );
-    const b = await podman("build", "-q", "-t", local, "-f", join(ctx, "Containerfile"), ctx);
-    if (b.code !== 0) throw new Error(`podman build of ${local} failed (${b.code}): ${b.stderr}`);
     const ref = `${registry}/${REPO_NAMES[variant]}:${tag}`;
-    await pushToRegistry(local, ref);
-    return ref;
+    // Pushed by the image ID `build -q` prints. Seen once under parallel load: the tag was unknown to
+    // the push right after a successful build; one more build+push then (bounded: two attempts).
+    for (let attempt = 1; ; attempt++) {
+      const b = await podman("build", "-q", "-t", local, "-f", join(ctx, "Containerfile"), ctx);
+      if (b.code !== 0) throw new Error(`podman build of ${local} failed (${b.code}): ${b.stderr}`);
+      const id = b.stdout.trim().split("\n").pop() ?? "";
+      try {
+        await pushToRegistry(/^[0-9a-f]{64}$/.test(id) ? id : local, ref);
+        return ref;
+      } catch (e) {
+        if (attempt >= 2) throw e;
+      }
+    }
   } finally {
     await podman("rmi", "--force", "--ignore", local);
     await rm(ctx, { recursive: true, force: true });
