@@ -5,6 +5,7 @@
 
 import { formatMemorySize, parseMemorySize } from "../config/specs.ts";
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
+import type { EngineCli } from "./nanos/oci.ts";
 import { PodmanService, type ServiceLogger } from "./podman-service.ts";
 import {
   type ContainerDetails,
@@ -427,6 +428,17 @@ export class PodmanRuntime implements Runtime {
   /** Stops the API service child, if one runs; the CLI paths keep working. */
   close(): void {
     this.service?.close();
+  }
+
+  /** How to run this engine's CLI, for callers with subcommands of their own (the unikernel image export). */
+  cli(): EngineCli {
+    return {
+      engine: this.engine,
+      binary: this.binary,
+      globalArgs: [...this.globalArgs],
+      ...(this.env ? { env: this.env } : {}),
+      callTimeoutMs: this.callTimeoutMs,
+    };
   }
 
   /** Full argv for a subcommand. */

@@ -153,6 +153,11 @@ export class RuntimeRouter implements RuntimeCalls {
     return this.runtimeFor(kind).imageExists(image);
   }
 
+  /** The runtime's image check for `spec` (see Runtime.checkImage); nothing when it has none. */
+  async checkImage(spec: ContainerSpec): Promise<void> {
+    await this.forSpec(spec).checkImage?.(spec);
+  }
+
   async run(spec: ContainerSpec): Promise<string> {
     return this.forSpec(spec).run(spec);
   }

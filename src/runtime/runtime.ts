@@ -156,6 +156,12 @@ export interface Runtime {
   exec(name: string, argv: string[], timeoutMs: number): Promise<ExecResult>;
   /** Streams stdout+stderr lines of the container's log; kill() ends the stream. */
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void };
+  /**
+   * Refuses, in one line naming the component, a spec whose image this runtime cannot run (the
+   * unikernel runtime: not x86-64, no entrypoint, not an ELF), with the image already on the node.
+   * Called by a deploy before anything is recorded or created; absent = every image is runnable.
+   */
+  checkImage?(spec: ContainerSpec): Promise<void>;
   /** Releases what the runtime keeps running (podman: its API service child); optional. */
   close?(): void;
 }

@@ -130,11 +130,16 @@ function alive(pid: number): boolean {
 /** The one line refusing `spec` as a VM, or null when the runtime can run it (checked before anything is created). */
 export function vmSpecProblem(spec: ContainerSpec): string | null {
   const p = unikernelProblems(spec)[0];
-  if (p) return `component ${spec.name}: ${p.key} ${p.message}`;
+  if (p) return `${labelOf(spec)}: ${p.key} ${p.message}`;
   const r = spec.restart;
   if (r !== "" && r !== "no" && r !== "always" && r !== "unless-stopped" && !/^on-failure(:\d+)?$/.test(r))
-    return `component ${spec.name}: restart ${JSON.stringify(r)} is not a policy`;
+    return `${labelOf(spec)}: restart ${JSON.stringify(r)} is not a policy`;
   return null;
+}
+
+/** How refusals name the VM's component: `web/api` (its owner), else the VM's name. */
+function labelOf(spec: ContainerSpec): string {
+  return spec.owner ? `component ${spec.owner.service}/${spec.owner.component}` : `component ${spec.name}`;
 }
 
 function forwardsOf(spec: ContainerSpec): PortForward[] {
@@ -334,8 +339,12 @@ export class UnikernelRuntime implements Runtime {
    * Builds (or finds in the cache) the Nanos image for `spec`: the exported filesystem of its OCI
    * image plus each volume's host directory at its guest path. Returns the image path.
    */
-  private async build(spec: ContainerSpec, vmDir: string | null): Promise<string> {
-    const label = `component ${spec.name}`;
+  /**
+   * The image's exported filesystem (cached by image ID) and what to run from it; refuses in one
+   * line an image a Nanos VM cannot run. The image must be on the node (pulled per policy).
+   */
+  private async rootfsFor(spec: ContainerSpec) {
+    const label = labelOf(spec);
     const cfg = await this.o.images.config(spec.image).catch((e: Error) => {
       throw new UnikernelError(`${label}: image ${spec.image}: ${e.message}`);
     });
@@ -344,7 +353,7 @@ export class UnikernelRuntime implements Runtime {
         `${label}: image ${spec.image} is for ${cfg.architecture}; a Nanos VM here runs x86-64 (amd64) programs`,
       );
     const argv = [...cfg.entrypoint, ...(spec.cmd.length > 0 ? spec.cmd : cfg.cmd)];
-    if (cfg.entrypoint.length === 0 && spec.cmd.length === 0 && cfg.cmd.length === 0)
+    if (argv.length === 0)
       throw new UnikernelError(`${label}: image ${spec.image} has no entrypoint or cmd: nothing to run`);
     if (!/^[0-9a-f]{12,64}$/.test(cfg.id))
       throw new UnikernelError(
@@ -365,10 +374,26 @@ export class UnikernelRuntime implements Runtime {
     const program = argv[0]!;
     const guestProgram = program.startsWith("/") ? program : `/${program}`;
     try {
-      checkProgram(rootfs, guestProgram, spec.name);
+      checkProgram(rootfs, guestProgram, label.slice("component ".length));
     } catch (e) {
       throw new UnikernelError((e as Error).message);
     }
+    return { cfg, argv, rootfs, program, guestProgram };
+  }
+
+  async checkImage(spec: ContainerSpec): Promise<void> {
+    const problem = vmSpecProblem(spec);
+    if (problem) throw new UnikernelError(problem);
+    await this.rootfsFor(spec);
+  }
+
+  /**
+   * Builds (or finds in the cache) the Nanos image for `spec`: the exported filesystem of its OCI
+   * image plus each volume's host directory at its guest path. Returns the image path.
+   */
+  private async build(spec: ContainerSpec, vmDir: string | null): Promise<string> {
+    const label = labelOf(spec);
+    const { cfg, argv, rootfs, program, guestProgram } = await this.rootfsFor(spec);
 
     // Volumes: copied into a fresh staging dir (the VM's, or a scratch one for a first build).
     const stage = join(vmDir ?? this.path("images"), `.stage-${randomBytes(6).toString("hex")}`);
@@ -510,6 +535,7 @@ export class UnikernelRuntime implements Runtime {
       if (!rec || rec.pid !== pid) return; // removed, or already started again
       rec.exit = { code, at: new Date().toISOString() };
       this.write(rec);
+      this.clearRunFiles(name);
       this.o.logger?.info({ vm: name, code }, "unikernel VM exited");
       this.schedulePolicy(rec);
     });
@@ -618,6 +644,7 @@ export class UnikernelRuntime implements Runtime {
     if (child && child.pid === pid && child.exitCode === null && child.signalCode === null)
       await Promise.race([new Promise((r) => child.once("exit", r)), sleep(1000)]);
     const cur = this.read(rec.name) ?? rec;
+    this.clearRunFiles(rec.name);
     if (cur.pid === pid && cur.exit === null) {
       cur.exit = {
         code: child && child.pid === pid ? exitCodeOf(child.exitCode, child.signalCode) : null,
@@ -625,6 +652,13 @@ export class UnikernelRuntime implements Runtime {
       };
       this.write(cur);
     }
+  }
+
+  /** A stopped VM keeps its spec and serial log; the QMP socket and pid file of the run go. */
+  private clearRunFiles(name: string): void {
+    const f = stateFiles(this.vmDir(name));
+    rmSync(f.qmp, { force: true });
+    rmSync(f.pid, { force: true });
   }
 
   async restart(name: string): Promise<void> {

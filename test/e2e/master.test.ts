@@ -48,6 +48,8 @@ interface NodeJson {
   containers: number;
   lastHeartbeat: string | null;
   version: string;
+  runtimes: string[] | null;
+  unikernelAccel: string | null;
 }
 interface StepJson {
   step: string;
@@ -219,10 +221,16 @@ describe("master e2e: a master and agents on one machine", () => {
       expect(ver).toContain(n.version);
       expect(n.address).toBe(fleet.node(n.name).address);
       expect(n.lastHeartbeat).not.toBeNull();
+      // Every agent reported its runtime kinds with its registration/heartbeats: containers only.
+      expect(n.runtimes).toEqual(["container"]);
+      expect(n.unikernelAccel).toBeNull();
     }
     const text = await fleet.mcp(["node", "list"]);
     expect(text.code).toBe(0);
     for (const n of fleet.nodes) expect(text.stdout).toMatch(new RegExp(`${n.name}\\s+\\S+\\s+.*healthy`));
+    expect(text.stdout.split("\n")[0]).toMatch(/\bCONTAINERS\s+RUNTIMES\s+HEARTBEAT\b/);
+    for (const n of fleet.nodes)
+      expect(text.stdout).toMatch(new RegExp(`${n.name}\\s.*healthy\\s+\\d+\\s+container\\s`));
   }, 60_000);
 
   test("five worker services without a node go to the fewest containers, ties by name", async () => {

@@ -106,6 +106,7 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     settings,
     registry,
     runtime: nodeRuntimes(settings, registry, unikernel),
+    ...(unikernel ? { unikernelInfo: () => ({ ...unikernel.accel }) } : {}),
     logger: settings.logger,
     locks: new KeyedLock(),
     startedAt: new Date(),

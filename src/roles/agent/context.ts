@@ -109,6 +109,17 @@ export interface AgentContext {
   hooks: IntegrationHooks;
   /** Aborted when the agent shuts down: long-running work (boot retries, ticks) must stop. */
   shutdown: AbortSignal;
+  /**
+   * The accelerator the unikernel runtime boots VMs with ("kvm" | "tcg") and why; given by that
+   * runtime's wiring, absent (or undefined) when the node has none. Reported in NodeStatus and to
+   * the master (status.ts runtimeReport).
+   */
+  unikernelInfo?: () => UnikernelInfo | undefined;
+}
+
+export interface UnikernelInfo {
+  accel: string;
+  reason: string;
 }
 
 // KeyedLock moved to src/util so the master can share it; re-exported for agent modules.

@@ -19,7 +19,7 @@ import type {
   StepTimingSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
 import type { ComponentRecord, HistoryKind } from "../../registry/types.ts";
-import { invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
+import { failedPrecondition, invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
@@ -169,6 +169,8 @@ async function deployComponent(
   c: ComponentDef,
   policy: PullPolicy,
   prepared: Step[] = [],
+  /** Images checkImages already pulled per policy (how, warnings): not pulled a second time. */
+  ensured?: ReadonlyMap<string, Ensured>,
 ): Promise<ComponentOutcome> {
   const steps: Step[] = [...prepared];
   const warnings: string[] = [];
@@ -183,7 +185,12 @@ async function deployComponent(
     rollback,
   });
   try {
-    const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings, c.runtime));
+    const how = await timed(steps, "pull", async () => {
+      const done = ensured?.get(c.image);
+      if (!done) return ensureImage(ctx, c.image, policy, warnings, c.runtime);
+      warnings.push(...done.warnings);
+      return done.how;
+    });
     steps[steps.length - 1]!.detail = how;
     // The reference's `stop` + `rm` as one runtime call (podman `rm -f -t 10`: SIGTERM, the same
     // 10 s grace as `podman stop`, then SIGKILL), with no inspect before it: a missing container
@@ -349,6 +356,42 @@ async function prepareComponents(
   return { failed: true, steps, results };
 }
 
+/** An image pulled per policy ahead of the deploy: how, and what its pull warned. */
+interface Ensured {
+  how: string;
+  warnings: string[];
+}
+
+/**
+ * Pulls (per policy) and checks the images of components whose runtime checks images (see
+ * Runtime.checkImage) and throws FAILED_PRECONDITION with the first refusal: one line naming the
+ * component, nothing recorded or created. A failed pull is left to the deploy to report as before.
+ */
+async function checkImages(
+  ctx: AgentContext,
+  service: string,
+  comps: readonly ComponentDef[],
+  policy: PullPolicy,
+): Promise<Map<string, Ensured>> {
+  const ensured = new Map<string, Ensured>();
+  for (const c of comps) {
+    const rt = ctx.runtime.runtimeFor(c.runtime);
+    if (!rt.checkImage) continue;
+    if (!ensured.has(c.image)) {
+      const warnings: string[] = [];
+      const how = await ensureImage(ctx, c.image, policy, warnings, c.runtime).catch(() => null);
+      if (how === null) continue;
+      ensured.set(c.image, { how, warnings });
+    }
+    try {
+      await rt.checkImage(runSpec(ctx.settings, service, c, []));
+    } catch (err) {
+      throw failedPrecondition((err as Error).message.split("\n")[0]!);
+    }
+  }
+  return ensured;
+}
+
 /** Host-port failures as one clear RPC error (RESOURCE_EXHAUSTED), not an internal one. */
 function portsOrFail<T>(fn: () => T): T {
   try {
@@ -400,6 +443,9 @@ export async function deployService(
     // Certificates first: a cert error fails the deploy before the registry or any container changes.
     const prepared = await prepareComponents(ctx, def, comps);
     if (prepared.failed) return prepared.results;
+    // Images a runtime checks itself (a unikernel's: x86-64 ELF entrypoint) are pulled and checked
+    // before the registry changes: a refused image leaves nothing behind.
+    const ensured = await checkImages(ctx, def.name, comps, policy);
     // What ran before this deploy: a component that never becomes healthy goes back to it.
     const before = new Map((ctx.registry.getService(def.name)?.components ?? []).map((r) => [r.name, r]));
     // No free port (or an address that is not this host's): nothing is recorded or started.
@@ -419,7 +465,7 @@ export async function deployService(
         });
         continue;
       }
-      const out = await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? []);
+      const out = await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? [], ensured);
       results.push(out.result);
       if (!out.rollback) continue;
       const error = out.result.error ?? "";

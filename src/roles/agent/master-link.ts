@@ -4,7 +4,8 @@
 // with this node's resources. Heartbeat fields: cpu_millicores = CPU in use since the previous
 // heartbeat (busy fraction × cores × 1000), memory_bytes = memory available (MemAvailable),
 // disk_bytes = free bytes on the filesystem of srv_root, containers = running containers of
-// the services this agent manages (status.ts managedRunning).
+// the services this agent manages (status.ts managedRunning). Both calls carry the node's runtime
+// kinds and unikernel accelerator (status.ts runtimeReport), so the master places by them.
 // A heartbeat answered NOT_FOUND or PERMISSION_DENIED means the master no longer knows this node
 // (restarted with a fresh node list, or the identity binding changed): register again, with the
 // same backoff. RESOURCE_EXHAUSTED and unreachable masters just wait for the next beat.
@@ -20,7 +21,7 @@ import { CallError, Code as status } from "../../rpc/wire.ts";
 import type { AgentContext, MasterLinkSettings } from "./context.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import type { Background } from "./startup.ts";
-import { cpuSample, goArch, managedRunning, memAvailable } from "./status.ts";
+import { cpuSample, goArch, managedRunning, memAvailable, runtimeReport } from "./status.ts";
 
 const DEFAULT_BACKOFF_BASE_MS = 1_000;
 const DEFAULT_BACKOFF_MAX_MS = 60_000;
@@ -188,6 +189,7 @@ export class MasterLink implements Background {
             address: advertisedAddress(this.ctx),
             arch: goArch(),
             version: s.version,
+            ...runtimeReport(this.ctx),
           },
           { signal: this.signal },
         );
@@ -223,7 +225,7 @@ export class MasterLink implements Background {
       try {
         const client = await this.getClient();
         await client.heartbeat(
-          { name: this.ctx.settings.nodeName, ...(await this.sample()) },
+          { name: this.ctx.settings.nodeName, ...(await this.sample()), ...runtimeReport(this.ctx) },
           { signal: this.signal, timeoutMs: Math.min(CALL_TIMEOUT_MS, Math.max(this.cfg.heartbeatMs, 1000)) },
         );
         this.st.heartbeats++;

@@ -106,6 +106,20 @@ export function memAvailable(): number {
   return os.freemem();
 }
 
+/**
+ * What the node tells about its runtimes (NodeStatus, Register, Heartbeat): the kinds it runs and,
+ * when one is "unikernel", the accelerator its VMs boot with and why.
+ */
+export function runtimeReport(ctx: AgentContext): {
+  runtimes: string[];
+  unikernelAccel: string;
+  unikernelAccelReason: string;
+} {
+  const runtimes = ctx.runtime.kinds();
+  const info = runtimes.includes("unikernel") ? ctx.unikernelInfo?.() : undefined;
+  return { runtimes, unikernelAccel: info?.accel ?? "", unikernelAccelReason: info?.reason ?? "" };
+}
+
 export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse> {
   let runtimeVersion = "";
   let runtimeError = "";
@@ -133,7 +147,7 @@ export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse>
     nodeName: ctx.settings.nodeName,
     // The node's container engine ("podman", "docker"); the kinds it runs are in `runtimes`.
     runtime: ctx.runtime.engineOf("container") ?? "",
-    runtimes: ctx.runtime.kinds(),
+    ...runtimeReport(ctx),
     runtimeVersion,
     runtimeError,
     serviceCount: services.length,

@@ -24,6 +24,9 @@ export interface AgentStatusRow {
   runtime?: string;
   /** Component runtime kinds the node runs (container, unikernel). */
   runtimes?: string[];
+  /** The unikernel runtime's accelerator (kvm, tcg) and why; only for a node with that runtime. */
+  unikernelAccel?: string;
+  unikernelAccelReason?: string;
   runtimeVersion?: string;
   runtimeError?: string;
   services?: number;
@@ -52,6 +55,8 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
       : {}),
     runtime: v.runtime,
     runtimes: [...v.runtimes],
+    ...(v.unikernelAccel ? { unikernelAccel: v.unikernelAccel } : {}),
+    ...(v.unikernelAccelReason ? { unikernelAccelReason: v.unikernelAccelReason } : {}),
     runtimeVersion: v.runtimeVersion,
     ...(v.runtimeError ? { runtimeError: v.runtimeError } : {}),
     services: v.serviceCount,
@@ -62,10 +67,21 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
   };
 }
 
-/** The kinds beyond plain containers, e.g. " +unikernel"; nothing for a container-only node. */
-function kindsNote(kinds: string[] | undefined): string {
-  const extra = (kinds ?? []).filter((k) => k !== "container");
-  return extra.length > 0 ? ` +${extra.join(" +")}` : "";
+/**
+ * The kinds beyond plain containers, e.g. " +unikernel (tcg: /dev/kvm missing)" (the unikernel
+ * runtime with its accelerator and why); nothing for a container-only node.
+ */
+export function kindsNote(
+  r: Pick<AgentStatusRow, "runtimes" | "unikernelAccel" | "unikernelAccelReason">,
+): string {
+  const extra = (r.runtimes ?? []).filter((k) => k !== "container");
+  if (extra.length === 0) return "";
+  // An agent's words are not written to the terminal as they are: control characters become "?".
+  const clean = (t: string) => t.replace(/\p{Cc}/gu, "?");
+  const accel = r.unikernelAccel
+    ? ` (${clean(r.unikernelAccel)}${r.unikernelAccelReason ? `: ${clean(r.unikernelAccelReason)}` : ""})`
+    : "";
+  return ` +${extra.map((k) => (k === "unikernel" ? `${k}${accel}` : k)).join(" +")}`;
 }
 
 function freeOf(x: { totalBytes: number; freeBytes: number } | undefined): string {
@@ -99,7 +115,7 @@ export async function agentStatusCommand(args: string[], opts: Record<string, un
         formatAge(r.agentStarted ? new Date(r.agentStarted) : null),
         r.runtimeError
           ? red(`${r.runtime} error: ${r.runtimeError}`)
-          : `${r.runtime} ${r.runtimeVersion}${kindsNote(r.runtimes)}`,
+          : `${r.runtime} ${r.runtimeVersion}${kindsNote(r)}`,
         `${r.services} svc, ${r.components} comp, ${r.runningContainers} running`,
         freeOf(r.disk),
         freeOf(r.memory),

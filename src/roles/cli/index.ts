@@ -340,7 +340,7 @@ export const COMMANDS: CommandDef[] = [
   {
     name: "node list",
     args: "",
-    help: "Nodes with reachability and agent version",
+    help: "Nodes with reachability, agent version and runtimes (container, unikernel)",
     action: lazy(node, (m) => m.nodeListCommand),
   },
   {

@@ -1,11 +1,12 @@
 // `mcp node list|add|remove`: the node registry in the CLI config; list also asks every agent
-// for its status in parallel (reachability, agent version, runtime).
+// for its status in parallel (reachability, agent version, runtime, the runtime kinds it runs).
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { writeCliConfig } from "../../config/cli.ts";
 import { NAME_RE } from "../../config/service.ts";
 import { parseHostPort } from "../../config/specs.ts";
 import { fanOut, loadCtx } from "./context.ts";
 import { CliError, formatAge, green, printJson, printTable, red } from "./output.ts";
+import { runtimesCell } from "./views.ts";
 
 export async function nodeListCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
   const ctx = loadCtx(opts);
@@ -27,16 +28,19 @@ export async function nodeListCommand(_args: string[], opts: Record<string, unkn
         agentVersion: r.value?.agentVersion,
         runtime: r.value?.runtime,
         runtimeVersion: r.value?.runtimeVersion,
+        runtimes: r.value ? [...r.value.runtimes] : undefined,
+        unikernelAccel: r.value?.unikernelAccel || undefined,
+        unikernelAccelReason: r.value?.unikernelAccelReason || undefined,
         services: r.value?.serviceCount,
         agentStarted: r.value?.agentStarted ? timestampDate(r.value.agentStarted).toISOString() : undefined,
       })),
     });
   } else {
     printTable(
-      ["name", "address", "arch", "status", "agent", "runtime", "services", "uptime"],
+      ["name", "address", "arch", "status", "agent", "runtime", "runtimes", "services", "uptime"],
       rows.map((r) =>
         r.error
-          ? [r.node.name, r.node.address, r.node.arch, red("UNREACHABLE"), r.error, "", "", ""]
+          ? [r.node.name, r.node.address, r.node.arch, red("UNREACHABLE"), r.error, "", "", "", ""]
           : [
               r.node.name,
               r.node.address,
@@ -44,6 +48,7 @@ export async function nodeListCommand(_args: string[], opts: Record<string, unkn
               green("ok"),
               r.value!.agentVersion,
               `${r.value!.runtime} ${r.value!.runtimeVersion}`,
+              runtimesCell(r.value!.runtimes),
               String(r.value!.serviceCount),
               formatAge(r.value!.agentStarted ? timestampDate(r.value!.agentStarted) : null),
             ],

@@ -11,7 +11,7 @@ import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/
 import { type Ctx, type MasterClient, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";
-import { componentJson, formatRoutes, resultJson, runtimeNote } from "./views.ts";
+import { componentJson, formatRoutes, resultJson, runtimeNote, runtimesCell } from "./views.ts";
 
 /** Runs one master call; a failure is one line naming the master. */
 async function onMaster<T>(ctx: Ctx, call: (m: MasterClient) => Promise<T>): Promise<T> {
@@ -309,13 +309,17 @@ export async function nodeList(ctx: Ctx): Promise<number> {
         containers: n.containers,
         lastHeartbeat: n.lastHeartbeat || null,
         version: n.version,
+        // null: the node has not reported its runtimes yet.
+        runtimes: n.runtimes.length > 0 ? [...n.runtimes] : null,
+        unikernelAccel: n.unikernelAccel || null,
+        unikernelAccelReason: n.unikernelAccelReason || null,
       })),
     });
     return 0;
   }
   const now = Date.now();
   printTable(
-    ["name", "role", "address", "arch", "status", "containers", "heartbeat", "version"],
+    ["name", "role", "address", "arch", "status", "containers", "runtimes", "heartbeat", "version"],
     res.nodes.map((n) => {
       const t = n.lastHeartbeat ? Date.parse(n.lastHeartbeat) : Number.NaN;
       return [
@@ -325,6 +329,7 @@ export async function nodeList(ctx: Ctx): Promise<number> {
         n.arch,
         statusColor(n.status),
         String(n.containers),
+        runtimesCell(n.runtimes),
         Number.isNaN(t) ? "-" : `${formatAge(new Date(t), now)} ago`,
         n.version || "-",
       ];

@@ -61,3 +61,13 @@ export function runtimeNote(c: Pick<ComponentInfo, "runtime" | "memory">): strin
   if (!c.runtime || c.runtime === "container") return "";
   return c.memory ? `${c.runtime} ${c.memory}` : c.runtime;
 }
+
+/**
+ * The RUNTIMES column of `mcp node list`: the kinds a node runs ("container,unikernel"), "-" when
+ * it has not reported them. Anything outside [a-z0-9-] is left out: an agent's words are not
+ * written to the operator's terminal as they are.
+ */
+export function runtimesCell(kinds: readonly string[]): string {
+  const shown = kinds.map((k) => k.replace(/[^a-z0-9-]/g, "")).filter((k) => k !== "");
+  return shown.length > 0 ? shown.join(",") : "-";
+}

@@ -85,7 +85,11 @@ export interface MasterContext {
 
 /** The store's nodes as placement sees them. */
 export function nodeViews(ctx: MasterContext): NodeView[] {
-  return ctx.store
-    .listNodes()
-    .map((n) => ({ name: n.name, role: n.role, status: n.status, containers: n.containers }));
+  return ctx.store.listNodes().map((n) => ({
+    name: n.name,
+    role: n.role,
+    status: n.status,
+    containers: n.containers,
+    runtimes: n.runtimes,
+  }));
 }

@@ -20,7 +20,7 @@ import { CallError } from "../../rpc/client.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import { type MasterContext, nodeViews } from "./context.ts";
 import { backendHostname, pickEdgeNode, publicRouteErrors, publicRoutes } from "./edge.ts";
-import { place } from "./placement.ts";
+import { place, runtimeMisfit, runtimeNeeds } from "./placement.ts";
 
 type Step = MessageInitShape<typeof StepResultSchema>;
 export type DeployResult = MessageInitShape<typeof MasterDeployResponseSchema>;
@@ -53,16 +53,25 @@ export function validateSpec(ctx: MasterContext, spec: ServiceSpec | undefined):
   return def;
 }
 
-/** The node for `def`: an existing placement sticks (its data lives there) unless pinned elsewhere. */
+/**
+ * The node for `def`: an existing placement sticks (its data lives there) unless pinned elsewhere,
+ * or unless its node lacks a runtime kind the definition now needs (refused, never moved).
+ */
 function chooseNode(ctx: MasterContext, def: ServiceDef): string {
+  const request = { name: def.name, node: def.node, tier: def.tier, needs: runtimeNeeds(def.components) };
   const existing = ctx.store.getPlacement(def.name);
-  if (existing && (!def.node || def.node === existing.node)) return existing.node;
+  if (existing && (!def.node || def.node === existing.node)) {
+    const view = nodeViews(ctx).find((n) => n.name === existing.node);
+    const misfit = view ? runtimeMisfit(request, view) : null;
+    if (misfit) throw failedPrecondition(misfit);
+    return existing.node;
+  }
   if (existing) {
     throw failedPrecondition(
       `service ${def.name} is placed on ${existing.node}, not ${def.node}: undeploy it first (or migrate)`,
     );
   }
-  const r = place({ name: def.name, node: def.node, tier: def.tier }, nodeViews(ctx));
+  const r = place(request, nodeViews(ctx));
   if ("error" in r) throw failedPrecondition(r.error);
   return r.node;
 }

@@ -18,8 +18,9 @@ import type { ServiceDef } from "../../config/service.ts";
 import type { ImportServiceDataChunkSchema, StepResultSchema } from "../../gen/mcp/v1/mcp_pb.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { AgentClient } from "./agents.ts";
-import type { MasterContext } from "./context.ts";
+import { type MasterContext, nodeViews } from "./context.ts";
 import { canonicalSpec } from "./deploy.ts";
+import { runtimeMisfit, runtimeNeeds } from "./placement.ts";
 import { snapshotFileName, snapshotSettings } from "./snapshots.ts";
 import type { NodeRecord, PlacementRecord } from "./store.ts";
 
@@ -130,6 +131,15 @@ function migrateOne(
     // An unhealthy source is treated as down (disaster recovery): no stop, no cleanup there.
     const sourceAlive = sourceNode !== null && sourceNode.status !== "unhealthy";
     const def = JSON.parse(placement.specJson!) as ServiceDef;
+    // The target must run every runtime kind the service's components need (placement's rule).
+    const targetView = nodeViews(ctx).find((n) => n.name === target);
+    const misfit = targetView
+      ? runtimeMisfit(
+          { name: service, tier: placement.tier, needs: runtimeNeeds(def.components) },
+          targetView,
+        )
+      : null;
+    if (misfit) return [failed(`${service}: validate`, misfit)];
     const m = new Migration(ctx, service, source, target, sourceAlive, steps);
     await m.run(def, force);
     return steps;

@@ -4,11 +4,14 @@
 // another node. A node's role is the master's decision ([registration] roles, else its [[nodes]]
 // entry, else worker): a Register claiming another role is refused, so a compromised worker cannot
 // make itself the master's node (tier-core services, their secrets) or an edge (public routes).
+// Both carry the node's runtime kinds and unikernel accelerator (runtimesReport), stored for
+// placement and `mcp node list`.
 // Order of checks: identity binding and allowlist (PERMISSION_DENIED), input (INVALID_ARGUMENT),
 // the claimed role (PERMISSION_DENIED), per-identity rate limit and max_nodes
 // (RESOURCE_EXHAUSTED), then the store.
 
 import type { Logger } from "pino";
+import { RUNTIME_KINDS } from "../../config/runtime-kind.ts";
 import { parseHostPort } from "../../config/specs.ts";
 import type { McpMasterService } from "../../gen/mcp/v1/mcp_pb.ts";
 import {
@@ -22,7 +25,7 @@ import type { MasterContext } from "./context.ts";
 import { type MasterHealth, masterHealthOf } from "./health.ts";
 import { AGENT_PREFIX, agentNodeOf } from "./policy.ts";
 import { type AgentRateLimits, agentRateLimits } from "./ratelimit.ts";
-import type { MasterStore, NodeRole } from "./store.ts";
+import type { MasterStore, NodeRole, NodeRuntimesInput } from "./store.ts";
 
 export interface RegistrationDeps {
   store: MasterStore;
@@ -43,6 +46,46 @@ function dialable(address: string): string | null {
   } catch {
     return null;
   }
+}
+
+const KINDS: ReadonlySet<string> = new Set(RUNTIME_KINDS);
+const ACCELS: ReadonlySet<string> = new Set(["kvm", "tcg"]);
+const MAX_REASON = 200;
+
+/**
+ * What a Register or Heartbeat says about the node's runtimes, checked (INVALID_ARGUMENT, one
+ * line): known kinds, each once; an accelerator (kvm, tcg) only with the unikernel runtime; a
+ * short printable reason only with an accelerator (operators read it in `mcp node list`). null
+ * when no runtimes are given (an agent that does not report them): what is stored stays.
+ */
+export function runtimesReport(req: {
+  runtimes: readonly string[];
+  unikernelAccel: string;
+  unikernelAccelReason: string;
+}): NodeRuntimesInput | null {
+  const { runtimes, unikernelAccel: accel, unikernelAccelReason: reason } = req;
+  if (runtimes.length === 0) {
+    if (accel || reason) throw invalidArgument("unikernel_accel given without runtimes");
+    return null;
+  }
+  const seen = new Set<string>();
+  for (const k of runtimes) {
+    if (!KINDS.has(k))
+      throw invalidArgument(
+        `runtimes: unknown kind ${JSON.stringify(k)} (expected ${RUNTIME_KINDS.join(", ")})`,
+      );
+    if (seen.has(k)) throw invalidArgument(`runtimes: ${JSON.stringify(k)} given twice`);
+    seen.add(k);
+  }
+  if (accel !== "" && !ACCELS.has(accel))
+    throw invalidArgument(`unikernel_accel must be kvm or tcg, got ${JSON.stringify(accel)}`);
+  if (accel !== "" && !seen.has("unikernel"))
+    throw invalidArgument(`unikernel_accel ${JSON.stringify(accel)} given without the unikernel runtime`);
+  if (reason !== "" && accel === "")
+    throw invalidArgument("unikernel_accel_reason given without unikernel_accel");
+  if (reason.length > MAX_REASON || /\p{Cc}/u.test(reason))
+    throw invalidArgument(`unikernel_accel_reason must be at most ${MAX_REASON} printable characters`);
+  return { runtimes: [...runtimes], unikernelAccel: accel, unikernelAccelReason: reason };
 }
 
 /** The node the caller may speak for; PERMISSION_DENIED when the request names another one. */
@@ -100,6 +143,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
       if (dialable(req.address) === null) {
         throw invalidArgument(`address must be host:port, got ${JSON.stringify(req.address)}`);
       }
+      const runtimes = runtimesReport(req);
       // An empty claim means "whatever the master says"; the refusal's audit line (the
       // interceptor's, at warn) carries this message and the caller.
       const role = deps.roleOf(name);
@@ -128,6 +172,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
         arch: req.arch || prev?.arch || "amd64",
         version: req.version,
       });
+      if (runtimes) store.setNodeRuntimes(name, runtimes);
       if (prev) {
         logger.warn(
           {
@@ -152,6 +197,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
 
     async heartbeat(req, call) {
       const name = boundNode(call, req.name, allowed, "heartbeat");
+      const runtimes = runtimesReport(req);
       limits.heartbeat.take(call.identity.name, "Heartbeat");
       const ok = store.recordHeartbeat(name, {
         containers: req.containers,
@@ -161,6 +207,7 @@ export function registrationHandlersWith(deps: RegistrationDeps): RegistrationHa
       });
       if (!ok)
         throw failedPrecondition(`node ${name} is not registered with this master; call Register first`);
+      if (runtimes) store.setNodeRuntimes(name, runtimes);
       health.heartbeat(name);
       return { acknowledged: true };
     },

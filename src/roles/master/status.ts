@@ -118,6 +118,9 @@ export function nodeInfo(n: NodeRecord): NodeInfo {
     containers: n.containers,
     lastHeartbeat: n.lastHeartbeat ?? "",
     version: n.version,
+    runtimes: n.runtimes ?? [],
+    unikernelAccel: n.unikernelAccel,
+    unikernelAccelReason: n.unikernelAccelReason,
   };
 }
 

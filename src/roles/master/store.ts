@@ -37,6 +37,21 @@ export interface NodeRecord {
   /** ISO-8601, null until the first heartbeat. */
   lastHeartbeat: string | null;
   registeredAt: string;
+  /**
+   * The component runtime kinds the node reported ("container", "unikernel"), refreshed at each
+   * Register and Heartbeat; null until it reported them (placement: only "container" assumed).
+   */
+  runtimes: string[] | null;
+  /** Its unikernel runtime's accelerator ("kvm", "tcg") and why; "" when none reported. */
+  unikernelAccel: string;
+  unikernelAccelReason: string;
+}
+
+/** What a node reports about its runtimes (Register, Heartbeat). */
+export interface NodeRuntimesInput {
+  runtimes: readonly string[];
+  unikernelAccel: string;
+  unikernelAccelReason: string;
 }
 
 export interface HeartbeatInput {
@@ -136,7 +151,18 @@ CREATE TABLE snapshots (
 CREATE INDEX idx_snapshots_service ON snapshots(service_name, created_at DESC);
 `;
 
-export const MASTER_MIGRATIONS: readonly Migration[] = [{ version: 1, sql: V1 }];
+// Version 2: the runtime kinds each node reported (JSON list, NULL = never reported) and its
+// unikernel accelerator, so placement keeps unikernel components on nodes that can run them.
+const V2 = `
+ALTER TABLE nodes ADD COLUMN runtimes TEXT;
+ALTER TABLE nodes ADD COLUMN unikernel_accel TEXT NOT NULL DEFAULT '';
+ALTER TABLE nodes ADD COLUMN unikernel_accel_reason TEXT NOT NULL DEFAULT '';
+`;
+
+export const MASTER_MIGRATIONS: readonly Migration[] = [
+  { version: 1, sql: V1 },
+  { version: 2, sql: V2 },
+];
 
 interface NodeRow {
   name: string;
@@ -152,6 +178,9 @@ interface NodeRow {
   disk_bytes: number;
   last_heartbeat: string | null;
   registered_at: string;
+  runtimes: string | null;
+  unikernel_accel: string;
+  unikernel_accel_reason: string;
 }
 
 interface PlacementRow {
@@ -194,7 +223,22 @@ function nodeOf(r: NodeRow): NodeRecord {
     diskBytes: r.disk_bytes,
     lastHeartbeat: r.last_heartbeat,
     registeredAt: r.registered_at,
+    runtimes: runtimesOf(r.runtimes),
+    unikernelAccel: r.unikernel_accel,
+    unikernelAccelReason: r.unikernel_accel_reason,
   };
+}
+
+/** The stored list; null when never reported (or unreadable: as good as not reported). */
+function runtimesOf(text: string | null): string[] | null {
+  if (text === null) return null;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (Array.isArray(parsed) && parsed.every((k) => typeof k === "string")) return parsed;
+  } catch {
+    // fall through
+  }
+  return null;
 }
 
 const placementOf = (r: PlacementRow): PlacementRecord => ({
@@ -284,6 +328,17 @@ export class MasterStore {
              last_heartbeat = ? WHERE name = ?`,
         )
         .run(h.containers, h.cpuMillicores, h.memoryBytes, h.diskBytes, at, name).changes > 0
+    );
+  }
+
+  /** Stores what the node reported about its runtimes (Register, Heartbeat). False = unknown node. */
+  setNodeRuntimes(name: string, r: NodeRuntimesInput): boolean {
+    return (
+      this.db
+        .query(
+          "UPDATE nodes SET runtimes = ?, unikernel_accel = ?, unikernel_accel_reason = ? WHERE name = ?",
+        )
+        .run(JSON.stringify([...r.runtimes]), r.unikernelAccel, r.unikernelAccelReason, name).changes > 0
     );
   }
 

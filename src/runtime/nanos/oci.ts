@@ -12,7 +12,7 @@
 // renamed to the destination only when complete, and the temp container is removed in every case.
 import { randomBytes } from "node:crypto";
 import { constants as C } from "node:fs";
-import { lstat, mkdtemp, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, lstat, mkdtemp, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { dirSink } from "../../archive/dirsink.ts";
 import { type ExtractResult, extractTar, TarError, TarLimitError } from "../../archive/tar.ts";
@@ -213,7 +213,46 @@ export async function exportRootfs(
   }
 }
 
-/** `<engine> export <name>` piped into a confined extraction under `dir` (stdout never buffered whole). */
+/**
+ * Opens the FIFO `path` for reading (blocks until the writer opens it). A writer that exits without
+ * ever opening it would leave that open blocked: then the FIFO is opened for writing once and closed
+ * by us, which completes the open and reads as an empty (truncated) stream.
+ */
+async function openFifo(path: string, exited: Promise<unknown>): Promise<FileHandle> {
+  let opened = false;
+  const reader = open(path, C.O_RDONLY).then((fh) => {
+    opened = true;
+    return fh;
+  });
+  void exited.then(async () => {
+    for (let i = 0; i < 200 && !opened; i++) {
+      // O_NONBLOCK: ENXIO (no reader in open yet) instead of blocking; retried, bounded.
+      const w = await open(path, C.O_WRONLY | C.O_NONBLOCK).catch(() => null);
+      if (w) {
+        await w.close();
+        return;
+      }
+      await Bun.sleep(25);
+    }
+  });
+  return reader;
+}
+
+async function* readChunks(fh: FileHandle): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const buf = new Uint8Array(256 * 1024);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * `<engine> export <name>` streamed into a confined extraction under `dir` (never buffered whole).
+ * Docker writes the tar to its stdout. Podman (4.x) opens "/dev/stdout" by path, which fails on the
+ * socket Bun gives a child as its stdout pipe (ENXIO), so podman writes into a FIFO in a private
+ * temp directory beside `dir` instead (`-o <fifo>`).
+ */
 async function streamExport(
   engine: EngineCli,
   name: string,
@@ -221,75 +260,90 @@ async function streamExport(
   dir: string,
   limits: ExportLimits,
 ): Promise<ExportResult> {
-  const argv = argvOf(engine, ["export", name]);
-  let proc: ReturnType<typeof Bun.spawn<"ignore", "pipe", "pipe">>;
-  try {
-    proc = Bun.spawn(argv, {
-      ...(engine.env ? { env: { ...process.env, ...engine.env } } : {}),
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-  } catch (e) {
-    throw new OciError(`cannot execute ${engine.binary}: ${(e as Error).message}`);
-  }
-  const stderr = readBounded(proc.stderr, STDERR_KEEP);
-  const timeoutMs = limits.timeoutMs ?? DEFAULT_EXPORT_TIMEOUT_MS;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    proc.kill("SIGKILL");
-  }, timeoutMs);
-  // One iterator over stdout, shared by the extraction and the drain after it.
-  const it = proc.stdout[Symbol.asyncIterator]();
-  const src: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => it.next() }) };
   const what = `${binName(engine)} export of ${image}`;
+  const fifoDir = engine.engine === "podman" ? await mkdtemp(`${dir}.fifo-`) : null;
+  const fifo = fifoDir ? join(fifoDir, "export.tar") : null;
+  let fifoFh: FileHandle | null = null;
   try {
-    const root = await open(dir, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-    const sink = dirSink(root);
-    let res: ExportResult;
+    if (fifo) {
+      const mk = await run(["mkfifo", "-m", "600", fifo], { timeoutMs: 10_000 });
+      if (mk.code !== 0) throw new OciError(`cannot make a FIFO for ${what}: ${stderrSummary(mk.stderr)}`);
+    }
+    const argv = argvOf(engine, fifo ? ["export", "-o", fifo, name] : ["export", name]);
+    let proc: ReturnType<typeof Bun.spawn<"ignore", "pipe", "pipe">>;
     try {
-      res = await extractTar(src, sink, {
-        links: true,
-        ownerAccess: true,
-        maxBytes: limits.maxBytes ?? DEFAULT_EXPORT_MAX_BYTES,
-        maxEntries: limits.maxEntries ?? DEFAULT_EXPORT_MAX_ENTRIES,
+      proc = Bun.spawn(argv, {
+        ...(engine.env ? { env: { ...process.env, ...engine.env } } : {}),
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
       });
     } catch (e) {
+      throw new OciError(`cannot execute ${engine.binary}: ${(e as Error).message}`);
+    }
+    const stdout = fifo ? readBounded(proc.stdout, STDERR_KEEP) : null;
+    const stderr = readBounded(proc.stderr, STDERR_KEEP);
+    const timeoutMs = limits.timeoutMs ?? DEFAULT_EXPORT_TIMEOUT_MS;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
       proc.kill("SIGKILL");
+    }, timeoutMs);
+    try {
+      if (fifo) fifoFh = await openFifo(fifo, proc.exited);
+      // One iterator over the bytes, shared by the extraction and the drain after it.
+      const it = fifoFh ? readChunks(fifoFh) : proc.stdout[Symbol.asyncIterator]();
+      const src: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => ({ next: () => it.next() }) };
+      const root = await open(dir, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
+      const sink = dirSink(root);
+      let res: ExportResult;
+      try {
+        res = await extractTar(src, sink, {
+          links: true,
+          ownerAccess: true,
+          maxBytes: limits.maxBytes ?? DEFAULT_EXPORT_MAX_BYTES,
+          maxEntries: limits.maxEntries ?? DEFAULT_EXPORT_MAX_ENTRIES,
+        });
+      } catch (e) {
+        proc.kill("SIGKILL");
+        const code = await proc.exited;
+        if (timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
+        if (e instanceof TarLimitError) throw new OciError(`${what} refused: ${e.message}`);
+        // A cut stream is usually the engine failing: its own error says more than "truncated".
+        const err = stderrSummary(await stderr);
+        if (code !== 0 && err && !(e instanceof TarError && !/truncated/.test(e.message)))
+          throw new OciError(`${what} failed (exit ${code}): ${err}`);
+        if (e instanceof TarError) throw new OciError(`${what} refused: ${e.message}`);
+        throw e;
+      } finally {
+        await sink.close();
+        await root.close();
+      }
+      // What follows the end-of-archive marker (record padding) is read and dropped, bounded.
+      let trailing = 0;
+      for (;;) {
+        const r = await it.next().catch(() => ({ done: true as const, value: undefined }));
+        if (r.done) break;
+        trailing += r.value.length;
+        if (trailing > MAX_TRAILING_BYTES) {
+          proc.kill("SIGKILL");
+          await proc.exited;
+          throw new OciError(`${what}: more than ${MAX_TRAILING_BYTES} bytes after the end of the archive`);
+        }
+      }
       const code = await proc.exited;
       if (timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
-      if (e instanceof TarLimitError) throw new OciError(`${what} refused: ${e.message}`);
-      // A cut stream is usually the engine failing: its own error says more than "truncated".
-      const err = stderrSummary(await stderr);
-      if (code !== 0 && err && !(e instanceof TarError && !/truncated/.test(e.message)))
-        throw new OciError(`${what} failed (exit ${code}): ${err}`);
-      if (e instanceof TarError) throw new OciError(`${what} refused: ${e.message}`);
-      throw e;
+      if (code !== 0)
+        throw new OciError(`${what} failed (exit ${code}): ${stderrSummary(await stderr) || "(no stderr)"}`);
+      await stdout;
+      return res;
     } finally {
-      await sink.close();
-      await root.close();
+      clearTimeout(timer);
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      await proc.exited;
     }
-    // What follows the end-of-archive marker (record padding) is read and dropped, bounded.
-    let trailing = 0;
-    for (;;) {
-      const r = await it.next().catch(() => ({ done: true as const, value: undefined }));
-      if (r.done) break;
-      trailing += r.value.length;
-      if (trailing > MAX_TRAILING_BYTES) {
-        proc.kill("SIGKILL");
-        await proc.exited;
-        throw new OciError(`${what}: more than ${MAX_TRAILING_BYTES} bytes after the end of the archive`);
-      }
-    }
-    const code = await proc.exited;
-    if (timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
-    if (code !== 0)
-      throw new OciError(`${what} failed (exit ${code}): ${stderrSummary(await stderr) || "(no stderr)"}`);
-    return res;
   } finally {
-    clearTimeout(timer);
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-    await proc.exited;
+    await fifoFh?.close().catch(() => {});
+    if (fifoDir) await rm(fifoDir, { recursive: true, force: true }).catch(() => {});
   }
 }

@@ -1,6 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { masterNodeOf, type NodeView, place } from "../../../src/roles/master/placement.ts";
+import {
+  masterNodeOf,
+  type NodeView,
+  place,
+  type RuntimeNeed,
+  runtimeMisfit,
+  runtimeNeeds,
+} from "../../../src/roles/master/placement.ts";
 
 const nodeArb = fc.record({
   name: fc.stringMatching(/^[a-z][a-z0-9]{0,5}$/),
@@ -84,6 +91,167 @@ describe("place", () => {
     });
     expect(place({ name: "a", tier: "worker" }, [])).toEqual({
       error: "service a: no worker node is registered",
+    });
+  });
+});
+
+// Runtime kinds: nodes report theirs (null = never reported: "container" only is assumed).
+const kindsArb = fc.option(fc.subarray(["container", "unikernel"]), { nil: null });
+const rtNodeArb = fc.record({
+  name: fc.stringMatching(/^[a-z][a-z0-9]{0,5}$/),
+  role: fc.constantFrom("worker", "edge", "master") as fc.Arbitrary<NodeView["role"]>,
+  status: fc.constantFrom("healthy", "unhealthy", "unknown") as fc.Arbitrary<NodeView["status"]>,
+  containers: fc.nat(20),
+  runtimes: kindsArb,
+});
+const rtNodesArb = fc.uniqueArray(rtNodeArb, { selector: (n) => n.name, maxLength: 8 });
+const needsArb = fc.array(
+  fc.record({
+    component: fc.constantFrom("web", "vm", "api"),
+    kind: fc.constantFrom("container", "unikernel"),
+  }),
+  { maxLength: 3 },
+);
+const fits = (n: NodeView, needs: readonly RuntimeNeed[]) =>
+  needs.every((x) => (n.runtimes ?? ["container"]).includes(x.kind));
+
+describe("place by runtime kinds", () => {
+  test("automatic placement: the least busy healthy worker among those with every needed kind", () => {
+    fc.assert(
+      fc.property(rtNodesArb, needsArb, (nodes, needs) => {
+        const svc = { name: "svc", tier: "worker", needs };
+        const r = place(svc, nodes);
+        expect(place(svc, [...nodes].reverse())).toEqual(r);
+        const eligible = nodes.filter((n) => n.role === "worker" && n.status === "healthy" && fits(n, needs));
+        if (eligible.length === 0) {
+          expect("error" in r).toBe(true);
+          return;
+        }
+        if (!("node" in r)) throw new Error("expected a node");
+        const chosen = nodes.find((n) => n.name === r.node)!;
+        expect(fits(chosen, needs)).toBe(true);
+        const min = Math.min(...eligible.map((n) => n.containers));
+        const tied = eligible
+          .filter((n) => n.containers === min)
+          .map((n) => n.name)
+          .sort();
+        expect(chosen.name).toBe(tied[0]!);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("a unikernel component never lands on a node that did not report the unikernel runtime", () => {
+    fc.assert(
+      fc.property(rtNodesArb, fc.constantFrom("core", "worker"), fc.option(fc.nat(10)), (nodes, tier, i) => {
+        const node = i === null || nodes.length === 0 ? undefined : nodes[i % nodes.length]!.name;
+        const needs = [
+          { component: "web", kind: "container" },
+          { component: "vm", kind: "unikernel" },
+        ];
+        const r = place({ name: "s", tier, needs, ...(node ? { node } : {}) }, nodes);
+        if ("node" in r) expect(nodes.find((n) => n.name === r.node)!.runtimes ?? []).toContain("unikernel");
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("pinned or core: refused with one line naming the component and the node's runtimes", () => {
+    fc.assert(
+      fc.property(rtNodesArb, needsArb, fc.nat(10), (nodes, needs, i) => {
+        if (nodes.length === 0) return;
+        const target = nodes[i % nodes.length]!;
+        for (const r of [
+          place({ name: "s", node: target.name, tier: "worker", needs }, nodes),
+          place({ name: "s", tier: "core", needs }, nodes, target.name),
+        ]) {
+          if (target.status === "unhealthy") {
+            expect("error" in r).toBe(true);
+          } else if (fits(target, needs)) {
+            expect(r).toEqual({ node: target.name });
+          } else {
+            const missing = needs.find((x) => !(target.runtimes ?? ["container"]).includes(x.kind))!;
+            expect(r).toEqual({ error: runtimeMisfit({ name: "s", tier: "worker", needs }, target)! });
+            if (!("error" in r)) throw new Error("expected an error");
+            expect(r.error).toStartWith(
+              `service s: component ${missing.component} runs as a ${missing.kind}; `,
+            );
+            expect(r.error).not.toContain("\n");
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("containers only: the same as before runtimes were known, whatever nodes reported or not", () => {
+    fc.assert(
+      fc.property(nodesArb, fc.nat(3), (nodes, k) => {
+        const needs = Array.from({ length: k }, (_, j) => ({ component: `c${j}`, kind: "container" }));
+        const unreported = nodes.map((n) => ({ ...n, runtimes: null }));
+        const reported = nodes.map((n) => ({ ...n, runtimes: ["container"] }));
+        for (const tier of ["worker", "core"]) {
+          const before = place({ name: "s", tier }, nodes);
+          expect(place({ name: "s", tier, needs }, unreported)).toEqual(before);
+          expect(place({ name: "s", tier, needs }, reported)).toEqual(before);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("runtimeNeeds reads legacy words and an empty kind as container", () => {
+    expect(
+      runtimeNeeds([
+        { name: "a", runtime: "podman" },
+        { name: "b", runtime: "" },
+        { name: "c" },
+        { name: "vm", runtime: "unikernel" },
+      ]),
+    ).toEqual([
+      { component: "a", kind: "container" },
+      { component: "b", kind: "container" },
+      { component: "c", kind: "container" },
+      { component: "vm", kind: "unikernel" },
+    ]);
+  });
+
+  test("examples", () => {
+    const nodes: NodeView[] = [
+      { name: "hub", role: "master", status: "healthy", containers: 0, runtimes: ["container"] },
+      { name: "a", role: "worker", status: "healthy", containers: 0, runtimes: ["container"] },
+      { name: "b", role: "worker", status: "healthy", containers: 5, runtimes: ["container", "unikernel"] },
+      { name: "c", role: "worker", status: "healthy", containers: 0, runtimes: null },
+    ];
+    const needs = runtimeNeeds([
+      { name: "web", runtime: "container" },
+      { name: "vm", runtime: "unikernel" },
+    ]);
+    expect(place({ name: "web", tier: "worker", needs }, nodes)).toEqual({ node: "b" });
+    expect(place({ name: "web", tier: "worker" }, nodes)).toEqual({ node: "a" });
+    expect(place({ name: "web", tier: "worker", node: "a", needs }, nodes)).toEqual({
+      error: 'service web: component vm runs as a unikernel; node "a" has runtimes container',
+    });
+    expect(place({ name: "web", tier: "worker", node: "c", needs }, nodes)).toEqual({
+      error: 'service web: component vm runs as a unikernel; node "c" has not reported its runtimes yet',
+    });
+    expect(place({ name: "web", tier: "core", needs }, nodes)).toEqual({
+      error: 'service web: component vm runs as a unikernel; node "hub" has runtimes container',
+    });
+    expect(place({ name: "web", tier: "worker", needs }, nodes.slice(0, 2).concat(nodes[3]!))).toEqual({
+      error:
+        "service web: component vm runs as a unikernel; no healthy worker node has that runtime (a: container; c: not reported)",
+    });
+    const many: NodeView[] = Array.from({ length: 8 }, (_, i) => ({
+      name: `w${i}`,
+      role: "worker",
+      status: "healthy",
+      containers: 0,
+      runtimes: ["container"],
+    }));
+    expect(place({ name: "web", tier: "worker", needs }, many)).toEqual({
+      error:
+        "service web: component vm runs as a unikernel; no healthy worker node has that runtime (w0: container; w1: container; w2: container; w3: container; w4: container; 3 more)",
     });
   });
 });

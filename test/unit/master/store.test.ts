@@ -1,8 +1,15 @@
+import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type MasterStore, MasterStoreError, openMasterStore } from "../../../src/roles/master/store.ts";
+import {
+  MASTER_MIGRATIONS,
+  type MasterStore,
+  MasterStoreError,
+  openMasterStore,
+} from "../../../src/roles/master/store.ts";
+import { migrateSchema } from "../../../src/util/sqlite.ts";
 
 const dirs: string[] = [];
 const stores: MasterStore[] = [];
@@ -24,7 +31,7 @@ afterEach(() => {
 });
 
 describe("master store", () => {
-  test("opens in WAL mode at schema version 1, reopens idempotently", () => {
+  test("opens in WAL mode at schema version 2, reopens idempotently", () => {
     const { store, path } = fresh();
     const mode = store.db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get();
     expect(mode?.journal_mode).toBe("wal");
@@ -33,7 +40,72 @@ describe("master store", () => {
     const again = openMasterStore(path);
     stores.push(again);
     const v = again.db.query<{ v: number }, []>("SELECT max(version) AS v FROM schema_migrations").get();
-    expect(v?.v).toBe(1);
+    expect(v?.v).toBe(2);
+  });
+
+  test("a version-1 database migrates to 2: nodes kept, their runtimes not reported yet", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-master-store-"));
+    dirs.push(dir);
+    const path = join(dir, "master.db");
+    const old = new Database(path, { create: true });
+    migrateSchema(old, MASTER_MIGRATIONS, 1, (m) => new Error(m), "master database");
+    old
+      .query("INSERT INTO nodes (name, role, address, arch, version, containers) VALUES (?, ?, ?, ?, ?, ?)")
+      .run("rift", "worker", "127.0.0.1:1", "amd64", "1.0", 3);
+    old.close();
+    const store = openMasterStore(path);
+    stores.push(store);
+    expect(store.getNode("rift")).toMatchObject({
+      address: "127.0.0.1:1",
+      version: "1.0",
+      containers: 3,
+      runtimes: null,
+      unikernelAccel: "",
+      unikernelAccelReason: "",
+    });
+    const v = store.db.query<{ v: number }, []>("SELECT max(version) AS v FROM schema_migrations").get();
+    expect(v?.v).toBe(2);
+  });
+
+  test("node runtimes: null until reported, replaced by each report, kept by registration updates", () => {
+    const { store, path } = fresh();
+    store.upsertNode({ name: "rift", role: "worker", address: "127.0.0.1:1", arch: "amd64" });
+    expect(store.getNode("rift")?.runtimes).toBeNull();
+    const uni = {
+      runtimes: ["container", "unikernel"],
+      unikernelAccel: "tcg",
+      unikernelAccelReason: "/dev/kvm missing",
+    };
+    expect(store.setNodeRuntimes("rift", uni)).toBe(true);
+    expect(store.getNode("rift")).toMatchObject({
+      runtimes: ["container", "unikernel"],
+      unikernelAccel: "tcg",
+      unikernelAccelReason: "/dev/kvm missing",
+    });
+    // Re-registration (address change) and heartbeats do not touch what was reported.
+    store.upsertNode({ name: "rift", role: "worker", address: "127.0.0.1:2", arch: "amd64" });
+    store.recordHeartbeat("rift", { containers: 1, cpuMillicores: 0, memoryBytes: 0, diskBytes: 0 });
+    expect(store.getNode("rift")?.runtimes).toEqual(["container", "unikernel"]);
+    expect(
+      store.setNodeRuntimes("rift", {
+        runtimes: ["container"],
+        unikernelAccel: "",
+        unikernelAccelReason: "",
+      }),
+    ).toBe(true);
+    store.close();
+    stores.pop();
+    const again = openMasterStore(path);
+    stores.push(again);
+    expect(again.getNode("rift")).toMatchObject({
+      runtimes: ["container"],
+      unikernelAccel: "",
+      unikernelAccelReason: "",
+    });
+    expect(again.setNodeRuntimes("nope", uni)).toBe(false);
+    // A corrupt stored list reads as not reported (never as a runtime the node may not have).
+    again.db.query("UPDATE nodes SET runtimes = ? WHERE name = ?").run('["container", 7]', "rift");
+    expect(again.getNode("rift")?.runtimes).toBeNull();
   });
 
   test("nodes: upsert keeps status, heartbeat data and a known version", () => {
