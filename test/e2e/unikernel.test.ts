@@ -420,8 +420,9 @@ describe("a unikernel service (compiled binary, real QEMU, Nanos)", () => {
     expect(await listening(hostPort)).toBe(false);
     expect((await psRows(SVC))[0]).toMatchObject({ desired: "stopped" });
     // A stopped VM keeps its state dir (serial log for `mcp logs`, like a stopped container) but
-    // nothing that says it runs: no pid file.
-    expect(vmStateDirs(VM).filter((d) => existsSync(join(d, "qemu.pid")))).toEqual([]);
+    // nothing of a running QEMU: no pid file, no QMP socket.
+    const dirs = vmStateDirs(VM);
+    expect(dirs.flatMap((d) => ["qemu.pid", "qmp.sock"].filter((f) => existsSync(join(d, f))))).toEqual([]);
     await mcpOk(["start", SVC], 120_000);
     expect(await get200(hostPort, "/file/new.txt")).toBe("new file\n");
     onlyQemu(VM);
@@ -617,7 +618,7 @@ describe("recover and undeploy", () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
     await registry?.stop();
     registry = null;
-    const r = await agent.mcp(["agent", "recover", "--service", SVC], { timeoutMs: 120_000 });
+    const r = await agent.mcp(["agent", "recover"], { timeoutMs: 120_000 });
     expect(r.stderr).toBe("");
     expect(r.code, r.stdout).toBe(0);
     expect(await get200(hostPort, "/file/new.txt")).toBe("new file\n");

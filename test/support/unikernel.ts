@@ -2,7 +2,7 @@
 // repository), the fixture HTTP server (test/fixtures/unikernel/httpd.c) built with `gcc -static` into
 // FROM scratch OCI images pushed to a test registry, and the agent's `[runtimes.unikernel]` table.
 // Images are built once per test process and registry (cached promises): CI time matters.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -71,7 +71,7 @@ export function httpdBinary(): Promise<string> {
   binary ??= (async () => {
     requireTools();
     const dir = await mkdtemp(join(tmpdir(), "mcp-httpd-"));
-    process.on("exit", () => Bun.spawnSync(["rm", "-rf", dir]));
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
     const out = join(dir, "httpd");
     const cc = await run(["gcc", "-static", "-O2", "-o", out, HTTPD_SOURCE], { timeoutMs: 120_000 });
     if (cc.code !== 0)
