@@ -2,7 +2,7 @@
 // repository), the fixture HTTP server (test/fixtures/unikernel/httpd.c) built with `gcc -static` into
 // FROM scratch OCI images pushed to a test registry, and the agent's `[runtimes.unikernel]` table.
 // Images are built once per test process and registry (cached promises): CI time matters.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -71,7 +71,7 @@ export function httpdBinary(): Promise<string> {
   binary ??= (async () => {
     requireTools();
     const dir = await mkdtemp(join(tmpdir(), "mcp-httpd-"));
-    process.on("exit", () => Bun.spawnSync(["rm", "-rf", dir]));
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
     const out = join(dir, "httpd");
     const cc = await run(["gcc", "-static", "-O2", "-o", out, HTTPD_SOURCE], { timeoutMs: 120_000 });
     if (cc.code !== 0)
@@ -152,11 +152,20 @@ async function buildImage(registry: string, tag: string, variant: HttpdVariant):
       join(ctx, "Containerfile"),
       `FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ${JSON.stringify([entry])}\n`,
     );
-    const b = await podman("build", "-q", "-t", local, "-f", join(ctx, "Containerfile"), ctx);
-    if (b.code !== 0) throw new Error(`podman build of ${local} failed (${b.code}): ${b.stderr}`);
     const ref = `${registry}/${REPO_NAMES[variant]}:${tag}`;
-    await pushToRegistry(local, ref);
-    return ref;
+    // Pushed by the image ID `build -q` prints. Seen once under parallel load: the tag was unknown to
+    // the push right after a successful build; one more build+push then (bounded: two attempts).
+    for (let attempt = 1; ; attempt++) {
+      const b = await podman("build", "-q", "-t", local, "-f", join(ctx, "Containerfile"), ctx);
+      if (b.code !== 0) throw new Error(`podman build of ${local} failed (${b.code}): ${b.stderr}`);
+      const id = b.stdout.trim().split("\n").pop() ?? "";
+      try {
+        await pushToRegistry(/^[0-9a-f]{64}$/.test(id) ? id : local, ref);
+        return ref;
+      } catch (e) {
+        if (attempt >= 2) throw e;
+      }
+    }
   } finally {
     await podman("rmi", "--force", "--ignore", local);
     await rm(ctx, { recursive: true, force: true });
