@@ -12,7 +12,7 @@ import { stateFiles } from "../../src/runtime/nanos/qemu.ts";
 import { mcpBinary } from "../../test/support/binary.ts";
 import { freePort, podman, podmanEnv, startRegistry } from "../../test/support/env.ts";
 import { startLocalAgent } from "../../test/support/local-agent.ts";
-import { buildHttpdImage, nanosDir, QEMU, qemuPidsNamed } from "../../test/support/unikernel.ts";
+import { buildHttpdImage, nanosDir, qemuPidsNamed } from "../../test/support/unikernel.ts";
 import { abRounds, type Bench, type Measure, measure, timeSpawn } from "./lib.ts";
 
 const SVC = "mcpbench-vm";

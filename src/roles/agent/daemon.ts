@@ -17,7 +17,6 @@ import { checkBindAddress } from "../../rpc/server.ts";
 import { DockerRuntime } from "../../runtime/docker.ts";
 import { engineImageSource } from "../../runtime/nanos/image-source.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
-import type { Runtime } from "../../runtime/runtime.ts";
 import { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import { runUntilSignal } from "../../util/daemon.ts";
 import { startAgent } from "./agent.ts";
