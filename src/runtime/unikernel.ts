@@ -478,7 +478,8 @@ export class UnikernelRuntime implements Runtime {
     void exited.then((x) => {
       ended = x;
       if (this.children.get(rec.name) === child) this.children.delete(rec.name);
-      void this.onExit(rec.name, pid, exitCodeOf(x.status, x.signal));
+      // A closed runtime (an agent shutting down) leaves the VM's state to the next one.
+      if (!this.closed) void this.onExit(rec.name, pid, exitCodeOf(x.status, x.signal));
     });
     const why = await this.waitBoot(dir, () => ended);
     if (why) {

@@ -1,0 +1,204 @@
+// The unikernel runtime (src/runtime/unikernel.ts) against real QEMU (TCG here), the Nanos files and
+// podman's image store: exit codes from isa-debug-exit, the restart policy kept by the runtime
+// (on-failure:N counts, "no" leaves it down, a stop is never undone by the policy), and VMs found
+// again by a second runtime over the same state directory (an agent restart): running, then their
+// exit noticed by pid and the policy applied. The image is the fixture server (test/fixtures/
+// unikernel/httpd.c) in a FROM scratch image built locally; no registry needed.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { engineImageSource } from "../../src/runtime/nanos/image-source.ts";
+import { PodmanRuntime } from "../../src/runtime/podman.ts";
+import type { ContainerSpec } from "../../src/runtime/runtime.ts";
+import { UnikernelRuntime } from "../../src/runtime/unikernel.ts";
+import { freePort, podman, podmanEnv } from "../support/env.ts";
+import { httpdBinary, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel.ts";
+
+const RUN = Math.random().toString(36).slice(2, 8);
+const IMAGE = `localhost/mcp-test-ukrt-${RUN}:1`;
+let work = "";
+let state = "";
+let pod: PodmanRuntime;
+const runtimes: UnikernelRuntime[] = [];
+
+function runtime(): UnikernelRuntime {
+  const dir = nanosDir();
+  const u = new UnikernelRuntime({
+    nanosDir: dir,
+    mkfs: join(dir, "mkfs"),
+    qemu: QEMU,
+    accel: "auto",
+    stateDir: state,
+    images: engineImageSource(pod, pod.cli()),
+  });
+  runtimes.push(u);
+  return u;
+}
+
+function spec(name: string, port: number, restart: string): ContainerSpec {
+  return {
+    name,
+    image: IMAGE,
+    network: "user",
+    user: "",
+    restart,
+    ports: [`127.0.0.1:${port}:8080`],
+    volumes: [],
+    env: ["PORT=8080"],
+    cmd: [],
+    memory: "",
+    vcpus: 0,
+    runtime: "unikernel",
+  };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** GET until a 200 (slirp accepts before the guest listens). */
+const served = (port: number, path = "/") =>
+  waitFor(`GET ${path} on ${port}`, async () => {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(500) });
+      return r.status === 200 ? await r.text() : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+
+/** Asks the program to exit with `code` (its answer may be cut short by the exit). */
+async function quit(port: number, code: number): Promise<void> {
+  await fetch(`http://127.0.0.1:${port}/quit/${code}`, { signal: AbortSignal.timeout(2000) }).catch(() => {});
+}
+
+const info = async (u: UnikernelRuntime, name: string) => (await u.list()).find((c) => c.name === name);
+
+beforeAll(async () => {
+  const pe = await podmanEnv();
+  for (const [k, v] of Object.entries(pe.env)) process.env[k] = v;
+  pod = new PodmanRuntime({ binary: "podman", globalArgs: pe.globalArgs, api: false });
+  work = mkdtempSync(join(tmpdir(), "mcp-ukrt-"));
+  state = join(work, "state");
+  const ctx = join(work, "ctx");
+  mkdirSync(join(ctx, "rootfs"), { recursive: true });
+  copyFileSync(await httpdBinary(), join(ctx, "rootfs", "httpd"));
+  chmodSync(join(ctx, "rootfs", "httpd"), 0o755);
+  writeFileSync(join(ctx, "Containerfile"), 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/httpd"]\n');
+  const b = await podman("build", "-q", "-t", IMAGE, "-f", join(ctx, "Containerfile"), ctx);
+  if (b.code !== 0) throw new Error(`podman build failed: ${b.stderr}`);
+}, 120_000);
+
+afterAll(async () => {
+  for (const u of runtimes) {
+    for (const c of await u.list()) await u.remove(c.name, true).catch(() => {});
+    u.close();
+  }
+  for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again"])
+    for (const pid of qemuPidsNamed(`${name}-${RUN}`)) process.kill(pid, "SIGKILL");
+  await podman("rmi", "--force", "--ignore", IMAGE);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
+  test("on-failure:1: exit 3 is recorded, restarted once, then left exited", async () => {
+    const u = runtime();
+    const name = `ukrt-fail-${RUN}`;
+    const port = await freePort();
+    await u.run(spec(name, port, "on-failure:1"));
+    await served(port);
+    const first = (await info(u, name))!.startedAt!.getTime();
+    await quit(port, 3);
+    // Restarted by the runtime (a later start time) and serving again.
+    await waitFor("the policy restart", async () => {
+      const c = await info(u, name);
+      return c?.state === "running" && c.startedAt!.getTime() > first ? c : undefined;
+    });
+    await served(port);
+    await quit(port, 3);
+    const down = await waitFor("the second exit", async () => {
+      const c = await info(u, name);
+      return c?.state === "exited" ? c : undefined;
+    });
+    expect(down.exitCode).toBe(3);
+    // on-failure:1 allows one restart: it stays down.
+    await Bun.sleep(2500);
+    expect((await info(u, name))?.state).toBe("exited");
+    expect(qemuPidsNamed(name)).toEqual([]);
+    // A stopped VM keeps its spec and log, not its run files.
+    const vm = join(state, "vms", name);
+    expect(existsSync(join(vm, "qmp.sock"))).toBe(false);
+    expect(existsSync(join(vm, "qemu.pid"))).toBe(false);
+    expect(readFileSync(join(vm, "serial.log"), "utf8")).toContain("listening on 8080");
+    await u.remove(name);
+    expect(existsSync(vm)).toBe(false);
+  }, 60_000);
+
+  test('restart "no": exit 0 stays exited with code 0; a stop is never undone by "always"', async () => {
+    const u = runtime();
+    const name = `ukrt-no-${RUN}`;
+    const port = await freePort();
+    await u.run(spec(name, port, "no"));
+    await served(port);
+    await quit(port, 0);
+    const c = await waitFor("the exit", async () => {
+      const x = await info(u, name);
+      return x?.state === "exited" ? x : undefined;
+    });
+    expect(c.exitCode).toBe(0);
+    await u.remove(name);
+
+    await u.run(spec(name, port, "always"));
+    await served(port);
+    await u.stop(name, 10);
+    const stopped = await info(u, name);
+    expect(stopped?.state).toBe("exited");
+    // system_powerdown: the program got SIGTERM and its exit (15) came back through isa-debug-exit.
+    expect(stopped?.exitCode).toBe(15);
+    await Bun.sleep(2000);
+    expect((await info(u, name))?.state).toBe("exited");
+    expect(qemuPidsNamed(name)).toEqual([]);
+    await u.remove(name);
+  }, 60_000);
+
+  test("a second runtime over the same state (an agent restart) finds the VM, notices its death, applies the policy", async () => {
+    const a = runtime();
+    const name = `ukrt-again-${RUN}`;
+    const port = await freePort();
+    await a.run(spec(name, port, "always"));
+    await served(port);
+    a.close(); // the old agent is gone; its VM is not
+    const b = runtime();
+    const found = await info(b, name);
+    expect(found?.state).toBe("running");
+    const [pid] = qemuPidsNamed(name);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid!, "SIGKILL");
+    // Not b's child: noticed by its pid watch, exit code unknown, restarted per "always".
+    const back = await waitFor("the restart by the new runtime", async () => {
+      const pids = qemuPidsNamed(name);
+      return pids.length === 1 && pids[0] !== pid ? pids[0] : undefined;
+    });
+    expect(back).not.toBe(pid);
+    await served(port);
+    expect((await info(b, name))?.state).toBe("running");
+    await b.remove(name, true);
+    expect(qemuPidsNamed(name)).toEqual([]);
+  }, 60_000);
+});
