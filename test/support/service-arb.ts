@@ -82,7 +82,36 @@ export const componentArb: fc.Arbitrary<ComponentDef> = fc
       });
     }),
   })
-  .map(clean);
+  .map(clean)
+  .map(asRunnable);
+
+/**
+ * A unikernel component keeps only what a Nanos VM can honour (config/unikernel.ts): user
+ * networking when it has ports or routes, no user, bind volumes without options, at least 32 MiB.
+ */
+const mib = (m: string) => Number(m.slice(0, -1)) * (m.endsWith("G") ? 1024 : 1);
+
+function asRunnable(c: ComponentDef): ComponentDef {
+  if (c.runtime !== "unikernel") return c;
+  const hasPorts = c.ports.length > 0 || c.routes.length > 0;
+  return {
+    ...c,
+    network: hasPorts ? "user" : c.network === "user" ? "user" : "",
+    user: "",
+    ports: c.ports.filter((p) => !p.startsWith("[")),
+    volumes: [
+      ...new Set(
+        c.volumes
+          .filter((v) => v.startsWith("/"))
+          .map((v) => v.split(":").slice(0, 2))
+          .filter(([, target]) => target !== "/" && !/(^|\/)\.\.?(\/|$)/.test(target!))
+          .map((parts) => parts.join(":")),
+      ),
+    ],
+    ...(c.memory !== undefined && mib(c.memory) < 32 ? { memory: "32M" } : {}),
+    ...(c.health?.type === "exec" ? { health: undefined } : {}),
+  };
+}
 
 export const serviceArb: fc.Arbitrary<ServiceDef> = fc
   .record({

@@ -35,7 +35,9 @@ const freshRegistry = (): Registry => openRegistry(join(dir, `r${++n}.db`));
 
 // Every component key is written, none at its default. `api` is what the captured fixture ran
 // (podman run ... --network mcp-shape-net --memory 64m --cpus 1 ...); `vm` covers the other
-// runtime and health kind.
+// runtime and health kind (tcp; exec is the wire arbitraries' below, a unikernel has no exec),
+// with what a unikernel may set: user networking, a baked read-only
+// host directory, no user).
 const FILE = `
 name = "shop"
 node = "rift"
@@ -84,11 +86,10 @@ start_period = "1m30s"
 [[components]]
 name = "vm"
 image = "mcr.example.net/shop-vm:v2"
-network = "host"
-user = "1000"
+network = "user"
 restart = "always"
-ports = ["[::1]:7000:7000"]
-volumes = ["shopdata:/var/lib/shop:Z"]
+ports = ["127.0.0.1:7000:7000"]
+volumes = ["/srv/shop:/srv/shop:ro"]
 cmd = ["--serve"]
 env = ["EMPTY=", "B=x=y"]
 runtime = "unikernel"
@@ -100,8 +101,8 @@ port = 443
 mode = "l7"
 
 [components.health]
-type = "exec"
-cmd = ["/bin/check", "--quick"]
+type = "tcp"
+port = 7000
 `;
 
 const def = parseServiceDef(parse(FILE), "shop.toml").def;
@@ -117,7 +118,8 @@ describe("the fully populated component", () => {
     for (const c of def.components) {
       expect(Object.keys(c).sort()).toEqual(Object.keys(componentShape).sort());
       expect(c.network).not.toBe("");
-      expect(c.user).not.toBe("");
+      // A Nanos VM has no users: the one key a unikernel must leave at its default.
+      if (c.runtime !== "unikernel") expect(c.user).not.toBe("");
       expect(c.restart).not.toBe("unless-stopped");
       for (const list of [c.ports, c.volumes, c.cmd, c.env, c.routes]) expect(list.length).toBeGreaterThan(0);
     }
@@ -433,15 +435,18 @@ const healthFor = (c: ComponentDef): fc.Arbitrary<ComponentDef["health"]> => {
           fc.record({ route: fc.constantFrom(...named) }),
         )
       : fc.record({ port: fc.integer({ min: 1, max: 65535 }) });
+  const exec = fc.record({
+    type: fc.constant("exec" as const),
+    ...common,
+    cmd: fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 3 }),
+  });
+  const tcp = fc
+    .tuple(fc.record({ type: fc.constant("tcp" as const), ...common }), target)
+    .map(([h, t]) => ({ ...h, ...t }));
+  // A unikernel has no exec (config/unikernel.ts): its checks are tcp or http.
   return fc.oneof(
-    fc.record({
-      type: fc.constant("exec" as const),
-      ...common,
-      cmd: fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 3 }),
-    }),
-    fc
-      .tuple(fc.record({ type: fc.constant("tcp" as const), ...common }), target)
-      .map(([h, t]) => ({ ...h, ...t })),
+    ...(c.runtime === "unikernel" ? [] : [exec]),
+    tcp,
     fc
       .tuple(
         fc.record({
