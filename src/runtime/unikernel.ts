@@ -107,6 +107,8 @@ interface VmRecord {
   restarts: number;
   /** Built image the last start booted. */
   image: string;
+  /** QEMU's start time (/proc/<pid>/stat field 22) when started: tells our QEMU from a reused pid. */
+  pidStart?: string | null;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -117,6 +119,17 @@ export class UnikernelError extends Error {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The start time of process `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or null. */
+function procStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) is in parentheses and may hold spaces or ")": count after the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
 
 function alive(pid: number): boolean {
   try {
@@ -248,9 +261,14 @@ export class UnikernelRuntime implements Runtime {
     renameSync(tmp, join(dir, "vm.json"));
   }
 
-  /** The QEMU pid of `r` if that process still runs this VM (pid reuse checked by cmdline). */
+  /**
+   * The QEMU pid of `r` if that process still runs this VM: pid reuse is checked by the start
+   * time recorded at boot (a process that took the pid later, even with a cmdline naming our pid
+   * file, is not ours and is never signalled), then by cmdline.
+   */
   private livePid(r: VmRecord): number | null {
     if (r.pid === null || !alive(r.pid)) return null;
+    if (r.pidStart && procStart(r.pid) !== r.pidStart) return null;
     try {
       const cmd = readFileSync(`/proc/${r.pid}/cmdline`, "utf8");
       return cmd.includes(stateFiles(this.vmDir(r.name)).pid) ? r.pid : null;
@@ -471,6 +489,7 @@ export class UnikernelRuntime implements Runtime {
     if (pid === null) throw new UnikernelError(`component ${rec.name}: cannot start ${argv[0]}`);
     this.children.set(rec.name, child);
     rec.pid = pid;
+    rec.pidStart = procStart(pid);
     rec.startedAt = new Date().toISOString();
     rec.exit = null;
     this.write(rec);
