@@ -225,6 +225,8 @@ export class UnikernelRuntime implements Runtime {
   private watch: ReturnType<typeof setInterval> | null = null;
   private versionText: string | null = null;
   private closed = false;
+  /** Builds and image checks under way: prune waits for none (it would delete what they read). */
+  private building = 0;
 
   constructor(o: UnikernelOptions) {
     this.o = o;
@@ -402,7 +404,12 @@ export class UnikernelRuntime implements Runtime {
   async checkImage(spec: ContainerSpec): Promise<void> {
     const problem = vmSpecProblem(spec);
     if (problem) throw new UnikernelError(problem);
-    await this.rootfsFor(spec);
+    this.building++;
+    try {
+      await this.rootfsFor(spec);
+    } finally {
+      this.building--;
+    }
   }
 
   /**
@@ -410,6 +417,16 @@ export class UnikernelRuntime implements Runtime {
    * image plus each volume's host directory at its guest path. Returns the image path.
    */
   private async build(spec: ContainerSpec, vmDir: string | null): Promise<string> {
+    // Counted until the caller records the image in vm.json (synchronously after this returns).
+    this.building++;
+    try {
+      return await this.buildCounted(spec, vmDir);
+    } finally {
+      this.building--;
+    }
+  }
+
+  private async buildCounted(spec: ContainerSpec, vmDir: string | null): Promise<string> {
     const label = labelOf(spec);
     const { cfg, argv, rootfs, program, guestProgram } = await this.rootfsFor(spec);
 
@@ -813,6 +830,10 @@ export class UnikernelRuntime implements Runtime {
    */
   async prune(keepImageIds: ReadonlySet<string>): Promise<{ removed: string[] }> {
     const removed: string[] = [];
+    // A build under way reads an exported filesystem and makes an image no vm.json names yet:
+    // pruning now would delete them under it (the next deploy's prune catches up). Synchronous
+    // from here on, so no build can start half-way.
+    if (this.building > 0) return { removed };
     const inUse = new Set<string>();
     for (const n of readdirSync(this.path("vms"))) {
       const r = NAME_RE.test(n) ? this.read(n) : null;
