@@ -46,7 +46,10 @@ test("a process that took a VM's pid, with a cmdline naming its pid file, is not
   // The impostor names the pid file in its argv, as QEMU's `-pidfile` does.
   impostor = spawn("sh", ["-c", "sleep 30; :", stateFiles(vmDir).pid], { stdio: "ignore" });
   const pid = impostor.pid!;
-  expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain(stateFiles(vmDir).pid);
+  // Right after spawn the child may not have exec'd yet: wait (bounded) for its argv.
+  const cmdline = () => readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  for (let i = 0; i < 200 && !cmdline().includes(stateFiles(vmDir).pid); i++) await Bun.sleep(10);
+  expect(cmdline()).toContain(stateFiles(vmDir).pid);
   // The record as boot wrote it for the QEMU that had this pid before (it started at another tick).
   const rec = {
     id: "a".repeat(64),
