@@ -65,6 +65,11 @@ export function unikernelProblems(c: UnikernelFields): UnikernelProblem[] {
           "volumes",
           `${v}: a unikernel bakes host directories into its image; a named volume cannot be baked`,
         );
+      const segs = vs.target.split("/").filter((s) => s !== "");
+      if (segs.length === 0)
+        add("volumes", `${v}: target "/" would replace the image's whole filesystem; bake below it`);
+      else if (segs.some((s) => s === "." || s === ".."))
+        add("volumes", `${v}: target has a "." or ".." segment; name the guest path plainly`);
       const bad = vs.options.filter((o) => o !== "ro");
       if (bad.length > 0)
         add(

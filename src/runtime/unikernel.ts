@@ -107,6 +107,8 @@ interface VmRecord {
   restarts: number;
   /** Built image the last start booted. */
   image: string;
+  /** QEMU's start time (/proc/<pid>/stat field 22) when started: tells our QEMU from a reused pid. */
+  pidStart?: string | null;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -117,6 +119,17 @@ export class UnikernelError extends Error {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The start time of process `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or null. */
+function procStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) is in parentheses and may hold spaces or ")": count after the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
 
 function alive(pid: number): boolean {
   try {
@@ -212,6 +225,8 @@ export class UnikernelRuntime implements Runtime {
   private watch: ReturnType<typeof setInterval> | null = null;
   private versionText: string | null = null;
   private closed = false;
+  /** Builds and image checks under way: prune waits for none (it would delete what they read). */
+  private building = 0;
 
   constructor(o: UnikernelOptions) {
     this.o = o;
@@ -248,9 +263,14 @@ export class UnikernelRuntime implements Runtime {
     renameSync(tmp, join(dir, "vm.json"));
   }
 
-  /** The QEMU pid of `r` if that process still runs this VM (pid reuse checked by cmdline). */
+  /**
+   * The QEMU pid of `r` if that process still runs this VM: pid reuse is checked by the start
+   * time recorded at boot (a process that took the pid later, even with a cmdline naming our pid
+   * file, is not ours and is never signalled), then by cmdline.
+   */
   private livePid(r: VmRecord): number | null {
     if (r.pid === null || !alive(r.pid)) return null;
+    if (r.pidStart && procStart(r.pid) !== r.pidStart) return null;
     try {
       const cmd = readFileSync(`/proc/${r.pid}/cmdline`, "utf8");
       return cmd.includes(stateFiles(this.vmDir(r.name)).pid) ? r.pid : null;
@@ -384,7 +404,12 @@ export class UnikernelRuntime implements Runtime {
   async checkImage(spec: ContainerSpec): Promise<void> {
     const problem = vmSpecProblem(spec);
     if (problem) throw new UnikernelError(problem);
-    await this.rootfsFor(spec);
+    this.building++;
+    try {
+      await this.rootfsFor(spec);
+    } finally {
+      this.building--;
+    }
   }
 
   /**
@@ -392,6 +417,16 @@ export class UnikernelRuntime implements Runtime {
    * image plus each volume's host directory at its guest path. Returns the image path.
    */
   private async build(spec: ContainerSpec, vmDir: string | null): Promise<string> {
+    // Counted until the caller records the image in vm.json (synchronously after this returns).
+    this.building++;
+    try {
+      return await this.buildCounted(spec, vmDir);
+    } finally {
+      this.building--;
+    }
+  }
+
+  private async buildCounted(spec: ContainerSpec, vmDir: string | null): Promise<string> {
     const label = labelOf(spec);
     const { cfg, argv, rootfs, program, guestProgram } = await this.rootfsFor(spec);
 
@@ -471,6 +506,7 @@ export class UnikernelRuntime implements Runtime {
     if (pid === null) throw new UnikernelError(`component ${rec.name}: cannot start ${argv[0]}`);
     this.children.set(rec.name, child);
     rec.pid = pid;
+    rec.pidStart = procStart(pid);
     rec.startedAt = new Date().toISOString();
     rec.exit = null;
     this.write(rec);
@@ -803,6 +839,10 @@ export class UnikernelRuntime implements Runtime {
    */
   async prune(keepImageIds: ReadonlySet<string>): Promise<{ removed: string[] }> {
     const removed: string[] = [];
+    // A build under way reads an exported filesystem and makes an image no vm.json names yet:
+    // pruning now would delete them under it (the next deploy's prune catches up). Synchronous
+    // from here on, so no build can start half-way.
+    if (this.building > 0) return { removed };
     const inUse = new Set<string>();
     for (const n of readdirSync(this.path("vms"))) {
       const r = NAME_RE.test(n) ? this.read(n) : null;

@@ -49,9 +49,55 @@ function openDir(path: string): number {
   return openSync(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
 }
 
+/** A source path that cannot be opened without following a symlink; `at` is where it failed. */
+class PathRefused extends Error {}
+
+/**
+ * Opens the absolute directory `path` one component at a time from "/", each relative to its
+ * parent's fd with O_NOFOLLOW: a symlink anywhere on the way (not only at the end) is refused, so
+ * a directory of the path swapped for a symlink after the host-access check (by a container
+ * sharing <srv_root>/<service>/, between a check and a policy restart) cannot lead the copy into
+ * the agent's own files. A ".." segment is refused too (the kernel would resolve it through a link).
+ */
+function openSourceNoFollow(path: string): number {
+  if (!path.startsWith("/")) throw new PathRefused("is not an absolute path");
+  const segs = path.split("/").filter((s) => s !== "" && s !== ".");
+  if (segs.includes("..")) throw new PathRefused('has a ".." segment; name the real path');
+  let fd = openDir("/");
+  let walked = "";
+  try {
+    for (const seg of segs) {
+      walked += `/${seg}`;
+      let next: number;
+      try {
+        next = openDir(at(fd, seg));
+      } catch (e) {
+        if (code(e) === "ELOOP" || code(e) === "ENOTDIR") {
+          let link = false;
+          try {
+            link = lstatSync(at(fd, seg)).isSymbolicLink();
+          } catch {}
+          throw new PathRefused(
+            link
+              ? `passes through the symlink ${walked}; a baked volume must name the real path`
+              : `is not a directory at ${walked}`,
+          );
+        }
+        throw e;
+      }
+      closeSync(fd);
+      fd = next;
+    }
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
 /**
  * Copies the directory `src` into `dest` (created, must not exist) and feeds `hash`. `label` names
- * the volume in errors. A `src` that is a symlink is refused.
+ * the volume in errors. A `src` with a symlink anywhere on its path is refused (openSourceNoFollow).
  */
 export function copyTreeNoFollow(
   src: string,
@@ -62,14 +108,10 @@ export function copyTreeNoFollow(
 ): CopyResult {
   let rootFd: number;
   try {
-    rootFd = openDir(src);
+    rootFd = openSourceNoFollow(src);
   } catch (e) {
     const why =
-      code(e) === "ELOOP" || code(e) === "ENOTDIR"
-        ? "is a symlink or not a directory"
-        : code(e) === "ENOENT"
-          ? "does not exist"
-          : (e as Error).message;
+      e instanceof PathRefused ? e.message : code(e) === "ENOENT" ? "does not exist" : (e as Error).message;
     throw new StageError(`${label}: host directory ${src} ${why}`);
   }
   const res: CopyResult = { entries: 0, bytes: 0, skipped: [] };
@@ -131,6 +173,9 @@ export function copyTreeNoFollow(
           }
           const mode = fst.mode & 0o755;
           hash.update(`F\0${r}\0${mode}\0`);
+          // The content goes in as its own digest: fed raw, a file's bytes could spell the entries
+          // after it and two different trees would share a cache key (and one boot the other's image).
+          const content = createHash("sha256");
           const o = openSync(target, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode | 0o600);
           try {
             for (;;) {
@@ -139,13 +184,13 @@ export function copyTreeNoFollow(
               res.bytes += got;
               if (res.bytes > limits.maxBytes)
                 throw new StageError(`${label}: more than ${limits.maxBytes} bytes under ${src}`);
-              hash.update(buf.subarray(0, got));
+              content.update(buf.subarray(0, got));
               writeSync(o, buf, 0, got);
             }
           } finally {
             closeSync(o);
           }
-          hash.update("\0");
+          hash.update(`${content.digest("hex")}\0`);
         } finally {
           closeSync(f);
         }

@@ -50,6 +50,14 @@ describe("unikernel component rules", () => {
     [{ volumes: ["data:/data"] }, /a named volume cannot be baked/],
     [{ volumes: ["/srv/web:/srv/web:rw"] }, /option rw has no meaning for a baked copy/],
     [
+      { volumes: ["/srv/web:/"] },
+      /volumes: \/srv\/web:\/: target "\/" would replace the image's whole filesystem/,
+    ],
+    [
+      { volumes: ["/srv/web:/srv/../etc"] },
+      /volumes: \/srv\/web:\/srv\/\.\.\/etc: target has a "\." or "\.\." segment/,
+    ],
+    [
       { health: { type: "exec", cmd: ["true"] } },
       /components\[0\]\.health: an exec health check cannot run in a unikernel \(no exec\)/,
     ],
