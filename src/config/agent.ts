@@ -170,7 +170,9 @@ export const agentSchema = z
               ),
             boot_timeout: duration
               .prefault("30s")
-              .describe("how long a VM may take to show life on its console"),
+              .describe(
+                "how long a VM may take to start (TCG: QEMU reports it running; KVM: the guest prints on its console)",
+              ),
           })
           .optional(),
       })
