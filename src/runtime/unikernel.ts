@@ -35,6 +35,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { formatDuration } from "../config/service.ts";
 import { parsePortSpec, parseVolumeSpec } from "../config/specs.ts";
 import { unikernelProblems, vmMemoryMiB } from "../config/unikernel.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
@@ -568,10 +569,10 @@ export class UnikernelRuntime implements Runtime {
       }
       await sleep(tcg ? 5 : 20);
     }
-    const secs = Math.round((this.o.bootTimeoutMs ?? 30_000) / 1000);
+    const within = formatDuration(this.o.bootTimeoutMs ?? 30_000);
     return this.accel.accel === "tcg"
-      ? `QEMU did not report the machine running within ${secs} s (never became ready)`
-      : `the guest printed nothing on its console within ${secs} s (never became ready)`;
+      ? `QEMU did not report the machine running within ${within} (never became ready)`
+      : `the guest printed nothing on its console within ${within} (never became ready)`;
   }
 
   private async onExit(name: string, pid: number, code: number | null): Promise<void> {

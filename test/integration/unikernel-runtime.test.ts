@@ -31,7 +31,7 @@ let state = "";
 let pod: PodmanRuntime;
 const runtimes: UnikernelRuntime[] = [];
 
-function runtime(): UnikernelRuntime {
+function runtime(over: Partial<ConstructorParameters<typeof UnikernelRuntime>[0]> = {}): UnikernelRuntime {
   const dir = nanosDir();
   const u = new UnikernelRuntime({
     nanosDir: dir,
@@ -40,6 +40,7 @@ function runtime(): UnikernelRuntime {
     accel: "auto",
     stateDir: state,
     images: engineImageSource(pod, pod.cli()),
+    ...over,
   });
   runtimes.push(u);
   return u;
@@ -110,7 +111,7 @@ afterAll(async () => {
     for (const c of await u.list()) await u.remove(c.name, true).catch(() => {});
     u.close();
   }
-  for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again"])
+  for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again", "ukrt-kvm", "ukrt-slow"])
     for (const pid of qemuPidsNamed(`${name}-${RUN}`)) process.kill(pid, "SIGKILL");
   await podman("rmi", "--force", "--ignore", IMAGE);
   rmSync(work, { recursive: true, force: true });
@@ -200,5 +201,34 @@ describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
     expect((await info(b, name))?.state).toBe("running");
     await b.remove(name, true);
     expect(qemuPidsNamed(name)).toEqual([]);
+  }, 60_000);
+
+  test("a start that fails is killed and leaves nothing: KVM that cannot run the guest, a VM never ready", async () => {
+    // accel = "kvm" here: this machine's /dev/kvm is missing or PVM-only, so QEMU either cannot
+    // open it (exits at once) or runs while the guest dies (KVM internal error): a failed start.
+    const kvm = runtime({ accel: "kvm", bootTimeoutMs: 10_000 });
+    const name = `ukrt-kvm-${RUN}`;
+    const err = await kvm.run(spec(name, await freePort(), "always")).then(
+      () => "",
+      (e: Error) => e.message,
+    );
+    expect(err).toMatch(
+      new RegExp(`^component ${name}: (QEMU exited during boot|KVM failed to run the guest|the guest)`),
+    );
+    expect(err.split("\n")).toHaveLength(1);
+    expect(qemuPidsNamed(name)).toEqual([]);
+    expect(existsSync(join(state, "vms", name))).toBe(false);
+    // A boot that does not become ready in time is killed by the runtime.
+    const slow = runtime({ accel: "tcg", bootTimeoutMs: 1 });
+    const slowName = `ukrt-slow-${RUN}`;
+    const why = await slow.run(spec(slowName, await freePort(), "always")).then(
+      () => "",
+      (e: Error) => e.message,
+    );
+    expect(why).toBe(
+      `component ${slowName}: QEMU did not report the machine running within 1ms (never became ready)`,
+    );
+    expect(qemuPidsNamed(slowName)).toEqual([]);
+    expect(existsSync(join(state, "vms", slowName))).toBe(false);
   }, 60_000);
 });

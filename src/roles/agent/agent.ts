@@ -80,7 +80,7 @@ export interface RunningAgent {
  * The unikernel runtime when it is configured and QEMU answers `--version`; otherwise the node
  * does not offer it (one warning says why) and unikernel components are refused here.
  */
-async function offeredUnikernel(settings: AgentSettings): Promise<UnikernelRuntime | undefined> {
+export async function offeredUnikernel(settings: AgentSettings): Promise<UnikernelRuntime | undefined> {
   const u = settings.unikernel;
   if (!u) return undefined;
   try {
