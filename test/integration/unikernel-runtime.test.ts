@@ -21,6 +21,7 @@ import { engineImageSource } from "../../src/runtime/nanos/image-source.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import type { ContainerSpec } from "../../src/runtime/runtime.ts";
 import { UnikernelRuntime } from "../../src/runtime/unikernel.ts";
+import { bareSpec } from "../support/containers.ts";
 import { freePort, podman, podmanEnv } from "../support/env.ts";
 import { httpdBinary, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel.ts";
 
@@ -47,20 +48,13 @@ function runtime(over: Partial<ConstructorParameters<typeof UnikernelRuntime>[0]
 }
 
 function spec(name: string, port: number, restart: string): ContainerSpec {
-  return {
-    name,
-    image: IMAGE,
+  return bareSpec(name, IMAGE, {
     network: "user",
-    user: "",
     restart,
     ports: [`127.0.0.1:${port}:8080`],
-    volumes: [],
     env: ["PORT=8080"],
-    cmd: [],
-    memory: "",
-    vcpus: 0,
     runtime: "unikernel",
-  };
+  });
 }
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {

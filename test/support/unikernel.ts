@@ -7,6 +7,7 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { run } from "../../src/runtime/exec.ts";
+import { type ImageSource, UnikernelRuntime } from "../../src/runtime/unikernel.ts";
 import { REPO_ROOT } from "./binary.ts";
 import { podman, pushToRegistry } from "./env.ts";
 
@@ -36,6 +37,30 @@ export function nanosDir(): string {
 export function requireTools(): void {
   if (!Bun.which(QEMU)) throw new Error(`${QEMU} is missing: install qemu-system-x86 (scripts/ci-deps.sh)`);
   if (!Bun.which("gcc")) throw new Error("gcc is missing: install gcc and libc6-dev (scripts/ci-deps.sh)");
+}
+
+/**
+ * A runtime over `dir` (Nanos files expected in dir/nanos, state in dir/state) whose mkfs is /bin/false,
+ * accel tcg, and whose image source has every image and pulls nothing; `images` replaces its calls
+ * (config() and exportRootfs() are not used unless given).
+ */
+export function offlineUnikernel(dir: string, images: Partial<ImageSource> = {}): UnikernelRuntime {
+  return new UnikernelRuntime({
+    nanosDir: join(dir, "nanos"),
+    mkfs: "/bin/false",
+    qemu: QEMU,
+    accel: "tcg",
+    stateDir: join(dir, "state"),
+    images: {
+      pull: async () => {},
+      imageExists: async () => true,
+      config: async () => {
+        throw new Error("not used");
+      },
+      exportRootfs: async () => {},
+      ...images,
+    },
+  });
 }
 
 export interface UnikernelConfig {

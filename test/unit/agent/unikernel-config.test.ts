@@ -11,6 +11,7 @@ import { parseAgentConfig } from "../../../src/config/agent.ts";
 import { offeredUnikernel } from "../../../src/roles/agent/agent.ts";
 import type { AgentSettings } from "../../../src/roles/agent/context.ts";
 import { buildRuntime, buildUnikernel } from "../../../src/roles/agent/daemon.ts";
+import { bareSpec } from "../../support/containers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-ukcfg-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,23 +75,9 @@ describe("[runtimes.unikernel]", () => {
     const u = buildUnikernel(cfg, file, buildRuntime(cfg), silent)!;
     try {
       expect(u.accel).toEqual({ accel: "tcg", reason: 'accel = "tcg" in the agent config' });
-      expect(
-        u
-          .describeRun({
-            name: "web-vm",
-            image: "x:1",
-            network: "",
-            user: "",
-            restart: "",
-            ports: [],
-            volumes: [],
-            env: [],
-            cmd: [],
-            memory: "",
-            vcpus: 0,
-          })
-          .join(" "),
-      ).toContain(`${join(dir, "db", "unikernel", "vms", "web-vm")}/qemu.pid`);
+      expect(u.describeRun(bareSpec("web-vm", "x:1")).join(" ")).toContain(
+        `${join(dir, "db", "unikernel", "vms", "web-vm")}/qemu.pid`,
+      );
     } finally {
       u.close();
     }

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { parseServiceDef } from "../../../src/config/service.ts";
 import { unikernelProblems, vmMemoryMiB } from "../../../src/config/unikernel.ts";
 import { exitCodeOf, shouldRestart, vmSpecProblem } from "../../../src/runtime/unikernel.ts";
+import { bareSpec } from "../../support/containers.ts";
 
 const ok = {
   memory: "64m",
@@ -81,20 +82,7 @@ describe("unikernel component rules", () => {
   });
 
   test("the runtime refuses a spec from anywhere with the same rule", () => {
-    const spec = {
-      name: "web-vm",
-      image: "reg/web:1",
-      network: "none",
-      user: "",
-      restart: "",
-      ports: [],
-      volumes: [],
-      env: [],
-      cmd: [],
-      memory: "8m",
-      vcpus: 0,
-      runtime: "unikernel",
-    };
+    const spec = bareSpec("web-vm", "reg/web:1", { network: "none", memory: "8m", runtime: "unikernel" });
     expect(vmSpecProblem(spec)).toBe("component web-vm: memory 8m is below the 32 MiB a Nanos VM needs");
     expect(vmSpecProblem({ ...spec, memory: "" })).toBeNull();
     expect(vmSpecProblem({ ...spec, memory: "", restart: "sometimes" })).toMatch(

@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stateFiles } from "../../../src/runtime/nanos/qemu.ts";
-import { UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
+import type { UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
+import { offlineUnikernel } from "../../support/unikernel.ts";
 
 let dir: string;
 let rt: UnikernelRuntime;
@@ -16,21 +17,7 @@ let impostor: ChildProcess | null = null;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "mcp-uk-pid-"));
-  rt = new UnikernelRuntime({
-    nanosDir: join(dir, "nanos"),
-    mkfs: "/bin/false",
-    qemu: "qemu-system-x86_64",
-    accel: "tcg",
-    stateDir: join(dir, "state"),
-    images: {
-      pull: async () => {},
-      imageExists: async () => true,
-      config: async () => {
-        throw new Error("not used");
-      },
-      exportRootfs: async () => {},
-    },
-  });
+  rt = offlineUnikernel(dir);
 });
 
 afterEach(() => {

@@ -5,8 +5,9 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ContainerSpec } from "../../../src/runtime/runtime.ts";
-import { type ImageConfig, UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
+import type { ImageConfig, UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
+import { bareSpec } from "../../support/containers.ts";
+import { offlineUnikernel } from "../../support/unikernel.ts";
 
 const ID = "ab".repeat(32);
 let dir: string;
@@ -18,20 +19,11 @@ beforeEach(() => {
   const configGate = new Promise<ImageConfig>((r) => {
     release = r;
   });
-  rt = new UnikernelRuntime({
-    nanosDir: join(dir, "nanos"),
-    mkfs: "/bin/false",
-    qemu: "qemu-system-x86_64",
-    accel: "tcg",
-    stateDir: join(dir, "state"),
-    images: {
-      pull: async () => {},
-      imageExists: async () => true,
-      // The build waits here, as it does on a real engine's `image inspect`.
-      config: () => configGate,
-      exportRootfs: async () => {
-        throw new Error("the exported filesystem was deleted under the build");
-      },
+  rt = offlineUnikernel(dir, {
+    // The build waits here, as it does on a real engine's `image inspect`.
+    config: () => configGate,
+    exportRootfs: async () => {
+      throw new Error("the exported filesystem was deleted under the build");
     },
   });
 });
@@ -46,20 +38,7 @@ test("a prune while a VM builds keeps the exported filesystem the build reads", 
   const rootfs = join(dir, "state", "rootfs", ID);
   mkdirSync(rootfs, { recursive: true });
   writeFileSync(join(rootfs, "app"), "not an ELF");
-  const spec = {
-    name: "web-app",
-    image: "reg/web:1",
-    cmd: [],
-    env: [],
-    volumes: [],
-    ports: [],
-    memory: "",
-    user: "",
-    network: "",
-    restart: "no",
-    vcpus: 0,
-  } as unknown as ContainerSpec;
-  const running = rt.run(spec).catch((e: Error) => e);
+  const running = rt.run(bareSpec("web-app", "reg/web:1", { restart: "no" })).catch((e: Error) => e);
   await Bun.sleep(20);
   // The deploy of another service finished: its image list does not name this one (for instance
   // the engine no longer answers for it), so only the build in flight protects it.
