@@ -73,26 +73,37 @@ function spawnOrThrow(argv: string[], opts: RunOptions | undefined, stdin: "igno
   }
 }
 
+/** A SIGKILL to `proc` once `ms` have passed: `timedOut` says whether it was sent, `clear()` cancels it. */
+export function killAfter(
+  proc: { kill(signal?: NodeJS.Signals): void },
+  ms: number,
+): { readonly timedOut: boolean; clear(): void } {
+  let fired = false;
+  const timer = setTimeout(() => {
+    fired = true;
+    proc.kill("SIGKILL");
+  }, ms);
+  return {
+    get timedOut() {
+      return fired;
+    },
+    clear: () => clearTimeout(timer),
+  };
+}
+
 /** Runs argv to completion and returns its exit code and output; a non-zero exit is not an error. */
 export async function run(argv: string[], opts?: RunOptions): Promise<RunResult> {
   if (argv.length === 0) throw new RuntimeError(argv, 127, "", "empty command");
   const stdin = opts?.input === undefined ? "ignore" : new Blob([opts.input]);
   const proc = spawnOrThrow(argv, opts, stdin);
-  let timedOut = false;
-  const timer =
-    opts?.timeoutMs !== undefined
-      ? setTimeout(() => {
-          timedOut = true;
-          proc.kill("SIGKILL");
-        }, opts.timeoutMs)
-      : undefined;
+  const deadline = opts?.timeoutMs !== undefined ? killAfter(proc, opts.timeoutMs) : undefined;
   try {
     const [stdout, stderr, code] = await Promise.all([
       new Response(proc.stdout).text(),
       new Response(proc.stderr).text(),
       proc.exited,
     ]);
-    if (timedOut) {
+    if (deadline?.timedOut) {
       throw new RuntimeError(
         argv,
         -1,
@@ -102,7 +113,7 @@ export async function run(argv: string[], opts?: RunOptions): Promise<RunResult>
     }
     return { code, stdout, stderr };
   } finally {
-    if (timer) clearTimeout(timer);
+    deadline?.clear();
   }
 }
 

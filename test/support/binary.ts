@@ -2,6 +2,7 @@
 // e2e tests exercise the shipped artefact, so they go through here rather than importing src/.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { killAfter } from "../../src/runtime/exec.ts";
 
 /** Repository root (this file lives in test/support/). */
 export const REPO_ROOT = resolve(import.meta.dir, "..", "..");
@@ -63,23 +64,19 @@ export async function runMcp(args: string[], opts: RunOptions = {}): Promise<Run
     stderr: "pipe",
   });
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    proc.kill("SIGKILL");
-  }, timeoutMs);
+  const deadline = killAfter(proc, timeoutMs);
   try {
     const [stdout, stderr, code] = await Promise.all([
       new Response(proc.stdout).text(),
       new Response(proc.stderr).text(),
       proc.exited,
     ]);
-    if (timedOut) {
+    if (deadline.timedOut) {
       throw new Error(`${argv.join(" ")} timed out after ${timeoutMs} ms; stderr so far: ${stderr.trim()}`);
     }
     return { code, stdout, stderr };
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
   }
 }
 

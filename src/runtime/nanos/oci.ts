@@ -16,7 +16,7 @@ import { type FileHandle, lstat, mkdtemp, open, rename, rm } from "node:fs/promi
 import { basename, dirname, join } from "node:path";
 import { dirSink } from "../../archive/dirsink.ts";
 import { type ExtractResult, extractTar, TarError, TarLimitError } from "../../archive/tar.ts";
-import { failure, type RunResult, run, stderrSummary } from "../exec.ts";
+import { failure, killAfter, type RunResult, run, stderrSummary } from "../exec.ts";
 import type { Engine } from "../runtime.ts";
 
 /** How to run the node's container engine CLI (what PodmanRuntime/DockerRuntime.cli() give). */
@@ -284,11 +284,7 @@ async function streamExport(
     const stdout = fifo ? readBounded(proc.stdout, STDERR_KEEP) : null;
     const stderr = readBounded(proc.stderr, STDERR_KEEP);
     const timeoutMs = limits.timeoutMs ?? DEFAULT_EXPORT_TIMEOUT_MS;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      proc.kill("SIGKILL");
-    }, timeoutMs);
+    const deadline = killAfter(proc, timeoutMs);
     try {
       if (fifo) fifoFh = await openFifo(fifo, proc.exited);
       // One iterator over the bytes, shared by the extraction and the drain after it.
@@ -307,7 +303,7 @@ async function streamExport(
       } catch (e) {
         proc.kill("SIGKILL");
         const code = await proc.exited;
-        if (timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
+        if (deadline.timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
         if (e instanceof TarLimitError) throw new OciError(`${what} refused: ${e.message}`);
         // A cut stream is usually the engine failing: its own error says more than "truncated".
         const err = stderrSummary(await stderr);
@@ -332,13 +328,13 @@ async function streamExport(
         }
       }
       const code = await proc.exited;
-      if (timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
+      if (deadline.timedOut) throw new OciError(`${what} timed out after ${timeoutMs} ms`);
       if (code !== 0)
         throw new OciError(`${what} failed (exit ${code}): ${stderrSummary(await stderr) || "(no stderr)"}`);
       await stdout;
       return res;
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
       await proc.exited;
     }
