@@ -116,6 +116,16 @@ export function copyTreeNoFollow(
   }
   const res: CopyResult = { entries: 0, bytes: 0, skipped: [] };
   const buf = Buffer.allocUnsafe(1 << 16);
+  /** open(), or null with `r` recorded as skipped when it fails with one of `codes` (the entry changed under us). */
+  const openOrSkip = (r: string, codes: string[], open: () => number): number | null => {
+    try {
+      return open();
+    } catch (e) {
+      if (!codes.includes(code(e) ?? "")) throw e;
+      res.skipped.push(`${r} (changed while being copied; not followed)`);
+      return null;
+    }
+  };
   const walk = (fd: number, out: string, rel: string, depth: number): void => {
     mkdirSync(out, { mode: 0o700 });
     const names = readdirSync(`/proc/self/fd/${fd}`).sort();
@@ -138,16 +148,8 @@ export function copyTreeNoFollow(
       } else if (st.isDirectory()) {
         if (depth + 1 > limits.maxDepth)
           throw new StageError(`${label}: ${r} is deeper than ${limits.maxDepth} levels`);
-        let child: number;
-        try {
-          child = openDir(at(fd, n));
-        } catch (e) {
-          if (code(e) === "ELOOP" || code(e) === "ENOTDIR" || code(e) === "ENOENT") {
-            res.skipped.push(`${r} (changed while being copied; not followed)`);
-            continue;
-          }
-          throw e;
-        }
+        const child = openOrSkip(r, ["ELOOP", "ENOTDIR", "ENOENT"], () => openDir(at(fd, n)));
+        if (child === null) continue;
         try {
           hash.update(`D\0${r}\0${st.mode & 0o7777}\0`);
           walk(child, target, r, depth + 1);
@@ -155,16 +157,10 @@ export function copyTreeNoFollow(
           closeSync(child);
         }
       } else if (st.isFile()) {
-        let f: number;
-        try {
-          f = openSync(at(fd, n), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-        } catch (e) {
-          if (code(e) === "ELOOP" || code(e) === "ENOENT" || code(e) === "ENXIO") {
-            res.skipped.push(`${r} (changed while being copied; not followed)`);
-            continue;
-          }
-          throw e;
-        }
+        const f = openOrSkip(r, ["ELOOP", "ENOENT", "ENXIO"], () =>
+          openSync(at(fd, n), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK),
+        );
+        if (f === null) continue;
         try {
           const fst = fstatSync(f);
           if (!fst.isFile()) {
