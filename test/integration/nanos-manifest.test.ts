@@ -13,51 +13,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { killAfter, run } from "../../src/runtime/exec.ts";
 import { type GuestDir, type GuestNode, writeManifest } from "../../src/runtime/nanos/manifest.ts";
+import { nanosDir, QEMU, requireTools } from "../support/unikernel.ts";
 
-const REPO = resolve(import.meta.dir, "..", "..");
-const NANOS_DIR =
-  process.env.MCP_NANOS_DIR ??
-  [join(REPO, "..", "shared", "unikernel"), "/work/shared/unikernel"].find((d) => existsSync(d)) ??
-  join(REPO, "..", "shared", "unikernel");
-const QEMU = "qemu-system-x86_64";
+let NANOS_DIR = "";
 const BOOT_TIMEOUT_MS = 30_000;
 const EXIT_CODE = 7;
-
-interface Out {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs an argv (never a shell) to completion, killing it after `timeoutMs`. */
-async function run(
-  argv: string[],
-  opts: { stdin?: string; timeoutMs: number; env?: Record<string, string> },
-) {
-  const p = Bun.spawn(argv, {
-    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, ...opts.env },
-  });
-  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, stdout, stderr } satisfies Out;
-}
-
-/** QEMU from PATH (scripts/ci-deps.sh installs qemu-system-x86); missing is a failure, never a skip. */
-function requireQemu(): string {
-  const path = Bun.which(QEMU);
-  if (!path) throw new Error(`${QEMU} is missing: install qemu-system-x86 (scripts/ci-deps.sh does)`);
-  return path;
-}
 
 /** The escaping the C program applies: bytes outside printable ASCII, and the backslash, as \xNN. */
 function esc(s: string): string {
@@ -159,12 +122,14 @@ describe("a written manifest boots under Nanos", () => {
   let qemu = "";
 
   beforeAll(async () => {
-    for (const f of ["kernel.img", "boot.img", "mkfs", "klibs/tmpfs", "klibs/shmem"]) {
+    NANOS_DIR = nanosDir();
+    for (const f of ["klibs/tmpfs", "klibs/shmem"]) {
       if (!existsSync(join(NANOS_DIR, f))) {
         throw new Error(`Nanos files: ${join(NANOS_DIR, f)} is missing (set MCP_NANOS_DIR)`);
       }
     }
-    qemu = requireQemu();
+    requireTools();
+    qemu = QEMU;
     dir = await mkdtemp(join(tmpdir(), "mcp-nanos-"));
   }, 180_000);
 
@@ -219,7 +184,7 @@ describe("a written manifest boots under Nanos", () => {
         "(debug_exit:t)",
         img,
       ],
-      { stdin: manifest, timeoutMs: 30_000 },
+      { input: manifest, timeoutMs: 30_000 },
     );
     // mkfs prints its errors on stdout (README §1).
     if (mk.code !== 0) throw new Error(`mkfs exited ${mk.code}: ${mk.stdout}${mk.stderr}`);
@@ -238,17 +203,13 @@ describe("a written manifest boots under Nanos", () => {
     ];
     const started = performance.now();
     const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      p.kill("SIGKILL");
-    }, BOOT_TIMEOUT_MS);
+    const deadline = killAfter(p, BOOT_TIMEOUT_MS);
     const [status, qerr] = await Promise.all([p.exited, new Response(p.stderr).text()]);
-    clearTimeout(timer);
+    deadline.clear();
     const ms = Math.round(performance.now() - started);
     const log = existsSync(serial) ? readFileSync(serial, "utf8").replaceAll("\r", "") : "";
     console.log(`nanos boot (TCG): qemu exited ${status} after ${ms} ms`);
-    if (timedOut)
+    if (deadline.timedOut)
       throw new Error(`qemu killed after ${BOOT_TIMEOUT_MS} ms; stderr: ${qerr}\nserial:\n${log}`);
 
     const lines = log.split("\n").filter((l) => l.startsWith("T:"));

@@ -12,59 +12,23 @@
 // from $MCP_NANOS_DIR, default `<repo>/../shared/unikernel`, else /work/shared/unikernel.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { killAfter, run } from "../../src/runtime/exec.ts";
 import { detectAccel, readAccelFacts } from "../../src/runtime/nanos/accel.ts";
 import { writeManifest } from "../../src/runtime/nanos/manifest.ts";
 import { kvmFailure, Qmp, qemuArgv, stateFiles, waitReady } from "../../src/runtime/nanos/qemu.ts";
 import { checkProgram, stageTree } from "../../src/runtime/nanos/stage.ts";
+import { freePort } from "../support/env.ts";
+import { httpdBinary, nanosDir, QEMU, requireTools } from "../support/unikernel.ts";
 
-const REPO = resolve(import.meta.dir, "..", "..");
-const NANOS_DIR =
-  process.env.MCP_NANOS_DIR ??
-  [join(REPO, "..", "shared", "unikernel"), "/work/shared/unikernel"].find((d) => existsSync(d)) ??
-  join(REPO, "..", "shared", "unikernel");
-const QEMU = Bun.which("qemu-system-x86_64");
+let NANOS_DIR = "";
 const GUEST_PORT = 8080;
 const READY_TIMEOUT_MS = 20_000;
 const EXIT_TIMEOUT_MS = 20_000;
 const QUIT_CODE = 3;
 const CONTENT = `served from the image ${crypto.randomUUID()}\n`;
-
-// The shared fixture (test/fixtures/unikernel/httpd.c): GET /file/<name> answers $DATA_DIR/<name>,
-// GET /quit/<n> answers "bye" then exits n.
-const SERVER_C = join(REPO, "test", "fixtures", "unikernel", "httpd.c");
-
-interface Out {
-  code: number;
-  out: string;
-}
-
-async function run(argv: string[], stdin?: string, timeoutMs = 60_000): Promise<Out> {
-  const p = Bun.spawn(argv, {
-    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-  const [o, e, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, out: o + e };
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const tmps: string[] = [];
 const live = new Set<Bun.Subprocess>();
@@ -82,7 +46,7 @@ interface Vm {
   status: Promise<{ code: number; timedOut: boolean }>;
 }
 
-/** Boots `img` with a fresh state dir and port; QEMU is SIGKILLed by pid if still running after `lifeMs`. */
+/** Boots `img` with a fresh state dir and port; QEMU is SIGKILLed if still running after `lifeMs`. */
 async function boot(img: string, lifeMs: number, network: "user" | "none" = "user"): Promise<Vm> {
   const state = await mkdtemp(join(tmpdir(), "mcp-vm-"));
   tmps.push(state);
@@ -90,7 +54,7 @@ async function boot(img: string, lifeMs: number, network: "user" | "none" = "use
   const port = await freePort();
   const choice = detectAccel(readAccelFacts());
   const argv = qemuArgv({
-    qemu: QEMU as string,
+    qemu: QEMU,
     name: "demo-web",
     accel: choice.accel,
     memoryMiB: 64,
@@ -103,15 +67,11 @@ async function boot(img: string, lifeMs: number, network: "user" | "none" = "use
   console.log(`qemu accel ${choice.accel} (${choice.reason})`);
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   live.add(proc);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    process.kill(proc.pid, "SIGKILL");
-  }, lifeMs);
+  const deadline = killAfter(proc, lifeMs);
   const status = proc.exited.then((code) => {
-    clearTimeout(timer);
+    deadline.clear();
     live.delete(proc);
-    return { code, timedOut };
+    return { code, timedOut: deadline.timedOut };
   });
   return { proc, port, state, stderr: new Response(proc.stderr).text(), status };
 }
@@ -132,19 +92,17 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
   let img = "";
 
   beforeAll(async () => {
-    for (const f of ["kernel.img", "boot.img", "mkfs"]) {
-      if (!existsSync(join(NANOS_DIR, f))) {
-        throw new Error(`Nanos files: ${join(NANOS_DIR, f)} is missing (set MCP_NANOS_DIR)`);
-      }
-    }
-    if (!QEMU) throw new Error("qemu-system-x86_64 is missing (apt-get install qemu-system-x86)");
+    NANOS_DIR = nanosDir();
+    requireTools();
     dir = await mkdtemp(join(tmpdir(), "mcp-nanos-qemu-"));
     tmps.push(dir);
     const staging = join(dir, "staging");
     await mkdir(join(staging, "app"), { recursive: true });
     await mkdir(join(staging, "srv", "demo"), { recursive: true });
-    const cc = await run(["gcc", "-static", "-O2", "-o", join(staging, "app", "server"), SERVER_C]);
-    if (cc.code !== 0) throw new Error(`gcc exited ${cc.code}: ${cc.out}`);
+    // The shared fixture (test/fixtures/unikernel/httpd.c): GET /file/<name> answers $DATA_DIR/<name>,
+    // GET /quit/<n> answers "bye" then exits n.
+    await copyFile(await httpdBinary(), join(staging, "app", "server"));
+    await chmod(join(staging, "app", "server"), 0o755);
     await writeFile(join(staging, "srv", "demo", "content.txt"), CONTENT);
 
     checkProgram(staging, "/app/server", "demo-web");
@@ -162,9 +120,9 @@ describe("a Nanos VM under QEMU from qemuArgv", () => {
         ...["-b", join(NANOS_DIR, "boot.img"), "-k", join(NANOS_DIR, "kernel.img")],
         ...["-t", "(debug_exit:t)", img],
       ],
-      manifest,
+      { input: manifest, timeoutMs: 60_000 },
     );
-    if (mk.code !== 0) throw new Error(`mkfs exited ${mk.code}: ${mk.out}`);
+    if (mk.code !== 0) throw new Error(`mkfs exited ${mk.code}: ${mk.stdout}${mk.stderr}`);
   }, 120_000);
 
   test("serves the baked file, QMP says running, system_powerdown ends it with status 31", async () => {

@@ -7,50 +7,27 @@
 // Needs the Nanos files (boot.img, kernel.img, mkfs, dump) from $MCP_NANOS_DIR, default
 // `<repo>/../shared/unikernel`, else /work/shared/unikernel (never copied into the repository).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { run as exec } from "../../src/runtime/exec.ts";
 import { writeManifest } from "../../src/runtime/nanos/manifest.ts";
 import { stageTree } from "../../src/runtime/nanos/stage.ts";
+import { nanosDir } from "../support/unikernel.ts";
 
-const REPO = resolve(import.meta.dir, "..", "..");
-const NANOS_DIR =
-  process.env.MCP_NANOS_DIR ??
-  [join(REPO, "..", "shared", "unikernel"), "/work/shared/unikernel"].find((d) => existsSync(d)) ??
-  join(REPO, "..", "shared", "unikernel");
+let NANOS_DIR = "";
 
-async function run(argv: string[], stdin?: string): Promise<{ code: number; out: string }> {
-  const p = Bun.spawn(argv, {
-    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, out: stdout + stderr };
+/** argv to completion (30 s at most), stdout and stderr as one text. */
+async function run(argv: string[], input?: string): Promise<{ code: number; out: string }> {
+  const r = await exec(argv, { input, timeoutMs: 30_000 });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 const contains = (hay: Uint8Array, needle: string): boolean => Buffer.from(hay).includes(Buffer.from(needle));
 
 let tmp: string;
 beforeAll(() => {
-  for (const f of ["boot.img", "kernel.img", "mkfs", "dump"]) {
-    if (!existsSync(join(NANOS_DIR, f)))
-      throw new Error(`Nanos file missing: ${join(NANOS_DIR, f)} (set MCP_NANOS_DIR)`);
-  }
+  NANOS_DIR = nanosDir();
   tmp = mkdtempSync(join(tmpdir(), "mcp-stage-int-"));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
