@@ -17,6 +17,16 @@ const nodeArb = fc.record({
 });
 const nodesArb = fc.uniqueArray(nodeArb, { selector: (n) => n.name, maxLength: 8 });
 
+/** What a least-loaded choice among `eligible` must be: the fewest containers, ties by name. */
+function leastLoaded(eligible: { name: string; containers: number }[]): { containers: number; name: string } {
+  const min = Math.min(...eligible.map((n) => n.containers));
+  const tied = eligible
+    .filter((n) => n.containers === min)
+    .map((n) => n.name)
+    .sort();
+  return { containers: min, name: tied[0]! };
+}
+
 describe("place", () => {
   test("worker placement: deterministic, a healthy worker, fewest containers, ties by name", () => {
     fc.assert(
@@ -34,13 +44,9 @@ describe("place", () => {
         const chosen = nodes.find((n) => n.name === r.node)!;
         expect(chosen.role).toBe("worker");
         expect(chosen.status).toBe("healthy");
-        const min = Math.min(...eligible.map((n) => n.containers));
-        expect(chosen.containers).toBe(min);
-        const tied = eligible
-          .filter((n) => n.containers === min)
-          .map((n) => n.name)
-          .sort();
-        expect(chosen.name).toBe(tied[0]!);
+        const least = leastLoaded(eligible);
+        expect(chosen.containers).toBe(least.containers);
+        expect(chosen.name).toBe(least.name);
       }),
       { numRuns: 2000 },
     );
@@ -130,12 +136,7 @@ describe("place by runtime kinds", () => {
         if (!("node" in r)) throw new Error("expected a node");
         const chosen = nodes.find((n) => n.name === r.node)!;
         expect(fits(chosen, needs)).toBe(true);
-        const min = Math.min(...eligible.map((n) => n.containers));
-        const tied = eligible
-          .filter((n) => n.containers === min)
-          .map((n) => n.name)
-          .sort();
-        expect(chosen.name).toBe(tied[0]!);
+        expect(chosen.name).toBe(leastLoaded(eligible).name);
       }),
       { numRuns: 2000 },
     );
