@@ -4,10 +4,10 @@
 // quietly with exit 0, and — the point of the streaming design — that cancelling the stream, or
 // killing the CLI outright, ends the agent's `podman logs --follow` process.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mcpBinary } from "../support/binary.ts";
-import { busyboxImage, podman } from "../support/env.ts";
+import { busyboxImage, pidsWhereArgv, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -25,20 +25,13 @@ const loop = (word: string) => [
 
 /** Pids of `podman … logs --follow … <container>` processes on this machine (read from /proc). */
 function followers(container: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-    } catch {
-      continue; // exited meanwhile
-    }
-    const bin = argv[0]?.split("/").pop();
-    if (bin === "podman" && argv.includes("logs") && argv.includes("--follow") && argv.includes(container))
-      out.push(Number(entry));
-  }
-  return out;
+  return pidsWhereArgv(
+    (argv) =>
+      argv[0]?.split("/").pop() === "podman" &&
+      argv.includes("logs") &&
+      argv.includes("--follow") &&
+      argv.includes(container),
+  );
 }
 
 /** Polls until cond() holds or ms pass; returns whether it held. */

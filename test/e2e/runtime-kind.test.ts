@@ -4,12 +4,17 @@
 // the node has, and nothing is created — no registry row, no container, no host port, no history
 // entry (read from the agent's registry file); a legacy `runtime = "podman"` definition still
 // deploys, and `mcp service show` writes it back without the old word.
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { busyboxImage, podman } from "../support/env.ts";
-import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
+import {
+  type LocalAgent,
+  NO_REGISTRY_ROWS,
+  registryRows,
+  removeContainers,
+  startLocalAgent,
+} from "../support/local-agent.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const UNI = `e2e-uni-${rand()}`;
@@ -24,23 +29,6 @@ const state = async (name: string) => {
   const r = await podman("container", "inspect", "--format", "{{.State.Status}}", name);
   return r.code === 0 ? r.stdout.trim() : "missing";
 };
-
-/** What the agent's registry holds of `service`: rows in every table a deploy writes. */
-function registryRows(service: string): Record<string, number> {
-  const db = new Database(join(agent.dir, "mcp.db"), { readonly: true });
-  try {
-    const n = (sql: string) => db.query<{ n: number }, [string]>(sql).get(service)?.n ?? -1;
-    return {
-      services: n("SELECT count(*) AS n FROM services WHERE name = ?"),
-      components: n("SELECT count(*) AS n FROM components WHERE service = ?"),
-      ports: n("SELECT count(*) AS n FROM port_allocations WHERE service = ?"),
-      history: n("SELECT count(*) AS n FROM deploy_history WHERE service = ?"),
-    };
-  } finally {
-    db.close();
-  }
-}
-const NONE = { services: 0, components: 0, ports: 0, history: 0 };
 
 beforeAll(async () => {
   const [a, img] = await Promise.all([startLocalAgent(), busyboxImage("v1.0.0")]);
@@ -94,7 +82,7 @@ describe("runtime kinds (compiled binary, real agent, real podman)", () => {
       expect(r.code).not.toBe(0);
       expect(r.stderr).toBe(`${LINE}\n`);
     }
-    expect(registryRows(UNI)).toEqual(NONE);
+    expect(registryRows(agent, UNI)).toEqual(NO_REGISTRY_ROWS);
     for (const c of [`${UNI}-web`, `${UNI}-vm`]) expect(await state(c)).toBe("missing");
     const list = JSON.parse((await agent.mcp(["list", "--json"])).stdout) as {
       services: { service: string }[];
@@ -107,7 +95,7 @@ describe("runtime kinds (compiled binary, real agent, real podman)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(await state(OLD)).toBe("running");
-    expect(registryRows(OLD)).toEqual({ services: 1, components: 1, ports: 0, history: 1 });
+    expect(registryRows(agent, OLD)).toEqual({ services: 1, components: 1, ports: 0, history: 1 });
     const show = await agent.mcp(["service", "show", OLD]);
     expect(show.code).toBe(0);
     expect(show.stdout).toContain(`name = "${OLD}"`);

@@ -12,7 +12,6 @@
 // `dump` on the built image and from inside the VM); the refusals (one line, nothing created). Last,
 // with the VM's state destroyed and the registry stopped, `mcp agent recover` boots it again, and
 // undeploy leaves no QEMU, no state dir and no port. VM boots are kept few: CI time matters.
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   chmodSync,
@@ -40,7 +39,13 @@ import {
   type Registry,
   startRegistry,
 } from "../support/env.ts";
-import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
+import {
+  type LocalAgent,
+  NO_REGISTRY_ROWS,
+  registryRows,
+  removeContainers,
+  startLocalAgent,
+} from "../support/local-agent.ts";
 import { buildHttpdImage, nanosDir, qemuPidsNamed, requireTools } from "../support/unikernel.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
@@ -168,23 +173,6 @@ function builtImages(): string[] {
   walk(agent.unikernelStateDir, 0);
   return out.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
 }
-
-/** What the agent's registry holds of `service`, in every table a deploy writes. */
-function registryRows(service: string): Record<string, number> {
-  const db = new Database(join(agent.dir, "mcp.db"), { readonly: true });
-  try {
-    const n = (sql: string) => db.query<{ n: number }, [string]>(sql).get(service)?.n ?? -1;
-    return {
-      services: n("SELECT count(*) AS n FROM services WHERE name = ?"),
-      components: n("SELECT count(*) AS n FROM components WHERE service = ?"),
-      ports: n("SELECT count(*) AS n FROM port_allocations WHERE service = ?"),
-      history: n("SELECT count(*) AS n FROM deploy_history WHERE service = ?"),
-    };
-  } finally {
-    db.close();
-  }
-}
-const NONE = { services: 0, components: 0, ports: 0, history: 0 };
 
 interface Row {
   service: string;
@@ -543,10 +531,10 @@ describe("refusals: one clear line, exit non-zero, nothing created", () => {
     return line;
   };
   const expectNothing = async (svc: string) => {
-    const rows = registryRows(svc);
+    const rows = registryRows(agent, svc);
     // Whatever a failed refusal left is cleaned up, so the later tests start clean.
     if ((rows.services ?? 0) > 0) await agent.mcp(["undeploy", svc], { timeoutMs: 60_000 });
-    expect(rows).toEqual(NONE);
+    expect(rows).toEqual(NO_REGISTRY_ROWS);
     expect(qemuPidsNamed(`${svc}-web`)).toEqual([]);
     expect(vmStateDirs(`${svc}-web`)).toEqual([]);
   };
@@ -633,7 +621,7 @@ describe("recover and undeploy", () => {
     expect(qemuPidsNamed(VM)).toEqual([]);
     expect(vmStateDirs(VM)).toEqual([]);
     expect(await listening(hostPort)).toBe(false);
-    expect(registryRows(SVC).ports).toBe(0);
-    expect(registryRows(SVC).components).toBe(0);
+    expect(registryRows(agent, SVC).ports).toBe(0);
+    expect(registryRows(agent, SVC).components).toBe(0);
   }, 60_000);
 });

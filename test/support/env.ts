@@ -9,6 +9,7 @@
 // /www/version.txt = <tag>, and a default CMD that serves /www on ${PORT:-8080} and exits at once
 // on SIGTERM (busybox httpd as PID 1 would ignore it and make every stop wait its full timeout).
 
+import { readdirSync, readFileSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -298,4 +299,20 @@ export async function startRegistry(): Promise<Registry> {
 export async function pushToRegistry(localImage: string, ref: string): Promise<void> {
   const p = await podmanArgv("push", "--tls-verify=false", localImage, ref);
   await runOk(p.argv, { env: p.env, timeoutMs: 60_000 });
+}
+
+/** Pids of this machine's processes whose argv (read from /proc) satisfies `match`. */
+export function pidsWhereArgv(match: (argv: string[]) => boolean): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (match(argv)) pids.push(Number(entry));
+  }
+  return pids;
 }

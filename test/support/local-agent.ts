@@ -3,6 +3,7 @@
 // `mcp(args)` runs the CLI against it; stop() ends the agent and removes the dir.
 // With `user`, init and the agent run as that unprivileged user (rootless podman, as the fleet
 // runs it); the CLI stays root and reaches the agent over TLS like any other client.
+import { Database } from "bun:sqlite";
 import { appendFileSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -178,3 +179,22 @@ export async function removeContainers(names: string[]): Promise<void> {
   });
   await p.exited;
 }
+
+/** What `agent`'s registry file holds of `service`: rows in every table a deploy writes. */
+export function registryRows(agent: Pick<LocalAgent, "dir">, service: string): Record<string, number> {
+  const db = new Database(join(agent.dir, "mcp.db"), { readonly: true });
+  try {
+    const n = (sql: string) => db.query<{ n: number }, [string]>(sql).get(service)?.n ?? -1;
+    return {
+      services: n("SELECT count(*) AS n FROM services WHERE name = ?"),
+      components: n("SELECT count(*) AS n FROM components WHERE service = ?"),
+      ports: n("SELECT count(*) AS n FROM port_allocations WHERE service = ?"),
+      history: n("SELECT count(*) AS n FROM deploy_history WHERE service = ?"),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/** registryRows() of a service the registry knows nothing of. */
+export const NO_REGISTRY_ROWS = { services: 0, components: 0, ports: 0, history: 0 };

@@ -2,14 +2,14 @@
 // repository), the fixture HTTP server (test/fixtures/unikernel/httpd.c) built with `gcc -static` into
 // FROM scratch OCI images pushed to a test registry, and the agent's `[runtimes.unikernel]` table.
 // Images are built once per test process and registry (cached promises): CI time matters.
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { run } from "../../src/runtime/exec.ts";
 import { type ImageSource, UnikernelRuntime } from "../../src/runtime/unikernel.ts";
 import { REPO_ROOT } from "./binary.ts";
-import { podman, pushToRegistry } from "./env.ts";
+import { pidsWhereArgv, podman, pushToRegistry } from "./env.ts";
 
 export const QEMU = "qemu-system-x86_64";
 export const HTTPD_SOURCE = join(REPO_ROOT, "test", "fixtures", "unikernel", "httpd.c");
@@ -199,19 +199,10 @@ async function buildImage(registry: string, tag: string, variant: HttpdVariant):
 
 /** QEMU processes whose command line holds `-name <name>` (exact, as qemuArgv writes it), by pid. */
 export function qemuPidsNamed(name: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-    } catch {
-      continue; // gone meanwhile
-    }
-    if (!(argv[0] ?? "").endsWith(QEMU)) continue;
+  return pidsWhereArgv((argv) => {
+    if (!(argv[0] ?? "").endsWith(QEMU)) return false;
     const i = argv.indexOf("-name");
     const v = i >= 0 ? (argv[i + 1] ?? "") : "";
-    if (v === name || v.startsWith(`${name},`)) pids.push(Number(entry));
-  }
-  return pids;
+    return v === name || v.startsWith(`${name},`);
+  });
 }
