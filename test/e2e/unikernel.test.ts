@@ -437,8 +437,21 @@ describe("one service, a container component and a unikernel component", () => {
       'network = "user"',
       'memory = "48m"',
       `ports = ["127.0.0.1:${vmPort}:8080"]`,
+      "",
+      // The deploy gates on an http check through the forwarded port, as for a container.
+      "[components.health]",
+      'type = "http"',
+      "port = 8080",
+      'path = "/"',
+      'timeout = "1s"',
+      'interval = "200ms"',
+      "retries = 50",
     ]);
-    await mcpOk(["deploy", MIX], 120_000);
+    const deployed = JSON.parse(await mcpOk(["deploy", MIX, "--json"], 120_000)) as {
+      results: { component: string; success: boolean; steps: { step: string; detail?: string }[] }[];
+    };
+    const vmSteps = deployed.results.find((r) => r.component === "vm")!.steps;
+    expect(vmSteps.find((st) => st.step === "health")?.detail).toContain(`http://127.0.0.1:${vmPort}/`);
     try {
       expect(await get200(boxPort, "/")).toBe("hello from mcp\n");
       expect(await get200(vmPort, "/")).toBe("hello from nanos\n");

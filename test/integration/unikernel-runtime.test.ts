@@ -27,6 +27,8 @@ import { httpdBinary, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel
 
 const RUN = Math.random().toString(36).slice(2, 8);
 const IMAGE = `localhost/mcp-test-ukrt-${RUN}:1`;
+/** The same filesystem with nothing to run (no ENTRYPOINT, no CMD). */
+const BARE = `localhost/mcp-test-ukrt-bare-${RUN}:1`;
 let work = "";
 let state = "";
 let pod: PodmanRuntime;
@@ -98,6 +100,9 @@ beforeAll(async () => {
   writeFileSync(join(ctx, "Containerfile"), 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/httpd"]\n');
   const b = await podman("build", "-q", "-t", IMAGE, "-f", join(ctx, "Containerfile"), ctx);
   if (b.code !== 0) throw new Error(`podman build failed: ${b.stderr}`);
+  writeFileSync(join(ctx, "Containerfile.bare"), "FROM scratch\nCOPY rootfs/ /\n");
+  const bare = await podman("build", "-q", "-t", BARE, "-f", join(ctx, "Containerfile.bare"), ctx);
+  if (bare.code !== 0) throw new Error(`podman build failed: ${bare.stderr}`);
 }, 120_000);
 
 afterAll(async () => {
@@ -107,7 +112,7 @@ afterAll(async () => {
   }
   for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again", "ukrt-kvm", "ukrt-slow"])
     for (const pid of qemuPidsNamed(`${name}-${RUN}`)) process.kill(pid, "SIGKILL");
-  await podman("rmi", "--force", "--ignore", IMAGE);
+  await podman("rmi", "--force", "--ignore", IMAGE, BARE);
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -224,5 +229,28 @@ describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
     );
     expect(qemuPidsNamed(slowName)).toEqual([]);
     expect(existsSync(join(state, "vms", slowName))).toBe(false);
+  }, 60_000);
+
+  test("an image with nothing to run is refused in one line naming the component; nothing is created", async () => {
+    const u = runtime();
+    const name = `ukrt-bare-${RUN}`;
+    const s = {
+      ...spec(name, await freePort(), "no"),
+      image: BARE,
+      owner: { service: "ukrt", component: "bare" },
+    };
+    const why = await u.checkImage(s).then(
+      () => "",
+      (e: Error) => e.message,
+    );
+    expect(why).toBe(`component ukrt/bare: image ${BARE} has no entrypoint or cmd: nothing to run`);
+    const again = await u.run(s).then(
+      () => "",
+      (e: Error) => e.message,
+    );
+    expect(again).toBe(why);
+    expect(existsSync(join(state, "vms", name))).toBe(false);
+    // With a cmd from the definition there is something to run.
+    await u.checkImage({ ...s, cmd: ["/httpd"] });
   }, 60_000);
 });
