@@ -12,7 +12,7 @@ import { stateFiles } from "../../src/runtime/nanos/qemu.ts";
 import { mcpBinary } from "../../test/support/binary.ts";
 import { freePort, podman, podmanEnv, startRegistry } from "../../test/support/env.ts";
 import { startLocalAgent } from "../../test/support/local-agent.ts";
-import { buildHttpdImage, nanosDir, qemuPidsNamed } from "../../test/support/unikernel.ts";
+import { buildHttpdImage, nanosDir, qemuPidsNamed, removeHttpdImages } from "../../test/support/unikernel.ts";
 import { abRounds, type Bench, type Measure, measure, timeSpawn } from "./lib.ts";
 
 const SVC = "mcpbench-vm";
@@ -44,6 +44,7 @@ export const unikernelDeployBench: Bench = async (ctx) => {
   const registry = await startRegistry();
   ctx.defer(() => registry.stop());
   const image = await buildHttpdImage(registry.address, "v1.0.0");
+  ctx.defer(() => removeHttpdImages());
   const agent = await startLocalAgent({ unikernel: true });
   ctx.defer(() => agent.stop());
   const accel = /\+unikernel \((\w+)/.exec((await agent.mcp(["agent", "status"])).stdout)?.[1] ?? "?";

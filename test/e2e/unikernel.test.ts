@@ -46,7 +46,13 @@ import {
   removeContainers,
   startLocalAgent,
 } from "../support/local-agent.ts";
-import { buildHttpdImage, nanosDir, qemuPidsNamed, requireTools } from "../support/unikernel.ts";
+import {
+  buildHttpdImage,
+  nanosDir,
+  qemuPidsNamed,
+  removeHttpdImages,
+  requireTools,
+} from "../support/unikernel.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const RUN = rand();
@@ -293,7 +299,8 @@ afterAll(async () => {
     }
   }
   await removeContainers([`${MIX}-box`]);
-  for (const ref of [image, busybox]) if (ref) await podman("rmi", "--force", "--ignore", ref);
+  if (busybox) await podman("rmi", "--force", "--ignore", busybox);
+  await removeHttpdImages(); // every variant built for this file (plain, leak, script, arm64)
   await registry?.stop();
   await agent?.stop();
   if (work) rmSync(work, { recursive: true, force: true });

@@ -124,6 +124,13 @@ export const ARM64_ELF = "/usr/aarch64-linux-gnu/lib/libc.so.6";
 
 const images = new Map<string, Promise<string>>();
 
+/** Removes from the local store every image buildHttpdImage pushed in this process (by reference). */
+export async function removeHttpdImages(): Promise<void> {
+  const refs = await Promise.all([...images.values()].map((p) => p.catch(() => "")));
+  images.clear();
+  for (const ref of refs) if (ref) await podman("rmi", "--force", "--ignore", ref);
+}
+
 /**
  * Builds a FROM scratch image of `variant` and pushes it to `registry` ("127.0.0.1:PORT") as
  * `<registry>/<name>:<tag>`; once per process, registry and tag. Returns the pushed reference.
