@@ -18,18 +18,22 @@ import { abRounds, type Bench, type Measure, measure, timeSpawn } from "./lib.ts
 const SVC = "mcpbench-vm";
 const VM = `${SVC}-web`;
 
-/** GET until a 200 answers; bounded. Returns when it did. */
+/**
+ * GET until a 200 answers; bounded. Slirp accepts before the guest listens and such an attempt
+ * hangs until its timeout, so a short one (100 ms) keeps both sides' figures from moving in steps
+ * of the timeout.
+ */
 async function firstAnswer(port: number, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     try {
-      const r = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(250) });
+      const r = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(100) });
       if (r.status === 200) {
         await r.text();
         return;
       }
     } catch {}
-    await Bun.sleep(20);
+    await Bun.sleep(10);
   }
   throw new Error(`no HTTP answer on 127.0.0.1:${port} within ${ms} ms`);
 }

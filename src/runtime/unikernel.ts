@@ -668,8 +668,13 @@ export class UnikernelRuntime implements Runtime {
     };
     const qmp = stateFiles(this.vmDir(rec.name)).qmp;
     if (timeoutSec > 0) {
-      await qmpCommand(qmp, "system_powerdown").catch(() => {});
-      if (await waitGone(timeoutSec * 1000)) return this.reaped(rec, pid);
+      // The ACPI power button is lost on a guest still booting (its ACPI is not up yet): press it
+      // again every 250 ms until the guest goes or the stop timeout ends.
+      const end = Date.now() + timeoutSec * 1000;
+      while (Date.now() < end) {
+        await qmpCommand(qmp, "system_powerdown").catch(() => {});
+        if (await waitGone(Math.min(250, end - Date.now()))) return this.reaped(rec, pid);
+      }
     }
     await qmpCommand(qmp, "quit").catch(() => {});
     if (await waitGone(1000)) return this.reaped(rec, pid);

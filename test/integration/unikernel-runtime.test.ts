@@ -110,7 +110,7 @@ afterAll(async () => {
     for (const c of await u.list()) await u.remove(c.name, true).catch(() => {});
     u.close();
   }
-  for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again", "ukrt-kvm", "ukrt-slow"])
+  for (const name of ["ukrt-fail", "ukrt-no", "ukrt-again", "ukrt-kvm", "ukrt-slow", "ukrt-early"])
     for (const pid of qemuPidsNamed(`${name}-${RUN}`)) process.kill(pid, "SIGKILL");
   await podman("rmi", "--force", "--ignore", IMAGE, BARE);
   rmSync(work, { recursive: true, force: true });
@@ -252,5 +252,19 @@ describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
     expect(existsSync(join(state, "vms", name))).toBe(false);
     // With a cmd from the definition there is something to run.
     await u.checkImage({ ...s, cmd: ["/httpd"] });
+  }, 60_000);
+
+  test("a stop while the guest still boots is graceful: the power button is pressed again until the guest hears it", async () => {
+    const u = runtime();
+    const name = `ukrt-early-${RUN}`;
+    await u.run(spec(name, await freePort(), "always"));
+    // Under TCG run() returns once QEMU runs the machine, long before Nanos has ACPI up: a single
+    // system_powerdown then is lost, and the stop would end in a hard quit (exit 0) after the timeout.
+    await u.stop(name, 10);
+    const c = await info(u, name);
+    expect(c?.state).toBe("exited");
+    expect(c?.exitCode).toBe(15); // the program got SIGTERM from Nanos (isa-debug-exit (15<<1)|1)
+    expect(qemuPidsNamed(name)).toEqual([]);
+    await u.remove(name);
   }, 60_000);
 });
