@@ -2,7 +2,8 @@
 // repository), the fixture HTTP server (test/fixtures/unikernel/httpd.c) built with `gcc -static` into
 // FROM scratch OCI images pushed to a test registry, and the agent's `[runtimes.unikernel]` table.
 // Images are built once per test process and registry (cached promises): CI time matters.
-import { existsSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, renameSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -91,16 +92,27 @@ export function unikernelAgentConfig(
 
 let binary: Promise<string> | undefined;
 
-/** The fixture server, `gcc -static -O2`, once per process; returns the binary's path. */
+/**
+ * The fixture server, `gcc -static -O2`, built once per source into the repository's .cache/
+ * (ignored by git; kept between test processes, so nothing is left in /tmp: bun test does not run
+ * process "exit" handlers, which left a temp dir per process before). Returns the binary's path.
+ */
 export function httpdBinary(): Promise<string> {
   binary ??= (async () => {
     requireTools();
-    const dir = await mkdtemp(join(tmpdir(), "mcp-httpd-"));
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-    const out = join(dir, "httpd");
-    const cc = await run(["gcc", "-static", "-O2", "-o", out, HTTPD_SOURCE], { timeoutMs: 120_000 });
-    if (cc.code !== 0)
+    const hash = createHash("sha256").update(readFileSync(HTTPD_SOURCE)).digest("hex").slice(0, 16);
+    const dir = join(REPO_ROOT, ".cache", "unikernel");
+    const out = join(dir, `httpd-${hash}`);
+    if (existsSync(out)) return out;
+    await mkdir(dir, { recursive: true });
+    // Built beside, then renamed: a concurrent test process never sees a half-written binary.
+    const tmp = `${out}.${process.pid}.tmp`;
+    const cc = await run(["gcc", "-static", "-O2", "-o", tmp, HTTPD_SOURCE], { timeoutMs: 120_000 });
+    if (cc.code !== 0) {
+      await rm(tmp, { force: true });
       throw new Error(`gcc -static of ${HTTPD_SOURCE} failed (${cc.code}): ${cc.stderr.trim()}`);
+    }
+    renameSync(tmp, out);
     return out;
   })();
   binary.catch(() => {
