@@ -8,7 +8,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stateFiles } from "../../src/runtime/nanos/qemu.ts";
+import { stateFiles, waitReady } from "../../src/runtime/nanos/qemu.ts";
 import { mcpBinary } from "../../test/support/binary.ts";
 import { freePort, podman, podmanEnv, startRegistry } from "../../test/support/env.ts";
 import { startLocalAgent } from "../../test/support/local-agent.ts";
@@ -19,23 +19,13 @@ const SVC = "mcpbench-vm";
 const VM = `${SVC}-web`;
 
 /**
- * GET until a 200 answers; bounded. Slirp accepts before the guest listens and such an attempt
- * hangs until its timeout, so a short one (100 ms) keeps both sides' figures from moving in steps
- * of the timeout.
+ * The first HTTP answer through the forward (nanos/qemu.ts waitReady: a byte back). Slirp accepts
+ * before the guest listens and such an attempt hangs until its timeout, so a short one (100 ms)
+ * keeps both sides' figures from moving in steps of the timeout.
  */
-async function firstAnswer(port: number, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(100) });
-      if (r.status === 200) {
-        await r.text();
-        return;
-      }
-    } catch {}
-    await Bun.sleep(10);
-  }
-  throw new Error(`no HTTP answer on 127.0.0.1:${port} within ${ms} ms`);
+async function firstAnswer(port: number): Promise<void> {
+  if (!(await waitReady("127.0.0.1", port, 30_000, undefined, 100)))
+    throw new Error(`no HTTP answer on 127.0.0.1:${port} within 30 s`);
 }
 
 function rssKb(pid: number): number {

@@ -98,6 +98,9 @@ const HOSTNAME_RE =
 export { NAME_MAX, NAME_RE, nameSchema };
 
 const RESTART_RE = /^(no|always|unless-stopped|on-failure(:[0-9]+)?)$/;
+
+/** Whether `s` is a restart policy a definition may name (no, always, unless-stopped, on-failure[:N]). */
+export const isRestartPolicy = (s: string): boolean => RESTART_RE.test(s);
 const SNAPSHOT_METHOD_RE = /^(grpc|cli|full|exec:\s*\S.*)$/;
 
 const got = (v: unknown) => JSON.stringify(v);

@@ -73,6 +73,16 @@ function spawnOrThrow(argv: string[], opts: RunOptions | undefined, stdin: "igno
   }
 }
 
+/** Whether process `pid` exists (EPERM: it does, another user's). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** A SIGKILL to `proc` once `ms` have passed: `timedOut` says whether it was sent, `clear()` cancels it. */
 export function killAfter(
   proc: { kill(signal?: NodeJS.Signals): void },

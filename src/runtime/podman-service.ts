@@ -20,6 +20,7 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { processExists } from "./exec.ts";
 
 export interface ServiceLogger {
   info(msg: string): void;
@@ -256,14 +257,5 @@ function sweepDeadOwners(parent: string): void {
     } catch {
       // another user's, or already gone
     }
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, but not ours
   }
 }

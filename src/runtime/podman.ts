@@ -400,7 +400,7 @@ export interface PodmanOptions {
 export class PodmanRuntime implements Runtime {
   readonly kind: RuntimeKind = "container";
   readonly engine: Engine = "podman";
-  readonly capabilities: RuntimeCapabilities = { logsFollow: true, exec: true };
+  readonly capabilities: RuntimeCapabilities = { logsFollow: true, logsSince: true, exec: true };
   protected readonly binary: string;
   protected readonly globalArgs: string[];
   protected readonly env: Record<string, string> | undefined;

@@ -53,6 +53,7 @@ export interface RouterOptions {
 const CAPABILITY_WORDS: Record<keyof RuntimeCapabilities, string> = {
   exec: "exec (run a command in it)",
   logsFollow: "follow logs",
+  logsSince: "show logs since a time (its log lines carry no time)",
 };
 
 export class RuntimeRouter implements RuntimeCalls {
@@ -153,11 +154,6 @@ export class RuntimeRouter implements RuntimeCalls {
     return this.runtimeFor(kind).imageExists(image);
   }
 
-  /** The runtime's image check for `spec` (see Runtime.checkImage); nothing when it has none. */
-  async checkImage(spec: ContainerSpec): Promise<void> {
-    await this.forSpec(spec).checkImage?.(spec);
-  }
-
   async run(spec: ContainerSpec): Promise<string> {
     return this.forSpec(spec).run(spec);
   }
@@ -211,6 +207,7 @@ export class RuntimeRouter implements RuntimeCalls {
 
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void } {
     const r = opts.follow ? this.capable(name, "logsFollow") : this.forName(name);
+    if (opts.since) this.capable(name, "logsSince");
     return r.logs(name, opts);
   }
 

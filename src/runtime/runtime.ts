@@ -92,6 +92,8 @@ export interface ContainerDetails extends ContainerInfo {
 /** What a runtime can do, declared up front so callers never probe. */
 export interface RuntimeCapabilities {
   logsFollow: boolean;
+  /** Logs from a point in time (`mcp logs --since`): the runtime keeps timestamps per line. */
+  logsSince: boolean;
   exec: boolean;
 }
 

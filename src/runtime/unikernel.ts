@@ -22,6 +22,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
+  chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -34,16 +35,18 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { constants } from "node:os";
 import { join } from "node:path";
-import { formatDuration } from "../config/service.ts";
+import { formatDuration, isRestartPolicy } from "../config/service.ts";
 import { parsePortSpec, parseVolumeSpec } from "../config/specs.ts";
 import { unikernelProblems, vmMemoryMiB } from "../config/unikernel.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
-import { RuntimeError, run as runCmd } from "./exec.ts";
+import { processExists, RuntimeError, run as runCmd } from "./exec.ts";
 import { type AccelChoice, detectAccel, readAccelFacts } from "./nanos/accel.ts";
 import { copyTreeNoFollow, newContentHash } from "./nanos/copy.ts";
 import { type GuestDir, type GuestNode, ManifestError, writeManifest } from "./nanos/manifest.ts";
-import { type PortForward, QemuError, Qmp, qemuArgv, stateFiles } from "./nanos/qemu.ts";
+import type { ImageConfig } from "./nanos/oci.ts";
+import { kvmFailure, type PortForward, QemuError, Qmp, qemuArgv, stateFiles } from "./nanos/qemu.ts";
 import { checkProgram, StageError, stageTree } from "./nanos/stage.ts";
 import type {
   ContainerDetails,
@@ -55,16 +58,6 @@ import type {
   Runtime,
   RuntimeCapabilities,
 } from "./runtime.ts";
-
-/** What the runtime needs of an OCI image (nanos/oci.ts reads it with the node's container engine). */
-export interface ImageConfig {
-  /** The image ID (sha256 hex): the key of the exported filesystem. */
-  id: string;
-  architecture: string;
-  entrypoint: string[];
-  cmd: string[];
-  env: string[];
-}
 
 /** The node's container engine as the unikernel runtime uses it. */
 export interface ImageSource {
@@ -132,22 +125,12 @@ function procStart(pid: number): string | null {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** The one line refusing `spec` as a VM, or null when the runtime can run it (checked before anything is created). */
 export function vmSpecProblem(spec: ContainerSpec): string | null {
   const p = unikernelProblems(spec)[0];
   if (p) return `${labelOf(spec)}: ${p.key} ${p.message}`;
-  const r = spec.restart;
-  if (r !== "" && r !== "no" && r !== "always" && r !== "unless-stopped" && !/^on-failure(:\d+)?$/.test(r))
-    return `${labelOf(spec)}: restart ${JSON.stringify(r)} is not a policy`;
+  if (spec.restart !== "" && !isRestartPolicy(spec.restart))
+    return `${labelOf(spec)}: restart ${JSON.stringify(spec.restart)} is not a policy`;
   return null;
 }
 
@@ -180,9 +163,7 @@ export function shouldRestart(policy: string, code: number | null, restarts: num
 /** The program's exit code from QEMU's status: isa-debug-exit gives (N<<1)|1; a signal 128+n. */
 export function exitCodeOf(status: number | null, signal: NodeJS.Signals | null): number | null {
   if (signal) {
-    const n = (
-      { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1, SIGABRT: 6, SIGSEGV: 11 } as Record<string, number>
-    )[signal];
+    const n = (constants.signals as Record<string, number>)[signal];
     return n === undefined ? null : 128 + n;
   }
   if (status === null) return null;
@@ -217,7 +198,8 @@ function envRecord(entries: string[]): Record<string, string> {
 export class UnikernelRuntime implements Runtime {
   readonly kind = "unikernel" as const;
   readonly engine = "qemu" as const;
-  readonly capabilities: RuntimeCapabilities = { exec: false, logsFollow: true };
+  // The serial console: followed by reading on, but its lines carry no time (no --since).
+  readonly capabilities: RuntimeCapabilities = { exec: false, logsFollow: true, logsSince: false };
   readonly accel: AccelChoice;
   private readonly o: UnikernelOptions;
   private readonly locks = new KeyedLock();
@@ -233,8 +215,12 @@ export class UnikernelRuntime implements Runtime {
     this.o = o;
     if (o.accel === "auto") this.accel = detectAccel(readAccelFacts(o.accelRoot ?? "/"));
     else this.accel = { accel: o.accel, reason: `accel = "${o.accel}" in the agent config` };
-    for (const d of [o.stateDir, this.path("vms"), this.path("rootfs"), this.path("images")])
+    // Only the agent's user may read VM state (specs with env, serial logs, QMP sockets): an
+    // existing directory with wider permissions is narrowed too.
+    for (const d of [o.stateDir, this.path("vms"), this.path("rootfs"), this.path("images")]) {
       mkdirSync(d, { recursive: true, mode: 0o700 });
+      chmodSync(d, 0o700);
+    }
     // VMs started by an earlier agent: watched by pid for their exit (the policy still applies).
     this.watch = setInterval(() => void this.sweep(), 1000);
     this.watch.unref?.();
@@ -270,7 +256,7 @@ export class UnikernelRuntime implements Runtime {
    * file, is not ours and is never signalled), then by cmdline.
    */
   private livePid(r: VmRecord): number | null {
-    if (r.pid === null || !alive(r.pid)) return null;
+    if (r.pid === null || !processExists(r.pid)) return null;
     if (r.pidStart && procStart(r.pid) !== r.pidStart) return null;
     try {
       const cmd = readFileSync(`/proc/${r.pid}/cmdline`, "utf8");
@@ -356,10 +342,6 @@ export class UnikernelRuntime implements Runtime {
     });
   }
 
-  /**
-   * Builds (or finds in the cache) the Nanos image for `spec`: the exported filesystem of its OCI
-   * image plus each volume's host directory at its guest path. Returns the image path.
-   */
   /**
    * The image's exported filesystem (cached by image ID) and what to run from it; refuses in one
    * line an image a Nanos VM cannot run. The image must be on the node (pulled per policy).
@@ -530,7 +512,10 @@ export class UnikernelRuntime implements Runtime {
     }
   }
 
-  /** Null once the guest printed on its serial console; else why the boot failed. */
+  /**
+   * Null once the start happened (TCG: QMP reports the machine running; either accel: the guest
+   * printed on its console), else why the boot failed.
+   */
   private async waitBoot(
     dir: string,
     ended: () => { status: number | null; signal: NodeJS.Signals | null } | null,
@@ -553,17 +538,18 @@ export class UnikernelRuntime implements Runtime {
         if (serialSize(files.serial) > 0 && e.status !== null && e.status & 1) return null;
         return `QEMU exited during boot (status ${e.status ?? e.signal})${text ? `: ${text}` : ""}`;
       }
-      if (/KVM internal error/.test(qemuLog()))
-        return `KVM failed to run the guest (KVM internal error; a PVM /dev/kvm cannot run Nanos: set accel = "tcg")`;
       if (serialSize(files.serial) > 0) return null;
       // Under TCG QEMU emulates the CPU itself: once QMP says the machine runs, the start happened
       // (the guest's own readiness is the health gate's, as for a container). Under KVM the guest
-      // must show life first: a PVM /dev/kvm lets QEMU run while the guest dies (README §4).
+      // must show life first: a PVM /dev/kvm lets QEMU run while the guest dies (README §4), which
+      // QEMU's stderr or QMP's status says.
       const tcg = this.accel.accel === "tcg";
+      if (!tcg && kvmFailure(qemuLog()))
+        return `KVM failed to run the guest (KVM internal error; a PVM /dev/kvm cannot run Nanos: set accel = "tcg")`;
       if ((tcg || Date.now() - lastQmp > 500) && existsSync(files.qmp)) {
         lastQmp = Date.now();
         const status = await qmpStatus(files.qmp).catch(() => null);
-        if (status === "internal-error")
+        if (status !== null && kvmFailure("", status))
           return `the guest stopped with a hypervisor error (QMP status internal-error, accel ${this.accel.accel})`;
         if (tcg && status === "running") return null;
       }
@@ -657,7 +643,7 @@ export class UnikernelRuntime implements Runtime {
   private async halt(rec: VmRecord, timeoutSec: number): Promise<void> {
     const pid = this.livePid(rec);
     if (pid === null) return;
-    const gone = () => !alive(pid) || this.livePid(rec) === null;
+    const gone = () => !processExists(pid) || this.livePid(rec) === null;
     const waitGone = async (ms: number) => {
       const end = Date.now() + ms;
       while (Date.now() < end) {
@@ -789,8 +775,6 @@ export class UnikernelRuntime implements Runtime {
   }
 
   logs(name: string, opts: LogOptions): { lines: AsyncIterable<string>; kill(): void } {
-    if (opts.since !== undefined && opts.since !== "")
-      throw new UnikernelError(`VM ${name}: --since is not available for a unikernel's serial log`);
     const file = stateFiles(this.vmDir(name)).serial;
     if (!this.read(name)) throw new UnikernelError(`no such VM: ${name}`);
     let stopped = false;

@@ -352,6 +352,11 @@ describe("a unikernel service (compiled binary, real QEMU, Nanos)", () => {
     expect(human).toContain("unikernel");
     const logs = await mcpOk(["logs", SVC]);
     expect(logs).toContain(`httpd: listening on ${hostPort}`);
+    // The serial console's lines carry no time: --since is refused in one line, not ignored.
+    const since = await agent.mcp(["logs", SVC, "--since", "10m"], { cwd: work });
+    expect(oneLine(since)).toMatch(
+      /component .*\/web: the unikernel runtime \(qemu\) cannot show logs since a time/,
+    );
   }, 30_000);
 
   test("mcp push of a new file + mcp restart: the new content is served (volumes re-staged)", async () => {

@@ -6,9 +6,9 @@
 // nothing created), refuses to migrate it there, still places a plain container service by load,
 // and refuses malformed runtime reports from an agent without changing what it stored.
 //
-// The unikernel runtime itself is not part of this test: ua's router holds a stand-in of kind
-// "unikernel" that runs the component with real podman, so the deploy the master forwards really
-// runs. The master only sees what the agent reports, which is what is tested here.
+// Agent ua has the real unikernel runtime (QEMU, TCG here, the Nanos files from ../shared/unikernel):
+// the deploy the master forwards boots the vm component as a Nanos VM (the fixture HTTP server in a
+// FROM scratch image built locally).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,14 +21,16 @@ import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { type RunningMaster, startMaster } from "../../src/roles/master/master.ts";
 import { CallError, connect, type TypedClient } from "../../src/rpc/client.ts";
 import { Code } from "../../src/rpc/wire.ts";
+import { engineImageSource } from "../../src/runtime/nanos/image-source.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
-import { RuntimeRouter } from "../../src/runtime/router.ts";
-import type { ContainerInfo, RuntimeKind } from "../../src/runtime/runtime.ts";
+import type { ContainerInfo } from "../../src/runtime/runtime.ts";
+import { UnikernelRuntime } from "../../src/runtime/unikernel.ts";
 import { testAgentSettings } from "../support/agent-context.ts";
 import { busyboxImage, freePort, podman, podmanEnv } from "../support/env.ts";
 import { removeContainers } from "../support/local-agent.ts";
 import { testMasterSettings } from "../support/master-settings.ts";
 import { testPki } from "../support/pki.ts";
+import { buildLocalHttpdImage, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const UNI = `mrt-${RUN}-uni`; // web (container) + vm (unikernel), automatic placement
@@ -51,14 +53,8 @@ class ScopedContainers extends PodmanRuntime {
   }
 }
 
-/** Stand-in for the unikernel runtime (built elsewhere): runs its components with real podman. */
-class StandInUnikernel extends PodmanRuntime {
-  override readonly kind: RuntimeKind = "unikernel";
-  override async list(): Promise<ContainerInfo[]> {
-    return (await super.list()).filter((c) => VMS.has(c.name));
-  }
-}
-
+const VM_IMAGE = `localhost/mcp-test-mrt-vm-${RUN}:1`;
+let unikernel: UnikernelRuntime;
 let dir = "";
 let image = "";
 let master: RunningMaster;
@@ -81,7 +77,9 @@ let caPem = "";
 function spec(name: string, extra: Record<string, unknown>, withVm: boolean) {
   const components = [
     { name: "web", image },
-    ...(withVm ? [{ name: "vm", image, runtime: "unikernel" }] : []),
+    ...(withVm
+      ? [{ name: "vm", image: VM_IMAGE, runtime: "unikernel", network: "user", restart: "no" }]
+      : []),
   ];
   return defToSpec(parseServiceDef({ name, ...extra, components }, "test").def);
 }
@@ -105,6 +103,7 @@ async function until(what: string, cond: () => boolean, ms: number): Promise<voi
 }
 
 const state = async (name: string) => {
+  if (VMS.has(name)) return (await unikernel.inspect(name))?.state ?? "missing";
   const r = await podman("container", "inspect", "--format", "{{.State.Status}}", name);
   return r.code === 0 ? r.stdout.trim() : "missing";
 };
@@ -134,6 +133,17 @@ beforeAll(async () => {
     ),
   );
   const pe = await podmanEnv();
+  const engine = new PodmanRuntime({ globalArgs: pe.globalArgs, env: pe.env });
+  await buildLocalHttpdImage(VM_IMAGE);
+  const nanos = nanosDir();
+  unikernel = new UnikernelRuntime({
+    nanosDir: nanos,
+    mkfs: join(nanos, "mkfs"),
+    qemu: QEMU,
+    accel: "auto",
+    stateDir: join(dir, "unikernel"),
+    images: engineImageSource(engine, engine.cli()),
+  });
   for (const [name, token] of [
     ["ua", tokens.ua],
     ["ub", tokens.ub],
@@ -149,6 +159,7 @@ beforeAll(async () => {
         grpcAddr: `127.0.0.1:${await freePort()}`,
         portRange: [21200, 21300],
         runtime: new ScopedContainers({ globalArgs: pe.globalArgs, env: pe.env }),
+        ...(name === "ua" ? { unikernel } : {}),
         masterCaPem: caPem,
         master: {
           address: `127.0.0.1:${master.port}`,
@@ -161,18 +172,7 @@ beforeAll(async () => {
         },
       },
     );
-    const agent = await startAgent(settings);
-    agents.set(name, agent);
-    if (name === "ua") {
-      // What the unikernel runtime's wiring gives the node: its router holds both kinds, and the
-      // hook says which accelerator VMs boot with and why. Heartbeats carry it from now on.
-      agent.ctx.runtime = new RuntimeRouter({
-        runtimes: [settings.runtime, new StandInUnikernel({ globalArgs: pe.globalArgs, env: pe.env })],
-        kindOf: (n) => agent.registry.runtimeOfContainer(n),
-        node: name,
-      });
-      agent.ctx.unikernelInfo = () => ({ accel: "tcg", reason: "/dev/kvm missing" });
-    }
+    agents.set(name, await startAgent(settings));
   }
   operator = await masterClient(tokens.operator);
 }, 120_000);
@@ -180,6 +180,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of clients) c.close();
   for (const a of agents.values()) await a.close();
+  if (unikernel) {
+    for (const vm of VMS) await unikernel.remove(vm, true).catch(() => {});
+    unikernel.close();
+  }
+  for (const vm of VMS) for (const pid of qemuPidsNamed(vm)) process.kill(pid, "SIGKILL");
+  await podman("rmi", "--force", "--ignore", VM_IMAGE);
   await master?.close();
   await removeContainers(CONTAINERS);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -203,8 +209,8 @@ describe("master placement by node runtimes", () => {
     );
     expect(store.getNode("ua")).toMatchObject({
       runtimes: ["container", "unikernel"],
-      unikernelAccel: "tcg",
-      unikernelAccelReason: "/dev/kvm missing",
+      unikernelAccel: unikernel.accel.accel,
+      unikernelAccelReason: unikernel.accel.reason,
     });
     expect(store.getNode("ub")).toMatchObject({
       runtimes: ["container"],
@@ -215,7 +221,7 @@ describe("master placement by node runtimes", () => {
     expect(
       listed.nodes.map((n) => [n.name, [...n.runtimes], n.unikernelAccel, n.unikernelAccelReason]),
     ).toEqual([
-      ["ua", ["container", "unikernel"], "tcg", "/dev/kvm missing"],
+      ["ua", ["container", "unikernel"], unikernel.accel.accel, unikernel.accel.reason],
       ["ub", ["container"], "", ""],
     ]);
   }, 30_000);

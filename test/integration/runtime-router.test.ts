@@ -251,7 +251,9 @@ describe("capabilities are consulted instead of assumed", () => {
   test("a runtime without exec: exec health checks are refused at deploy and never exec'd by the monitor", async () => {
     let execs = 0;
     const noExec = Object.create(real) as PodmanRuntime;
-    Object.defineProperty(noExec, "capabilities", { value: { exec: false, logsFollow: true } });
+    Object.defineProperty(noExec, "capabilities", {
+      value: { exec: false, logsFollow: true, logsSince: true },
+    });
     noExec.exec = async (...a) => {
       execs++;
       return real.exec(...a);

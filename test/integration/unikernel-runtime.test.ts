@@ -5,16 +5,7 @@
 // exit noticed by pid and the policy applied. The image is the fixture server (test/fixtures/
 // unikernel/httpd.c) in a FROM scratch image built locally; no registry needed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import {
-  chmodSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineImageSource } from "../../src/runtime/nanos/image-source.ts";
@@ -23,7 +14,7 @@ import type { ContainerSpec } from "../../src/runtime/runtime.ts";
 import { UnikernelRuntime } from "../../src/runtime/unikernel.ts";
 import { bareSpec } from "../support/containers.ts";
 import { freePort, podman, podmanEnv } from "../support/env.ts";
-import { httpdBinary, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel.ts";
+import { buildLocalHttpdImage, nanosDir, QEMU, qemuPidsNamed } from "../support/unikernel.ts";
 
 const RUN = Math.random().toString(36).slice(2, 8);
 const IMAGE = `localhost/mcp-test-ukrt-${RUN}:1`;
@@ -93,16 +84,8 @@ beforeAll(async () => {
   pod = new PodmanRuntime({ binary: "podman", globalArgs: pe.globalArgs, api: false });
   work = mkdtempSync(join(tmpdir(), "mcp-ukrt-"));
   state = join(work, "state");
-  const ctx = join(work, "ctx");
-  mkdirSync(join(ctx, "rootfs"), { recursive: true });
-  copyFileSync(await httpdBinary(), join(ctx, "rootfs", "httpd"));
-  chmodSync(join(ctx, "rootfs", "httpd"), 0o755);
-  writeFileSync(join(ctx, "Containerfile"), 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/httpd"]\n');
-  const b = await podman("build", "-q", "-t", IMAGE, "-f", join(ctx, "Containerfile"), ctx);
-  if (b.code !== 0) throw new Error(`podman build failed: ${b.stderr}`);
-  writeFileSync(join(ctx, "Containerfile.bare"), "FROM scratch\nCOPY rootfs/ /\n");
-  const bare = await podman("build", "-q", "-t", BARE, "-f", join(ctx, "Containerfile.bare"), ctx);
-  if (bare.code !== 0) throw new Error(`podman build failed: ${bare.stderr}`);
+  await buildLocalHttpdImage(IMAGE);
+  await buildLocalHttpdImage(BARE, { entrypoint: false });
 }, 120_000);
 
 afterAll(async () => {

@@ -135,7 +135,7 @@ export function runtimeSuite(kind: "podman" | "docker", setup: () => Promise<Run
     test(`version reports the ${kind} version`, async () => {
       expect(await rt.version()).toMatch(/^\d+\.\d+\.\d+/);
       expect(rt.engine).toBe(kind);
-      expect(rt.capabilities).toEqual({ logsFollow: true, exec: true });
+      expect(rt.capabilities).toEqual({ logsFollow: true, logsSince: true, exec: true });
     });
 
     test("run starts a container that serves HTTP on its published 127.0.0.1 port", async () => {

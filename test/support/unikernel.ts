@@ -121,6 +121,26 @@ export function httpdBinary(): Promise<string> {
   return binary;
 }
 
+/**
+ * The fixture server in a FROM scratch image in the local store only (`localhost/...`, for agents
+ * with pull policy "never"): ENTRYPOINT ["/httpd"], or nothing to run with `entrypoint: false`.
+ * The caller removes it (podman rmi) when done.
+ */
+export async function buildLocalHttpdImage(ref: string, opts: { entrypoint?: boolean } = {}): Promise<void> {
+  const ctx = await mkdtemp(join(tmpdir(), "mcp-httpd-local-"));
+  try {
+    await mkdir(join(ctx, "rootfs"));
+    await copyFile(await httpdBinary(), join(ctx, "rootfs", "httpd"));
+    await chmod(join(ctx, "rootfs", "httpd"), 0o755);
+    const entry = opts.entrypoint === false ? "" : 'ENTRYPOINT ["/httpd"]\n';
+    await writeFile(join(ctx, "Containerfile"), `FROM scratch\nCOPY rootfs/ /\n${entry}`);
+    const b = await podman("build", "-q", "-t", ref, "-f", join(ctx, "Containerfile"), ctx);
+    if (b.code !== 0) throw new Error(`podman build of ${ref} failed (${b.code}): ${b.stderr}`);
+  } finally {
+    await rm(ctx, { recursive: true, force: true });
+  }
+}
+
 /** The kinds of test image: the server; the server plus /etc/leak -> /etc/hostname; refused entrypoints. */
 export type HttpdVariant = "plain" | "leak" | "script" | "arm64";
 

@@ -94,6 +94,7 @@ export async function offeredUnikernel(settings: AgentSettings): Promise<Unikern
     settings.logger.warn(
       `unikernel runtime not offered: QEMU did not answer (${(err as Error).message.split("\n")[0]})`,
     );
+    u.close(); // no pid watch for a runtime the node does not offer
     return undefined;
   }
 }

@@ -95,16 +95,23 @@ export function buildUnikernel(
   } catch {
     throw new ConfigError(file, "runtimes.unikernel.mkfs", `${mkfs} is not an executable file`);
   }
-  return new UnikernelRuntime({
-    nanosDir,
-    mkfs,
-    qemu: u.qemu.includes("/") ? p(u.qemu) : u.qemu,
-    accel: u.accel,
-    stateDir: u.state_dir ? p(u.state_dir) : join(dirname(p(cfg.database.path)), "unikernel"),
-    bootTimeoutMs: u.boot_timeout,
-    images: engineImageSource(containers, containers.cli()),
-    logger: { info: (o, m) => logger.info(o, m), warn: (o, m) => logger.warn(o, m) },
-  });
+  const stateDir = u.state_dir ? p(u.state_dir) : join(dirname(p(cfg.database.path)), "unikernel");
+  try {
+    return new UnikernelRuntime({
+      nanosDir,
+      mkfs,
+      qemu: u.qemu.includes("/") ? p(u.qemu) : u.qemu,
+      accel: u.accel,
+      stateDir,
+      bootTimeoutMs: u.boot_timeout,
+      images: engineImageSource(containers, containers.cli()),
+      logger: { info: (o, m) => logger.info(o, m), warn: (o, m) => logger.warn(o, m) },
+    });
+  } catch (err) {
+    // The runtime creates its state directory (0700) at once: say which key cannot be used.
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(file, "runtimes.unikernel.state_dir", `cannot use ${stateDir}: ${why}`);
+  }
 }
 
 /** A path from the agent config: absolute as written, else relative to the config file's directory. */

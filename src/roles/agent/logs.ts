@@ -58,7 +58,8 @@ export function logsHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgen
       for (const c of comps) {
         const why =
           runtimeRefusal(ctx, req.service, c) ??
-          (req.follow ? capabilityRefusal(ctx, req.service, c, "logsFollow") : null);
+          (req.follow ? capabilityRefusal(ctx, req.service, c, "logsFollow") : null) ??
+          (req.since ? capabilityRefusal(ctx, req.service, c, "logsSince") : null);
         if (why) throw failedPrecondition(why);
       }
       // Only containers that exist have logs; a missing one would make podman print its error

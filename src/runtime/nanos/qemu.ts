@@ -306,13 +306,15 @@ export async function waitReady(
   port: number,
   timeoutMs: number,
   stop?: () => boolean,
+  /** Per attempt: an attempt slirp accepted before the guest listens hangs this long. */
+  probeMs = PROBE_TIMEOUT_MS,
 ): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (stop?.()) return false;
     const left = deadline - Date.now();
     if (left <= 0) return false;
-    if (await probe(host, port, Math.min(PROBE_TIMEOUT_MS, left))) return true;
+    if (await probe(host, port, Math.min(probeMs, left))) return true;
     if (Date.now() + PROBE_INTERVAL_MS >= deadline) return false;
     await Bun.sleep(PROBE_INTERVAL_MS);
   }

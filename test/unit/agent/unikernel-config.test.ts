@@ -67,6 +67,10 @@ describe("[runtimes.unikernel]", () => {
       `${file}: runtimes.unikernel.mkfs: ${join(nanos, "kernel.img")} is not an executable file`,
     );
     expect(refusal({ nanos_dir: nanos })).toMatch(/runtimes\.unikernel\.mkfs/);
+    // A state directory under a regular file cannot be created: its key, not a stack trace.
+    expect(
+      refusal({ nanos_dir: nanos, mkfs: join(nanos, "mkfs"), state_dir: join(nanos, "kernel.img", "vm") }),
+    ).toBe(`${file}: runtimes.unikernel.state_dir: cannot use ${join(nanos, "kernel.img", "vm")}: ENOTDIR`);
     expect(refusal({ nanos_dir: nanos, mkfs: "mkfs", accel: "fast" })).toMatch(/runtimes\.unikernel\.accel/);
   });
 

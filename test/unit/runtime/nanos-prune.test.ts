@@ -5,7 +5,8 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ImageConfig, UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
+import type { ImageConfig } from "../../../src/runtime/nanos/oci.ts";
+import type { UnikernelRuntime } from "../../../src/runtime/unikernel.ts";
 import { bareSpec } from "../../support/containers.ts";
 import { offlineUnikernel } from "../../support/unikernel.ts";
 
@@ -44,7 +45,15 @@ test("a prune while a VM builds keeps the exported filesystem the build reads", 
   // the engine no longer answers for it), so only the build in flight protects it.
   await rt.prune(new Set());
   expect(existsSync(rootfs)).toBe(true);
-  release({ id: ID, architecture: "amd64", entrypoint: ["/app"], cmd: [], env: [] });
+  release({
+    id: ID,
+    architecture: "amd64",
+    os: "linux",
+    entrypoint: ["/app"],
+    cmd: [],
+    env: [],
+    workingDir: "",
+  });
   const err = await running;
   // The build went on with its filesystem: it got as far as the entrypoint check.
   expect(String(err)).toContain("entrypoint /app is not an ELF program");

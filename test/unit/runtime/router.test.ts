@@ -87,7 +87,7 @@ class Recorder implements Runtime {
   }
 }
 
-const ALL: RuntimeCapabilities = { exec: true, logsFollow: true };
+const ALL: RuntimeCapabilities = { exec: true, logsFollow: true, logsSince: true };
 const info = (name: string): ContainerInfo => runningInfo(name, "img");
 const spec = (name: string, runtime?: string): ContainerSpec =>
   bareSpec(name, "img", runtime !== undefined ? { runtime } : {});
@@ -95,7 +95,12 @@ const spec = (name: string, runtime?: string): ContainerSpec =>
 /** A node with a podman container runtime and (a stand-in for the later issue's) unikernel one. */
 function twoKinds(kinds: Record<string, string> = {}) {
   const container = new Recorder("container", "podman", ALL, [info("web-app")]);
-  const unikernel = new Recorder("unikernel", "podman", { exec: false, logsFollow: false }, [info("vm-app")]);
+  const unikernel = new Recorder(
+    "unikernel",
+    "podman",
+    { exec: false, logsFollow: false, logsSince: false },
+    [info("vm-app")],
+  );
   const router = new RuntimeRouter({
     runtimes: [unikernel, container],
     kindOf: (n) => kinds[n],
@@ -118,7 +123,7 @@ describe("what the node has", () => {
     expect(router.kinds()).toEqual(["container", "unikernel"]);
     expect(router.has("container")).toBe(true);
     expect(router.has("podman")).toBe(true); // the legacy word for the kind
-    expect(router.capabilitiesOf("unikernel")).toEqual({ exec: false, logsFollow: false });
+    expect(router.capabilitiesOf("unikernel")).toEqual({ exec: false, logsFollow: false, logsSince: false });
     expect(router.capabilitiesOf("container")).toEqual(ALL);
     const { router: one } = containerOnly();
     expect(one.kinds()).toEqual(["container"]);
@@ -231,6 +236,9 @@ describe("capabilities are consulted, not assumed", () => {
       "the unikernel runtime (podman) cannot exec (run a command in it)",
     );
     expect(router.lacks("unikernel", "logsFollow")).toBe("the unikernel runtime (podman) cannot follow logs");
+    expect(router.lacks("unikernel", "logsSince")).toBe(
+      "the unikernel runtime (podman) cannot show logs since a time (its log lines carry no time)",
+    );
     expect(router.lacks("container", "exec")).toBeNull();
     expect(router.lacks("absent", "exec")).toBeNull();
   });
