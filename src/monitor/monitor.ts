@@ -180,6 +180,32 @@ export class Monitor {
     const started = this.now();
     const pruned = o.store.pruneEvents(new Date(started - o.retentionMs));
     const { services, transitions } = await o.reconcile();
+    const judged = await this.judge(transitions, services);
+    this.counters.ticks++;
+    o.logger.debug(
+      { pruned, transitions: transitions.length, alerts: judged.alerts.length, ms: this.now() - started },
+      "monitor tick",
+    );
+    return { pruned, transitions: transitions.length, ...judged };
+  }
+
+  /**
+   * Judges transitions seen outside a tick (runtime events: a container died or was removed) at
+   * once, by the same drift, flap and cooldown rules as a tick, and runs their alerts.
+   * `services` gives the desired states.
+   */
+  async observe(
+    transitions: readonly Transition[],
+    services: readonly ServiceRecord[],
+  ): Promise<Omit<TickResult, "pruned" | "transitions">> {
+    return this.judge(transitions, services);
+  }
+
+  private async judge(
+    transitions: readonly Transition[],
+    services: readonly ServiceRecord[],
+  ): Promise<Omit<TickResult, "pruned" | "transitions">> {
+    const o = this.opts;
     const now = this.now();
     const desired = new Map<string, DesiredState>();
     for (const s of services)
@@ -209,15 +235,8 @@ export class Monitor {
     this.lastAlert = recordAlerts(this.lastAlert, alerts, now, o.cooldownMs);
     const outcomes = await Promise.all(alerts.map((a) => this.deliver(a, now)));
     const sent = alerts.filter((_, i) => outcomes[i] !== null);
-    this.counters.ticks++;
     this.counters.alerts += sent.length;
-    o.logger.debug(
-      { pruned, transitions: transitions.length, alerts: sent.length, ms: this.now() - started },
-      "monitor tick",
-    );
     return {
-      pruned,
-      transitions: transitions.length,
       alerts: sent,
       suppressed,
       outcomes: outcomes.filter((x): x is AlertOutcome => x !== null),

@@ -13,8 +13,16 @@
 // The engine endpoint comes from DOCKER_HOST or from global args (`-H unix:///…`).
 // Pure builders and parsers are exported for unit tests with output captured from a real engine.
 
+import { parseCompatEvent, type RuntimeEvent } from "./events.ts";
 import { failure, type RunResult, RuntimeError, run } from "./exec.ts";
-import { type ImageDefaults, ownerField, PodmanRuntime, parseInspect, parseTime } from "./podman.ts";
+import {
+  eventsArgs,
+  type ImageDefaults,
+  ownerField,
+  PodmanRuntime,
+  parseInspect,
+  parseTime,
+} from "./podman.ts";
 import { type ContainerDetails, type ContainerInfo, type Engine, mapState, OWNER_LABELS } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +228,17 @@ export class DockerRuntime extends PodmanRuntime {
     const res = await this.call(sub, target, timeoutMs);
     if (res.code !== 0) throw failure(this.argv(sub), res, this.label(sub, target));
     return res;
+  }
+
+  /** `docker events` prints Go templates, not podman's "json" word: `{{json .}}` is the message. */
+  protected override eventsArgs(sinceMs: number): string[] {
+    const a = eventsArgs(sinceMs);
+    a[2] = "{{json .}}";
+    return a;
+  }
+
+  protected override parseEvent(line: string): RuntimeEvent | null {
+    return parseCompatEvent(line);
   }
 
   protected override parseList(stdout: string): ContainerInfo[] {

@@ -83,6 +83,19 @@ export function processExists(pid: number): boolean {
   }
 }
 
+/**
+ * argv prefixed so that the kernel sends the child SIGTERM when this process dies (`setpriv
+ * --pdeathsig TERM`, util-linux), for long-lived children that must not outlive a SIGKILLed
+ * agent; argv unchanged when setpriv is not on PATH (`bound` false: the caller bounds the
+ * orphan another way).
+ */
+export function diesWithParent(argv: readonly string[]): { argv: string[]; bound: boolean } {
+  const setpriv = Bun.which("setpriv");
+  return setpriv
+    ? { argv: [setpriv, "--pdeathsig", "TERM", "--", ...argv], bound: true }
+    : { argv: [...argv], bound: false };
+}
+
 /** A SIGKILL to `proc` once `ms` have passed: `timedOut` says whether it was sent, `clear()` cancels it. */
 export function killAfter(
   proc: { kill(signal?: NodeJS.Signals): void },

@@ -20,7 +20,7 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { processExists } from "./exec.ts";
+import { diesWithParent, processExists } from "./exec.ts";
 
 export interface ServiceLogger {
   info(msg: string): void;
@@ -148,17 +148,9 @@ export class PodmanService {
       return false;
     }
     socket = this.socketPath!;
-    const setpriv = Bun.which("setpriv");
-    const time = setpriv ? "--time=0" : `--time=${ORPHAN_IDLE_SEC}`;
-    const argv = [
-      ...(setpriv ? [setpriv, "--pdeathsig", "TERM", "--"] : []),
-      this.opts.binary,
-      ...this.opts.globalArgs,
-      "system",
-      "service",
-      time,
-      `unix://${socket}`,
-    ];
+    const base = [this.opts.binary, ...this.opts.globalArgs, "system", "service"];
+    const bound = diesWithParent([...base, "--time=0", `unix://${socket}`]);
+    const argv = bound.bound ? bound.argv : [...base, `--time=${ORPHAN_IDLE_SEC}`, `unix://${socket}`];
     let proc: Bun.Subprocess;
     try {
       proc = Bun.spawn(argv, {

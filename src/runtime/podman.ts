@@ -4,6 +4,8 @@
 // binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
 
 import { formatMemorySize, parseMemorySize } from "../config/specs.ts";
+import type { EventSource } from "./event-stream.ts";
+import { parsePodmanEvent, type RuntimeEvent } from "./events.ts";
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
 import type { EngineCli } from "./nanos/oci.ts";
 import { PodmanService, type ServiceLogger } from "./podman-service.ts";
@@ -123,6 +125,18 @@ export function logsArgs(name: string, opts: LogOptions): string[] {
 export function execArgs(name: string, argv: readonly string[]): string[] {
   if (argv.length === 0) throw new Error("exec needs a command");
   return ["exec", positional(name, "container name"), positional(argv[0]!, "command"), ...argv.slice(1)];
+}
+
+/**
+ * `events`: every container event as one JSON line, replaying from `sinceMs` (ms since the epoch,
+ * given as unix seconds with a fraction, which both podman and docker accept) and then following.
+ */
+export function eventsArgs(sinceMs: number): string[] {
+  return ["events", "--format", "json", "--filter", "type=container", "--since", unixSeconds(sinceMs)];
+}
+
+function unixSeconds(ms: number): string {
+  return (Math.max(0, ms) / 1000).toFixed(3);
 }
 
 export function versionArgs(): string[] {
@@ -439,6 +453,24 @@ export class PodmanRuntime implements Runtime {
       ...(this.env ? { env: this.env } : {}),
       callTimeoutMs: this.callTimeoutMs,
     };
+  }
+
+  /** This engine's container event stream (LiveRuntime reads it). */
+  eventSource(): EventSource {
+    return {
+      label: `${this.binary.split("/").pop() ?? this.binary} events`,
+      argv: (since) => this.argv(this.eventsArgs(since)),
+      ...(this.env ? { env: this.env } : {}),
+      parse: (line) => this.parseEvent(line),
+    };
+  }
+
+  protected eventsArgs(sinceMs: number): string[] {
+    return eventsArgs(sinceMs);
+  }
+
+  protected parseEvent(line: string): RuntimeEvent | null {
+    return parsePodmanEvent(line);
   }
 
   /** Full argv for a subcommand. */

@@ -4,6 +4,7 @@
 // the node has; each runtime serves one component runtime kind.
 import type { ObservedState } from "../component/state.ts";
 import type { RuntimeKind } from "../config/runtime-kind.ts";
+import type { EventSource } from "./event-stream.ts";
 
 export type { RuntimeKind } from "../config/runtime-kind.ts";
 
@@ -164,6 +165,11 @@ export interface Runtime {
    * Called by a deploy before anything is recorded or created; absent = every image is runnable.
    */
   checkImage?(spec: ContainerSpec): Promise<void>;
+  /**
+   * The runtime's container event stream (podman/docker events), read by LiveRuntime to keep a
+   * live view; absent = no events (listings only).
+   */
+  eventSource?(): EventSource;
   /** Releases what the runtime keeps running (podman: its API service child); optional. */
   close?(): void;
 }

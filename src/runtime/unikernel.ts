@@ -37,11 +37,14 @@ import {
 } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
+import type { ObservedState } from "../component/state.ts";
 import { formatDuration, isRestartPolicy } from "../config/service.ts";
 import { parsePortSpec, parseVolumeSpec } from "../config/specs.ts";
 import { unikernelProblems, vmMemoryMiB } from "../config/unikernel.ts";
 import { KeyedLock } from "../util/keyed-lock.ts";
 import { processExists, RuntimeError, run as runCmd } from "./exec.ts";
+import type { ChangeListener } from "./live-runtime.ts";
+import type { ViewChange } from "./live-view.ts";
 import { type AccelChoice, detectAccel, readAccelFacts } from "./nanos/accel.ts";
 import { copyTreeNoFollow, newContentHash } from "./nanos/copy.ts";
 import { type GuestDir, type GuestNode, ManifestError, writeManifest } from "./nanos/manifest.ts";
@@ -206,6 +209,7 @@ export class UnikernelRuntime implements Runtime {
   private readonly children = new Map<string, ChildProcess>();
   private readonly restartTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private watch: ReturnType<typeof setInterval> | null = null;
+  private readonly changeListeners: ChangeListener[] = [];
   private versionText: string | null = null;
   private closed = false;
   /** Builds and image checks under way: prune waits for none (it would delete what they read). */
@@ -569,6 +573,7 @@ export class UnikernelRuntime implements Runtime {
       this.write(rec);
       this.clearRunFiles(name);
       this.o.logger?.info({ vm: name, code }, "unikernel VM exited");
+      this.changed(rec, "running");
       this.schedulePolicy(rec);
     });
   }
@@ -590,6 +595,7 @@ export class UnikernelRuntime implements Runtime {
           cur.image = await this.build(cur.spec, this.vmDir(cur.name));
           this.write(cur);
           await this.boot(cur);
+          this.changed(cur, "exited");
         })
         .catch((e: Error) =>
           this.o.logger?.warn({ vm: rec.name, err: e.message }, "unikernel VM restart failed"),
@@ -731,6 +737,34 @@ export class UnikernelRuntime implements Runtime {
     await this.stop(name, timeoutSec);
     await this.remove(name, true);
     return true;
+  }
+
+  /**
+   * Observed-state changes the runtime saw by itself (a VM's QEMU exiting, a restart by its
+   * policy), in order: the agent records them at once, as it does container events.
+   */
+  onChange(listener: ChangeListener): void {
+    this.changeListeners.push(listener);
+  }
+
+  private changed(rec: VmRecord, prev: ObservedState): void {
+    const info = { ...this.info(rec), runtime: this.kind };
+    if (info.state === prev) return;
+    const change: ViewChange = {
+      name: rec.name,
+      prev,
+      next: info.state,
+      info,
+      at: Date.now(),
+      cause: "qemu",
+    };
+    for (const l of this.changeListeners) {
+      try {
+        l([change]);
+      } catch (err) {
+        this.o.logger?.warn({ err: (err as Error).message }, "unikernel change listener failed");
+      }
+    }
   }
 
   private info(rec: VmRecord): ContainerInfo {

@@ -7,12 +7,14 @@ import type { Registry } from "../../registry/index.ts";
 import { openRegistry } from "../../registry/index.ts";
 import type { Policy } from "../../rpc/interceptor.ts";
 import { type RunningServer, startServer } from "../../rpc/server.ts";
+import { LiveRuntime } from "../../runtime/live-runtime.ts";
 import type { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import { type AgentContext, type AgentSettings, KeyedLock } from "./context.ts";
 import { agentHandlers } from "./handlers.ts";
 import { noIntegrations } from "./hooks.ts";
 import { nodeAddressOf } from "./host-ports.ts";
 import { composeHooks } from "./integrations.ts";
+import { TransitionRecorder } from "./live-events.ts";
 import { nodeRuntimes } from "./runtimes.ts";
 import { type Background, runStartup } from "./startup.ts";
 
@@ -103,10 +105,19 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
   const unikernel = await offeredUnikernel(settings);
   const registry = openRegistry(settings.dbPath, (m) => settings.logger.warn(m));
   const shutdown = new AbortController();
+  // The container runtime behind a live view kept by its event stream (live-runtime.ts).
+  const live = settings.runtime.eventSource
+    ? new LiveRuntime(settings.runtime, settings.runtime.eventSource(), { logger: settings.logger })
+    : undefined;
   const ctx: AgentContext = {
     settings,
     registry,
-    runtime: nodeRuntimes(settings, registry, unikernel),
+    runtime: nodeRuntimes(
+      { runtime: live ?? settings.runtime, nodeName: settings.nodeName },
+      registry,
+      unikernel,
+    ),
+    ...(live ? { live } : {}),
     ...(unikernel ? { unikernelInfo: () => ({ ...unikernel.accel }) } : {}),
     logger: settings.logger,
     locks: new KeyedLock(),
@@ -121,6 +132,11 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
         : noIntegrations(settings.logger)),
     shutdown: shutdown.signal,
   };
+  const recorder = new TransitionRecorder(ctx);
+  ctx.recorder = recorder;
+  live?.onChange(recorder.push);
+  unikernel?.onChange(recorder.push);
+  live?.open();
   const masterCa = settings.master?.caPem ?? settings.masterCaPem;
   let server: RunningServer;
   try {
@@ -137,6 +153,8 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
       services: [{ desc: McpAgent, handlers: agentHandlers(ctx) }],
     });
   } catch (err) {
+    live?.close();
+    await recorder.close();
     registry.close();
     throw err;
   }
@@ -158,6 +176,8 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
     async close() {
       shutdown.abort();
       for (const b of await startup) await b.stop();
+      live?.close();
+      await recorder.close();
       await server.close();
       settings.integrations?.proxy?.close();
       registry.close();

@@ -5,12 +5,14 @@ import type { HostAccess } from "../../auth/host-access.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
 import type { Registry } from "../../registry/index.ts";
+import type { LiveRuntime } from "../../runtime/live-runtime.ts";
 import type { RuntimeRouter } from "../../runtime/router.ts";
 import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
 import type { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
+import type { TransitionRecorder } from "./live-events.ts";
 
 export interface AgentSettings extends DaemonSettings {
   nodeName: string;
@@ -115,6 +117,13 @@ export interface AgentContext {
    * the master (status.ts runtimeReport).
    */
   unikernelInfo?: () => UnikernelInfo | undefined;
+  /**
+   * The container runtime's live view (events + listings): the monitor's safety-net resync and
+   * node status read it. Absent when the runtime has no event stream (tests' bare contexts).
+   */
+  live?: LiveRuntime;
+  /** Writes runtime-reported changes at once (live-events.ts); the monitor gives it its judge. */
+  recorder?: TransitionRecorder;
 }
 
 export interface UnikernelInfo {

@@ -64,7 +64,11 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
     flapWindowMs: m.flapWindowMs,
     retentionMs: m.retentionMs,
     store: ctx.registry,
-    reconcile: () => {
+    reconcile: async () => {
+      // The safety net under the event stream: one full listing per interval confirms the live
+      // view (and reports what it missed to the recorder) before the registry is reconciled.
+      // Without a current view the reconcile's own listing goes to the runtime: one either way.
+      if (ctx.live?.status().current) await ctx.live.resync();
       // A deploy or stop in flight replaces containers under its service lock: a listing taken
       // then shows `removed` for a moment. Leave such services alone (held before the listing or
       // when its result is written); the operation records the state itself.
@@ -96,6 +100,8 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
     signal: ctx.shutdown,
     companions: [health],
   });
+  // Runtime events are judged at once by the same rules (live-events.ts).
+  ctx.recorder?.setJudge((transitions, services) => monitor.observe(transitions, services));
   monitor.start();
   ctx.logger.info({ interval_ms: m.intervalMs, alert_command: m.alertCommand[0] ?? null }, "monitor started");
   return monitor;

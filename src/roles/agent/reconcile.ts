@@ -56,16 +56,7 @@ export async function reconcile(
     if (opts.discoverUnknown !== false) {
       for (const c of list) {
         if (known.has(c.name)) continue;
-        // Unknown container: tracked as service = component = container name, desired `ignore`.
-        ctx.registry.upsertService({ name: c.name, active: false });
-        ctx.registry.upsertComponent(
-          c.name,
-          toComponentInput(discoveredComponent(c), {
-            desiredState: "ignore",
-            observedState: c.state,
-            version: extractVersion(c.image),
-          }),
-        );
+        recordDiscovered(ctx, c);
         discovered.push(c.name);
       }
     }
@@ -75,6 +66,23 @@ export async function reconcile(
   const wrote = transitions.length > 0 || discovered.length > 0 || versions > 0;
   const services = wrote ? ctx.registry.listServices() : listed;
   return { services, containers, transitions, discovered };
+}
+
+/**
+ * Records a container MCP does not know: tracked as service = component = container name,
+ * desired `ignore` (never alerted on, never changed; `mcp adopt` takes it over). Call inside a
+ * registry transaction.
+ */
+export function recordDiscovered(ctx: Pick<AgentContext, "registry">, c: ContainerInfo): void {
+  ctx.registry.upsertService({ name: c.name, active: false });
+  ctx.registry.upsertComponent(
+    c.name,
+    toComponentInput(discoveredComponent(c), {
+      desiredState: "ignore",
+      observedState: c.state,
+      version: extractVersion(c.image),
+    }),
+  );
 }
 
 /**

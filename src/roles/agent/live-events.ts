@@ -1,0 +1,165 @@
+// The agent's side of runtime events: every observed-state change a runtime reports (container
+// events through LiveRuntime, a unikernel VM exiting) is written to the registry at once and
+// judged by the monitor's drift, flap and cooldown rules, so a crash is alerted in about a second
+// instead of at the next tick.
+//
+// Writes are batched: changes arriving within `windowMs` of the first go into one transaction
+// (a burst of 200 containers is a few dozen small transactions, not a thousand), in the order the
+// runtime reported them, so the events table keeps every transition in order. A service whose
+// lock is held (a deploy, stop or undeploy replacing its containers) is left to the operation,
+// which records what it did; once the lock is free, that service is reconciled from the runtime's
+// listing so a change that happened meanwhile is not lost.
+import { containerName } from "../../component/container.ts";
+import type { Transition } from "../../monitor/evaluate.ts";
+import type { ServiceRecord } from "../../registry/types.ts";
+import type { ViewChange } from "../../runtime/live-view.ts";
+import type { AgentContext } from "./context.ts";
+import { reconcile, recordDiscovered } from "./reconcile.ts";
+
+export interface RecorderOptions {
+  /** How long changes gather before one write (default 20 ms). */
+  windowMs?: number;
+  /** Most changes per transaction (default 500). */
+  maxBatch?: number;
+  /** Judges the transitions written (the monitor's observe); absent = record only. */
+  judge?: (transitions: Transition[], services: ServiceRecord[]) => Promise<unknown>;
+}
+
+export interface RecorderStats {
+  changes: number;
+  batches: number;
+  transitions: number;
+}
+
+export class TransitionRecorder {
+  private queue: ViewChange[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private readonly waitingFor = new Set<string>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private closed = false;
+  private readonly counters: RecorderStats = { changes: 0, batches: 0, transitions: 0 };
+
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly opts: RecorderOptions = {},
+  ) {}
+
+  /** Who judges what is written from now on (the monitor, once it runs). */
+  setJudge(judge: RecorderOptions["judge"]): void {
+    this.opts.judge = judge;
+  }
+
+  get stats(): RecorderStats {
+    return { ...this.counters };
+  }
+
+  /** The listener runtimes call (LiveRuntime.onChange, UnikernelRuntime.onChange). */
+  readonly push = (changes: ViewChange[]): void => {
+    if (this.closed || changes.length === 0) return;
+    this.queue.push(...changes);
+    this.counters.changes += changes.length;
+    if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, this.opts.windowMs ?? 20);
+    }
+  };
+
+  /** Writes what is queued now; then waits until every judgment and late reconcile has ended. */
+  async settle(): Promise<void> {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.flush();
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.settle();
+  }
+
+  private track(p: Promise<unknown>): void {
+    const t = p.catch((err: Error) =>
+      this.ctx.logger.error({ err: err.message }, "recording runtime changes failed"),
+    );
+    this.pending.add(t);
+    void t.finally(() => this.pending.delete(t));
+  }
+
+  private flush(): void {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.opts.maxBatch ?? 500);
+      this.write(batch);
+    }
+  }
+
+  private write(batch: ViewChange[]): void {
+    const { registry, locks } = this.ctx;
+    const transitions: Transition[] = [];
+    const busy = new Set<string>();
+    let services: ServiceRecord[] = [];
+    try {
+      registry.withTransaction(() => {
+        services = registry.listServices();
+        const owners = new Map<string, { service: string; component: string }>();
+        for (const s of services)
+          for (const c of s.components)
+            owners.set(containerName(s.name, c.name), { service: s.name, component: c.name });
+        for (const ch of batch) {
+          const o = owners.get(ch.name);
+          if (o === undefined) {
+            // Not a component of ours: discovery, as a listing would record it.
+            if (ch.info !== null && ch.next !== "removed") {
+              recordDiscovered(this.ctx, ch.info);
+              owners.set(ch.name, { service: ch.name, component: ch.name });
+            }
+            continue;
+          }
+          if (locks.isHeld(o.service)) {
+            busy.add(o.service);
+            continue;
+          }
+          const r = registry.setObservedState(o.service, o.component, ch.next);
+          if (r.changed) transitions.push({ ...o, prev: r.prev, next: ch.next });
+        }
+      });
+    } catch (err) {
+      this.ctx.logger.error(
+        { err: (err as Error).message, changes: batch.length },
+        "recording runtime changes failed",
+      );
+      return;
+    }
+    this.counters.batches++;
+    this.counters.transitions += transitions.length;
+    if (transitions.length > 0 && this.opts.judge) this.track(this.opts.judge(transitions, services));
+    for (const s of busy) this.afterOperation(s);
+  }
+
+  /**
+   * A service's changes were left to an operation holding its lock: when it is done, reconcile
+   * that service once from the runtime's listing (the operation's own record may predate a
+   * change that happened meanwhile) and judge what that finds.
+   */
+  private afterOperation(service: string): void {
+    if (this.waitingFor.has(service)) return;
+    this.waitingFor.add(service);
+    this.track(
+      this.ctx.locks
+        .run(service, async () => {
+          this.waitingFor.delete(service);
+          if (this.closed) return;
+          const res = await reconcile(this.ctx, {
+            discoverUnknown: false,
+            skipService: (s) => s !== service,
+          });
+          if (res.transitions.length > 0 && this.opts.judge)
+            await this.opts.judge(res.transitions, res.services);
+        })
+        .finally(() => this.waitingFor.delete(service)),
+    );
+  }
+}
