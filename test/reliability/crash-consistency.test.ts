@@ -18,6 +18,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { AgentStatusRow } from "../../src/roles/cli/agent-status.ts";
 import { mcpBinary } from "../support/binary.ts";
 import { busyboxImage, podman } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
@@ -156,9 +157,11 @@ async function ourContainers(): Promise<Map<string, { state: string; image: stri
 }
 
 /** Processes named podman among the descendants of `pid` (the agent's in-flight runtime calls). */
-function isApiService(pid: number): boolean {
+/** The agent's long-lived podman children: its REST API service and its event stream. */
+function isAgentChild(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("service");
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return argv.includes("service") || argv.includes("events");
   } catch {
     return false; // exited while we looked
   }
@@ -208,6 +211,33 @@ function writeDef(service: string, gen: number, tag: string): { image: string; e
     lines.push("[[components]]", `name = "${c}"`, `image = "${image}"`, `env = ["${env[0]}"]`, "");
   writeFileSync(join(agent.servicesDir, `${service}.toml`), lines.join("\n"));
   return SERVICES[service]!.map(() => ({ image, env }));
+}
+
+function where0(op: number, kind: string, service: string): string {
+  return `op ${op} (${kind} ${service})`;
+}
+
+/**
+ * Waits (bounded) until `mcp agent status` reports the agent's live view current and confirmed
+ * by a listing taken after the agent started: the view is memory only, rebuilt on every start.
+ */
+async function viewRebuilt(where: string): Promise<void> {
+  let last = "";
+  for (let i = 0; i < 100; i++) {
+    const r = await agent.mcp(["agent", "status", "--json"], { timeoutMs: 30_000 });
+    const node = (JSON.parse(r.stdout) as { nodes: AgentStatusRow[] }).nodes[0];
+    const l = node?.liveView;
+    last = JSON.stringify(l ?? null);
+    if (
+      l?.current &&
+      l.confirmedAt &&
+      node?.agentStarted &&
+      Date.parse(l.confirmedAt) >= Date.parse(node.agentStarted) - 1000
+    )
+      return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${where}: the live view was not rebuilt after the restart: ${last}`);
 }
 
 function cliArgs(kind: string, service: string): string[] {
@@ -280,9 +310,9 @@ describe("crash consistency (SIGKILL of the agent during deploy/stop/start)", ()
       await Bun.sleep(delay);
       // The agent's runtime calls in flight: they outlive it, as they would a real crash.
       const orphans = podmanDescendants(pid);
-      // The agent's own `podman system service` (its REST listing) is always there; only other
-      // podman processes mean the kill landed during a runtime call.
-      if (orphans.some((p) => !isApiService(p))) midRuntime++;
+      // The agent's own `podman system service` (its REST listing) and `podman events` (its live
+      // view) are always there; only other podman processes mean the kill landed mid-call.
+      if (orphans.some((p) => !isAgentChild(p))) midRuntime++;
       const landed = cli.exitCode === null;
       await agent.kill("SIGKILL");
       const killedAt = performance.now() - t0;
@@ -298,6 +328,8 @@ describe("crash consistency (SIGKILL of the agent during deploy/stop/start)", ()
 
       await agent.startAgent();
       await cliOk(["ps"]); // one reconcile: observed states from the runtime
+      // The restarted agent's live view was rebuilt from a full listing after its start.
+      await viewRebuilt(where0(op, kind, service));
       const now = readRegistry();
       const containers = await ourContainers();
       const where = `op ${op} (${kind} ${service}, kill at ${Math.round(killedAt)} ms, ${landed ? "mid-op" : `after exit ${code}`}${cliErr.trim() ? `: ${cliErr.trim().split("\n").pop()}` : ""})`;

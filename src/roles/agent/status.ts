@@ -18,6 +18,7 @@ import {
 } from "../../gen/mcp/v1/mcp_pb.ts";
 import { invalidArgument, notFound } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
+import type { LiveStatus } from "../../runtime/live-runtime.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { type ReconcileResult, reconcile, startedOf } from "./reconcile.ts";
@@ -162,7 +163,19 @@ export async function nodeStatus(ctx: AgentContext): Promise<NodeStatusResponse>
     agentVersion: ctx.settings.version,
     arch: goArch(),
     agentStarted: timestampFromDate(ctx.startedAt),
+    ...(ctx.live ? { liveView: liveViewStatus(ctx.live.status()) } : {}),
   });
+}
+
+function liveViewStatus(s: LiveStatus) {
+  return {
+    streaming: s.streaming,
+    current: s.current,
+    ...(s.confirmedAt !== null ? { confirmedAt: timestampFromDate(new Date(s.confirmedAt)) } : {}),
+    containers: s.containers,
+    events: BigInt(s.events),
+    listings: BigInt(s.listings),
+  };
 }
 
 /**

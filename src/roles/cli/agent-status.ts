@@ -34,6 +34,15 @@ export interface AgentStatusRow {
   runningContainers?: number;
   disk?: { totalBytes: number; freeBytes: number };
   memory?: { totalBytes: number; freeBytes: number };
+  /** The agent's live view (runtime events): absent when its runtime has no event stream. */
+  liveView?: {
+    streaming: boolean;
+    current: boolean;
+    confirmedAt?: string;
+    containers: number;
+    events: number;
+    listings: number;
+  };
 }
 
 export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): AgentStatusRow {
@@ -64,7 +73,29 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
     runningContainers: v.runningContainers,
     disk: { totalBytes: Number(v.diskTotalBytes), freeBytes: Number(v.diskFreeBytes) },
     memory: { totalBytes: Number(v.memoryTotalBytes), freeBytes: Number(v.memoryFreeBytes) },
+    ...(v.liveView
+      ? {
+          liveView: {
+            streaming: v.liveView.streaming,
+            current: v.liveView.current,
+            ...(v.liveView.confirmedAt
+              ? { confirmedAt: timestampDate(v.liveView.confirmedAt).toISOString() }
+              : {}),
+            containers: v.liveView.containers,
+            events: Number(v.liveView.events),
+            listings: Number(v.liveView.listings),
+          },
+        }
+      : {}),
   };
+}
+
+/** " · events" when reads answer from the live view; a warning when its event stream is down. */
+export function liveNote(r: Pick<AgentStatusRow, "liveView">): string {
+  const l = r.liveView;
+  if (!l) return "";
+  if (l.current) return " · events";
+  return l.streaming ? " · events (resynchronising)" : yellow(" · event stream down: reads list");
 }
 
 /**
@@ -115,7 +146,7 @@ export async function agentStatusCommand(args: string[], opts: Record<string, un
         formatAge(r.agentStarted ? new Date(r.agentStarted) : null),
         r.runtimeError
           ? red(`${r.runtime} error: ${r.runtimeError}`)
-          : `${r.runtime} ${r.runtimeVersion}${kindsNote(r)}`,
+          : `${r.runtime} ${r.runtimeVersion}${kindsNote(r)}${liveNote(r)}`,
         `${r.services} svc, ${r.components} comp, ${r.runningContainers} running`,
         freeOf(r.disk),
         freeOf(r.memory),
