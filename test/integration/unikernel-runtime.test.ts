@@ -104,6 +104,13 @@ describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
     const u = runtime();
     const name = `ukrt-fail-${RUN}`;
     const port = await freePort();
+    // What the runtime reports by itself (the agent records it at once: live-events.ts).
+    const seen: string[] = [];
+    u.onChange((cs) => {
+      for (const c of cs)
+        if (c.name === name)
+          seen.push(`${c.prev}->${c.next}${c.info?.exitCode != null ? ` ${c.info.exitCode}` : ""}`);
+    });
     await u.run(spec(name, port, "on-failure:1"));
     await served(port);
     const first = (await info(u, name))!.startedAt!.getTime();
@@ -123,6 +130,8 @@ describe("the unikernel runtime's exits and restart policy (real QEMU)", () => {
     // on-failure:1 allows one restart: it stays down.
     await Bun.sleep(2500);
     expect((await info(u, name))?.state).toBe("exited");
+    // Its own run is the caller's to record; the exits and the policy's restart are reported.
+    expect(seen).toEqual(["running->exited 3", "exited->running", "running->exited 3"]);
     expect(qemuPidsNamed(name)).toEqual([]);
     // A stopped VM keeps its spec and log, not its run files.
     const vm = join(state, "vms", name);
