@@ -30,7 +30,7 @@ export interface StreamHandlers {
 }
 
 export interface EventStreamOptions {
-  /** First restart delay (default 200 ms); doubles up to retryMaxMs. */
+  /** First restart delay (default 200 ms); doubles up to retryMaxMs (default 30 s). */
   retryMinMs?: number;
   retryMaxMs?: number;
   /** A child that ran this long resets the delay (default 10 s). */
@@ -38,6 +38,9 @@ export interface EventStreamOptions {
   /** How far before the child's start its replay begins (default 2 s: clock and flush slack). */
   replayMs?: number;
 }
+
+/** Longest line kept (labels included); a longer one is dropped unread. */
+const MAX_LINE = 1 << 20;
 
 export class EventStream {
   private proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | null = null;
@@ -53,7 +56,7 @@ export class EventStream {
   ) {
     this.o = {
       retryMinMs: opts.retryMinMs ?? 200,
-      retryMaxMs: opts.retryMaxMs ?? 5_000,
+      retryMaxMs: opts.retryMaxMs ?? 30_000,
       stableMs: opts.stableMs ?? 10_000,
       replayMs: opts.replayMs ?? 2_000,
     };
@@ -108,6 +111,8 @@ export class EventStream {
         partial += decoder.decode(chunk, { stream: true });
         const lines = partial.split("\n");
         partial = lines.pop() ?? "";
+        // An event line is a few hundred bytes; one without an end is not let grow the heap.
+        if (partial.length > MAX_LINE) partial = "";
         for (const line of lines) {
           if (this.proc !== proc) return;
           const e = this.source.parse(line);
