@@ -7,19 +7,8 @@
 // The child gets SIGTERM from the kernel when the agent dies (setpriv --pdeathsig, when on
 // PATH); without setpriv an orphan ends at its next event, when writing to the closed pipe fails.
 
-import type { RuntimeEvent } from "./events.ts";
+import type { EventSource, RuntimeEvent } from "./events.ts";
 import { diesWithParent } from "./exec.ts";
-
-/** How to run and read one runtime's event stream (PodmanRuntime/DockerRuntime eventSource()). */
-export interface EventSource {
-  /** What logs call it ("podman events"). */
-  label: string;
-  /** The stream's argv, replaying events from `sinceMs` (ms since the epoch) on. */
-  argv(sinceMs: number): string[];
-  env?: Record<string, string>;
-  /** One stdout line → an event, or null (skipped). */
-  parse(line: string): RuntimeEvent | null;
-}
 
 export interface StreamHandlers {
   /** The child runs and reads from `sinceMs` on. */

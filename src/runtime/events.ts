@@ -5,7 +5,6 @@
 //     "Action","Actor":{"ID","Attributes" (labels + name, image, exitCode)},"time","timeNano"}.
 // Parsers are pure (fixtures in test/unit/runtime/fixtures/); a line that is not a container
 // event of a known shape is null (the stream skips it), never an exception.
-import { type ContainerOwner, ownerFromLabels } from "./runtime.ts";
 
 /**
  * What happened, in the runtime's own order. Only the first group changes observed state:
@@ -38,7 +37,19 @@ export interface RuntimeEvent {
   exitCode: number | null;
   /** health only: "healthy", "unhealthy", "starting". */
   health?: string;
-  owner?: ContainerOwner;
+  /** The container's labels as the event carries them (docker: also name/image/exitCode). */
+  labels: Record<string, string>;
+}
+
+/** How to run and read one runtime's event stream (PodmanRuntime/DockerRuntime eventSource()). */
+export interface EventSource {
+  /** What logs call it ("podman events"). */
+  label: string;
+  /** The stream's argv, replaying events from `sinceMs` (ms since the epoch) on. */
+  argv(sinceMs: number): string[];
+  env?: Record<string, string>;
+  /** One stdout line → an event, or null (skipped). */
+  parse(line: string): RuntimeEvent | null;
 }
 
 const ACTIONS: Record<string, EventAction> = {
@@ -104,11 +115,6 @@ function parseLine(line: string): Json | null {
   }
 }
 
-function owner(labels: Record<string, string>): { owner?: ContainerOwner } {
-  const o = ownerFromLabels(labels);
-  return o ? { owner: o } : {};
-}
-
 /** One line of `podman events --format json`; null for other types and other shapes. */
 export function parsePodmanEvent(line: string): RuntimeEvent | null {
   const j = parseLine(line);
@@ -129,7 +135,7 @@ export function parsePodmanEvent(line: string): RuntimeEvent | null {
     time,
     exitCode: action === "die" ? intOf(j["ContainerExitCode"]) : null,
     ...(action === "health" && health ? { health } : {}),
-    ...owner(attrs),
+    labels: attrs,
   };
 }
 
@@ -156,6 +162,6 @@ export function parseCompatEvent(line: string): RuntimeEvent | null {
     time,
     exitCode: action === "die" ? intOf(attrs["exitCode"]) : null,
     ...(health ? { health } : {}),
-    ...owner(attrs),
+    labels: attrs,
   };
 }

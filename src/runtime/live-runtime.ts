@@ -11,8 +11,8 @@
 // Every observed-state change the view sees (events, and transitions a listing finds after a gap)
 // goes to the onChange listeners in order; the agent records them (roles/agent/live-events.ts).
 import type { Logger } from "pino";
-import { type EventSource, EventStream } from "./event-stream.ts";
-import type { RuntimeEvent } from "./events.ts";
+import { EventStream } from "./event-stream.ts";
+import type { EventSource, RuntimeEvent } from "./events.ts";
 import { LiveView, type ViewChange } from "./live-view.ts";
 import type {
   ContainerDetails,

@@ -8,7 +8,7 @@
 // applied after it (hold/release), so a listing never overwrites a newer event.
 import type { ObservedState } from "../component/state.ts";
 import type { RuntimeEvent } from "./events.ts";
-import type { ContainerInfo } from "./runtime.ts";
+import { type ContainerInfo, ownerFromLabels } from "./runtime.ts";
 
 /** One observed-state transition of one container, in the order it happened. */
 export interface ViewChange {
@@ -149,6 +149,7 @@ export class LiveView {
       default:
         return null; // oom (a die follows), rename (LiveRuntime resyncs), other words
     }
+    const owner = ownerFromLabels(e.labels);
     const base: ContainerInfo = same
       ? old
       : {
@@ -159,7 +160,7 @@ export class LiveView {
           startedAt: null,
           createdAt: e.action === "create" ? new Date(Math.floor(e.time / 1000) * 1000) : null,
           exitCode: null,
-          ...(e.owner ? { owner: e.owner } : {}),
+          ...(owner ? { owner } : {}),
         };
     const info: ContainerInfo = {
       ...base,

@@ -4,8 +4,7 @@
 // binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
 
 import { formatMemorySize, parseMemorySize } from "../config/specs.ts";
-import type { EventSource } from "./event-stream.ts";
-import { parsePodmanEvent, type RuntimeEvent } from "./events.ts";
+import { type EventSource, parsePodmanEvent, type RuntimeEvent } from "./events.ts";
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
 import type { EngineCli } from "./nanos/oci.ts";
 import { PodmanService, type ServiceLogger } from "./podman-service.ts";

@@ -4,7 +4,7 @@
 // the node has; each runtime serves one component runtime kind.
 import type { ObservedState } from "../component/state.ts";
 import type { RuntimeKind } from "../config/runtime-kind.ts";
-import type { EventSource } from "./event-stream.ts";
+import type { EventSource } from "./events.ts";
 
 export type { RuntimeKind } from "../config/runtime-kind.ts";
 

@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import type { HostAccess } from "../../auth/host-access.ts";
 import type { BootStage } from "../../config/agent.ts";
 import type { Integrations } from "../../integrations/types.ts";
+import type { Transition } from "../../monitor/evaluate.ts";
 import type { Registry } from "../../registry/index.ts";
+import type { ServiceRecord } from "../../registry/types.ts";
 import type { LiveRuntime } from "../../runtime/live-runtime.ts";
 import type { RuntimeRouter } from "../../runtime/router.ts";
 import type { PullPolicy, Runtime } from "../../runtime/runtime.ts";
@@ -12,7 +14,6 @@ import type { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import type { DaemonSettings } from "../../util/daemon.ts";
 import type { KeyedLock } from "../../util/keyed-lock.ts";
 import type { IntegrationHooks } from "./hooks.ts";
-import type { TransitionRecorder } from "./live-events.ts";
 
 export interface AgentSettings extends DaemonSettings {
   nodeName: string;
@@ -123,7 +124,16 @@ export interface AgentContext {
    */
   live?: LiveRuntime;
   /** Writes runtime-reported changes at once (live-events.ts); the monitor gives it its judge. */
-  recorder?: TransitionRecorder;
+  recorder?: ChangeRecorder;
+}
+
+/** What the agent's use cases see of the TransitionRecorder (live-events.ts). */
+export interface ChangeRecorder {
+  /** Who judges what is written from now on (the monitor, once it runs). */
+  setJudge(judge: (transitions: Transition[], services: ServiceRecord[]) => Promise<unknown>): void;
+  /** Writes what is queued now and waits for its judgments. */
+  settle(): Promise<void>;
+  readonly stats: { changes: number; batches: number; transitions: number };
 }
 
 export interface UnikernelInfo {

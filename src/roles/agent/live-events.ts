@@ -13,7 +13,7 @@ import { containerName } from "../../component/container.ts";
 import type { Transition } from "../../monitor/evaluate.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
 import type { ViewChange } from "../../runtime/live-view.ts";
-import type { AgentContext } from "./context.ts";
+import type { AgentContext, ChangeRecorder } from "./context.ts";
 import { reconcile, recordDiscovered } from "./reconcile.ts";
 
 export interface RecorderOptions {
@@ -31,7 +31,7 @@ export interface RecorderStats {
   transitions: number;
 }
 
-export class TransitionRecorder {
+export class TransitionRecorder implements ChangeRecorder {
   private queue: ViewChange[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly waitingFor = new Set<string>();

@@ -40,7 +40,7 @@ describe("event parsers", () => {
       name: "evtest1",
       image: "localhost/mcp-test-busybox:v1.0.0",
       exitCode: 137,
-      owner: { service: "s1", component: "c1" },
+      labels: { "mcp.service": "s1", "mcp.component": "c1" },
     });
     expect(died.id).toMatch(/^[0-9a-f]{64}$/);
     // ns precision kept below the millisecond, so events order by time.
@@ -61,11 +61,10 @@ describe("event parsers", () => {
       "die:die",
       "remove:destroy",
     ]);
-    expect(events[2]).toMatchObject({
-      name: "evtestd",
-      exitCode: 137,
-      owner: { service: "s1", component: "c1" },
-    });
+    expect(events[2]).toMatchObject({ name: "evtestd", exitCode: 137 });
+    // Docker's attributes are the labels plus name, image and exitCode.
+    expect(events[2]!.labels["mcp.service"]).toBe("s1");
+    expect(events[2]!.labels["mcp.component"]).toBe("c1");
     expect(events[0]!.image).toContain("busybox");
   });
 
@@ -100,7 +99,7 @@ function ev(
   time: number,
   exitCode: number | null = null,
 ): RuntimeEvent {
-  return { action, word: action, id, name, image: "img:v1", time, exitCode };
+  return { action, word: action, id, name, image: "img:v1", time, exitCode, labels: {} };
 }
 
 function info(
