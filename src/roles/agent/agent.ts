@@ -134,8 +134,8 @@ export async function startAgent(settings: AgentSettings): Promise<RunningAgent>
   };
   const recorder = new TransitionRecorder(ctx);
   ctx.recorder = recorder;
-  live?.onChange(recorder.push);
-  unikernel?.onChange(recorder.push);
+  live?.onChange(recorder.listener("container"));
+  unikernel?.onChange(recorder.listener("unikernel"));
   live?.open();
   const masterCa = settings.master?.caPem ?? settings.masterCaPem;
   let server: RunningServer;

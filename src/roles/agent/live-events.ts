@@ -10,9 +10,11 @@
 // which records what it did; once the lock is free, that service is reconciled from the runtime's
 // listing so a change that happened meanwhile is not lost.
 import { containerName } from "../../component/container.ts";
+import { normalizeRuntimeKind } from "../../config/runtime-kind.ts";
 import type { Transition } from "../../monitor/evaluate.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
 import type { ViewChange } from "../../runtime/live-view.ts";
+import type { RuntimeKind } from "../../runtime/runtime.ts";
 import type { AgentContext, ChangeRecorder } from "./context.ts";
 import { reconcile, recordDiscovered } from "./reconcile.ts";
 
@@ -32,7 +34,7 @@ export interface RecorderStats {
 }
 
 export class TransitionRecorder implements ChangeRecorder {
-  private queue: ViewChange[] = [];
+  private queue: { ch: ViewChange; kind: RuntimeKind }[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly waitingFor = new Set<string>();
   private readonly pending = new Set<Promise<unknown>>();
@@ -53,10 +55,22 @@ export class TransitionRecorder implements ChangeRecorder {
     return { ...this.counters };
   }
 
-  /** The listener runtimes call (LiveRuntime.onChange, UnikernelRuntime.onChange). */
-  readonly push = (changes: ViewChange[]): void => {
+  /**
+   * The listener a runtime of `kind` calls (LiveRuntime.onChange for "container",
+   * UnikernelRuntime.onChange for "unikernel"). A change is about a component only when the
+   * component runs under that kind: names are unique within one runtime, not across them, and
+   * whoever can create containers can take a VM component's `<service>-<component>`.
+   */
+  listener(kind: RuntimeKind): (changes: ViewChange[]) => void {
+    return (changes) => this.enqueue(changes, kind);
+  }
+
+  /** The container runtime's listener (listener("container")). */
+  readonly push = (changes: ViewChange[]): void => this.enqueue(changes, "container");
+
+  private enqueue(changes: ViewChange[], kind: RuntimeKind): void {
     if (this.closed || changes.length === 0) return;
-    this.queue.push(...changes);
+    for (const ch of changes) this.queue.push({ ch, kind });
     this.counters.changes += changes.length;
     if (this.timer === null) {
       this.timer = setTimeout(() => {
@@ -64,7 +78,7 @@ export class TransitionRecorder implements ChangeRecorder {
         this.flush();
       }, this.opts.windowMs ?? 20);
     }
-  };
+  }
 
   /** Writes what is queued now; then waits until every judgment and late reconcile has ended. */
   async settle(): Promise<void> {
@@ -96,7 +110,7 @@ export class TransitionRecorder implements ChangeRecorder {
     }
   }
 
-  private write(batch: ViewChange[]): void {
+  private write(batch: { ch: ViewChange; kind: RuntimeKind }[]): void {
     const { registry, locks } = this.ctx;
     const transitions: Transition[] = [];
     const busy = new Set<string>();
@@ -104,20 +118,28 @@ export class TransitionRecorder implements ChangeRecorder {
     try {
       registry.withTransaction(() => {
         services = registry.listServices();
-        const owners = new Map<string, { service: string; component: string }>();
+        const owners = new Map<string, { service: string; component: string; kind: string }>();
         for (const s of services)
           for (const c of s.components)
-            owners.set(containerName(s.name, c.name), { service: s.name, component: c.name });
-        for (const ch of batch) {
-          const o = owners.get(ch.name);
-          if (o === undefined) {
+            owners.set(containerName(s.name, c.name), {
+              service: s.name,
+              component: c.name,
+              kind: normalizeRuntimeKind(c.runtime),
+            });
+        for (const { ch, kind } of batch) {
+          const found = owners.get(ch.name);
+          if (found === undefined) {
             // Not a component of ours: discovery, as a listing would record it.
             if (ch.info !== null && ch.next !== "removed") {
               recordDiscovered(this.ctx, ch.info);
-              owners.set(ch.name, { service: ch.name, component: ch.name });
+              owners.set(ch.name, { service: ch.name, component: ch.name, kind });
             }
             continue;
           }
+          // Another runtime's namesake (a container named like a VM component): not this
+          // component's state, nor a container to discover (a listing would not either).
+          if (found.kind !== kind) continue;
+          const o = { service: found.service, component: found.component };
           if (locks.isHeld(o.service)) {
             busy.add(o.service);
             continue;
