@@ -13,6 +13,7 @@ import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/lo
 import { toComponentInput } from "../../src/component/registry.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
+import { reconcile, startedOf } from "../../src/roles/agent/reconcile.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime } from "../../src/runtime/podman.ts";
 import { containerComponent, testAgentSettings } from "../support/agent-context.ts";
@@ -110,10 +111,19 @@ test("a container named like a VM component changes neither the VM's state nor i
   // Someone else's container under the VM's name: started, then removed.
   await podman("run", "-d", "--network", "none", "--name", name, image, "sleep", "3600");
   await waitFor("the container in the view", () => inView(name), 5_000);
+  // A listing (ps, status, a tick) attributes it no more than an event does: this node lists no
+  // VM of that name, so the VM component is observed removed, never running through the container.
+  const res = await reconcile(agent.ctx);
+  expect(agent.registry.getComponent(svc, "vm")?.observedState).toBe("removed");
+  expect(startedOf(res, svc)(agent.registry.getComponent(svc, "vm")!)).toBeNull();
+  agent.registry.setObservedState(svc, "vm", "running");
   await podman("rm", "-f", "-t", "0", name);
   await waitFor("the container gone from the view", async () => !(await inView(name)), 5_000);
   await agent.ctx.recorder!.settle();
   expect(agent.registry.getComponent(svc, "vm")?.observedState).toBe("running");
-  expect(agent.registry.recentEvents({ service: svc, limit: 10 })).toEqual([]);
+  // Only the listing's own (true) observation above: nothing from the container's events.
+  expect(
+    agent.registry.recentEvents({ service: svc, limit: 10 }).map((e) => `${e.prevState}->${e.newState}`),
+  ).toEqual(["removed->running", "running->removed"]);
   expect(alertsFor(svc)).toEqual([]);
 }, 60_000);

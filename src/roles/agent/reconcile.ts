@@ -5,6 +5,7 @@
 import { containerName } from "../../component/container.ts";
 import { toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
+import { DEFAULT_RUNTIME_KIND, normalizeRuntimeKind } from "../../config/runtime-kind.ts";
 import type { ComponentDef } from "../../config/service.ts";
 import type { ComponentRecord, ServiceRecord } from "../../registry/types.ts";
 import type { ContainerInfo } from "../../runtime/runtime.ts";
@@ -27,6 +28,9 @@ export async function reconcile(
 ): Promise<ReconcileResult> {
   const list = await ctx.runtime.list();
   const containers = new Map(list.map((c) => [c.name, c]));
+  // A component is observed only through a container of its own runtime kind: VM names are not
+  // reserved in podman, so a container named <svc>-<vm> is someone else's, never the VM.
+  const ofKind = new Map(list.map((c) => [kindKey(c.runtime ?? DEFAULT_RUNTIME_KIND, c.name), c]));
   const transitions: ReconcileResult["transitions"] = [];
   const discovered: string[] = [];
   let versions = 0;
@@ -40,7 +44,7 @@ export async function reconcile(
         const name = containerName(s.name, c.name);
         known.add(name);
         if (skip) continue;
-        const info = containers.get(name);
+        const info = ofKind.get(kindKey(c.runtime, name));
         const observed = info?.state ?? "removed";
         const r = ctx.registry.setObservedState(s.name, c.name, observed);
         if (r.changed) transitions.push({ service: s.name, component: c.name, prev: r.prev, next: observed });
@@ -106,9 +110,15 @@ function discoveredComponent(c: ContainerInfo): ComponentDef {
   };
 }
 
+function kindKey(kind: string, name: string): string {
+  return `${normalizeRuntimeKind(kind)}\0${name}`;
+}
+
 export function startedOf(res: ReconcileResult, service: string): (c: ComponentRecord) => Date | null {
   return (c) => {
     const info = res.containers.get(containerName(service, c.name));
-    return info?.state === "running" ? info.startedAt : null;
+    const own =
+      info !== undefined && kindKey(info.runtime ?? DEFAULT_RUNTIME_KIND, "") === kindKey(c.runtime, "");
+    return own && info.state === "running" ? info.startedAt : null;
   };
 }
