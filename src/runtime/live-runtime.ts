@@ -67,7 +67,7 @@ export class LiveRuntime implements Runtime {
   /** Changes this agent made that no listing has confirmed yet. */
   private dirty = false;
   private mutating = 0;
-  private listing: { seq: number; p: Promise<ContainerInfo[]> } | null = null;
+  private listing: { seq: number; streaming: boolean; p: Promise<ContainerInfo[]> } | null = null;
   /** Counts calls that changed containers (ended or started): a listing is as new as its seq. */
   private seq = 0;
   private counters = { events: 0, listings: 0 };
@@ -173,14 +173,15 @@ export class LiveRuntime implements Runtime {
    * stream runs and reports the transitions it finds to the listeners. The monitor's safety net.
    */
   async resync(): Promise<ContainerInfo[]> {
-    // A listing in flight answers for us unless a change of ours ended after it started.
+    // A listing in flight answers for us unless a change of ours ended after it started, or it
+    // started while the stream was down and the stream is up now (it would not confirm the view).
     while (this.listing) {
       const l = this.listing;
-      if (l.seq === this.seq) return l.p;
+      if (l.seq === this.seq && (l.streaming || !this.streaming)) return l.p;
       await l.p.catch(() => undefined);
       if (this.listing === l) this.listing = null;
     }
-    const l = { seq: this.seq, p: this.takeListing() };
+    const l = { seq: this.seq, streaming: this.streaming, p: this.takeListing() };
     this.listing = l;
     void l.p
       .finally(() => {
