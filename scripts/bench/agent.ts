@@ -24,7 +24,7 @@ const DEPLOY_CONCURRENCY = 3;
 const RSS_TARGET_MB = 60;
 
 /** The dedicated agent process and its 100 services. */
-interface Fleet {
+export interface Fleet {
   local: LocalAgent;
   pid: number;
   /** Completed monitor ticks so far (counted from the agent's debug log). */
@@ -39,7 +39,8 @@ interface Fleet {
 
 let fleetPromise: Promise<Fleet> | undefined;
 
-function fleet(ctx: BenchContext): Promise<Fleet> {
+/** The shared fleet (started on first use, once per run); monitor-cpu reuses its 100 services. */
+export function fleet(ctx: BenchContext): Promise<Fleet> {
   fleetPromise ??= startFleet(ctx);
   return fleetPromise;
 }
@@ -67,7 +68,7 @@ async function samplesOf(pid: number, n: number, gapMs: number): Promise<number[
   return out;
 }
 
-async function waitUntil(what: string, cond: () => boolean, ms: number): Promise<void> {
+export async function waitUntil(what: string, cond: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -139,7 +140,7 @@ async function startFleet(ctx: BenchContext): Promise<Fleet> {
 }
 
 /** A consistent copy of the fleet agent's registry (VACUUM INTO is safe against a live WAL db). */
-function copyRegistry(src: string, dir: string): string {
+export function copyRegistry(src: string, dir: string): string {
   const dst = join(dir, "mcp.db");
   const db = new Database(src, { readonly: true });
   try {

@@ -8,6 +8,8 @@ export interface Stats {
   median: number;
   min: number;
   max: number;
+  /** 90th percentile (nearest rank), where a figure reports it. */
+  p90?: number;
   samples: number[];
 }
 
@@ -57,6 +59,14 @@ export function stats(samples: number[]): Stats {
   const mid = Math.floor(s.length / 2);
   const median = s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
   return { median, min: s[0] as number, max: s[s.length - 1] as number, samples };
+}
+
+/** Nearest-rank percentile (p in 0-100) of samples. */
+export function percentile(samples: number[], p: number): number {
+  if (samples.length === 0) throw new Error("no samples");
+  const s = [...samples].sort((x, y) => x - y);
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[rank - 1] as number;
 }
 
 export interface SpawnResult {
@@ -169,6 +179,7 @@ const targetText = (t: Target | undefined, met: boolean | undefined) =>
 export function printFigure(f: Figure): void {
   console.log(
     `BENCH ${f.name} ${r2(f.a.median)} ${f.unit} ratio=${r2(f.ratio)} min=${r2(f.a.min)} max=${r2(f.a.max)}` +
+      (f.a.p90 !== undefined ? ` p90=${r2(f.a.p90)}` : "") +
       ` baseline=${r2(f.b.median)} baseline_min=${r2(f.b.min)} baseline_max=${r2(f.b.max)}` +
       targetText(f.target, f.met),
   );
@@ -222,6 +233,12 @@ export interface BenchOpts {
   rounds: number;
   events: number;
   out: string;
+  /** drift-latency: containers killed (one latency sample each). */
+  kills: number;
+  /** drift-latency: the kills' phases are spread over this many seconds after the previous alert. */
+  spreadSec: number;
+  /** monitor-cpu: the CPU sampling window in seconds. */
+  windowSec: number;
 }
 
 /** What every benchmark gets from the runner: options, a shared local agent and cleanup. */

@@ -1,4 +1,5 @@
-// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5] [--events=1000000 (status-query registry size)]`.
+// Issue 10 benchmark runner: `bun scripts/bench/run.ts [names…] [--n=30] [--rounds=5] [--events=1000000 (status-query registry size)]
+// [--kills=20 (drift-latency)] [--spread=60 (drift-latency: seconds the kill phases cover)] [--window=180 (monitor-cpu, seconds)]`.
 // Each benchmark times mcp (side A) against the equivalent raw podman calls (side B) in this one
 // process run and the figures go to bench/results/latest.json with the machine description.
 // Containers it creates are named mcpbench-* and removed by name at the end.
@@ -8,6 +9,7 @@ import { mcpBinary } from "../../test/support/binary.ts";
 import { busyboxImage, podmanEnv } from "../../test/support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../../test/support/local-agent.ts";
 import { agentRssBench, monitorTickBench } from "./agent.ts";
+import { driftLatencyBench, monitorCpuBench } from "./events.ts";
 import {
   abRounds,
   type Bench,
@@ -35,22 +37,31 @@ function parseArgs(argv: string[]): Opts {
     rounds: 5,
     events: STATUS_EVENTS,
     out: resolve(import.meta.dir, "..", "..", "bench/results/latest.json"),
+    kills: 20,
+    spreadSec: 60,
+    windowSec: 180,
   };
   for (const a of argv) {
-    const m = /^--(n|rounds|events|out)=(.+)$/.exec(a);
+    const m = /^--(n|rounds|events|out|kills|spread|window)=(.+)$/.exec(a);
     if (m) {
       if (m[1] === "out") o.out = resolve(m[2] as string);
       else {
         const v = Number(m[2]);
-        if (!Number.isInteger(v) || v < 1) throw new Error(`--${m[1]} needs a positive integer, got ${m[2]}`);
+        // --spread=0 is allowed: kills right after the restart, no phase spread.
+        const min = m[1] === "spread" ? 0 : 1;
+        if (!Number.isInteger(v) || v < min)
+          throw new Error(`--${m[1]} needs an integer >= ${min}, got ${m[2]}`);
         if (m[1] === "n") o.n = v;
         else if (m[1] === "events") o.events = v;
+        else if (m[1] === "kills") o.kills = v;
+        else if (m[1] === "spread") o.spreadSec = v;
+        else if (m[1] === "window") o.windowSec = v;
         else o.rounds = v;
       }
     } else if (a in BENCHES) o.names.push(a);
     else
       throw new Error(
-        `unknown benchmark or flag: ${a} (known: ${Object.keys(BENCHES).join(", ")}; flags --n=, --rounds=, --events=, --out=)`,
+        `unknown benchmark or flag: ${a} (known: ${Object.keys(BENCHES).join(", ")}; flags --n=, --rounds=, --events=, --out=, --kills=, --spread=, --window=)`,
       );
   }
   if (o.names.length === 0) o.names = Object.keys(BENCHES);
@@ -157,9 +168,11 @@ const BENCHES: Record<string, Bench> = {
   "deploy-cached": async (ctx) => [
     await deployCached(ctx.opts, await ctx.localAgent(), await ctx.image(), ctx.created),
   ],
+  "drift-latency": driftLatencyBench,
   "ps-fanout": psFanoutBench,
   "monitor-tick": monitorTickBench,
   "agent-rss": agentRssBench,
+  "monitor-cpu": monitorCpuBench,
   upgrade: upgradeBench,
   "master-heartbeats": masterHeartbeatsBench,
   "unikernel-deploy": unikernelDeployBench,
