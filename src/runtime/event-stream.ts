@@ -33,6 +33,10 @@ const MAX_LINE = 1 << 20;
 
 export class EventStream {
   private proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  private abort: AbortController | null = null;
+  private running = false;
+  /** What the current life reads: the runtime's API, or the child. */
+  private via: "api" | "child" | null = null;
   private closed = false;
   private delay: number;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -52,6 +56,11 @@ export class EventStream {
     this.delay = this.o.retryMinMs;
   }
 
+  /** "api" while it reads the runtime's API, "child" while it reads the child, else null. */
+  get reading(): "api" | "child" | null {
+    return this.via;
+  }
+
   /** The stream child's pid while one runs. */
   get pid(): number | undefined {
     const p = this.proc;
@@ -59,8 +68,54 @@ export class EventStream {
   }
 
   start(): void {
-    if (this.closed || this.proc !== null || this.timer !== null) return;
+    if (this.closed || this.running || this.timer !== null) return;
+    this.running = true;
+    void this.run();
+  }
+
+  /** Ends the stream; no restart after this. */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.abort?.abort();
+    const p = this.proc;
+    this.proc = null;
+    if (p && p.exitCode === null && p.signalCode === null) p.kill("SIGTERM");
+  }
+
+  /** One life of the stream: the runtime's API when it answers, else the child; then a retry. */
+  private async run(): Promise<void> {
     const since = Date.now() - this.o.replayMs;
+    const startedAt = Date.now();
+    let why: string;
+    const api = this.source.api;
+    const abort = new AbortController();
+    this.abort = abort;
+    const body = api ? await api.open(since, abort.signal).catch(() => null) : null;
+    if (this.closed) {
+      abort.abort();
+      return;
+    }
+    if (api && body) {
+      this.via = "api";
+      this.handlers.onUp(since);
+      await this.pump(body, api.parse);
+      why = `${api.label} ended`;
+    } else {
+      this.via = "child";
+      why = await this.runChild(since);
+    }
+    this.running = false;
+    this.via = null;
+    this.abort = null;
+    if (this.closed) return;
+    this.handlers.onDown(why);
+    if (Date.now() - startedAt >= this.o.stableMs) this.delay = this.o.retryMinMs;
+    this.retry();
+  }
+
+  private async runChild(since: number): Promise<string> {
     let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
     try {
       proc = Bun.spawn(diesWithParent(this.source.argv(since)).argv, {
@@ -70,56 +125,42 @@ export class EventStream {
         stderr: "pipe",
       });
     } catch (err) {
-      this.handlers.onDown(`cannot start ${this.source.label}: ${(err as Error).message}`);
-      this.retry();
-      return;
+      return `cannot start ${this.source.label}: ${(err as Error).message}`;
     }
     proc.unref();
     this.proc = proc;
-    const startedAt = Date.now();
     this.handlers.onUp(since);
-    void this.read(proc, startedAt);
-  }
-
-  /** Ends the child; no restart after this. */
-  close(): void {
-    this.closed = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    const p = this.proc;
-    this.proc = null;
-    if (p && p.exitCode === null && p.signalCode === null) p.kill("SIGTERM");
-  }
-
-  private async read(proc: Bun.Subprocess<"ignore", "pipe", "pipe">, startedAt: number): Promise<void> {
     const errText = new Response(proc.stderr).text().catch(() => "");
+    await this.pump(proc.stdout, this.source.parse);
+    const code = await proc.exited;
+    this.proc = null;
+    const err = (await errText).trim().split("\n").pop() ?? "";
+    return `${this.source.label} ended (${proc.signalCode ?? `exit ${code}`})${err ? `: ${err.slice(0, 200)}` : ""}`;
+  }
+
+  /** Reads JSON lines until the stream ends (or is aborted by close()). */
+  private async pump(
+    stream: ReadableStream<Uint8Array>,
+    parse: (line: string) => RuntimeEvent | null,
+  ): Promise<void> {
     const decoder = new TextDecoder();
     let partial = "";
     try {
-      for await (const chunk of proc.stdout) {
+      for await (const chunk of stream) {
+        if (this.closed) return;
         partial += decoder.decode(chunk, { stream: true });
         const lines = partial.split("\n");
         partial = lines.pop() ?? "";
         // An event line is a few hundred bytes; one without an end is not let grow the heap.
         if (partial.length > MAX_LINE) partial = "";
         for (const line of lines) {
-          if (this.proc !== proc) return;
-          const e = this.source.parse(line);
-          if (e) this.handlers.onEvent(e);
+          const e = parse(line);
+          if (e && !this.closed) this.handlers.onEvent(e);
         }
       }
     } catch {
-      // a killed child closes its pipe abruptly
+      // a killed child or service closes its end abruptly
     }
-    const code = await proc.exited;
-    if (this.proc !== proc || this.closed) return;
-    this.proc = null;
-    const err = (await errText).trim().split("\n").pop() ?? "";
-    this.handlers.onDown(
-      `${this.source.label} ended (${proc.signalCode ?? `exit ${code}`})${err ? `: ${err.slice(0, 200)}` : ""}`,
-    );
-    if (Date.now() - startedAt >= this.o.stableMs) this.delay = this.o.retryMinMs;
-    this.retry();
   }
 
   private retry(): void {

@@ -1,8 +1,9 @@
 // Container events as the runtimes publish them, parsed into one shape. Two wire formats:
 //   podman's CLI (`podman events --format json`): {"ID","Image","Name","Status","Time" (RFC 3339,
 //     ns),"Type","Attributes" (the container's labels),"ContainerExitCode","HealthStatus"};
-//   Docker's (`docker events --format '{{json .}}'`, also podman's compat REST API): {"Type",
-//     "Action","Actor":{"ID","Attributes" (labels + name, image, exitCode)},"time","timeNano"}.
+//   Docker's (`docker events --format '{{json .}}'`, also podman's REST API): {"Type", "Action",
+//     "Actor":{"ID","Attributes" (labels + name, image, exitCode or containerExitCode)},"time",
+//     "timeNano"}.
 // Parsers are pure (fixtures in test/unit/runtime/fixtures/); a line that is not a container
 // event of a known shape is null (the stream skips it), never an exception.
 
@@ -50,6 +51,16 @@ export interface EventSource {
   env?: Record<string, string>;
   /** One stdout line → an event, or null (skipped). */
   parse(line: string): RuntimeEvent | null;
+  /**
+   * The runtime's API stream, preferred over the child when it answers (podman: its REST
+   * service's /libpod/events, one process fewer): a body of JSON lines for `parse`, or null when
+   * the API is not available now (the child is used for this life of the stream).
+   */
+  api?: {
+    label: string;
+    open(sinceMs: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array> | null>;
+    parse(line: string): RuntimeEvent | null;
+  };
 }
 
 const ACTIONS: Record<string, EventAction> = {
@@ -160,7 +171,8 @@ export function parseCompatEvent(line: string): RuntimeEvent | null {
     name: attrs["name"] ?? "",
     image: attrs["image"] ?? str(j["from"]),
     time,
-    exitCode: action === "die" ? intOf(attrs["exitCode"]) : null,
+    // docker: exitCode; podman's REST API: containerExitCode
+    exitCode: action === "die" ? intOf(attrs["exitCode"] ?? attrs["containerExitCode"]) : null,
     ...(health ? { health } : {}),
     labels: attrs,
   };

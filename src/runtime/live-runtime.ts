@@ -44,6 +44,8 @@ export interface LiveStatus {
   listings: number;
   /** The stream child's pid, while one runs. */
   pid?: number;
+  /** What the stream reads: the runtime's API ("api"), its own child ("child"), nothing (null). */
+  via: "api" | "child" | null;
 }
 
 export interface LiveRuntimeOptions {
@@ -62,7 +64,7 @@ export class LiveRuntime implements Runtime {
   private stream: EventStream | null = null;
   private streaming = false;
   private downSaid = false;
-  /** Events read while a listing runs (applied after it, in order). */
+  /** Events read while a listing runs (applied again on top of it, in order). */
   private held: RuntimeEvent[] | null = null;
   /** Changes this agent made that no listing has confirmed yet. */
   private dirty = false;
@@ -130,6 +132,7 @@ export class LiveRuntime implements Runtime {
       containers: this.view.size,
       ...this.counters,
       ...(pid !== undefined ? { pid } : {}),
+      via: this.stream?.reading ?? null,
     };
   }
 
@@ -144,10 +147,8 @@ export class LiveRuntime implements Runtime {
 
   private onEvent(e: RuntimeEvent): void {
     this.counters.events++;
-    if (this.held !== null) {
-      this.held.push(e);
-      return;
-    }
+    // A listing in flight gets it too, to apply again on top of what it read.
+    this.held?.push(e);
     if (e.action === "rename") {
       // The view is keyed by name: take the runtime's word for both names.
       this.dirty = true;
@@ -196,36 +197,20 @@ export class LiveRuntime implements Runtime {
     const idle = this.mutating === 0;
     const startedAt = Date.now();
     const streaming = this.streaming;
-    if (streaming) this.held = [];
+    const during: RuntimeEvent[] = [];
+    if (streaming) this.held = during;
     let list: ContainerInfo[];
     try {
       list = await this.inner.list();
-    } catch (err) {
-      this.release();
-      throw err;
+    } finally {
+      if (this.held === during) this.held = null;
     }
     this.counters.listings++;
     // No change of ours ran during it: the listing has seen all of them.
     if (idle && this.seq === seqAtStart) this.dirty = false;
     // Only a listing taken while the stream ran (from before the listing on) confirms the view.
-    if (streaming && this.streaming) {
-      const changes = this.view.resync(list, startedAt);
-      this.emit(changes);
-    }
-    this.release();
+    if (streaming && this.streaming) this.emit(this.view.resync(list, startedAt, during));
     return list;
-  }
-
-  private release(): void {
-    const held = this.held;
-    this.held = null;
-    if (!held) return;
-    const changes: ViewChange[] = [];
-    for (const e of held) {
-      const c = this.view.apply(e);
-      if (c) changes.push(c);
-    }
-    this.emit(changes);
   }
 
   async list(): Promise<ContainerInfo[]> {

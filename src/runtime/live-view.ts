@@ -2,10 +2,11 @@
 // and confirmed in full by listings. Pure bookkeeping (no I/O): LiveRuntime feeds it listings
 // and events and asks it whether it may answer.
 //
-// Ordering. A listing started at time L reflects every change before L. resync(list, L) replaces
-// the view and remembers L; an event older than L is then already reflected and is skipped, a
-// newer one is applied. Events that arrive while a listing runs are held by the caller and
-// applied after it (hold/release), so a listing never overwrites a newer event.
+// Ordering. A listing started at time L reflects every change before L. resync(list, L, during)
+// replaces the view and remembers L; an event older than L is then already reflected and is
+// skipped, a newer one is applied. Events keep being applied while a listing runs (readers see
+// them at once); the caller also keeps them and gives them to resync, which applies them again
+// on top of the listing, so a listing never overwrites a newer event.
 import type { ObservedState } from "../component/state.ts";
 import type { RuntimeEvent } from "./events.ts";
 import { type ContainerInfo, ownerFromLabels } from "./runtime.ts";
@@ -28,6 +29,12 @@ export class LiveView {
   /** Health check results by container name (from health events). */
   private readonly health = new Map<string, string>();
   private synced: number | null = null;
+  /**
+   * Events at or before this time are already reflected (the last listing's start, or the last
+   * event applied): a stream that comes back replays a few seconds, and those must not apply
+   * twice. Kept when the view is invalidated, so the replay fills the gap exactly.
+   */
+  private floor = Number.NEGATIVE_INFINITY;
 
   /** When the last full listing started (ms since the epoch); null = never, or invalidated. */
   get confirmedAt(): number | null {
@@ -58,39 +65,25 @@ export class LiveView {
   }
 
   /**
-   * Replaces the view with a listing that started at `startedAt`; answers what changed against
-   * the view before it (the transitions a gap in the stream hid), in name order.
+   * Replaces the view with a listing that started at `startedAt`, with `during` (the events read
+   * while it ran, already applied one by one) applied again on top of it: the listing cannot
+   * undo an event newer than itself. Answers the net changes against the view before (what
+   * the stream missed: a gap), in name order.
    */
-  resync(list: readonly ContainerInfo[], startedAt: number): ViewChange[] {
-    const changes: ViewChange[] = [];
+  resync(
+    list: readonly ContainerInfo[],
+    startedAt: number,
+    during: readonly RuntimeEvent[] = [],
+  ): ViewChange[] {
     const prevView = new Map(this.byName);
-    // A container caught mid-change (podman's "stopping", "removing": "unknown" here) keeps what
-    // the events said: podman emits the death before it writes the state a listing reads.
-    const next = new Map(
-      list.map((c) => {
-        const old = prevView.get(c.name);
-        const keep = c.state === "unknown" && old !== undefined && old.id === c.id && old.state !== "unknown";
-        return [c.name, keep ? old : c];
-      }),
-    );
-    for (const [name, old] of this.byName) {
-      if (!next.has(name))
-        changes.push({ name, prev: old.state, next: "removed", info: null, at: startedAt, cause: "listing" });
-    }
-    for (const [name, c] of next) {
-      const old = this.byName.get(name);
-      const prev: ObservedState = old === undefined ? "removed" : old.id !== c.id ? "removed" : old.state;
-      // A container replaced under the same name in the gap: it was removed, then created.
-      if (old !== undefined && old.id !== c.id)
-        changes.push({ name, prev: old.state, next: "removed", info: null, at: startedAt, cause: "listing" });
-      if (prev !== c.state)
-        changes.push({ name, prev, next: c.state, info: { ...c }, at: startedAt, cause: "listing" });
-    }
-    this.byName.clear();
-    for (const [name, c] of next) {
-      // The same run of the same container: keep the start time an event gave (listings round
+    const fresh = new LiveView();
+    for (const c of list) {
+      const old = prevView.get(c.name);
+      // A container caught mid-change (podman's "stopping", "removing": "unknown" here) keeps
+      // what the events said: podman emits the death before it writes the state a listing reads.
+      const keep = c.state === "unknown" && old !== undefined && old.id === c.id && old.state !== "unknown";
+      // The same run of the same container keeps the start time an event gave (listings round
       // it to seconds), so readers that key on it (the health watch) do not see a new start.
-      const old = prevView.get(name);
       const sameRun =
         old !== undefined &&
         old.id === c.id &&
@@ -98,10 +91,36 @@ export class LiveView {
         old.startedAt !== null &&
         c.startedAt !== null &&
         Math.abs(old.startedAt.getTime() - c.startedAt.getTime()) < 1000;
-      this.byName.set(name, sameRun ? { ...c, startedAt: old.startedAt } : { ...c });
+      fresh.byName.set(c.name, keep ? { ...old } : sameRun ? { ...c, startedAt: old.startedAt } : { ...c });
     }
-    for (const name of this.health.keys()) if (!next.has(name)) this.health.delete(name);
+    for (const [name, h] of this.health) {
+      const id = fresh.byName.get(name)?.id;
+      if (id !== undefined && id === prevView.get(name)?.id) fresh.health.set(name, h);
+    }
+    fresh.synced = startedAt;
+    fresh.floor = startedAt;
+    for (const e of during) fresh.apply(e);
+
+    const changes: ViewChange[] = [];
+    for (const [name, old] of prevView) {
+      if (!fresh.byName.has(name))
+        changes.push({ name, prev: old.state, next: "removed", info: null, at: startedAt, cause: "listing" });
+    }
+    for (const [name, c] of fresh.byName) {
+      const old = prevView.get(name);
+      // A container replaced under the same name in the gap: it was removed, then created.
+      if (old !== undefined && old.id !== c.id)
+        changes.push({ name, prev: old.state, next: "removed", info: null, at: startedAt, cause: "listing" });
+      const prev: ObservedState = old === undefined || old.id !== c.id ? "removed" : old.state;
+      if (prev !== c.state)
+        changes.push({ name, prev, next: c.state, info: { ...c }, at: startedAt, cause: "listing" });
+    }
+    this.byName.clear();
+    for (const [name, c] of fresh.byName) this.byName.set(name, c);
+    this.health.clear();
+    for (const [name, h] of fresh.health) this.health.set(name, h);
     this.synced = startedAt;
+    this.floor = Math.max(startedAt, fresh.floor);
     changes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return changes;
   }
@@ -112,7 +131,8 @@ export class LiveView {
    * has under that name).
    */
   apply(e: RuntimeEvent): ViewChange | null {
-    if (this.synced !== null && e.time < this.synced) return null;
+    if (e.time <= this.floor) return null;
+    this.floor = e.time;
     if (e.name === "") return null;
     const old = this.byName.get(e.name);
     // An event of an earlier container of the same name (replaced since) changes nothing.

@@ -112,6 +112,24 @@ export class PodmanService {
     }
   }
 
+  /**
+   * GET `path` as a long-lived stream (the events endpoint): the body of a 2xx answer, read until
+   * the service ends it or `signal` aborts; null when the service is not usable now.
+   */
+  async openStream(path: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array> | null> {
+    if (!(await this.ensureUp())) return null;
+    try {
+      const res = await fetch(`http://podman${path}`, { unix: this.socketPath!, signal });
+      if (res.status < 200 || res.status >= 300 || res.body === null) {
+        await res.text().catch(() => "");
+        return null;
+      }
+      return res.body;
+    } catch {
+      return null;
+    }
+  }
+
   /** request() narrowed to a 2xx answer's body; null otherwise (use the CLI). */
   async getJson(path: string): Promise<unknown | null> {
     const a = await this.request(path);

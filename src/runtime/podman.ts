@@ -4,7 +4,7 @@
 // binary and override the few builders/parsers that differ (psArgs/parseList, rmArgs...).
 
 import { formatMemorySize, parseMemorySize } from "../config/specs.ts";
-import { type EventSource, parsePodmanEvent, type RuntimeEvent } from "./events.ts";
+import { type EventSource, parseCompatEvent, parsePodmanEvent, type RuntimeEvent } from "./events.ts";
 import { failure, type RunResult, RuntimeError, run, runOk, streamLines } from "./exec.ts";
 import type { EngineCli } from "./nanos/oci.ts";
 import { PodmanService, type ServiceLogger } from "./podman-service.ts";
@@ -132,6 +132,12 @@ export function execArgs(name: string, argv: readonly string[]): string[] {
  */
 export function eventsArgs(sinceMs: number): string[] {
   return ["events", "--format", "json", "--filter", "type=container", "--since", unixSeconds(sinceMs)];
+}
+
+/** The REST twin of eventsArgs(): the service's event stream, same filter, same replay point. */
+export function eventsApiPath(sinceMs: number): string {
+  const filters = encodeURIComponent(JSON.stringify({ type: ["container"] }));
+  return `/v4.0.0/libpod/events?stream=true&since=${unixSeconds(sinceMs)}&filters=${filters}`;
 }
 
 function unixSeconds(ms: number): string {
@@ -454,14 +460,32 @@ export class PodmanRuntime implements Runtime {
     };
   }
 
-  /** This engine's container event stream (LiveRuntime reads it). */
+  /**
+   * This engine's container event stream (LiveRuntime reads it): through the REST service when
+   * it runs (no process of its own), else a `podman events` child.
+   */
   eventSource(): EventSource {
+    const service = this.service;
     return {
       label: `${this.binary.split("/").pop() ?? this.binary} events`,
       argv: (since) => this.argv(this.eventsArgs(since)),
       ...(this.env ? { env: this.env } : {}),
       parse: (line) => this.parseEvent(line),
+      ...(service
+        ? {
+            api: {
+              label: "podman API events",
+              open: (since: number, signal: AbortSignal) => service.openStream(eventsApiPath(since), signal),
+              parse: parseCompatEvent,
+            },
+          }
+        : {}),
     };
+  }
+
+  /** The REST service child's pid while one runs (tests, diagnostics). */
+  get apiPid(): number | undefined {
+    return this.service?.pid;
   }
 
   protected eventsArgs(sinceMs: number): string[] {

@@ -48,15 +48,18 @@ async function observed(): Promise<string | undefined> {
   return rows.containers.find((c) => c.service === SVC)?.observed;
 }
 
-/** The agent's `podman events` child (setpriv execs podman: same pid). */
-function eventsChild(agentPid: number): number | undefined {
+/**
+ * The agent's podman child whose argv has `word` ("service": its REST service, which the event
+ * stream reads; "events": the `podman events` child it falls back to). setpriv execs podman.
+ */
+function podmanChild(agentPid: number, word: string): number | undefined {
   for (const e of readdirSync("/proc")) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const stat = readFileSync(`/proc/${e}/stat`, "utf8");
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       const argv = readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0");
-      if (ppid === agentPid && argv.includes("events")) return Number(e);
+      if (ppid === agentPid && argv.includes(word)) return Number(e);
     } catch {
       // gone while we looked
     }
@@ -109,13 +112,16 @@ describe("live state with the compiled agent (monitor interval 60s)", () => {
   test("the event stream killed: noticed, ps stays true, the stream comes back and the gap's change is recorded", async () => {
     await podman("start", NAME);
     await waitFor("running again", async () => ((await observed()) === "running" ? true : undefined), 5_000);
-    const child = eventsChild(agent.pid()!);
+    expect((await liveView()).via).toBe("api");
+    const child = podmanChild(agent.pid()!, "service");
     expect(child).toBeGreaterThan(0);
     process.kill(child!, "SIGKILL");
     await podman("stop", "-t", "0", NAME); // in the gap (or just after: either way it must be recorded)
     expect(await observed()).toBe("exited");
     await waitFor("the stream back", async () => ((await liveView()).current ? true : undefined), 10_000);
-    expect(eventsChild(agent.pid()!)).not.toBe(child);
+    // Back through a `podman events` child while the REST service waits out its restart delay.
+    expect((await liveView()).via).toBe("child");
+    expect(podmanChild(agent.pid()!, "events")).toBeGreaterThan(0);
     const status = await json<{ events: { prev: string; next: string }[] }>(["status", SVC]);
     expect(status.events.map((e) => `${e.prev}->${e.next}`).slice(0, 3)).toEqual([
       "running->exited",
@@ -125,11 +131,15 @@ describe("live state with the compiled agent (monitor interval 60s)", () => {
     expect(agent.log()).toContain("runtime event stream down");
   }, 30_000);
 
-  test("the agent stopped: its events child goes with it", async () => {
+  test("the agent stopped: its podman children go with it", async () => {
     const pid = agent.pid()!;
-    const child = eventsChild(pid);
-    expect(child).toBeGreaterThan(0);
+    const children = ["events", "service"].map((w) => podmanChild(pid, w)).filter((c) => c !== undefined);
+    expect(children.length).toBeGreaterThan(0);
     await agent.stopAgent();
-    await waitFor("the events child gone", () => (existsSync(`/proc/${child}`) ? undefined : true), 10_000);
+    await waitFor(
+      "the children gone",
+      () => (children.some((c) => existsSync(`/proc/${c}`)) ? undefined : true),
+      10_000,
+    );
   }, 30_000);
 });

@@ -1,15 +1,3 @@
-// The agent's side of runtime events: every observed-state change a runtime reports (container
-// events through LiveRuntime, a unikernel VM exiting) is written to the registry at once and
-// judged by the monitor's drift, flap and cooldown rules, so a crash is alerted in about a second
-// instead of at the next tick.
-//
-// Writes are batched: changes arriving within `windowMs` of the first go into one transaction
-// (a burst of 200 containers is a few dozen small transactions, not a thousand), in the order the
-// runtime reported them, so the events table keeps every transition in order. A service whose
-// lock is held (a deploy, stop or undeploy replacing its containers) is left to the operation,
-// which records what it did; once the lock is free, that service is reconciled from the runtime's
-// listing so a change that happened meanwhile is not lost.
-import { containerName } from "../../component/container.ts";
 import { normalizeRuntimeKind } from "../../config/runtime-kind.ts";
 import type { Transition } from "../../monitor/evaluate.ts";
 import type { ServiceRecord } from "../../registry/types.ts";
@@ -117,36 +105,32 @@ export class TransitionRecorder implements ChangeRecorder {
     let services: ServiceRecord[] = [];
     try {
       registry.withTransaction(() => {
-        services = registry.listServices();
-        const owners = new Map<string, { service: string; component: string; kind: string }>();
-        for (const s of services)
-          for (const c of s.components)
-            owners.set(containerName(s.name, c.name), {
-              service: s.name,
-              component: c.name,
-              kind: normalizeRuntimeKind(c.runtime),
-            });
+        // Looked up per change (not a listing of every service per batch): a burst on a node
+        // with many services stays proportional to the changes.
         for (const { ch, kind } of batch) {
-          const found = owners.get(ch.name);
-          if (found === undefined) {
+          const owners = registry.ownersOfContainer(ch.name);
+          if (owners.length === 0) {
             // Not a component of ours: discovery, as a listing would record it.
-            if (ch.info !== null && ch.next !== "removed") {
-              recordDiscovered(this.ctx, ch.info);
-              owners.set(ch.name, { service: ch.name, component: ch.name, kind });
+            if (ch.info !== null && ch.next !== "removed") recordDiscovered(this.ctx, ch.info);
+            continue;
+          }
+          for (const o of owners) {
+            const c = registry.getComponent(o.service, o.component);
+            // Another runtime's namesake (a container named like a VM component): not this
+            // component's state, nor a container to discover (a listing would not either).
+            if (c === null || normalizeRuntimeKind(c.runtime) !== kind) continue;
+            if (locks.isHeld(o.service)) {
+              busy.add(o.service);
+              continue;
             }
-            continue;
+            const r = registry.setObservedState(o.service, o.component, ch.next);
+            if (r.changed) transitions.push({ ...o, prev: r.prev, next: ch.next });
           }
-          // Another runtime's namesake (a container named like a VM component): not this
-          // component's state, nor a container to discover (a listing would not either).
-          if (found.kind !== kind) continue;
-          const o = { service: found.service, component: found.component };
-          if (locks.isHeld(o.service)) {
-            busy.add(o.service);
-            continue;
-          }
-          const r = registry.setObservedState(o.service, o.component, ch.next);
-          if (r.changed) transitions.push({ ...o, prev: r.prev, next: ch.next });
         }
+        // The desired states the judge needs: only the services that changed.
+        services = [...new Set(transitions.map((t) => t.service))]
+          .map((n) => registry.getService(n))
+          .filter((x): x is ServiceRecord => x !== null);
       });
     } catch (err) {
       this.ctx.logger.error(
@@ -169,19 +153,17 @@ export class TransitionRecorder implements ChangeRecorder {
   private afterOperation(service: string): void {
     if (this.waitingFor.has(service)) return;
     this.waitingFor.add(service);
-    this.track(
-      this.ctx.locks
-        .run(service, async () => {
-          this.waitingFor.delete(service);
-          if (this.closed) return;
-          const res = await reconcile(this.ctx, {
-            discoverUnknown: false,
-            skipService: (s) => s !== service,
-          });
-          if (res.transitions.length > 0 && this.opts.judge)
-            await this.opts.judge(res.transitions, res.services);
-        })
-        .finally(() => this.waitingFor.delete(service)),
-    );
+    const late = async (): Promise<void> => {
+      // Reconciled under the lock (after the operation), judged after it: the judge's confirm
+      // step takes the same lock, which is not reentrant.
+      const res = await this.ctx.locks.run(service, async () => {
+        this.waitingFor.delete(service);
+        if (this.closed) return null;
+        return reconcile(this.ctx, { discoverUnknown: false, skipService: (s) => s !== service });
+      });
+      if (res && res.transitions.length > 0 && this.opts.judge)
+        await this.opts.judge(res.transitions, res.services);
+    };
+    this.track(late().finally(() => this.waitingFor.delete(service)));
   }
 }

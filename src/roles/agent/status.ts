@@ -175,6 +175,7 @@ function liveViewStatus(s: LiveStatus) {
     containers: s.containers,
     events: BigInt(s.events),
     listings: BigInt(s.listings),
+    via: s.via ?? "",
   };
 }
 

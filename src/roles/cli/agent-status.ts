@@ -42,6 +42,8 @@ export interface AgentStatusRow {
     containers: number;
     events: number;
     listings: number;
+    /** "api" (podman's REST service), "child" (an events process), "" (down). */
+    via: string;
   };
 }
 
@@ -84,6 +86,7 @@ export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): 
             containers: v.liveView.containers,
             events: Number(v.liveView.events),
             listings: Number(v.liveView.listings),
+            via: v.liveView.via,
           },
         }
       : {}),

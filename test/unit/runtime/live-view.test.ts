@@ -162,6 +162,20 @@ describe("LiveView", () => {
     expect(v.get("a")?.state).toBe("exited");
   });
 
+  test("events read while a listing runs are seen at once and survive the listing, with no flip-flop", () => {
+    const v = new LiveView();
+    v.resync([info("a", "1", "running")], T0);
+    // The listing starts at T0+100 and reads "running"; meanwhile the container dies (T0+150).
+    const die = ev("die", "a", "1", T0 + 150, 137);
+    expect(v.apply(die)?.next).toBe("exited"); // readers see it before the listing ends
+    expect(v.resync([info("a", "1", "running")], T0 + 100, [die])).toEqual([]);
+    expect(v.get("a")).toMatchObject({ state: "exited", exitCode: 137 });
+    // An event older than the listing is in it: not applied again.
+    const old = ev("start", "a", "1", T0 + 50);
+    expect(v.resync([info("a", "1", "exited", 137)], T0 + 200, [old])).toEqual([]);
+    expect(v.get("a")?.state).toBe("exited");
+  });
+
   test("invalidate: not confirmed until the next listing", () => {
     const v = new LiveView();
     v.resync([], T0);
