@@ -129,6 +129,13 @@ async function buildOne(arch: Arch, version: string, outdir: string): Promise<vo
       target: "bun",
       minify: true,
       bytecode: true,
+      // One chunk per lazily imported module group, each with its bytecode, loaded when first
+      // imported: a command no longer loads the bytecode of the whole program (agent, master,
+      // ssh2, x509…) at start. ESM output, which splitting needs, takes bytecode in bun 1.4.4.
+      // Measured (interleaved, 40 runs each): mcp --version 38.8 -> 29.9 ms median; the same
+      // ESM output without splitting was slower than CommonJS (49.3 ms).
+      format: "esm",
+      splitting: true,
       define: { MCP_VERSION: JSON.stringify(version) },
       plugins: [stubNativeAddons],
       compile: {

@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { agentSchema } from "../src/config/agent.ts";
-import { cliSchema } from "../src/config/cli.ts";
+import { cliSchema } from "../src/config/cli-schema.ts";
 import { duration, hostPortString, urlString } from "../src/config/load.ts";
 import { masterSchema } from "../src/config/master.ts";
 import { serviceDefSchema } from "../src/config/service.ts";

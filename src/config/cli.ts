@@ -1,19 +1,13 @@
-// Operator CLI config (`~/.config/mcp/mcp.toml`, SPEC §3.1): schema, default
-// location, loading (unknown keys are warnings) and a readable writer for
-// `mcp node add/remove` and `mcp init`. Keys keep the TOML's snake_case.
+// Operator CLI config (`~/.config/mcp/mcp.toml`, SPEC §3.1): default location, loading (unknown
+// keys are warnings) and a readable writer for `mcp node add/remove` and `mcp init`. Keys keep the
+// TOML's snake_case. Every `mcp` command loads this file, so a plain config is checked without zod
+// (cli-fast.ts: ~10 ms of zod's start and schema building saved); anything else goes through the
+// zod schema (cli-schema.ts), which gives the messages and warnings.
 import { homedir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { z } from "zod";
+import { plainCliConfig, type RawCliConfig } from "./cli-fast.ts";
 import { ConfigError } from "./errors.ts";
-import {
-  checkHttpsUnlessInsecure,
-  hostPortString,
-  insecureHttp,
-  loadToml,
-  parseWith,
-  urlString,
-} from "./load.ts";
-import { archSchema, nameSchema } from "./names.ts";
+import { loadToml } from "./toml.ts";
 import { tomlString, tomlStringArray, writeFileAtomic } from "./write.ts";
 
 export type Arch = "amd64" | "arm64";
@@ -38,56 +32,6 @@ export interface CliConfig {
   master?: { address: string; addresses: string[] };
   nodes: CliNode[];
 }
-
-export const cliSchema = z
-  .strictObject({
-    services: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
-    mcias: z
-      .strictObject({
-        server_url: urlString,
-        ca_cert: z.string().default(""),
-        service_name: z.string().min(1).default("mcp"),
-        insecure_http: insecureHttp,
-      })
-      .check(checkHttpsUnlessInsecure)
-      .optional(),
-    auth: z
-      .strictObject({
-        token_path: z.string().min(1).optional(),
-        username: z.string().min(1).optional(),
-        password_file: z.string().min(1).optional(),
-      })
-      .prefault({}),
-    tls: z.strictObject({ ca_cert: z.string().default("") }).optional(),
-    master: z
-      .strictObject({ address: hostPortString, addresses: z.array(hostPortString).default([]) })
-      .optional(),
-    nodes: z
-      .array(
-        z.strictObject({
-          name: nameSchema,
-          address: hostPortString,
-          addresses: z.array(hostPortString).default([]),
-          ssh: z.string().min(1).optional(),
-          arch: archSchema,
-        }),
-      )
-      .default([]),
-  })
-  .check((ctx) => {
-    const seen = new Set<string>();
-    ctx.value.nodes.forEach((n, i) => {
-      if (seen.has(n.name)) {
-        ctx.issues.push({
-          code: "custom",
-          message: `duplicate node name "${n.name}"`,
-          path: ["nodes", i, "name"],
-          input: n.name,
-        });
-      }
-      seen.add(n.name);
-    });
-  });
 
 /** `$MCP_CONFIG`, else `~/.config/mcp/mcp.toml`. */
 export function defaultCliConfigPath(env: Record<string, string | undefined> = process.env): string {
@@ -114,7 +58,7 @@ export function loadCliConfig(file: string): LoadedCliConfig {
 
 export function parseCliConfig(data: unknown, file: string): LoadedCliConfig {
   const warnings: string[] = [];
-  const raw = parseWith(cliSchema, data, file, { unknownKeys: "warn", onWarn: (w) => warnings.push(w) });
+  const raw = plainCliConfig(data) ?? checkWithSchema(data, file, warnings);
   const base = dirname(resolve(file));
   const home = process.env["HOME"] || homedir();
   const p = (s: string) => resolvePath(s, base, home);
@@ -134,6 +78,13 @@ export function parseCliConfig(data: unknown, file: string): LoadedCliConfig {
   if (raw.tls !== undefined) config.tls = { ca_cert: raw.tls.ca_cert === "" ? "" : p(raw.tls.ca_cert) };
   if (raw.master !== undefined) config.master = { ...raw.master };
   return { config, warnings };
+}
+
+/** The zod check: exact messages for a bad file, warnings for unknown keys. Loaded on demand. */
+function checkWithSchema(data: unknown, file: string, warnings: string[]): RawCliConfig {
+  const { parseWith } = require("./load.ts") as typeof import("./load.ts");
+  const { cliSchema } = require("./cli-schema.ts") as typeof import("./cli-schema.ts");
+  return parseWith(cliSchema, data, file, { unknownKeys: "warn", onWarn: (w) => warnings.push(w) });
 }
 
 /** Looks a node up by name; the error names the config file. */

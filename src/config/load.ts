@@ -1,73 +1,17 @@
 // Shared loading machinery for every config file: reading TOML, turning zod
 // issues into one-line ConfigErrors (file, key path, expectation), treating
 // unknown keys as errors or warnings, and the duration syntax ("1h30m").
-import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { parseHostPort } from "./specs.ts";
+import { clearTextUrl, isHttpUrl, parseHostPort } from "./specs.ts";
 
 /** A path written in a config file: absolute as written, or relative to the file's directory. */
 export function resolveConfigPath(configFile: string, p: string): string {
   return isAbsolute(p) ? p : resolve(dirname(resolve(configFile)), p);
 }
 
-/** Reads and parses a TOML file; every failure is a ConfigError naming the file (and line). */
-export function loadToml(file: string): Record<string, unknown> {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new ConfigError(file, "", "file not found");
-    if (code === "EACCES") throw new ConfigError(file, "", "cannot read file: permission denied");
-    if (code === "EISDIR") throw new ConfigError(file, "", "is a directory, expected a TOML file");
-    throw new ConfigError(file, "", `cannot read file: ${(e as Error).message}`);
-  }
-  return parseTomlText(decodeUtf8(bytes, file), file);
-}
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * TOML files must be UTF-8. A lossy decode would turn a stray Latin-1 byte into U+FFFD and let it
- * through silently (e.g. into a user name or an env value), so invalid bytes are an error naming
- * the first line that has one.
- */
-export function decodeUtf8(bytes: Uint8Array, file: string): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    // Bounded: one decode per line until the bad one; only reached for a broken file.
-    let start = 0;
-    for (let line = 1; start <= bytes.length; line++) {
-      let end = bytes.indexOf(0x0a, start);
-      if (end < 0) end = bytes.length;
-      try {
-        strictUtf8.decode(bytes.subarray(start, end));
-      } catch {
-        throw new ConfigError(file, `line ${line}`, "invalid UTF-8 (TOML files must be UTF-8)", line);
-      }
-      start = end + 1;
-    }
-    throw new ConfigError(file, "", "invalid UTF-8 (TOML files must be UTF-8)");
-  }
-}
-
-/** Parses TOML text; syntax errors become `<file>: line N: <reason>`. */
-export function parseTomlText(text: string, file: string): Record<string, unknown> {
-  try {
-    return parseToml(text) as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof TomlError) {
-      // smol-toml's message carries a multi-line code excerpt; keep only the reason.
-      const reason = (e.message.replace(/^Invalid TOML document: /, "").split("\n")[0] ?? "").trim();
-      throw new ConfigError(file, `line ${e.line}`, reason || "invalid TOML", e.line);
-    }
-    throw new ConfigError(file, "", `invalid TOML: ${(e as Error).message}`);
-  }
-}
+export { decodeUtf8, loadToml, parseTomlText } from "./toml.ts";
 
 export type UnknownKeys = "error" | "warn";
 
@@ -272,8 +216,7 @@ export function checkHttpsUnlessInsecure(ctx: {
   issues: { push(issue: { code: "custom"; message: string; path: PropertyKey[]; input: unknown }): void };
 }): void {
   const v = ctx.value;
-  if (v.insecure_http || !URL.canParse(v.server_url)) return;
-  if (new URL(v.server_url).protocol === "http:") {
+  if (clearTextUrl(v.server_url, v.insecure_http)) {
     ctx.issues.push({
       code: "custom",
       message: `expected an https:// URL (http:// sends the bearer token in clear; insecure_http = true allows it, for tests), got ${JSON.stringify(v.server_url)}`,
@@ -290,14 +233,7 @@ export const insecureHttp = z
   .describe("true allows an http:// server_url (bearer tokens in clear), for tests only; absent = false");
 
 export const urlString = z.string().check((ctx) => {
-  let ok = false;
-  try {
-    const u = new URL(ctx.value);
-    ok = (u.protocol === "https:" || u.protocol === "http:") && u.hostname !== "";
-  } catch {
-    ok = false;
-  }
-  if (!ok)
+  if (!isHttpUrl(ctx.value))
     ctx.issues.push({
       code: "custom",
       message: `expected an https:// URL, got ${describeValue(ctx.value)}`,

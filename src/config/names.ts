@@ -3,10 +3,9 @@
 // service-definition schema just for the node-name rule.
 import { z } from "zod";
 
-export const NAME_RE = /^[a-z0-9][a-z0-9-]*$/;
+import { NAME_MAX, NAME_RE } from "./name-rules.ts";
 
-/** A service name is a DNS label (`<service>.svc.<zone>`), node names are host names: 63 at most. */
-export const NAME_MAX = 63;
+export { NAME_MAX, NAME_RE };
 
 const got = (v: unknown) => JSON.stringify(v);
 

@@ -280,3 +280,22 @@ function ipv6Groups(h: string): number[] | null {
   const out = groups.map((x) => Number.parseInt(x, 16));
   return out.some((x) => !Number.isInteger(x) || x < 0 || x > 0xffff) ? null : out;
 }
+
+/** An http(s) URL with a host, such as `https://mcias.example.net:8443`. */
+export function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "https:" || u.protocol === "http:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when a bearer-token `server_url` would go out in clear: an http:// URL without the
+ * section's `insecure_http = true` (checkHttpsUnlessInsecure refuses it).
+ */
+export function clearTextUrl(serverUrl: string, insecureHttp: boolean | undefined): boolean {
+  if (insecureHttp || !URL.canParse(serverUrl)) return false;
+  return new URL(serverUrl).protocol === "http:";
+}

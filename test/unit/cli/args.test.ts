@@ -2,7 +2,7 @@
 // `svc[/comp]` targets (splitTarget).
 import { describe, expect, test } from "bun:test";
 import { splitTarget } from "../../../src/roles/cli/context.ts";
-import { COMMANDS, joinMultiWord } from "../../../src/roles/cli/index.ts";
+import { COMMANDS, candidateCommands, joinMultiWord } from "../../../src/roles/cli/index.ts";
 import { CliError } from "../../../src/roles/cli/output.ts";
 
 const names = new Set(COMMANDS.map((c) => c.name));
@@ -78,5 +78,19 @@ describe("splitTarget", () => {
         `bad target "${bad}": expected <service> or <service>/<component>`,
       );
     }
+  });
+});
+
+describe("candidateCommands", () => {
+  test("only the commands named by one of argv's words", () => {
+    expect(candidateCommands(["ps", "--json"]).map((c) => c.name)).toEqual(["ps"]);
+    expect(candidateCommands(["--config", "ps", "list"]).map((c) => c.name)).toEqual(["list", "ps"]);
+    expect(candidateCommands(["node list"]).map((c) => c.name)).toEqual(["node list"]);
+  });
+
+  test("none for argv without a command word", () => {
+    expect(candidateCommands([])).toEqual([]);
+    expect(candidateCommands(["--help"])).toEqual([]);
+    expect(candidateCommands(["node", "bogus"])).toEqual([]);
   });
 });
