@@ -2,7 +2,13 @@
 // warnings. cli.ts loads it only when the plain check (cli-fast.ts) does not accept a file as is,
 // and the config reference (scripts/gen-config-docs.ts) is generated from it.
 import { z } from "zod";
-import { checkHttpsUnlessInsecure, hostPortString, insecureHttp, urlString } from "./load.ts";
+import {
+  checkHttpsUnlessInsecure,
+  checkUniqueNodeNames,
+  hostPortString,
+  insecureHttp,
+  urlString,
+} from "./load.ts";
 import { archSchema, nameSchema } from "./names.ts";
 
 export const cliSchema = z
@@ -41,16 +47,5 @@ export const cliSchema = z
       .default([]),
   })
   .check((ctx) => {
-    const seen = new Set<string>();
-    ctx.value.nodes.forEach((n, i) => {
-      if (seen.has(n.name)) {
-        ctx.issues.push({
-          code: "custom",
-          message: `duplicate node name "${n.name}"`,
-          path: ["nodes", i, "name"],
-          input: n.name,
-        });
-      }
-      seen.add(n.name);
-    });
+    checkUniqueNodeNames(ctx);
   });

@@ -226,6 +226,25 @@ export function checkHttpsUnlessInsecure(ctx: {
   }
 }
 
+/** The rule of every config with `[[nodes]]` (the CLI's, the master's): node names are unique. */
+export function checkUniqueNodeNames(ctx: {
+  value: { nodes: readonly { name: string }[] };
+  issues: { push(issue: { code: "custom"; message: string; path: PropertyKey[]; input: unknown }): void };
+}): void {
+  const seen = new Set<string>();
+  ctx.value.nodes.forEach((n, i) => {
+    if (seen.has(n.name)) {
+      ctx.issues.push({
+        code: "custom",
+        message: `duplicate node name "${n.name}"`,
+        path: ["nodes", i, "name"],
+        input: n.name,
+      });
+    }
+    seen.add(n.name);
+  });
+}
+
 /** `insecure_http` of a section with a bearer-token server_url (checkHttpsUnlessInsecure). */
 export const insecureHttp = z
   .boolean()

@@ -2,7 +2,7 @@
 // architecture-v2 "Master Configuration"): schema with the v2 defaults.
 // Unknown keys are warnings; durations are milliseconds.
 import { z } from "zod";
-import { duration, hostPortString, loadToml, parseWith } from "./load.ts";
+import { checkUniqueNodeNames, duration, hostPortString, loadToml, parseWith } from "./load.ts";
 import {
   archSchema,
   authSection,
@@ -123,18 +123,7 @@ export const masterSchema = z
         ["master", ctx.value.master.client_cert === undefined ? "client_cert" : "client_key"],
         "client_cert and client_key go together",
       );
-    const seen = new Set<string>();
-    ctx.value.nodes.forEach((n, i) => {
-      if (seen.has(n.name)) {
-        ctx.issues.push({
-          code: "custom",
-          message: `duplicate node name "${n.name}"`,
-          path: ["nodes", i, "name"],
-          input: n.name,
-        });
-      }
-      seen.add(n.name);
-    });
+    checkUniqueNodeNames(ctx);
     const allowed = new Set(ctx.value.registration.allowed_agents);
     for (const [node, role] of Object.entries(ctx.value.registration.roles)) {
       const boot = ctx.value.nodes.find((n) => n.name === node);

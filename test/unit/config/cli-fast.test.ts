@@ -7,6 +7,7 @@ import { plainCliConfig } from "../../../src/config/cli-fast.ts";
 import { cliSchema } from "../../../src/config/cli-schema.ts";
 import { parseWith } from "../../../src/config/load.ts";
 import { parseTomlText } from "../../../src/config/toml.ts";
+import { SPEC_EXAMPLE } from "./helpers.ts";
 
 type Outcome = { ok: true; value: unknown; warnings: string[] } | { ok: false; error: string };
 
@@ -162,29 +163,7 @@ name = "local"
 address = "127.0.0.1:46837"
 arch = "amd64"
 `;
-    const spec = `[services]
-dir = "/home/op/.config/mcp/services"
-[mcias]
-server_url = "https://mcias.example.net:8443"
-ca_cert = ""
-service_name = "mcp"
-[auth]
-token_path = "/home/op/.config/mcp/token"
-[tls]
-ca_cert = "/home/op/.config/mcp/ca.pem"
-[master]
-address = "rift.example.ts.net:9555"
-[[nodes]]
-name = "rift"
-address = "100.95.252.120:9444"
-addresses = ["192.168.88.181:9444"]
-ssh = "rift"
-arch = "amd64"
-[[nodes]]
-name = "orion"
-address = "[fd7a:115c::1]:9444"
-arch = "arm64"
-`;
+    const spec = SPEC_EXAMPLE;
     for (const text of [written, spec, ""]) expect(agrees(parseTomlText(text, "mcp.toml"))).toBe(true);
   });
 

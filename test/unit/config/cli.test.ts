@@ -9,33 +9,9 @@ import {
   writeCliConfig,
 } from "../../../src/config/cli.ts";
 import { ConfigError } from "../../../src/config/errors.ts";
-import { tempDir, thrown, writeTemp } from "./helpers.ts";
+import { SPEC_EXAMPLE, tempDir, thrown, writeTemp } from "./helpers.ts";
 
 const dir = tempDir();
-
-const SPEC_EXAMPLE = `[services]
-dir = "/home/op/.config/mcp/services"
-[mcias]
-server_url = "https://mcias.example.net:8443"
-ca_cert = ""
-service_name = "mcp"
-[auth]
-token_path = "/home/op/.config/mcp/token"
-[tls]
-ca_cert = "/home/op/.config/mcp/ca.pem"
-[master]
-address = "rift.example.ts.net:9555"
-[[nodes]]
-name = "rift"
-address = "100.95.252.120:9444"
-addresses = ["192.168.88.181:9444"]
-ssh = "rift"
-arch = "amd64"
-[[nodes]]
-name = "orion"
-address = "[fd7a:115c::1]:9444"
-arch = "arm64"
-`;
 
 describe("CLI config", () => {
   test("the SPEC §3.1 example", () => {
