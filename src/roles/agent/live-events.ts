@@ -4,7 +4,7 @@ import type { ServiceRecord } from "../../registry/types.ts";
 import type { ViewChange } from "../../runtime/live-view.ts";
 import type { RuntimeKind } from "../../runtime/runtime.ts";
 import type { AgentContext, ChangeRecorder } from "./context.ts";
-import { reconcile, recordDiscovered } from "./reconcile.ts";
+import { reconcile } from "./reconcile.ts";
 
 export interface RecorderOptions {
   /** How long changes gather before one write (default 20 ms). */
@@ -108,12 +108,10 @@ export class TransitionRecorder implements ChangeRecorder {
         // Looked up per change (not a listing of every service per batch): a burst on a node
         // with many services stays proportional to the changes.
         for (const { ch, kind } of batch) {
+          // Not a component the registry has: it stays in the view only, and a reconcile (ps,
+          // status, sync, the tick) discovers it as before. Recording every short-lived container
+          // of the host as it appears would fill the registry with rows nobody asked for.
           const owners = registry.ownersOfContainer(ch.name);
-          if (owners.length === 0) {
-            // Not a component of ours: discovery, as a listing would record it.
-            if (ch.info !== null && ch.next !== "removed") recordDiscovered(this.ctx, ch.info);
-            continue;
-          }
           for (const o of owners) {
             const c = registry.getComponent(o.service, o.component);
             // Another runtime's namesake (a container named like a VM component): not this

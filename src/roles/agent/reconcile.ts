@@ -77,7 +77,7 @@ export async function reconcile(
  * desired `ignore` (never alerted on, never changed; `mcp adopt` takes it over). Call inside a
  * registry transaction.
  */
-export function recordDiscovered(ctx: Pick<AgentContext, "registry">, c: ContainerInfo): void {
+function recordDiscovered(ctx: Pick<AgentContext, "registry">, c: ContainerInfo): void {
   ctx.registry.upsertService({ name: c.name, active: false });
   ctx.registry.upsertComponent(
     c.name,
