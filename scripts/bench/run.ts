@@ -114,7 +114,8 @@ async function psLocal(
     {
       rounds: opts.rounds,
       perRound: 3,
-      target: { of: "ratio", max: 1.3 },
+      // Issue 18: the agent answers from its live view; mcp ps must beat the raw listing.
+      target: { of: "ratio", max: 0.8 },
       notes: `N=${opts.n}; mcp ps output mentions ${svc} ${rows} times`,
     },
   );
