@@ -138,6 +138,14 @@ async function deploy(agent: RunningAgent, engine: Engine, svc: string): Promise
   expect(res.map((r) => r.success)).toEqual([true]);
 }
 
+/** Deploys svc/web and waits until the agent's view has its container running; its name. */
+async function deployRunning(agent: RunningAgent, engine: Engine, svc: string): Promise<string> {
+  await deploy(agent, engine, svc);
+  const name = `${svc}-web`;
+  await waitFor("the view after the deploy", async () => (await viewState(agent, name)) === "running", 5_000);
+  return name;
+}
+
 function observed(agent: RunningAgent, svc: string): string | undefined {
   return agent.registry.getComponent(svc, "web")?.observedState;
 }
@@ -177,13 +185,7 @@ for (const engine of [podmanEngine, dockerEngine]) {
 
     test("a process killed from outside: view exited and the alert has run within 2 s", async () => {
       const svc = `live-kill-${engine.name}-${RUN}`;
-      await deploy(agent, engine, svc);
-      const name = `${svc}-web`;
-      await waitFor(
-        "the view after the deploy",
-        async () => (await viewState(agent, name)) === "running",
-        5_000,
-      );
+      const name = await deployRunning(agent, engine, svc);
       const pid = (await engine.cli("inspect", "--format", "{{.State.Pid}}", name)).trim();
       expect(Number(pid)).toBeGreaterThan(0);
       const ticks = monitor.stats.ticks;
@@ -204,13 +206,7 @@ for (const engine of [podmanEngine, dockerEngine]) {
 
     test("`rm -f` behind the agent's back: removed within 2 s", async () => {
       const svc = `live-rm-${engine.name}-${RUN}`;
-      await deploy(agent, engine, svc);
-      const name = `${svc}-web`;
-      await waitFor(
-        "the view after the deploy",
-        async () => (await viewState(agent, name)) === "running",
-        5_000,
-      );
+      const name = await deployRunning(agent, engine, svc);
       // podman rm -f waits out the stop timeout for a process ignoring SIGTERM: kill at once.
       await engine.cli(...(engine.name === "podman" ? ["rm", "-f", "-t", "0"] : ["rm", "-f"]), name);
       await waitFor("removed in the registry", () => observed(agent, svc) === "removed", 2_000);
@@ -227,13 +223,7 @@ for (const engine of [podmanEngine, dockerEngine]) {
     test("the event stream killed: listings meanwhile, then resubscribed and resynchronised, no transition missed", async () => {
       const live = agent.ctx.live!;
       const svc = `live-gap-${engine.name}-${RUN}`;
-      await deploy(agent, engine, svc);
-      const name = `${svc}-web`;
-      await waitFor(
-        "the view after the deploy",
-        async () => (await viewState(agent, name)) === "running",
-        5_000,
-      );
+      const name = await deployRunning(agent, engine, svc);
       // podman: the stream reads the agent's REST service (stop that service); docker: its child.
       const rt = agent.ctx.settings.runtime;
       const pid =
