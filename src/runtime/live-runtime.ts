@@ -50,9 +50,6 @@ export interface LiveStatus {
 
 export interface LiveRuntimeOptions {
   logger?: Logger;
-  /** Stream restart delays (tests shorten them). */
-  retryMinMs?: number;
-  retryMaxMs?: number;
 }
 
 export class LiveRuntime implements Runtime {
@@ -88,34 +85,27 @@ export class LiveRuntime implements Runtime {
   open(): void {
     if (this.stream !== null || this.source === null) return;
     const log = this.opts.logger;
-    this.stream = new EventStream(
-      this.source,
-      {
-        onUp: () => {
-          this.streaming = true;
-          this.downSaid = false;
-          this.view.invalidate();
-          log?.info({ stream: this.source!.label }, "runtime event stream up; resynchronising");
-          void this.resync().catch((err: Error) =>
-            log?.warn({ err: err.message }, "resynchronising after the event stream started failed"),
-          );
-        },
-        onEvent: (e) => this.onEvent(e),
-        onDown: (why) => {
-          const was = this.streaming;
-          this.streaming = false;
-          this.view.invalidate();
-          // Said once per outage, not once per failed restart.
-          if (was || !this.downSaid)
-            log?.warn({ why }, "runtime event stream down; listings go to the runtime until it is back");
-          this.downSaid = true;
-        },
+    this.stream = new EventStream(this.source, {
+      onUp: () => {
+        this.streaming = true;
+        this.downSaid = false;
+        this.view.invalidate();
+        log?.info({ stream: this.source!.label }, "runtime event stream up; resynchronising");
+        void this.resync().catch((err: Error) =>
+          log?.warn({ err: err.message }, "resynchronising after the event stream started failed"),
+        );
       },
-      {
-        ...(this.opts.retryMinMs !== undefined ? { retryMinMs: this.opts.retryMinMs } : {}),
-        ...(this.opts.retryMaxMs !== undefined ? { retryMaxMs: this.opts.retryMaxMs } : {}),
+      onEvent: (e) => this.onEvent(e),
+      onDown: (why) => {
+        const was = this.streaming;
+        this.streaming = false;
+        this.view.invalidate();
+        // Said once per outage, not once per failed restart.
+        if (was || !this.downSaid)
+          log?.warn({ why }, "runtime event stream down; listings go to the runtime until it is back");
+        this.downSaid = true;
       },
-    );
+    });
     this.stream.start();
   }
 
