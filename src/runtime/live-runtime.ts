@@ -160,6 +160,17 @@ export class LiveRuntime implements Runtime {
   }
 
   /**
+   * The safety net's listing when the view is current but was last confirmed `maxAgeMs` ago or
+   * more; a view that is not current lists on its next read anyway. True when it listed.
+   */
+  async resyncIfOlder(maxAgeMs: number, now = Date.now()): Promise<boolean> {
+    const at = this.view.confirmedAt;
+    if (!this.current() || at === null || now - at < maxAgeMs) return false;
+    await this.resync();
+    return true;
+  }
+
+  /**
    * One full listing now (shared with a listing already running): confirms the view while the
    * stream runs and reports the transitions it finds to the listeners. The monitor's safety net.
    */

@@ -18,6 +18,7 @@ import type { ServiceDef } from "../../src/config/service.ts";
 import { Monitor } from "../../src/monitor/monitor.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
 import { deployService } from "../../src/roles/agent/deploy.ts";
+import { SAFETY_NET_MS } from "../../src/roles/agent/monitor.ts";
 import { DockerRuntime } from "../../src/runtime/docker.ts";
 import { runOk } from "../../src/runtime/exec.ts";
 import { PodmanRuntime, parsePs } from "../../src/runtime/podman.ts";
@@ -202,6 +203,18 @@ for (const engine of [podmanEngine, dockerEngine]) {
       // From the event stream: no tick ran, and the view answered without listing.
       expect(monitor.stats.ticks).toBe(ticks);
       expect(agent.ctx.live!.status().listings).toBe(listings);
+    }, 30_000);
+
+    test("the monitor tick lists only when the view was last confirmed SAFETY_NET_MS ago (the events keep it)", async () => {
+      const live = agent.ctx.live!;
+      await live.resync();
+      const listings = live.status().listings;
+      await monitor.tickOnce();
+      expect(live.status().listings).toBe(listings);
+      expect(await live.resyncIfOlder(SAFETY_NET_MS, Date.now() + SAFETY_NET_MS - 5_000)).toBe(false);
+      expect(live.status().listings).toBe(listings);
+      expect(await live.resyncIfOlder(SAFETY_NET_MS, Date.now() + SAFETY_NET_MS + 1_000)).toBe(true);
+      expect(live.status().listings).toBe(listings + 1);
     }, 30_000);
 
     test("`rm -f` behind the agent's back: removed within 2 s", async () => {

@@ -21,6 +21,15 @@ async function runCheck(ctx: AgentContext, c: ComponentRecord, timeoutMs: number
   return checkTarget(ctx, containerName(c.service, c.name), t)(timeoutMs);
 }
 
+/**
+ * How stale the live view may get before a monitor tick lists to confirm it (the events keep it
+ * current; the listing is the net under a stream that stalls without failing). One listing per
+ * tick was issue 10's polling: with 100 services ~0.3 s of agent and podman CPU each time.
+ */
+export const SAFETY_NET_MS = 300_000;
+/** Ticks are not exact: a tick due at the limit still lists when it lands a little early. */
+const SAFETY_NET_SLACK_MS = 2_000;
+
 export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
   // Container start times from the latest reconcile: a new one tells the health watch that a
   // component's container was replaced (its failure count and start_period start over).
@@ -65,10 +74,13 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
     retentionMs: m.retentionMs,
     store: ctx.registry,
     reconcile: async () => {
-      // The safety net under the event stream: one full listing per interval confirms the live
-      // view (and reports what it missed to the recorder) before the registry is reconciled.
-      // Without a current view the reconcile's own listing goes to the runtime: one either way.
-      if (ctx.live?.status().current) await ctx.live.resync();
+      // The safety net under the event stream: a full listing confirms the live view (and
+      // reports what it missed to the recorder) before the registry is reconciled, when the view
+      // was last confirmed SAFETY_NET_MS ago or more (a deploy, stop or stream restart confirms it
+      // too). A stream that fails is noticed and resynchronised at once; this bounds what a stream
+      // that stalls without failing could hide. Without a current view the reconcile's own
+      // listing goes to the runtime.
+      await ctx.live?.resyncIfOlder(Math.max(SAFETY_NET_MS, m.intervalMs) - SAFETY_NET_SLACK_MS);
       // A deploy or stop in flight replaces containers under its service lock: a listing taken
       // then shows `removed` for a moment. Leave such services alone (held before the listing or
       // when its result is written); the operation records the state itself.
