@@ -10,6 +10,11 @@ export class KeyedLock {
     return this.tails.has(key);
   }
 
+  /** The keys whose work is running or queued now. */
+  heldKeys(): string[] {
+    return [...this.tails.keys()];
+  }
+
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(key) ?? Promise.resolve();
     let release!: () => void;

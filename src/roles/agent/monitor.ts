@@ -84,12 +84,7 @@ export function startMonitor(ctx: AgentContext, m: MonitorSettings): Monitor {
       // A deploy or stop in flight replaces containers under its service lock: a listing taken
       // then shows `removed` for a moment. Leave such services alone (held before the listing or
       // when its result is written); the operation records the state itself.
-      const busy = new Set(
-        ctx.registry
-          .listServices()
-          .map((s) => s.name)
-          .filter((n) => ctx.locks.isHeld(n)),
-      );
+      const busy = new Set(ctx.locks.heldKeys());
       return reconcile(ctx, { skipService: (s) => busy.has(s) || ctx.locks.isHeld(s) }).then((res) => {
         const next = new Map<string, number>();
         for (const [name, c] of res.containers)
