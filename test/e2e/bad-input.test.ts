@@ -203,7 +203,9 @@ describe("an unreachable node", () => {
     expect(human.stderr).toBe("");
     expect(human.stdout).toMatch(new RegExp(`^${WEB} +local +running +v1\\.0\\.0 `, "m"));
     const dead = human.stdout.split("\n").filter((l) => /^- +dead +unknown/.test(l));
-    expect(dead).toEqual([expect.stringMatching(/^- +dead +unknown +- +- +unreachable: connection refused$/)]);
+    expect(dead).toEqual([
+      expect.stringMatching(/^- +dead +unknown +- +- +unreachable: connection refused$/),
+    ]);
     expect(human.stdout).toContain("\ndead: unreachable (connection refused), state unknown\n");
 
     const json = await agent.mcp(["ps", "--json"]);

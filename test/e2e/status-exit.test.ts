@@ -22,7 +22,8 @@ const SVC = `${P}-app`;
 const WEB = `${SVC}-web`;
 const EMPTY_PS = "no services deployed on local (mcp deploy <service> to start one)\n";
 const RUNNING_LINE = "local: 1 service, 1 component, 1 running, no drift";
-const DEFAULT_HINT = "is the agent running? systemctl status mcp-agent, or: mcp agent --config /srv/mcp/mcp-agent.toml";
+const DEFAULT_HINT =
+  "is the agent running? systemctl status mcp-agent, or: mcp agent --config /srv/mcp/mcp-agent.toml";
 
 let store: OwnStore;
 let agent: LocalAgent;
@@ -137,9 +138,11 @@ describe("a deployed service", () => {
   test("its container removed behind the agent's back: status names the drift and exits 3; so does ps", async () => {
     const rm = await store.podman("rm", "-f", "-t", "1", WEB);
     expect(rm.code).toBe(0);
-    // The agent learns of the removal from the runtime's events: ask until it has (bounded).
+    // The agent learns of the removal from the runtime's events (a kill, then the removal): ask
+    // until it has seen the removal (bounded).
+    const removed = (x: FleetJson) => (x.drift ?? []).some((d) => d.observed === "removed");
     let j = await mcpJson(["status"]);
-    for (let i = 0; i < 40 && (j.json.drift ?? []).length === 0; i++) {
+    for (let i = 0; i < 40 && !removed(j.json); i++) {
       await Bun.sleep(250);
       j = await mcpJson(["status"]);
     }
@@ -161,7 +164,9 @@ describe("a deployed service", () => {
 
     const ps = await mcp(["ps"]);
     expect(ps.code).toBe(EXIT_DRIFT);
-    expect(ps.stdout).toMatch(new RegExp(`^${WEB} +local +removed +v1\\.0\\.0 +- +drift: desired running$`, "m"));
+    expect(ps.stdout).toMatch(
+      new RegExp(`^${WEB} +local +removed +v1\\.0\\.0 +- +drift: desired running$`, "m"),
+    );
     const pj = await mcpJson(["ps"]);
     expect(pj.code).toBe(EXIT_DRIFT);
     expect(pj.json.nodes[0]).toMatchObject({ node: "local", state: "drift", drift: 1 });

@@ -118,7 +118,11 @@ describe("describeFailure on real client errors", () => {
   test("a listener that never answers: unreachable: timeout", async () => {
     const err = await errorOf([silentAddr()], { timeoutMs: 300 });
     expect(err).toStartWith("DEADLINE_EXCEEDED: ");
-    expect(describeFailure(err)).toMatchObject({ kind: "timeout", unreachable: true, cell: "unreachable: timeout" });
+    expect(describeFailure(err)).toMatchObject({
+      kind: "timeout",
+      unreachable: true,
+      cell: "unreachable: timeout",
+    });
   }, 10_000);
 
   test("several addresses failing differently: each reason once; refused counts for the hint", async () => {

@@ -48,16 +48,16 @@ export async function nodeListCommand(_args: string[], opts: Record<string, unkn
           return [r.node.name, r.node.address, r.node.arch, status, f.reason, "", "", "", ""];
         }
         return [
-              r.node.name,
-              r.node.address,
-              r.node.arch,
-              green("ok"),
-              r.value!.agentVersion,
-              `${r.value!.runtime} ${r.value!.runtimeVersion}`,
-              runtimesCell(r.value!.runtimes),
-              String(r.value!.serviceCount),
-              formatAge(r.value!.agentStarted ? timestampDate(r.value!.agentStarted) : null),
-            ];
+          r.node.name,
+          r.node.address,
+          r.node.arch,
+          green("ok"),
+          r.value!.agentVersion,
+          `${r.value!.runtime} ${r.value!.runtimeVersion}`,
+          runtimesCell(r.value!.runtimes),
+          String(r.value!.serviceCount),
+          formatAge(r.value!.agentStarted ? timestampDate(r.value!.agentStarted) : null),
+        ];
       }),
     );
     const hint = hintFor(ctx.configPath, failures(rows));

@@ -46,7 +46,8 @@ const CONNECT_ERRORS: [FailureKind, RegExp, string | null][] = [
 
 function classifyConnect(raw: string): { kind: FailureKind; reason: string } {
   for (const [kind, re, reason] of CONNECT_ERRORS) {
-    if (re.test(raw)) return { kind, reason: reason ?? (kind === "tls" ? `TLS: ${clip(raw, 35)}` : clip(raw)) };
+    if (re.test(raw))
+      return { kind, reason: reason ?? (kind === "tls" ? `TLS: ${clip(raw, 35)}` : clip(raw)) };
   }
   return { kind: "network", reason: clip(raw) };
 }

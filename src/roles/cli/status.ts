@@ -26,7 +26,9 @@ function drifts(c: Pick<ComponentInfo, "desiredState" | "observedState">): boole
 
 function stateColor(c: Pick<ComponentInfo, "desiredState" | "observedState">): string {
   if (drifts(c)) return red(c.observedState);
-  return c.observedState === "running" && c.desiredState !== "ignore" ? green(c.observedState) : c.observedState;
+  return c.observedState === "running" && c.desiredState !== "ignore"
+    ? green(c.observedState)
+    : c.observedState;
 }
 
 type Failed = ReturnType<typeof failures>;
@@ -143,7 +145,11 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
           stateColor(c),
           c.version || "-",
           formatAge(started),
-          [runtimeNote(c), c.desiredState === "ignore" ? "unmanaged" : "", drifts(c) ? yellow(`drift: desired ${c.desiredState}`) : ""]
+          [
+            runtimeNote(c),
+            c.desiredState === "ignore" ? "unmanaged" : "",
+            drifts(c) ? yellow(`drift: desired ${c.desiredState}`) : "",
+          ]
             .filter((x) => x)
             .join(", "),
         ]);
@@ -190,7 +196,10 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
     process.stderr.write(`mcp: unknown service "${name}" on every node\n`);
     return 1;
   }
-  const perNode = found.map((r) => ({ node: r.node.name, counts: counts(r.value.services, r.value.drift.length) }));
+  const perNode = found.map((r) => ({
+    node: r.node.name,
+    counts: counts(r.value.services, r.value.drift.length),
+  }));
   const drift = found.flatMap((r) => r.value.drift.map((d) => ({ node: r.node.name, d })));
   const code = fleetExitCode(failed, drift.length);
   if (ctx.json) {
