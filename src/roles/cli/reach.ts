@@ -119,7 +119,7 @@ export function nodeJson(node: string, c: NodeCounts): NodeJson {
 }
 
 export function failedNodeJson(node: string, f: NodeFailure, error: string): NodeJson {
-  return { node, reachable: f.unreachable, state: "unknown", reason: f.reason, error };
+  return { node, reachable: !f.unreachable, state: "unknown", reason: f.reason, error };
 }
 
 /** The failed rows of a fan-out, each with its short words. */
