@@ -197,18 +197,19 @@ describe("an unreachable node", () => {
     await agent.mcp(["node", "remove", "dead"]);
   });
 
-  test("ps lists the reachable node's containers, an error row for the dead one, exit 1", async () => {
+  test("ps lists the reachable node's containers, an unknown row for the dead one, exit 3", async () => {
     const human = await agent.mcp(["ps"]);
-    expect(human.code).toBe(1);
+    expect(human.code).toBe(3);
     expect(human.stderr).toBe("");
     expect(human.stdout).toMatch(new RegExp(`^${WEB} +local +running +v1\\.0\\.0 `, "m"));
-    const dead = human.stdout.split("\n").filter((l) => /^- +dead +UNREACHABLE/.test(l));
-    expect(dead).toHaveLength(1);
-    expect(dead[0]).toContain("UNREACHABLE");
-    expect(dead[0]).toContain(`127.0.0.1:${deadPort}`);
+    const dead = human.stdout.split("\n").filter((l) => /^- +dead +unknown/.test(l));
+    expect(dead).toEqual([
+      expect.stringMatching(/^- +dead +unknown +- +- +unreachable: connection refused$/),
+    ]);
+    expect(human.stdout).toContain("\ndead: unreachable (connection refused), state unknown\n");
 
     const json = await agent.mcp(["ps", "--json"]);
-    expect(json.code).toBe(1);
+    expect(json.code).toBe(3);
     const out = JSON.parse(json.stdout) as {
       containers: { node: string; service: string; component: string; observed: string }[];
       errors: { node: string; error: string }[];

@@ -265,7 +265,7 @@ describe(`deploy e2e (compiled binary, real registry, real podman)`, () => {
     expect(st.drift).toEqual([]);
     const all = JSON.parse(await mcpOk(["status", "--json"])) as { drift: Drift[] };
     expect(all.drift.filter((d) => d.service === SVC)).toEqual([]);
-    expect(await mcpOk(["status", SVC])).toContain("\nno drift\n");
+    expect(await mcpOk(["status", SVC])).toEndWith("\nlocal: 1 service, 2 components, 2 running, no drift\n");
   }, 10_000);
 
   test("deploy <svc>/web redeploys only web: api's container is untouched", async () => {
@@ -287,7 +287,9 @@ describe(`deploy e2e (compiled binary, real registry, real podman)`, () => {
   test("a container stopped behind the agent's back shows as drift for exactly that component", async () => {
     const stopped = await podman("stop", "-t", "2", API);
     expect(stopped.code).toBe(0);
-    const st = JSON.parse(await mcpOk(["status", SVC, "--json"])) as {
+    const json = await agent.mcp(["status", SVC, "--json"]);
+    expect(json.code).toBe(3); // drift: the documented status/ps code
+    const st = JSON.parse(json.stdout) as {
       services: Row[];
       drift: Drift[];
       events: { service: string; component: string; prev: string; next: string }[];
@@ -299,14 +301,15 @@ describe(`deploy e2e (compiled binary, real registry, real podman)`, () => {
     expect(st.events).toContainEqual(
       expect.objectContaining({ service: SVC, component: "api", prev: "running", next: "exited" }),
     );
-    // Drift is information, not a failure: exit 0, and the human table marks the row.
+    // Drift exits 3 (for scripts and cron), and the human table marks the row.
     const human = await agent.mcp(["status", SVC]);
-    expect(human.code).toBe(0);
+    expect(human.code).toBe(3);
     // Table rows start with the node name; the header's DRIFT column title is not a row.
     const driftRows = human.stdout.split("\n").filter((l) => l.startsWith("local ") && l.includes("DRIFT"));
     expect(driftRows).toHaveLength(1);
     expect(driftRows[0]).toMatch(new RegExp(`^local +${SVC} +api +running +exited `));
     expect(human.stdout).toContain(`local/${SVC}/api: desired running, observed exited`);
+    expect(human.stdout).toEndWith("\nlocal: 1 service, 2 components, 1 running, 1 drift\n");
   }, 20_000);
 
   test("with the registry gone, deploy still succeeds from the local copy and warns", async () => {

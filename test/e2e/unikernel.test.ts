@@ -190,11 +190,20 @@ interface Row {
   routes: { hostPort: number }[];
 }
 
+/** `mcp <args> --json` of ps or status: exit 0, or 3 exactly when a node's state is not "ok" (drift). */
+async function fleetJson<T>(args: string[]): Promise<T & { nodes: { state: string }[] }> {
+  const r = await agent.mcp([...args, "--json"], { cwd: work, timeoutMs: 60_000 });
+  if (r.code !== 0 && r.code !== 3)
+    throw new Error(`mcp ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
+  const out = JSON.parse(r.stdout) as T & { nodes: { state: string }[] };
+  expect(r.code).toBe(out.nodes.some((n) => n.state !== "ok") ? 3 : 0);
+  return out;
+}
 async function statusJson(svc: string): Promise<{ services: Row[]; drift: Row[] }> {
-  return JSON.parse(await mcpOk(["status", svc, "--json"]));
+  return fleetJson<{ services: Row[]; drift: Row[] }>(["status", svc]);
 }
 async function psRows(svc: string): Promise<Row[]> {
-  const ps = JSON.parse(await mcpOk(["ps", "--json"])) as { containers: Row[] };
+  const ps = await fleetJson<{ containers: Row[] }>(["ps"]);
   return ps.containers.filter((c) => c.service === svc);
 }
 

@@ -8,12 +8,16 @@ import type { NodeStatusResponse } from "../../gen/mcp/v1/mcp_pb.ts";
 import { CLI_VERSION } from "./agent-binary.ts";
 import { fanOut, loadCtx, type NodeResult } from "./context.ts";
 import { formatAge, formatBytes, green, printJson, printTable, red, yellow } from "./output.ts";
+import { describeFailure, failures, hintFor } from "./reach.ts";
 
 export interface AgentStatusRow {
   name: string;
   address: string;
   reachable: boolean;
+  /** The whole one-line error of a node that did not answer. */
   error?: string;
+  /** Its short form for the table: "connection refused", "timeout", "TLS: …" (reach.ts). */
+  reason?: string;
   agentVersion?: string;
   /** The agent's version differs from this CLI's. */
   skew: boolean;
@@ -49,7 +53,10 @@ export interface AgentStatusRow {
 
 export function statusRow(r: NodeResult<NodeStatusResponse>, now = Date.now()): AgentStatusRow {
   const base = { name: r.node.name, address: r.node.address, configArch: r.node.arch };
-  if (r.error || !r.value) return { ...base, reachable: false, error: r.error ?? "no answer", skew: false };
+  if (r.error || !r.value) {
+    const error = r.error ?? "no answer";
+    return { ...base, reachable: false, error, reason: describeFailure(error).reason, skew: false };
+  }
   const v = r.value;
   const started = v.agentStarted ? timestampDate(v.agentStarted) : undefined;
   return {
@@ -138,7 +145,10 @@ export async function agentStatusCommand(args: string[], opts: Record<string, un
   printTable(
     ["node", "status", "agent", "arch", "uptime", "runtime", "services", "disk", "memory"],
     rows.map((r) => {
-      if (!r.reachable) return [r.name, red("UNREACHABLE"), r.error ?? "", r.configArch, "", "", "", "", ""];
+      if (!r.reachable) {
+        const status = describeFailure(r.error ?? "").unreachable ? "UNREACHABLE" : "ERROR";
+        return [r.name, red(status), r.reason ?? "", r.configArch, "", "", "", "", ""];
+      }
       const arch =
         r.arch && r.arch !== r.configArch ? yellow(`${r.arch} (config: ${r.configArch})`) : (r.arch ?? "-");
       return [
@@ -167,5 +177,7 @@ export async function agentStatusCommand(args: string[], opts: Record<string, un
   else if (reachable > 0) parts.push(`every reachable node runs ${CLI_VERSION}, like this CLI`);
   if (unreachable > 0) parts.push(red(`${unreachable} unreachable`));
   process.stdout.write(`${parts.join("; ")}\n`);
+  const hint = hintFor(ctx.configPath, failures(results));
+  if (hint) process.stdout.write(`${hint}\n`);
   return unreachable > 0 ? 1 : 0;
 }

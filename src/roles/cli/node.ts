@@ -6,6 +6,7 @@ import { NAME_RE } from "../../config/service.ts";
 import { parseHostPort } from "../../config/specs.ts";
 import { fanOut, loadCtx } from "./context.ts";
 import { CliError, formatAge, green, printJson, printTable, red } from "./output.ts";
+import { describeFailure, failures, hintFor } from "./reach.ts";
 import { runtimesCell } from "./views.ts";
 
 export async function nodeListCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
@@ -25,6 +26,7 @@ export async function nodeListCommand(_args: string[], opts: Record<string, unkn
         arch: r.node.arch,
         reachable: !r.error,
         error: r.error,
+        reason: r.error ? describeFailure(r.error).reason : undefined,
         agentVersion: r.value?.agentVersion,
         runtime: r.value?.runtime,
         runtimeVersion: r.value?.runtimeVersion,
@@ -38,22 +40,28 @@ export async function nodeListCommand(_args: string[], opts: Record<string, unkn
   } else {
     printTable(
       ["name", "address", "arch", "status", "agent", "runtime", "runtimes", "services", "uptime"],
-      rows.map((r) =>
-        r.error
-          ? [r.node.name, r.node.address, r.node.arch, red("UNREACHABLE"), r.error, "", "", "", ""]
-          : [
-              r.node.name,
-              r.node.address,
-              r.node.arch,
-              green("ok"),
-              r.value!.agentVersion,
-              `${r.value!.runtime} ${r.value!.runtimeVersion}`,
-              runtimesCell(r.value!.runtimes),
-              String(r.value!.serviceCount),
-              formatAge(r.value!.agentStarted ? timestampDate(r.value!.agentStarted) : null),
-            ],
-      ),
+      rows.map((r) => {
+        if (r.error) {
+          // The short reason only: the whole error (in --json) would widen every row.
+          const f = describeFailure(r.error);
+          const status = red(f.unreachable ? "UNREACHABLE" : "ERROR");
+          return [r.node.name, r.node.address, r.node.arch, status, f.reason, "", "", "", ""];
+        }
+        return [
+          r.node.name,
+          r.node.address,
+          r.node.arch,
+          green("ok"),
+          r.value!.agentVersion,
+          `${r.value!.runtime} ${r.value!.runtimeVersion}`,
+          runtimesCell(r.value!.runtimes),
+          String(r.value!.serviceCount),
+          formatAge(r.value!.agentStarted ? timestampDate(r.value!.agentStarted) : null),
+        ];
+      }),
     );
+    const hint = hintFor(ctx.configPath, failures(rows));
+    if (hint) process.stdout.write(`\n${hint}\n`);
   }
   return rows.some((r) => r.error) ? 1 : 0;
 }

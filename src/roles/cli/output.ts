@@ -19,6 +19,12 @@ export function exitCodeFor(err: unknown): number {
   return 1;
 }
 
+/**
+ * `mcp status` and `mcp ps`: what they showed is not all as desired — a component drifts, or a
+ * node did not answer (its services' state is unknown). Scripts and cron act on it.
+ */
+export const EXIT_DRIFT = 3;
+
 export function printError(err: unknown): void {
   const msg = (err as Error)?.message ?? String(err);
   process.stderr.write(`mcp: ${msg.split("\n")[0]}\n`);

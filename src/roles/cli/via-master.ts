@@ -257,7 +257,9 @@ export async function components(ctx: Ctx, live: boolean): Promise<number> {
       }
     }
   }
-  if (live) printTable(["name", "node", "state", "version", "uptime", "tier"], table);
+  if (live && table.length === 0)
+    process.stdout.write("no services deployed (mcp deploy <service> to start one)\n");
+  else if (live) printTable(["name", "node", "state", "version", "uptime", "tier"], table);
   else printTable(["node", "service", "component", "desired", "observed", "version"], table);
   printFindings(res);
   return 0;

@@ -107,6 +107,8 @@ describe("statusRow", () => {
       configArch: "amd64",
       reachable: false,
       error: "UNAVAILABLE: down",
+      // A server's own UNAVAILABLE, not the client's connect error: its words, short.
+      reason: "UNAVAILABLE: down",
       skew: false,
     });
   });
