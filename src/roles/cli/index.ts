@@ -90,7 +90,13 @@ export const COMMANDS: CommandDef[] = [
     name: "history",
     args: "<service>",
     help: "The service's last deployed specs, newest first (1 = current): time, caller, images",
-    options: [["-n, --node <node>", "the node (default: the definition's, else the one running it)"]],
+    options: [
+      ["-n, --node <node>", "the node (default: the definition's, else the one running it)"],
+      [
+        "--diff <k>",
+        "what entry K changed against the one before it (K..J: between two entries), field by field",
+      ],
+    ],
     action: lazy(history, (m) => m.historyCommand),
   },
   {
