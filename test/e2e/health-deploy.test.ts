@@ -148,6 +148,7 @@ async function registryRow(svc: string): Promise<{ image: string; desired: strin
 interface Entry {
   k: number;
   id: number;
+  deployedAt: string;
   caller: string;
   images: string;
   kind: string;
@@ -253,7 +254,11 @@ describe("health-gated deploy with automatic rollback", () => {
     expect(await version(port)).toBe("v1");
     const h = await history(SVC);
     expect(h[0]).toMatchObject({ k: 1, kind: "rollback", images: `web=${IMG.v1}` });
-    expect(h[0]!.detail).toContain("rollback to entry");
+    // Named by its K in the list as shown now: the automatic rollback row, k=2 when rolled back to.
+    expect(h[0]!.detail).toBe(
+      `rollback to k=3 (the spec restored at ${h[2]!.deployedAt.replace(/\.\d+Z$/, "Z")}, web=${IMG.v1})`,
+    );
+    expect(h[2]).toMatchObject({ kind: "rollback", images: `web=${IMG.v1}` });
     expect(h[1]).toMatchObject({ kind: "deploy", images: `web=${IMG.v3}` });
   }, 60_000);
 

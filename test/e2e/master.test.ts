@@ -447,6 +447,24 @@ describe("master e2e: a master and agents on one machine", () => {
     expect(after.services.map((s) => [s.service, s.node]).sort()).toEqual(
       before.services.map((s) => [s.service, s.node]).sort(),
     );
+    // A changed definition: the plan says what changes against the spec placed, field by field.
+    const file = join(fleet.servicesDir, "w1.toml");
+    const text = readFileSync(file, "utf8");
+    writeFileSync(file, text.replace('restart = "no"', 'restart = "always"'));
+    try {
+      const plan = await fleet.mcp(["sync", "--dry-run"], { timeoutMs: 120_000 });
+      expect(plan.code).toBe(0);
+      const lines = plan.stdout.split("\n");
+      const at = lines.indexOf(`w1: would redeploy on ${placed.get("w1")}, changes against its placed spec:`);
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at + 1]).toBe("  web.restart: no -> always");
+      // An unchanged service is only its table row ("w2: unchanged  ok"), no plan lines.
+      expect(lines.filter((l) => l.startsWith("w2:"))).toEqual([
+        expect.stringMatching(/^w2: unchanged +ok$/),
+      ]);
+    } finally {
+      writeFileSync(file, text);
+    }
   }, 60_000);
 
   test("wrong identity, a non-allowlisted agent and a heartbeat flood are rejected with the right codes", async () => {

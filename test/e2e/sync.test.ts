@@ -2,7 +2,7 @@
 // deployed and running whose file now says `active = false` (sync must stop it and say so), one
 // never deployed (sync records its desired state without deploying it). A broken definition file
 // sits among them: one line naming it, a non-zero exit, and the others are still synced.
-// `--dry-run` reports the same plan and changes nothing.
+// `--dry-run` reports the same plan, with what changes field by field, and changes nothing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -64,6 +64,9 @@ interface SyncRow {
   changed: boolean;
   summary: string;
   error?: string;
+  /** Dry run: the spec the node holds ("deployed", "absent"…) and what changes against it. */
+  deployed?: string;
+  changes?: { path: string; kind: string; from?: unknown; to?: unknown }[];
 }
 const ours = (rows: SyncRow[]) => rows.filter((r) => r.service.startsWith(`sync-${rand}`));
 
@@ -93,10 +96,33 @@ describe("sync (compiled binary, real podman)", () => {
     expect(r.stderr).toStartWith(`mcp: ${badFile}: components[0].image: `);
     const out = JSON.parse(r.stdout) as { dryRun: boolean; results: SyncRow[] };
     expect(out.dryRun).toBe(true);
+    // Each with what changes against the spec the node holds (OFF: only active; ON: nothing held).
     expect(ours(out.results)).toEqual([
-      { node: "local", service: OFF, changed: true, summary: "would be stopped (inactive)" },
-      { node: "local", service: ON, changed: true, summary: "would record desired state" },
+      {
+        node: "local",
+        service: OFF,
+        changed: true,
+        summary: "would be stopped (inactive)",
+        deployed: "deployed",
+        changes: [{ path: "active", kind: "changed", from: true, to: false }],
+      },
+      {
+        node: "local",
+        service: ON,
+        changed: true,
+        summary: "would record desired state",
+        deployed: "absent",
+        changes: [],
+      },
     ]);
+    const text = await agent.mcp(["sync", "--dry-run"]);
+    expect(text.code).toBe(2);
+    const lines = text.stdout.split("\n");
+    expect(lines).toContain(`${OFF}: changes against the spec recorded on local:`);
+    expect(lines[lines.indexOf(`${OFF}: changes against the spec recorded on local:`) + 1]).toBe(
+      "  active: true -> false",
+    );
+    expect(lines).toContain(`${ON}: not recorded on local yet: everything is new`);
     expect(await mine()).toEqual(before);
     expect(await state(OFF_WEB)).toBe("running");
   }, 30_000);

@@ -1,7 +1,7 @@
 // The master core in-process against three in-process agents (real TLS gRPC, real sqlite, real
 // podman): placement (fewest containers with name tie-break, tier core → the master's node,
 // pinned → pinned), Status through the agents, Undeploy removing containers and the placement,
-// public hostnames refused before anything is deployed, and sync's plan. Node health is set in
+// public hostnames refused before anything is deployed, and sync's plan (with each placed spec). Node health is set in
 // the store directly (registration and heartbeats are tested with their own modules); the
 // multi-process acceptance test is test/e2e/master.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import pino from "pino";
 import { generateToken, hashToken, LocalTokenValidator } from "../../src/auth/local.ts";
-import { defToSpec } from "../../src/component/proto.ts";
+import { defToSpec, specToDef } from "../../src/component/proto.ts";
+import { diffSpecs, renderChanges } from "../../src/component/spec-diff.ts";
 import { parseServiceDef } from "../../src/config/service.ts";
 import { McpMasterService } from "../../src/gen/mcp/v1/mcp_pb.ts";
 import { type RunningAgent, startAgent } from "../../src/roles/agent/agent.ts";
@@ -186,17 +187,40 @@ describe("master core", () => {
     for (const a of agents.values()) expect(a.registry.getService(name)).toBeNull();
   });
 
-  test("sync dry run reports the plan without acting", async () => {
-    const services = [spec(svcName("a")), spec(svcName("b"), { active: true }), spec(svcName("new"))];
+  test("sync dry run reports the plan without acting, with each placed spec to compare with", async () => {
+    const changed = parseServiceDef(
+      { name: svcName("c"), components: [{ name: "web", image, env: ["MODE=x"] }] },
+      "test",
+    ).def;
+    const services = [
+      spec(svcName("a")),
+      spec(svcName("b"), { active: true }),
+      defToSpec(changed),
+      spec(svcName("new")),
+    ];
     const res = await client.sync({ services, dryRun: true });
     expect(res.results.map((r) => r.step)).toEqual([
       `${svcName("a")}: unchanged`,
       `${svcName("b")}: unchanged`,
+      `${svcName("c")}: would redeploy`,
       `${svcName("new")}: would deploy`,
-      `${svcName("c")}: would undeploy`,
       `${svcName("core")}: would undeploy`,
       `${svcName("pin")}: would undeploy`,
     ]);
+    expect(res.plan.map((p) => [p.service, p.action, p.node, p.placed !== undefined])).toEqual([
+      [svcName("a"), "unchanged", "wb", true],
+      [svcName("b"), "unchanged", "wb", true],
+      [svcName("c"), "redeploy", "wa", true],
+      [svcName("new"), "deploy", "", false],
+      [svcName("core"), "undeploy", "hub", true],
+      [svcName("pin"), "undeploy", "wb", true],
+    ]);
+    // The placed spec is the one its deploy recorded: against the definition, only the new env.
+    const placedC = specToDef(res.plan[2]!.placed!);
+    expect(renderChanges(diffSpecs(placedC, specToDef(defToSpec(changed))), "")).toEqual([
+      'web.env.MODE: + "x"',
+    ]);
+    expect(diffSpecs(specToDef(res.plan[0]!.placed!), specToDef(spec(svcName("a"))))).toEqual([]);
     expect(master.ctx.store.getPlacement(svcName("new"))).toBeNull();
   });
 

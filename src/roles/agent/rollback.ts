@@ -10,8 +10,17 @@ import { failedPrecondition, invalidArgument, notFound } from "../../rpc/errors.
 import type { Handlers } from "../../rpc/service.ts";
 import type { AgentContext } from "./context.ts";
 import { deployService } from "./deploy.ts";
-import { previousEntry } from "./history.ts";
+import { previousEntry, rollbackDetail, rollbackTarget, shownDetail } from "./history.ts";
 import { requireHostAccessFor } from "./host-access.ts";
+
+/** An entry's whole spec for `mcp history --diff`; one stored unreadably is sent as none. */
+function storedSpec(e: HistoryRecord) {
+  try {
+    return defToSpec(JSON.parse(e.specJson) as ServiceDef);
+  } catch {
+    return undefined;
+  }
+}
 
 export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAgent>> {
   return {
@@ -29,7 +38,9 @@ export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof Mcp
           images: e.imageSummary,
           rolledBack: e.kind === "rollback",
           kind: e.kind,
-          detail: e.detail,
+          detail: shownDetail(e),
+          rollbackToId: BigInt(rollbackTarget(e, entries)?.id ?? 0),
+          spec: req.specs ? storedSpec(e) : undefined,
         })),
       };
     },
@@ -53,7 +64,7 @@ export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof Mcp
       // Stored specs were valid when written; validate again in case the schema moved on.
       const def = specToDef(
         defToSpec(JSON.parse(target.specJson) as ServiceDef),
-        `history entry ${target.id}`,
+        `the history entry of ${target.deployedAt.toISOString()}`,
       );
       // The entry was allowed for whoever deployed it then: host-level fields need this caller's
       // right now (an admin's retired host-network spec is not a user's to bring back).
@@ -63,7 +74,7 @@ export function rollbackHandlers(ctx: AgentContext): Partial<Handlers<typeof Mcp
         noRollback: req.noRollback,
         pullPolicy: "missing",
         historyKind: "rollback",
-        historyDetail: `rollback to entry ${target.id} (${target.imageSummary}, ${target.kind} of ${target.deployedAt.toISOString()})`,
+        historyDetail: rollbackDetail(target),
       });
       return { results };
     },

@@ -1,5 +1,6 @@
 // `mcp deploy <svc>[/<comp>]`: resolve the spec (file, else the agent's registry), push it to
-// the node's agent, print one line per step with timings; --dry-run prints the runtime argv.
+// the node's agent, print one line per step with timings; --dry-run prints what changes against the
+// spec deployed on the node, field by field (spec-plan.ts), then the runtime argv.
 // Components with [components.health] are gated by the agent: the CLI says it waits for them and
 // shows their health (and rollback) steps; a rolled-back component makes the exit non-zero.
 
@@ -8,6 +9,7 @@ import type { ComponentResult, ServiceSpec } from "../../gen/mcp/v1/mcp_pb.ts";
 import { type Ctx, loadCtx, locateService, onNode, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition, nodeForService } from "./definition.ts";
 import { CliError, green, printJson, red, warn } from "./output.ts";
+import { asSent, deployedSpec, makePlan, type Plan, planJson, planLines } from "./spec-plan.ts";
 import { resultJson } from "./views.ts";
 
 const PULL = new Set(["always", "missing", "never"]);
@@ -44,10 +46,11 @@ export function printResults(
   node: string,
   results: ComponentResult[],
   dryRun = false,
+  extraJson: object = {},
 ): number {
   const failed = results.filter((r) => !r.success);
   if (ctx.json) {
-    printJson({ service: what, node, dryRun, results: results.map(resultJson) });
+    printJson({ service: what, node, dryRun, ...extraJson, results: results.map(resultJson) });
   } else {
     for (const r of results) {
       for (const w of r.warnings) warn(`${r.name}: ${w}`);
@@ -117,6 +120,17 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
       `${dryRun ? "dry run: " : ""}deploying ${service}${component ? `/${component}` : ""} to ${node.name} (from ${source})\n`,
     );
   if (!ctx.json && !dryRun) for (const l of healthWaitLines(spec, component)) process.stdout.write(`${l}\n`);
+  // A dry run first compares with what the node has deployed (one field per line), then shows the
+  // argv the node's agent would run. Without the node neither exists: one line, nothing else.
+  let plan: Plan | undefined;
+  if (dryRun) {
+    plan = makePlan(await deployedSpec(client, service), asSent(spec), component);
+    if (plan.deployed.state === "unreachable")
+      throw new CliError(
+        `${node.name}: unreachable, so no plan (the deployed spec and the runtime argv come from its agent): ${plan.deployed.error}`,
+      );
+    if (!ctx.json) for (const l of planLines(plan, node.name)) process.stdout.write(`${l}\n`);
+  }
   const res = await onNode(
     node,
     client.deploy(
@@ -130,5 +144,5 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
       { timeoutMs: 10 * 60_000 },
     ),
   );
-  return printResults(ctx, service, node.name, res.results, dryRun);
+  return printResults(ctx, service, node.name, res.results, dryRun, plan && { plan: planJson(plan) });
 }

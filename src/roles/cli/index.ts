@@ -78,7 +78,7 @@ export const COMMANDS: CommandDef[] = [
     help: "Deploy a service (or <service>/<component>) from its definition",
     options: [
       ["-f, --file <file>", "definition file (default <services.dir>/<service>.toml)"],
-      ["--dry-run", "validate and print the exact runtime argv, change nothing"],
+      ["--dry-run", "show what changes against the deployed spec and the exact runtime argv; change nothing"],
       ["--pull <policy>", "always | missing | never", "always"],
       ["--strict", "treat warnings (unpinned image tags) as errors"],
       ["-n, --node <node>", "override the node"],
@@ -90,7 +90,13 @@ export const COMMANDS: CommandDef[] = [
     name: "history",
     args: "<service>",
     help: "The service's last deployed specs, newest first (1 = current): time, caller, images",
-    options: [["-n, --node <node>", "the node (default: the definition's, else the one running it)"]],
+    options: [
+      ["-n, --node <node>", "the node (default: the definition's, else the one running it)"],
+      [
+        "--diff <k>",
+        "what entry K changed against the one before it (K..J: between two entries), field by field",
+      ],
+    ],
     action: lazy(history, (m) => m.historyCommand),
   },
   {
@@ -165,7 +171,7 @@ export const COMMANDS: CommandDef[] = [
     args: "",
     help: "Push every definition: agents record desired state, stop inactive services, discover containers",
     options: [
-      ["--dry-run", "report what would change; record, stop and discover nothing"],
+      ["--dry-run", "report what would change, field by field; record, stop and discover nothing"],
       ["--build", "first build and push the [build.images] missing from the registry (see mcp build)"],
       ["--runtime-arg <arg>", "with --build: global podman flag, repeatable (also $MCP_RUNTIME_ARGS)"],
     ],

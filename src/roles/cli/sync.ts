@@ -9,6 +9,7 @@ import { defToSpec } from "../../component/proto.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import { type Ctx, fanOut, loadCtx } from "./context.ts";
 import { printJson, printTable, red, warn } from "./output.ts";
+import { defAsSent, deployedSpec, makePlan, type Plan, planJson, planLines } from "./spec-plan.ts";
 
 export interface SyncPlan {
   /** Definitions per node name (every configured node has an entry, possibly empty). */
@@ -57,6 +58,23 @@ interface Row {
   changed: boolean;
   summary: string;
   error?: string;
+  /** Dry run: the definition against the spec the node holds. */
+  plan?: Plan;
+}
+
+/**
+ * After a dry run's table: per definition the node holds differently (or not at all), what
+ * changes, field by field. Definitions the node holds as they are add nothing to the table.
+ */
+function syncPlanLines(rows: Row[]): string[] {
+  const out: string[] = [];
+  for (const r of rows) {
+    const p = r.plan;
+    if (!p || (p.deployed.state === "deployed" && p.changes.length === 0 && !p.reordered)) continue;
+    const [first, ...rest] = planLines(p, r.node, "recorded");
+    out.push(`${r.service}: ${first}`, ...rest);
+  }
+  return out.length > 0 ? ["", ...out] : [];
 }
 
 export async function syncCommand(_args: string[], opts: Record<string, unknown>): Promise<number> {
@@ -81,17 +99,27 @@ export async function syncCommand(_args: string[], opts: Record<string, unknown>
       { services: defs.map((d) => defToSpec(d.def)), dryRun },
       { timeoutMs: 5 * 60_000 },
     );
-    return res.results;
+    // A dry run also compares each definition with the spec the node holds for it, field by field.
+    const plans = new Map<string, Plan>();
+    if (dryRun)
+      await Promise.all(
+        defs.map(async (d) =>
+          plans.set(d.def.name, makePlan(await deployedSpec(client, d.def.name), defAsSent(d.def))),
+        ),
+      );
+    return { results: res.results, plans };
   });
   const rows: Row[] = [];
   for (const r of replies) {
-    for (const s of r.value ?? []) {
+    for (const s of r.value?.results ?? []) {
+      const p = r.value?.plans.get(s.name);
       rows.push({
         node: r.node.name,
         service: s.name,
         changed: s.changed,
         summary: s.summary,
         ...(s.error ? { error: s.error } : {}),
+        ...(p ? { plan: p } : {}),
       });
     }
   }
@@ -99,7 +127,7 @@ export async function syncCommand(_args: string[], opts: Record<string, unknown>
   if (ctx.json) {
     printJson({
       dryRun,
-      results: rows,
+      results: rows.map(({ plan: p, ...row }) => (p ? { ...row, ...planJson(p) } : row)),
       errors: [...plan.errors.map((e) => ({ error: e })), ...nodeErrors],
       ...(opts.build === true ? { builds } : {}),
     });
@@ -114,6 +142,7 @@ export async function syncCommand(_args: string[], opts: Record<string, unknown>
         r.error ? red(`${r.summary}: ${r.error}`) : r.summary,
       ]),
     );
+    for (const l of syncPlanLines(rows)) process.stdout.write(`${l}\n`);
     for (const e of nodeErrors) process.stderr.write(`mcp: ${e.node}: ${e.error}\n`);
   }
   if (plan.errors.length > 0) return 2;

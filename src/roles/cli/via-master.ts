@@ -6,11 +6,18 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { defToSpec } from "../../component/proto.ts";
+import { renderChanges } from "../../component/spec-diff.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
-import type { MasterStatusResponse, ServiceStatus, StepResult } from "../../gen/mcp/v1/mcp_pb.ts";
+import type {
+  MasterStatusResponse,
+  MasterSyncPlanEntry,
+  ServiceStatus,
+  StepResult,
+} from "../../gen/mcp/v1/mcp_pb.ts";
 import { type Ctx, type MasterClient, splitTarget } from "./context.ts";
 import { definitionPath, loadDefinition } from "./definition.ts";
 import { CliError, formatAge, green, printJson, printTable, red, warn, yellow } from "./output.ts";
+import { asSent, type Deployed, defAsSent, makePlan, type Plan, planJson } from "./spec-plan.ts";
 import { componentJson, formatRoutes, resultJson, runtimeNote, runtimesCell } from "./views.ts";
 
 /** Runs one master call; a failure is one line naming the master. */
@@ -125,6 +132,54 @@ function loadAllDefinitions(ctx: Ctx): { defs: ServiceDef[]; errors: string[] } 
   return { defs, errors };
 }
 
+interface MasterPlan {
+  service: string;
+  action: string;
+  node: string;
+  plan: Plan;
+}
+
+/** A dry run's entries with each definition compared to the spec its placement recorded. */
+function masterSyncPlans(entries: readonly MasterSyncPlanEntry[], defs: readonly ServiceDef[]): MasterPlan[] {
+  const byName = new Map(defs.map((d) => [d.name, d]));
+  return entries.map((e) => {
+    let deployed: Deployed = { state: "absent" };
+    if (e.placed) {
+      try {
+        deployed = { state: "deployed", def: asSent(e.placed) };
+      } catch (err) {
+        deployed = { state: "unknown", error: (err as Error).message.split("\n")[0] ?? "" };
+      }
+    }
+    const def = byName.get(e.service);
+    // An undeploy has no definition to compare with: its plan is the action alone.
+    const plan: Plan = def ? makePlan(deployed, defAsSent(def)) : { deployed, changes: [], reordered: false };
+    return { service: e.service, action: e.action, node: e.node, plan };
+  });
+}
+
+/** Per service that would change: the action, then what changes field by field. */
+function masterPlanLines(p: MasterPlan): string[] {
+  switch (p.action) {
+    case "deploy":
+      return [`${p.service}: would deploy (not placed yet: everything is new)`];
+    case "undeploy":
+      return [`${p.service}: would undeploy from ${p.node}`];
+    case "redeploy": {
+      const head = `${p.service}: would redeploy on ${p.node}`;
+      const d = p.plan.deployed;
+      if (d.state === "unknown" || d.state === "unreachable")
+        return [`${head} (cannot compare with its placed spec: ${d.error})`];
+      if (d.state === "absent") return [`${head} (its placement recorded no spec to compare with)`];
+      if (p.plan.changes.length === 0)
+        return [`${head} (no field changes: only the order of entries differs)`];
+      return [`${head}, changes against its placed spec:`, ...renderChanges(p.plan.changes)];
+    }
+    default:
+      return [];
+  }
+}
+
 export async function sync(ctx: Ctx, opts: Record<string, unknown>): Promise<number> {
   const dryRun = opts.dryRun === true;
   const { defs, errors } = loadAllDefinitions(ctx);
@@ -149,10 +204,21 @@ export async function sync(ctx: Ctx, opts: Record<string, unknown>): Promise<num
     m.sync({ services: defs.map((d) => defToSpec(d)), dryRun }, { timeoutMs: 10 * 60_000 }),
   );
   const rows = res.results.map((r) => ({ step: r.step, success: r.success, error: r.error || undefined }));
+  const plans = dryRun ? masterSyncPlans(res.plan, defs) : [];
   if (ctx.json) {
     printJson({
       dryRun,
       results: rows,
+      ...(dryRun
+        ? {
+            plan: plans.map((p) => ({
+              service: p.service,
+              action: p.action,
+              node: p.node,
+              ...planJson(p.plan),
+            })),
+          }
+        : {}),
       errors: errors.map((e) => ({ error: e })),
       ...(opts.build === true ? { builds } : {}),
     });
@@ -162,6 +228,8 @@ export async function sync(ctx: Ctx, opts: Record<string, unknown>): Promise<num
       ["step", "result"],
       rows.map((r) => [r.step, r.success ? green("ok") : red(`FAIL: ${r.error ?? ""}`)]),
     );
+    const lines = plans.flatMap(masterPlanLines);
+    if (lines.length > 0) process.stdout.write(["", ...lines, ""].join("\n"));
   }
   if (errors.length > 0) return 2;
   return rows.some((r) => !r.success) || buildFailed ? 1 : 0;

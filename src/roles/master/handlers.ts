@@ -22,7 +22,7 @@ export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpM
       return masterStatus(ctx, req.serviceName);
     },
     async sync(req, call) {
-      return { results: await masterSync(ctx, req.services, req.dryRun, call.identity) };
+      return masterSync(ctx, req.services, req.dryRun, call.identity);
     },
     async listNodes() {
       return { nodes: listNodes(ctx) };

@@ -1,13 +1,19 @@
 // Spec history helpers: a registry record back to the definition it ran from (same keys, same
-// order, so stored specs compare as text), the canonical component key, and which entry
-// `mcp rollback` picks by default.
+// order, so stored specs compare as text), the canonical component key, which entry
+// `mcp rollback` picks by default, and how a rollback row names (and finds again) what it restored.
 import { describe, expect, test } from "bun:test";
 import { parse } from "smol-toml";
 import { componentKey } from "../../../src/component/proto.ts";
 import { recordToDef } from "../../../src/component/registry.ts";
 import { parseServiceDef } from "../../../src/config/service.ts";
 import type { ComponentRecord, HistoryRecord } from "../../../src/registry/types.ts";
-import { imageSummary, previousEntry } from "../../../src/roles/agent/history.ts";
+import {
+  imageSummary,
+  previousEntry,
+  rollbackDetail,
+  rollbackTarget,
+  shownDetail,
+} from "../../../src/roles/agent/history.ts";
 
 const def = parseServiceDef(
   parse(`
@@ -113,5 +119,74 @@ describe("previousEntry", () => {
     // A --no-rollback failure is current: the previous is what ran before it.
     const v2 = entry("v2", "deploy");
     expect(previousEntry([entry("v4", "failed"), v2, v1])).toBe(v2);
+  });
+});
+
+describe("a rollback row names the entry it restored", () => {
+  const at = (s: string) => new Date(`2026-12-08T01:02:${s}Z`);
+  const row = (
+    id: number,
+    specJson: string,
+    kind: HistoryRecord["kind"],
+    when: Date,
+    detail = "",
+  ): HistoryRecord => ({
+    id,
+    service: "web",
+    deployedAt: when,
+    caller: "alice",
+    imageSummary: `app=img:${specJson}`,
+    specJson,
+    kind,
+    detail,
+  });
+
+  test("by time (not by database id, not by K), found again among the rows; pruned: none", () => {
+    const v1 = row(7, "v1", "deploy", at("03.456"));
+    const v2 = row(8, "v2", "deploy", at("04.000"));
+    const detail = rollbackDetail(v1);
+    expect(detail).toBe("rollback to the spec deployed at 2026-12-08T01:02:03.456Z (app=img:v1)");
+    expect(detail).not.toContain("7");
+    const rb = row(9, "v1", "rollback", at("05.000"), detail);
+    expect(rollbackTarget(rb, [rb, v2, v1])).toBe(v1);
+    expect(rollbackTarget(rb, [rb, v2])).toBeNull(); // v1 pruned
+    // Not a `mcp rollback` row: a deploy, an automatic rollback.
+    expect(rollbackTarget(v2, [rb, v2, v1])).toBeNull();
+    const auto = row(
+      10,
+      "v1",
+      "rollback",
+      at("06.000"),
+      "automatic: app did not become healthy, rolled back to img:v1",
+    );
+    expect(rollbackTarget(auto, [auto, rb, v2, v1])).toBeNull();
+    expect(rollbackDetail(row(3, "v3", "failed", at("01.000")))).toStartWith(
+      "rollback to the spec attempted at ",
+    );
+    expect(rollbackDetail(rb)).toStartWith("rollback to the spec restored at ");
+  });
+
+  test("rows written in the same millisecond are told apart by the spec the rollback ran", () => {
+    const same = at("03.000");
+    const failed = row(4, "v2", "failed", same);
+    const auto = row(5, "v1", "rollback", same, "automatic: …");
+    const rb = row(6, "v2", "rollback", at("09.000"), rollbackDetail(failed));
+    expect(rollbackTarget(rb, [rb, auto, failed])).toBe(failed);
+  });
+
+  test("an older agent's 'rollback to entry <id>' row is shown by time and still found by its id", () => {
+    const v1 = row(1, "v1", "deploy", at("03.456"));
+    const legacy = row(
+      2,
+      "v1",
+      "rollback",
+      at("05.000"),
+      "rollback to entry 1 (app=img:v1, db=db:v2, deploy of 2026-12-08T01:02:03.456Z)",
+    );
+    expect(shownDetail(legacy)).toBe(
+      "rollback to the spec deployed at 2026-12-08T01:02:03.456Z (app=img:v1, db=db:v2)",
+    );
+    expect(rollbackTarget(legacy, [legacy, v1])).toBe(v1);
+    expect(shownDetail(v1)).toBe("");
   });
 });
