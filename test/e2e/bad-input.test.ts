@@ -111,7 +111,7 @@ describe("bad service definitions: one line naming file and key, exit 2, nothing
 
   test("unknown key (a typo) is an error, not silently ignored", async () => {
     const line = await badRedeploy(component(`name = "web"\nimagee = "${image}"\n`));
-    expect(line).toBe(`mcp: ${defFile}: components[0].imagee: unknown key "imagee"`);
+    expect(line).toBe(`mcp: ${defFile}: components[0].imagee: unknown key "imagee" (did you mean "image"?)`);
   }, 15_000);
 
   test("port out of range", async () => {
