@@ -140,9 +140,9 @@ describe("bad service definitions: one line naming file and key, exit 2, nothing
     expect(line).toBe(`mcp: ${defFile}: active: expected boolean, got string`);
   }, 15_000);
 
-  test("node that is not in the CLI config", async () => {
+  test("node that is not in the CLI config: the definition file is named, not the CLI config", async () => {
     const line = await badRedeploy(goodDef.replace("active = true", 'active = true\nnode = "mars"'));
-    expect(line).toBe(`mcp: ${agent.cliConfig}: nodes: no node named "mars" (known: local)`);
+    expect(line).toBe(`mcp: ${defFile}: node: no node named "mars" in ${agent.cliConfig} (known: local)`);
   }, 15_000);
 
   test("after all that, the definition on disk is the good one again", () => {
