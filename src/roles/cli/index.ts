@@ -192,7 +192,7 @@ export const COMMANDS: CommandDef[] = [
   {
     name: "service edit",
     args: "<service>",
-    help: "Edit the definition in $VISUAL/$EDITOR (exported first if missing), then validate it",
+    help: "Edit the definition in $VISUAL/$EDITOR (exported first if missing): reopened on a mistake, saved only when valid",
     options: [["-n, --node <node>", "node to export from when there is no file yet"]],
     action: lazy(service, (m) => m.editCommand),
   },
