@@ -13,11 +13,15 @@ import { duration, hostPortString, urlString } from "../src/config/load.ts";
 import { masterSchema } from "../src/config/master.ts";
 import { serviceDefSchema } from "../src/config/service.ts";
 import { COMMANDS } from "../src/roles/cli/index.ts";
+import { EXIT_CODES_HELP } from "../src/roles/cli/output.ts";
 
 export const REFERENCE_DIR = join(import.meta.dir, "..", "docs", "reference");
 export const README = join(import.meta.dir, "..", "README.md");
 const BEGIN = "<!-- commands:begin (generated from src/roles/cli/index.ts COMMANDS by npm run docs) -->";
 const END = "<!-- commands:end -->";
+const EXIT_BEGIN =
+  "<!-- exit-codes:begin (generated from src/roles/cli/output.ts EXIT_CODES_HELP by npm run docs) -->";
+const EXIT_END = "<!-- exit-codes:end -->";
 
 interface Row {
   key: string;
@@ -214,12 +218,24 @@ export function renderCommandTable(): string {
   return [BEGIN, "| command | does |", "|---|---|", ...rows, END].join("\n");
 }
 
-/** README.md with the generated block between the markers replaced (text unchanged elsewhere). */
+/** README's exit-code table: the policy `mcp --help` ends with. */
+function renderExitCodes(): string {
+  const rows = EXIT_CODES_HELP.map(([code, meaning]) => `| ${code} | ${meaning} |`);
+  return [EXIT_BEGIN, "| exit code | meaning |", "|---|---|", ...rows, EXIT_END].join("\n");
+}
+
+/** `text` with the block between `begin` and `end` replaced by `block`. */
+function replaceBlock(text: string, begin: string, end: string, block: string): string {
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`README.md has no ${begin.slice(5, begin.indexOf(" ", 5))} markers`);
+  return text.slice(0, i) + block + text.slice(j + end.length);
+}
+
+/** README.md with the generated blocks between their markers replaced (text unchanged elsewhere). */
 export function renderReadme(current: string): string {
-  const i = current.indexOf(BEGIN);
-  const j = current.indexOf(END);
-  if (i < 0 || j < i) throw new Error("README.md has no commands:begin/end markers");
-  return current.slice(0, i) + renderCommandTable() + current.slice(j + END.length);
+  const commands = replaceBlock(current, BEGIN, END, renderCommandTable());
+  return replaceBlock(commands, EXIT_BEGIN, EXIT_END, renderExitCodes());
 }
 
 if (import.meta.main) {
@@ -244,11 +260,11 @@ if (import.meta.main) {
   const readme = readFileSync(README, "utf8");
   const next = renderReadme(readme);
   if (check && next !== readme) {
-    process.stderr.write("stale: README.md command table (run npm run docs)\n");
+    process.stderr.write("stale: README.md command table or exit codes (run npm run docs)\n");
     stale++;
   } else if (!check && next !== readme) {
     writeFileSync(README, next);
-    process.stdout.write("wrote README.md command table\n");
+    process.stdout.write("wrote README.md command table and exit codes\n");
   }
   process.exitCode = stale ? 1 : 0;
 }

@@ -6,9 +6,8 @@ declare const MCP_VERSION: string;
 export const VERSION_STAMP = `mcp-version:${typeof MCP_VERSION === "string" ? MCP_VERSION : "0.0.0-dev"};`;
 export const VERSION: string = VERSION_STAMP.slice("mcp-version:".length, -1);
 
+import { daemonArgv } from "./util/daemon-argv.ts";
 import { reexecWithAgentJscOptions } from "./util/jsc-options.ts";
-
-const AGENT_CLI_VERBS = new Set(["upgrade", "status", "recover", "snapshot"]);
 
 function invokedAs(): string {
   const a0 = process.argv0 || "";
@@ -49,15 +48,16 @@ async function main(): Promise<void> {
     return;
   }
   installPipeGuard();
-  if (argv[0] === "agent" && !AGENT_CLI_VERBS.has(argv[1] ?? "")) {
+  const daemon = daemonArgv(argv);
+  if (daemon?.role === "agent") {
     reexecWithAgentJscOptions();
     const { runAgentDaemon } = await import("./roles/agent/daemon.ts");
-    process.exitCode = await runAgentDaemon(argv.slice(1), VERSION);
+    process.exitCode = await runAgentDaemon(daemon.args, VERSION);
     return;
   }
-  if (argv[0] === "master") {
+  if (daemon?.role === "master") {
     const { runMasterDaemon } = await import("./roles/master/daemon.ts");
-    process.exitCode = await runMasterDaemon(argv.slice(1), VERSION);
+    process.exitCode = await runMasterDaemon(daemon.args, VERSION);
     return;
   }
   const { runCli } = await import("./roles/cli/index.ts");

@@ -3,6 +3,7 @@
 // unknown keys as errors or warnings, and the duration syntax ("1h30m").
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
+import { closest, didYouMean } from "../util/suggest.ts";
 import { ConfigError } from "./errors.ts";
 import { clearTextUrl, isHttpUrl, parseHostPort } from "./specs.ts";
 
@@ -26,8 +27,11 @@ export interface ParseOptions {
 /**
  * Validates `data` against `schema`. The first problem becomes a ConfigError;
  * unknown keys are reported first because a typo usually also explains the
- * "missing key" that follows from it. Schemas must use strict objects so zod
- * reports unknown keys at all.
+ * "missing key" that follows from it: with unknown keys as errors the typo is
+ * the error, with unknown keys as warnings a "missing key" error names the
+ * unknown keys of its own table (the warnings are never printed when loading
+ * fails). Each unknown key comes with the likeliest key its table allows.
+ * Schemas must use strict objects so zod reports unknown keys at all.
  */
 export function parseWith<T extends z.ZodType>(
   schema: T,
@@ -36,6 +40,9 @@ export function parseWith<T extends z.ZodType>(
   opts: ParseOptions,
 ): z.output<T> {
   const pre = opts.pathPrefix ?? [];
+  const unknownKey = (path: readonly PropertyKey[], key: string) =>
+    `unknown key ${JSON.stringify(key)}${didYouMean(key, knownKeysAt(schema, path))}`;
+  const ignored: { path: PropertyKey[]; key: string }[] = [];
   let input = markDates(data);
   // Bounded: each pass removes at least one unknown key, and a file has finitely many.
   for (let pass = 0; pass < 100; pass++) {
@@ -46,17 +53,15 @@ export function parseWith<T extends z.ZodType>(
     if (unknown.length > 0 && opts.unknownKeys === "error") {
       const issue = unknown[0]!;
       const key = issue.keys[0] ?? "";
-      throw new ConfigError(
-        file,
-        formatKeyPath([...pre, ...issue.path, key]),
-        `unknown key ${JSON.stringify(key)}`,
-      );
+      throw new ConfigError(file, formatKeyPath([...pre, ...issue.path, key]), unknownKey(issue.path, key));
     }
     if (unknown.length > 0) {
       for (const issue of unknown) {
         for (const key of issue.keys) {
+          ignored.push({ path: issue.path, key });
+          const guess = closest(key, knownKeysAt(schema, issue.path));
           opts.onWarn?.(
-            `${file}: ${formatKeyPath([...pre, ...issue.path, key])}: unknown key ${JSON.stringify(key)} (ignored)`,
+            `${file}: ${formatKeyPath([...pre, ...issue.path, key])}: unknown key ${JSON.stringify(key)} (ignored${guess === undefined ? "" : `; did you mean ${JSON.stringify(guess)}?`})`,
           );
         }
       }
@@ -64,9 +69,68 @@ export function parseWith<T extends z.ZodType>(
       continue;
     }
     const first = issues[0]!;
-    throw new ConfigError(file, formatKeyPath([...pre, ...first.path]), first.message);
+    let message = first.message;
+    if (message.startsWith(MISSING)) {
+      // The ignored keys of the missing key's own table likely caused it (`addres` for `address`).
+      const table = formatKeyPath(first.path.slice(0, -1));
+      for (const u of ignored.filter((u) => formatKeyPath(u.path) === table))
+        message += `; ${formatKeyPath([...pre, ...u.path, u.key])}: ${unknownKey(u.path, u.key)}`;
+    }
+    throw new ConfigError(file, formatKeyPath([...pre, ...first.path]), message);
   }
   throw new ConfigError(file, "", "too many unknown keys");
+}
+
+/**
+ * The keys the schema allows in the table at `path` (data path: keys and array indexes), for
+ * "did you mean"; empty when the schema does not say (a record, a custom type).
+ */
+function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  const keys = new Set<string>();
+  // Bounded: each step either consumes a path segment or unwraps one wrapper of a finite schema.
+  const visit = (s: unknown, rest: readonly PropertyKey[], depth: number): void => {
+    const def = (s as { _zod?: { def?: Record<string, unknown> } } | undefined)?._zod?.def;
+    if (!def || depth > 64) return;
+    switch (def["type"]) {
+      case "optional":
+      case "nullable":
+      case "default":
+      case "prefault":
+      case "catch":
+      case "readonly":
+      case "nonoptional":
+        visit(def["innerType"], rest, depth + 1);
+        return;
+      case "pipe":
+        visit(def["in"], rest, depth + 1);
+        visit(def["out"], rest, depth + 1);
+        return;
+      case "lazy":
+        visit((def["getter"] as () => unknown)(), rest, depth + 1);
+        return;
+      case "union":
+        for (const o of def["options"] as unknown[]) visit(o, rest, depth + 1);
+        return;
+      case "intersection":
+        visit(def["left"], rest, depth + 1);
+        visit(def["right"], rest, depth + 1);
+        return;
+      case "object": {
+        const shape = def["shape"] as Record<string, unknown>;
+        if (rest.length === 0) for (const k of Object.keys(shape)) keys.add(k);
+        else visit(shape[String(rest[0])], rest.slice(1), depth + 1);
+        return;
+      }
+      case "array":
+        if (rest.length > 0) visit(def["element"], rest.slice(1), depth + 1);
+        return;
+      case "record":
+        if (rest.length > 0) visit(def["valueType"], rest.slice(1), depth + 1);
+        return;
+    }
+  };
+  visit(schema, path, 0);
+  return [...keys];
 }
 
 // A TOML datetime as parseWith hands it to a schema. zod takes a Date for an object, so a datetime
@@ -128,6 +192,9 @@ function describeValue(v: unknown): string {
 
 const TYPE_NAMES: Record<string, string> = { object: "table", record: "table", int: "integer", map: "table" };
 
+/** How every "missing key" message starts (issueMessage), so parseWith can tell them apart. */
+const MISSING = "required key is missing";
+
 // Per-parse zod error map: schema-specific messages still win over these.
 // The raw issue (with its input) is only visible here, not in the final error.
 function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
@@ -135,13 +202,13 @@ function issueMessage(iss: z.core.$ZodRawIssue): string | undefined {
   switch (iss.code) {
     case "invalid_type": {
       const expected = TYPE_NAMES[iss.expected] ?? iss.expected;
-      if (input === undefined) return `required key is missing (expected ${expected})`;
+      if (input === undefined) return `${MISSING} (expected ${expected})`;
       return `expected ${expected}, got ${describeType(input)}`;
     }
     case "invalid_value": {
       const values = iss.values.map((v) => JSON.stringify(v));
       const want = values.length === 1 ? values[0] : `one of ${values.join(", ")}`;
-      if (input === undefined) return `required key is missing (expected ${want})`;
+      if (input === undefined) return `${MISSING} (expected ${want})`;
       return `expected ${want}, got ${describeValue(input)}`;
     }
     case "too_small": {

@@ -111,7 +111,7 @@ describe("bad service definitions: one line naming file and key, exit 2, nothing
 
   test("unknown key (a typo) is an error, not silently ignored", async () => {
     const line = await badRedeploy(component(`name = "web"\nimagee = "${image}"\n`));
-    expect(line).toBe(`mcp: ${defFile}: components[0].imagee: unknown key "imagee"`);
+    expect(line).toBe(`mcp: ${defFile}: components[0].imagee: unknown key "imagee" (did you mean "image"?)`);
   }, 15_000);
 
   test("port out of range", async () => {
@@ -140,9 +140,9 @@ describe("bad service definitions: one line naming file and key, exit 2, nothing
     expect(line).toBe(`mcp: ${defFile}: active: expected boolean, got string`);
   }, 15_000);
 
-  test("node that is not in the CLI config", async () => {
+  test("node that is not in the CLI config: the definition file is named, not the CLI config", async () => {
     const line = await badRedeploy(goodDef.replace("active = true", 'active = true\nnode = "mars"'));
-    expect(line).toBe(`mcp: ${agent.cliConfig}: nodes: no node named "mars" (known: local)`);
+    expect(line).toBe(`mcp: ${defFile}: node: no node named "mars" in ${agent.cliConfig} (known: local)`);
   }, 15_000);
 
   test("after all that, the definition on disk is the good one again", () => {

@@ -89,9 +89,13 @@ describe("every command of mcp --help", () => {
   }
 
   test("an unknown command is one line, exit 2, also next to a command word", async () => {
-    for (const argv of [["bogus"], ["bogus", "ps"], ["node", "bogus"]]) {
-      const r = await runMcp(argv, { env });
-      expect(r.stderr).toBe(`mcp: unknown command "${argv.join(" ")}" (see mcp --help)\n`);
+    for (const [argv, what] of [
+      [["bogus"], "bogus"],
+      [["bogus", "ps"], "bogus"],
+      [["node", "bogus"], "node bogus"],
+    ] as const) {
+      const r = await runMcp([...argv], { env });
+      expect(r.stderr).toBe(`mcp: unknown command "${what}" (see mcp --help)\n`);
       expect(r.code).toBe(2);
     }
   });

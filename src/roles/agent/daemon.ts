@@ -19,6 +19,8 @@ import { engineImageSource } from "../../runtime/nanos/image-source.ts";
 import { PodmanRuntime } from "../../runtime/podman.ts";
 import { UnikernelRuntime } from "../../runtime/unikernel.ts";
 import { runUntilSignal } from "../../util/daemon.ts";
+import { AGENT_CLI_VERBS } from "../../util/daemon-argv.ts";
+import { closest } from "../../util/suggest.ts";
 import { startAgent } from "./agent.ts";
 import { parseCidr } from "./cidr.ts";
 import type { AgentSettings } from "./context.ts";
@@ -46,7 +48,15 @@ function parseArgs(argv: string[]): DaemonArgs {
           "       mcp agent upgrade|status|recover|snapshot ...\n",
       );
       process.exit(0);
-    } else throw new Error(`unknown argument "${a}" (see mcp agent --help)`);
+    } else {
+      // A mistyped `mcp agent status` lands here: name the command it likely meant.
+      const verb = a.startsWith("-") ? undefined : closest(a, AGENT_CLI_VERBS);
+      throw new Error(
+        verb
+          ? `unknown argument "${a}": did you mean "mcp agent ${verb}"?`
+          : `unknown argument "${a}" (see mcp agent --help)`,
+      );
+    }
   }
   // No "mcp agent:" prefix here: runAgentDaemon adds it to every startup error.
   if (!out.config) throw new Error("--config needs a file");

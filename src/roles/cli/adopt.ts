@@ -3,19 +3,14 @@
 // step is `mcp service export <svc>`, which writes a definition that recreates them.
 import type { CliNode } from "../../config/cli.ts";
 import { type Ctx, loadCtx, onNode } from "./context.ts";
-import { loadDefinition } from "./definition.ts";
+import { definedNode } from "./definition.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
 
 function adoptNode(ctx: Ctx, service: string, explicit: unknown): CliNode {
   if (typeof explicit === "string" && explicit) return ctx.node(explicit);
-  let defNode: string | undefined;
-  try {
-    defNode = loadDefinition(ctx, service)?.def.node;
-  } catch {
-    defNode = undefined;
-  }
-  if (defNode) return ctx.node(defNode);
+  const defined = definedNode(ctx, service); // a broken file does not stop this
+  if (defined) return defined;
   if (ctx.config.nodes.length === 1) return ctx.config.nodes[0]!;
   throw new CliError(
     `which node runs the ${service} containers? pass --node (nodes: ${ctx.config.nodes.map((n) => n.name).join(", ") || "none"})`,

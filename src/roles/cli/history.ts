@@ -210,10 +210,11 @@ export async function rollbackCommand(args: string[], opts: Record<string, unkno
   const ctx = loadCtx(opts);
   const node = await serviceNode(ctx, service, opts);
   const client = await ctx.agent(node);
+  // Checked before anything is printed: the node has the service, and the entry to go back to.
+  const list = await onNode(node, client.listHistory({ service }));
   let toId = 0n;
   let what = "the previous spec";
   if (k !== undefined) {
-    const list = await onNode(node, client.listHistory({ service }));
     const entry = list.entries[k - 1];
     if (!entry)
       throw new CliError(
@@ -222,6 +223,10 @@ export async function rollbackCommand(args: string[], opts: Record<string, unkno
       );
     toId = entry.id;
     what = `entry ${k} (${entry.images})`;
+  } else if (list.entries.length < 2) {
+    throw new CliError(
+      `${service} on ${node.name}: nothing to roll back to (${list.entries.length} history entr${list.entries.length === 1 ? "y" : "ies"}; see mcp history ${service})`,
+    );
   }
   if (!ctx.json) process.stdout.write(`rolling back ${service} on ${node.name} to ${what}\n`);
   const res = await onNode(

@@ -1,7 +1,8 @@
 // The operator CLI: command table (cac) with one lazily imported module per command group,
 // so each invocation loads only what it runs.
 import { cac } from "cac";
-import { CliError, exitCodeFor, printError } from "./output.ts";
+import { closest } from "../../util/suggest.ts";
+import { CliError, EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, exitCodeFor, printError } from "./output.ts";
 
 type Action = (args: string[], opts: Record<string, unknown>) => Promise<number>;
 const lazy =
@@ -197,7 +198,7 @@ export const COMMANDS: CommandDef[] = [
   {
     name: "service edit",
     args: "<service>",
-    help: "Edit the definition in $VISUAL/$EDITOR (exported first if missing), then validate it",
+    help: "Edit the definition in $VISUAL/$EDITOR (exported first if missing): reopened on a mistake, saved only when valid",
     options: [["-n, --node <node>", "node to export from when there is no file yet"]],
     action: lazy(service, (m) => m.editCommand),
   },
@@ -395,20 +396,6 @@ export const COMMANDS: CommandDef[] = [
   },
 ];
 
-// Options that take a value, so their value is not mistaken for a command word.
-const VALUE_OPTIONS = new Set(["--config"]);
-
-/** cac does not match multi-word commands: join the first two positional words when they name one. */
-export function joinMultiWord(argv: string[], names: Set<string>): string[] {
-  let i = 0;
-  while (i < argv.length && argv[i]!.startsWith("-")) i += VALUE_OPTIONS.has(argv[i]!) ? 2 : 1;
-  if (i + 1 < argv.length) {
-    const pair = `${argv[i]} ${argv[i + 1]}`;
-    if (names.has(pair)) return [...argv.slice(0, i), pair, ...argv.slice(i + 2)];
-  }
-  return argv;
-}
-
 /** A cac instance with `commands` registered (in table order) plus the global help and version. */
 function buildCli(commands: CommandDef[], version: string, onAction: (r: Promise<number>) => void) {
   const cli = cac("mcp");
@@ -429,57 +416,371 @@ function buildCli(commands: CommandDef[], version: string, onAction: (r: Promise
     });
   }
   cli.command("agent", "Run the node agent daemon (mcp agent --config /srv/mcp/mcp-agent.toml)");
-  cli.help();
+  // The global help ends with the exit-code policy (a command's own help has no Commands section).
+  cli.help((sections) =>
+    sections.some((s) => s.title === "Commands")
+      ? [
+          ...sections,
+          { title: "Exit codes", body: EXIT_CODES_HELP.map(([c, d]) => `  ${c}  ${d}`).join("\n") },
+        ]
+      : sections,
+  );
   cli.version(version);
   return cli;
 }
 
+// ---- parsing ------------------------------------------------------------------------------------
+// cac matches a command only when its name is argv's first word and hands the word after a boolean
+// flag to it as a value (`deploy --dry-run web` lost "web"): it cannot tell which options take a
+// value. The table above can, so argv is read here first: the command is found wherever its words
+// are among the options, every option is checked against that command's table (unknown ones are
+// refused with a suggestion, exit 2), the positional words are counted against its args, and cac
+// is given only the command name and the options in an unambiguous form (`--node=x`) to build the
+// options object commands read, with each value as typed (cac would turn `-n 01` into 1).
+
+/** One option of the table, as the command line may spell it. */
+interface OptionSpec {
+  /** As the table writes it ("-n, --node <node>"); cac's rawName. */
+  flag: string;
+  /** Every spelling: "-n", "--node". */
+  spellings: string[];
+  takesValue: boolean;
+}
+
+type OptionTable = Map<string, OptionSpec>;
+
+const HELP_OPTION = "-h, --help";
+const VERSION_OPTION = "-v, --version";
+
+function optionSpec(flag: string): OptionSpec {
+  const names = flag.replace(/[<[].*$/, "");
+  return {
+    flag,
+    spellings: names
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+    takesValue: /[<[]/.test(flag),
+  };
+}
+
+/** Spelling → option; on a clash the first flag wins (a command's own option over a global one). */
+function optionTable(flags: readonly string[]): OptionTable {
+  const table: OptionTable = new Map();
+  for (const flag of flags) {
+    const spec = optionSpec(flag);
+    for (const s of spec.spellings) if (!table.has(s)) table.set(s, spec);
+  }
+  return table;
+}
+
+/** What `def` accepts: its own options, then the global ones (and --help). No --version: top level only. */
+function commandOptionTable(def: CommandDef): OptionTable {
+  return optionTable([
+    ...(def.options ?? []).map(([f]) => f),
+    ...GLOBAL_OPTIONS.map(([f]) => f),
+    HELP_OPTION,
+  ]);
+}
+
+interface GivenOption {
+  /** The argv word it came from ("--node", "-fn", "--node=x"). */
+  word: string;
+  /** The option's spelling without a value ("--node", "-n"). */
+  spelling: string;
+  spec: OptionSpec | undefined;
+  value?: string;
+}
+
+interface ScannedArgv {
+  /** The positional words in order; everything after "--" is one too. */
+  words: string[];
+  options: GivenOption[];
+}
+
+const isValueWord = (s: string | undefined): s is string =>
+  s !== undefined && (s === "-" || !s.startsWith("-"));
+
 /**
- * The commands that can match `argv` at all: cac matches a command only when its name is the
- * first positional word, so a command whose name is none of argv's words never matches. Parsing
- * with these alone gives the same match, arguments and options as with the whole table (cac
- * parses argv once per registered command: ~5 ms for all of them at every start).
+ * Splits argv into positional words and options by `table`: an option that takes a value takes
+ * `--opt=value`, or the next word unless that starts with "-" (then it has none: an error later).
+ * Short options may be bundled (`-fn web`: booleans first, one taking a value last) and take
+ * `-n=x` or `-nx`. An option the table lacks is kept (spec undefined) and takes no value.
  */
-export function candidateCommands(argv: string[]): CommandDef[] {
+export function scanArgv(argv: readonly string[], table: OptionTable): ScannedArgv {
+  const words: string[] = [];
+  const options: GivenOption[] = [];
+  const add = (word: string, spelling: string, value: string | undefined) => {
+    const spec = table.get(spelling);
+    options.push(value === undefined ? { word, spelling, spec } : { word, spelling, spec, value });
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      words.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      words.push(a);
+      continue;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const spelling = eq < 0 ? a : a.slice(0, eq);
+      let value = eq < 0 ? undefined : a.slice(eq + 1);
+      if (value === undefined && table.get(spelling)?.takesValue && isValueWord(argv[i + 1]))
+        value = argv[++i];
+      add(a, spelling, value);
+      continue;
+    }
+    // A bundle with a letter the table lacks is one unknown option and takes no value ("-dry-run"
+    // is not -d -r -y … -n with the next word as -n's value).
+    const bundle = a.slice(1).replace(/=.*$/, "");
+    const stop = [...bundle].findIndex((c) => !table.has(`-${c}`) || table.get(`-${c}`)!.takesValue);
+    if (stop >= 0 && !table.has(`-${bundle[stop]}`)) {
+      add(a, a.replace(/=.*$/, ""), undefined);
+      continue;
+    }
+    for (let j = 1; j < a.length; j++) {
+      const spelling = `-${a[j]}`;
+      if (a[j + 1] === "=") {
+        add(a, spelling, a.slice(j + 2));
+        break;
+      }
+      if (table.get(spelling)?.takesValue) {
+        const rest = a.slice(j + 1);
+        add(a, spelling, rest !== "" ? rest : isValueWord(argv[i + 1]) ? argv[++i] : undefined);
+        break;
+      }
+      add(a, spelling, undefined);
+    }
+  }
+  return { words, options };
+}
+
+/**
+ * The commands that can match `argv` at all: those whose every name word is one of argv's words.
+ * Only these are scanned and only the matched one is given to cac (building cac's table for all
+ * commands and parsing with each cost ~5 ms at every start).
+ */
+export function candidateCommands(argv: readonly string[]): CommandDef[] {
   const words = new Set(argv);
-  return COMMANDS.filter((c) => words.has(c.name));
+  return COMMANDS.filter((c) => c.name.split(" ").every((w) => words.has(w)));
+}
+
+interface Match {
+  def: CommandDef;
+  scanned: ScannedArgv;
+}
+
+/** How many positional words a command takes after its name. */
+function arity(def: CommandDef): { required: number; max: number; slots: string[] } {
+  const slots = def.args.match(/<[^>]+>|\[[^\]]+\]/g) ?? [];
+  const required = slots.filter((s) => s.startsWith("<")).length;
+  return {
+    required,
+    max: slots.some((s) => s.includes("...")) ? Number.POSITIVE_INFINITY : slots.length,
+    slots,
+  };
+}
+
+/**
+ * The command argv runs: its name is the first positional words (options may come anywhere). When
+ * several could be read from argv, the reading whose table knows every option given wins (in
+ * `-n ps logs web`, "ps" is -n's value for logs), then the one with as many arguments as its
+ * command takes (`-f logs deploy`: logs -f, not deploy -f logs), then the longer name.
+ */
+function matchCommand(argv: readonly string[]): Match | null {
+  let best: Match | null = null;
+  let bestScore = -1;
+  for (const def of candidateCommands(argv)) {
+    const name = def.name.split(" ");
+    const scanned = scanArgv(argv, commandOptionTable(def));
+    if (!name.every((w, k) => scanned.words[k] === w)) continue;
+    const { required, max } = arity(def);
+    const args = scanned.words.length - name.length;
+    const score =
+      (scanned.options.every((o) => o.spec) ? 100 : 0) +
+      (args >= required && args <= max ? 10 : 0) +
+      name.length;
+    if (score > bestScore) {
+      best = { def, scanned };
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+const usageOf = (def: CommandDef) => `usage: mcp ${def.name}${def.args ? ` ${def.args}` : ""}`;
+
+/** The option an unknown option word likely meant ("--dryrun", "-dry-run" → "--dry-run"), if any. */
+function suggestOption(word: string, table: OptionTable): string | undefined {
+  const name = word.replace(/^-+/, "").replace(/=.*$/, "");
+  const longs = [...table.keys()].filter((s) => s.startsWith("--")).map((s) => s.slice(2));
+  const guess = longs.includes(name) ? name : closest(name, longs);
+  return guess === undefined ? undefined : `--${guess}`;
+}
+
+/** The usage problems of a matched command line (exit 2), in argv order; returns its arguments. */
+function checkUsage({ def, scanned }: Match): string[] {
+  const cmd = `mcp ${def.name}`;
+  const at = def.name; // the line starts "mcp: " already
+  for (const o of scanned.options) {
+    if (!o.spec) {
+      const guess = suggestOption(o.word, commandOptionTable(def));
+      throw new CliError(
+        guess
+          ? `unknown option "${o.word}" for ${cmd}: did you mean "${guess}"?`
+          : `unknown option "${o.word}" for ${cmd} (see ${cmd} --help)`,
+        EXIT_USAGE,
+      );
+    }
+    if (o.spec.takesValue && o.value === undefined)
+      throw new CliError(`${at}: option ${o.spelling} needs a value (${o.spec.flag})`, EXIT_USAGE);
+    if (!o.spec.takesValue && o.value !== undefined)
+      throw new CliError(`${at}: option ${o.spelling} takes no value, got "${o.word}"`, EXIT_USAGE);
+  }
+  const args = scanned.words.slice(def.name.split(" ").length);
+  const { required, max, slots } = arity(def);
+  if (args.length < required)
+    throw new CliError(
+      `${at}: missing ${slots.slice(args.length, required).join(" ")} (${usageOf(def)})`,
+      EXIT_USAGE,
+    );
+  if (args.length > max)
+    throw new CliError(`${at}: unexpected argument "${args[max]}" (${usageOf(def)})`, EXIT_USAGE);
+  return args;
+}
+
+/** The options for cac, one word each: the long spelling, with `=value` when it takes one. */
+function cacOptionWords(scanned: ScannedArgv): string[] {
+  const out: string[] = [];
+  for (const o of scanned.options) {
+    if (!o.spec || (o.spec.takesValue && o.value === undefined)) continue;
+    const long = o.spec.spellings.find((s) => s.startsWith("--")) ?? o.spelling;
+    out.push(o.spec.takesValue ? `${long}=${o.value}` : long);
+  }
+  return out;
+}
+
+/** Replaces cac's values of the options given with values with the words as typed (cac makes "0640" 640). */
+function withTypedValues(cli: ReturnType<typeof cac>, scanned: ScannedArgv): void {
+  const values = new Map<string, string[]>();
+  for (const o of scanned.options)
+    if (o.spec?.takesValue && o.value !== undefined)
+      values.set(o.spec.flag, [...(values.get(o.spec.flag) ?? []), o.value]);
+  const cacOptions = [...(cli.matchedCommand?.options ?? []), ...cli.globalCommand.options];
+  for (const [flag, v] of values) {
+    const names = cacOptions.find((o) => o.rawName === flag)?.names ?? [];
+    for (const name of names) cli.options[name] = v.length === 1 ? v[0] : v;
+  }
+}
+
+/** What argv means as a whole command line: the command, its arguments and its options object. */
+interface ParsedCommandLine {
+  command: string;
+  args: string[];
+  options: Record<string, unknown>;
+  help: boolean;
+}
+
+/** Parses a command line the way runCli does, without running it; usage problems throw CliError. */
+export function parseCommandLine(
+  argv: readonly string[],
+  version = "0.0.0",
+  onAction: (r: Promise<number>) => void = () => {},
+): (ParsedCommandLine & { run(): Promise<unknown> }) | null {
+  const match = matchCommand(argv);
+  if (!match) return null;
+  const { def, scanned } = match;
+  const help = scanned.options.some((o) => o.spec?.flag === HELP_OPTION);
+  const args = help ? [] : checkUsage(match);
+  const cli = buildCli([def], version, onAction);
+  cli.showHelpOnExit = false;
+  cli.parse(["mcp", "mcp", def.name, ...cacOptionWords(scanned)], { run: false });
+  cli.args = args;
+  withTypedValues(cli, scanned);
+  return {
+    command: def.name,
+    args,
+    options: cli.options,
+    help,
+    run: async () => (help ? cli.outputHelp() : cli.runMatchedCommand()),
+  };
+}
+
+const commandNames = () => COMMANDS.map((c) => c.name);
+
+/** The one line for words that name no command, with the likeliest command when one is close. */
+function unknownCommand(words: string[]): CliError {
+  const [w0 = "", w1] = words;
+  const names = commandNames();
+  const groups = [...new Set(names.filter((n) => n.includes(" ")).map((n) => n.split(" ")[0]!))];
+  const wrong = (what: string, guess: string | undefined) =>
+    new CliError(
+      guess
+        ? `unknown command "${what}": did you mean "${guess}"?`
+        : `unknown command "${what}" (see mcp --help)`,
+      EXIT_USAGE,
+    );
+  if (groups.includes(w0)) {
+    const subs = names.filter((n) => n.startsWith(`${w0} `));
+    if (w1 === undefined) {
+      const daemon = w0 === "agent" ? '; "mcp agent" with only --config runs the agent daemon' : "";
+      return new CliError(`${w0}: missing subcommand, one of: ${subs.join(", ")}${daemon}`, EXIT_USAGE);
+    }
+    const guess = closest(
+      w1,
+      subs.map((n) => n.slice(w0.length + 1)),
+    );
+    return wrong(`${w0} ${w1}`, guess && `${w0} ${guess}`);
+  }
+  const group = closest(w0, groups);
+  if (group && w1 !== undefined && names.includes(`${group} ${w1}`))
+    return wrong(`${w0} ${w1}`, `${group} ${w1}`);
+  return wrong(w0, closest(w0, [...names.filter((n) => !n.includes(" ")), ...groups]));
+}
+
+/** argv that runs no command: the global help or version, else the one line saying what is wrong. */
+function topLevel(argv: readonly string[], version: string): number {
+  // Every option any command takes, so a value before a mistyped command is not taken for it.
+  const table = optionTable([
+    ...GLOBAL_OPTIONS.map(([f]) => f),
+    HELP_OPTION,
+    VERSION_OPTION,
+    ...COMMANDS.flatMap((c) => (c.options ?? []).map(([f]) => f)),
+  ]);
+  const { words, options } = scanArgv(argv, table);
+  const given = (flag: string) => options.some((o) => o.spec?.flag === flag);
+  if (argv.length === 0 || given(HELP_OPTION) || (given(VERSION_OPTION) && words.length === 0)) {
+    const cli = buildCli(COMMANDS, version, () => {});
+    if (argv.length === 0 || given(HELP_OPTION)) cli.outputHelp();
+    else cli.outputVersion();
+    return EXIT_OK;
+  }
+  if (words.length > 0) throw unknownCommand(words);
+  const bad = options.find((o) => !o.spec);
+  if (bad) {
+    const guess = suggestOption(bad.word, table);
+    throw new CliError(
+      guess
+        ? `unknown option "${bad.word}": did you mean "${guess}"?`
+        : `unknown option "${bad.word}" (see mcp --help)`,
+      EXIT_USAGE,
+    );
+  }
+  throw new CliError("missing command (see mcp --help)", EXIT_USAGE);
 }
 
 export async function runCli(argv: string[], version: string): Promise<number> {
   let result: Promise<number> | null = null;
-  const onAction = (r: Promise<number>) => {
-    result = r;
-  };
-  const names = new Set(COMMANDS.map((c) => c.name));
-  const joined = joinMultiWord(argv, names);
   try {
-    // First the candidates only, help output held back: with a match, the command's own help
-    // (all cac prints then) or its action is the same as with the whole table. Without a match
-    // (no command word, unknown command, global help or version), the whole table decides.
-    const few = candidateCommands(joined);
-    let cli = buildCli(few, version, onAction);
-    if (few.length > 0) {
-      cli.showHelpOnExit = false;
-      cli.parse(["mcp", "mcp", ...joined], { run: false });
-      if (cli.matchedCommand && cli.options.help) {
-        cli.outputHelp();
-        return 0;
-      }
-    }
-    if (!cli.matchedCommand) {
-      cli = buildCli(COMMANDS, version, onAction);
-      cli.parse(["mcp", "mcp", ...joined], { run: false });
-    }
-    if (cli.options.help || cli.options.version) return 0;
-    if (!cli.matchedCommand) {
-      if (joined.length === 0) {
-        cli.outputHelp();
-        return 0;
-      }
-      throw new CliError(`unknown command "${joined.join(" ")}" (see mcp --help)`, 2);
-    }
-    await cli.runMatchedCommand();
-    if (!result) return 0;
+    const parsed = parseCommandLine(argv, version, (r) => {
+      result = r;
+    });
+    if (!parsed) return topLevel(argv, version);
+    await parsed.run();
+    if (parsed.help || !result) return EXIT_OK;
     return await result;
   } catch (err) {
     printError(err);

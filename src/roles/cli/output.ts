@@ -1,10 +1,33 @@
 // CLI output: one-line errors with exit codes, plain tables for humans, JSON for scripts.
 
+// The exit codes of every command (mcp --help "Exit codes", README "Exit codes"). 2 is decided
+// from the command line and the files alone, before anything is asked of a node; 1 is what went
+// wrong while doing it; 3 is for the commands that report state (status, ps).
+/** Success. */
+export const EXIT_OK = 0;
+/** The operation was tried and failed: a node, agent, runtime or registry said no, or did not finish. */
+export const EXIT_FAILED = 1;
+/** Usage or bad input: unknown command or option, missing argument, bad value, invalid config or definition. */
+export const EXIT_USAGE = 2;
+/** status/ps: drift between definitions and what runs, or a node could not be reached. */
+export const EXIT_DRIFT = 3;
+
+/** The policy as `mcp --help` and the README state it, one line per code. */
+export const EXIT_CODES_HELP: readonly [number, string][] = [
+  [EXIT_OK, "ok"],
+  [EXIT_FAILED, "the operation failed (a node, agent or runtime refused it or did not finish)"],
+  [
+    EXIT_USAGE,
+    "usage or bad input: unknown command or option, missing argument, bad value, invalid config or definition",
+  ],
+  [EXIT_DRIFT, "status, ps: drift, or a node could not be reached"],
+];
+
 /** An error meant for the operator: printed as one line, exits with `code`. */
 export class CliError extends Error {
   constructor(
     message: string,
-    readonly code = 1,
+    readonly code = EXIT_FAILED,
   ) {
     super(message);
     this.name = "CliError";
@@ -15,8 +38,9 @@ export class CliError extends Error {
 export function exitCodeFor(err: unknown): number {
   if (err instanceof CliError) return err.code;
   const name = (err as Error)?.name;
-  if (name === "ConfigError") return 2;
-  return 1;
+  // cac's own checks (CACError) are usage errors; runCli checks first, so this is a safety net.
+  if (name === "ConfigError" || name === "CACError") return EXIT_USAGE;
+  return EXIT_FAILED;
 }
 
 /**

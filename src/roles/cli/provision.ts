@@ -242,7 +242,13 @@ export async function provisionCommand(args: string[], opts: Record<string, unkn
       `--ssh <user@host[:port]|alias> is required (node "${name}" has no ssh in the config)`,
       2,
     );
-  const target = resolveTarget(sshSpec);
+  let target: ReturnType<typeof resolveTarget>;
+  try {
+    target = resolveTarget(sshSpec);
+  } catch (e) {
+    // A target that does not parse (or an ssh_config that does not) is bad input, not a failure.
+    throw new CliError((e as Error).message.split("\n")[0] ?? "bad ssh target", 2);
+  }
   const address = (opts.address as string | undefined) || existing?.address || `${target.host}:9444`;
   const listen = (opts.listen as string | undefined) || address;
   for (const [flag, v] of [

@@ -1,15 +1,23 @@
 // `mcp service show|export|edit <svc>` and `mcp edit <svc>` (reference "Spec Lifecycle"): the
 // spec an agent recorded at the last deploy/adopt, printed as TOML, written back as a definition
 // file, or opened in the operator's editor (exported first when no file exists) and validated.
-import { existsSync } from "node:fs";
-import { createInterface } from "node:readline/promises";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import { specToDef } from "../../component/proto.ts";
 import type { CliNode } from "../../config/cli.ts";
-import { loadServiceDef, NAME_RE, type ServiceDef, serviceDefToToml } from "../../config/service.ts";
+import {
+  loadServiceDef,
+  NAME_RE,
+  parseServiceDef,
+  type ServiceDef,
+  serviceDefToToml,
+} from "../../config/service.ts";
+import { decodeUtf8, parseTomlText } from "../../config/toml.ts";
 import { writeFileAtomic } from "../../config/write.ts";
 import { type Ctx, loadCtx, locateService, onNode } from "./context.ts";
-import { definitionPath, loadDefinition } from "./definition.ts";
-import { CliError, printError, printJson, warn } from "./output.ts";
+import { definedNode, definitionNode, definitionPath } from "./definition.ts";
+import { CliError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, printError, printJson, warn } from "./output.ts";
 
 export function requireServiceName(name: string | undefined): string {
   if (!name || !NAME_RE.test(name))
@@ -23,13 +31,8 @@ export function requireServiceName(name: string | undefined): string {
  */
 export async function serviceNode(ctx: Ctx, service: string, explicit?: unknown): Promise<CliNode> {
   if (typeof explicit === "string" && explicit) return ctx.node(explicit);
-  let defNode: string | undefined;
-  try {
-    defNode = loadDefinition(ctx, service)?.def.node;
-  } catch {
-    defNode = undefined;
-  }
-  if (defNode) return ctx.node(defNode);
+  const defined = definedNode(ctx, service); // a broken file does not stop this
+  if (defined) return defined;
   return locateService(ctx, service);
 }
 
@@ -101,28 +104,61 @@ function runEditor(editor: string[], file: string): number {
   return proc.exitCode ?? 1;
 }
 
-/** Validates the edited file like deploy would; returns the one-line problem or null. */
-function validate(file: string, service: string): string | null {
+// The note at the top of a reopened edit: always HEADER_LINES lines, so the line numbers of a
+// problem (counted with the note in place) are the ones the operator sees in the editor.
+const HEADER = "# mcp edit: ";
+const HEADER_LINES = 3;
+const MAX_EDIT_ROUNDS = 20;
+
+function withHeader(text: string, file: string, problem: string): string {
+  return [
+    `${HEADER}NOT APPLIED: ${problem}`,
+    `${HEADER}fix it and save to apply to ${file} (these "${HEADER.trim()}" lines are dropped)`,
+    `${HEADER}to abandon the edit: save it unchanged or empty, or quit the editor with an error (vi: :cq)`,
+    text,
+  ].join("\n");
+}
+
+/** The text without the note (the leading lines starting with HEADER). */
+function withoutHeader(text: string): string {
+  const lines = text.split("\n");
+  let i = 0;
+  while (i < lines.length && lines[i]!.startsWith(HEADER)) i++;
+  return lines.slice(i).join("\n");
+}
+
+/**
+ * Validates an edit like deploy would (and the node it names, unless the master places it);
+ * returns the one-line problem or null. Problems name the edit copy and count its lines with the
+ * note in place, as the editor shows them.
+ */
+function validate(
+  ctx: Ctx,
+  bytes: Uint8Array,
+  copy: string,
+  service: string,
+  onWarn: (w: string) => void = () => {},
+): string | null {
   try {
-    const { def, warnings } = loadServiceDef(file);
-    if (def.name !== service) return `${file}: name: expected "${service}", got "${def.name}"`;
-    for (const w of warnings) warn(w);
+    const text = withoutHeader(decodeUtf8(bytes, copy));
+    const data = parseTomlText(`${"#\n".repeat(HEADER_LINES)}${text}`, copy);
+    const { def, warnings } = parseServiceDef(data, copy);
+    if (def.name !== service) return `${copy}: name: expected "${service}", got "${def.name}"`;
+    if (def.node && !ctx.viaMaster) definitionNode(ctx, def.node, copy);
+    for (const w of warnings) onWarn(w);
     return null;
   } catch (err) {
-    return (err as Error).message.split("\n")[0] ?? "invalid definition";
+    return (err as Error).message.split("\n")[0] || "invalid definition";
   }
 }
 
-async function askReopen(): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question("re-open the editor? [Y/n] ");
-    return !/^\s*n/i.test(answer);
-  } finally {
-    rl.close();
-  }
-}
-
+/**
+ * Opens the definition in the operator's editor (exported from the registry first when there is
+ * no file). The editor works on a copy; the definition is replaced only by an edit that validates.
+ * An invalid edit (or an invalid file to begin with) is reopened with the problem at the top,
+ * keeping the operator's text, until it validates or the operator abandons it (saves it unchanged
+ * or empty, or the editor fails); the abandoned text stays in the copy, whose path is printed.
+ */
 export async function editCommand(args: string[], opts: Record<string, unknown>): Promise<number> {
   const service = requireServiceName(args[0]);
   const ctx = loadCtx(opts);
@@ -132,18 +168,55 @@ export async function editCommand(args: string[], opts: Record<string, unknown>)
     const node = await exportTo(ctx, service, file, opts.node);
     process.stderr.write(`mcp: no ${file} yet: exported the spec of ${service} from ${node.name}\n`);
   }
+  const originalBytes = readFileSync(file);
+  const original = originalBytes.toString("utf8");
   const editor = editorArgv();
-  // Each round is one operator decision; the loop ends when the file is valid or they decline.
-  for (;;) {
-    const code = runEditor(editor, file);
-    if (code !== 0)
-      throw new CliError(`editor ${editor[0]} exited with code ${code}; ${file} keeps what was saved`);
-    const problem = validate(file, service);
-    if (problem === null) {
-      process.stdout.write(`${file}: valid (apply with: mcp deploy ${service})\n`);
-      return 0;
+  const dir = mkdtempSync(join(tmpdir(), "mcp-edit-"));
+  const copy = join(dir, basename(file));
+  let keepCopy = false;
+  try {
+    const originalProblem = validate(ctx, originalBytes, copy, service);
+    let text = original;
+    let problem = originalProblem;
+    // Each round is one operator decision: the loop ends when the edit validates or is abandoned,
+    // and after MAX_EDIT_ROUNDS in any case (an editor that is a script can change the file forever).
+    for (let round = 1; ; round++) {
+      const abandon = (why: string) => {
+        // The operator's last text is kept aside when it differs from the definition.
+        keepCopy = text !== original;
+        if (keepCopy) writeFileSync(copy, text, { mode: 0o600 });
+        return new CliError(
+          `${why}: ${file} left as it was${keepCopy ? ` (the edit is kept in ${copy})` : ""}`,
+          problem === null ? EXIT_FAILED : EXIT_USAGE,
+        );
+      };
+      if (round > MAX_EDIT_ROUNDS) throw abandon(`still invalid after ${MAX_EDIT_ROUNDS} edits (${problem})`);
+      writeFileSync(copy, problem === null ? text : withHeader(text, file, problem), { mode: 0o600 });
+      const code = runEditor(editor, copy);
+      const bytes = readFileSync(copy);
+      const saved = withoutHeader(bytes.toString("utf8"));
+      if (code !== 0) throw abandon(`editor ${editor[0]} exited with code ${code}`);
+      if (saved.trim() === "") {
+        if (problem !== null) throw abandon("edit abandoned (saved empty)");
+        process.stdout.write(`${file}: edit abandoned (saved empty), left as it was\n`);
+        return EXIT_OK;
+      }
+      if (problem !== null && saved === text) throw abandon(`edit abandoned (saved unchanged): ${problem}`);
+      if (saved === original && originalProblem === null) {
+        process.stdout.write(`${file}: no changes\n`);
+        return EXIT_OK;
+      }
+      text = saved;
+      problem = validate(ctx, bytes, copy, service, warn);
+      if (problem === null) {
+        writeFileAtomic(file, saved);
+        process.stdout.write(`${file}: valid (apply with: mcp deploy ${service})\n`);
+        return EXIT_OK;
+      }
+      printError(new Error(problem));
+      process.stderr.write("mcp: reopening the editor on the edit (the problem is noted at its top)\n");
     }
-    printError(new Error(problem));
-    if (!process.stdin.isTTY || !(await askReopen())) return 2;
+  } finally {
+    if (!keepCopy) rmSync(dir, { recursive: true, force: true });
   }
 }

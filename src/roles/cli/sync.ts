@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { defToSpec } from "../../component/proto.ts";
 import { loadServiceDef, type ServiceDef } from "../../config/service.ts";
 import { type Ctx, fanOut, loadCtx } from "./context.ts";
+import { definitionNode } from "./definition.ts";
 import { printJson, printTable, red, warn } from "./output.ts";
 import { defAsSent, deployedSpec, makePlan, type Plan, planJson, planLines } from "./spec-plan.ts";
 
@@ -37,7 +38,7 @@ export function planSync(ctx: Ctx): SyncPlan {
       if (def.name !== expected)
         throw new Error(`${file}: name: expected "${expected}" (the file name), got "${def.name}"`);
       let node: string;
-      if (def.node) node = ctx.node(def.node).name;
+      if (def.node) node = definitionNode(ctx, def.node, file).name;
       else if (ctx.config.nodes.length === 1) node = ctx.config.nodes[0]!.name;
       else
         throw new Error(

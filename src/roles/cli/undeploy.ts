@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import type { CliNode } from "../../config/cli.ts";
 import type { ComponentResult } from "../../gen/mcp/v1/mcp_pb.ts";
 import { type Ctx, fanOut, loadCtx, onNode } from "./context.ts";
-import { definitionPath, loadDefinition } from "./definition.ts";
+import { definedNode, definitionPath } from "./definition.ts";
 import { CliError, green, printJson, red } from "./output.ts";
 import { requireServiceName } from "./service.ts";
 import { resultJson } from "./views.ts";
@@ -14,13 +14,8 @@ import { resultJson } from "./views.ts";
 /** The node to undeploy from, or null when no node has the service (nothing to do). */
 async function undeployNode(ctx: Ctx, service: string, explicit: unknown): Promise<CliNode | null> {
   if (typeof explicit === "string" && explicit) return ctx.node(explicit);
-  let defNode: string | undefined;
-  try {
-    defNode = loadDefinition(ctx, service)?.def.node;
-  } catch {
-    defNode = undefined; // a broken file does not stop a teardown
-  }
-  if (defNode) return ctx.node(defNode);
+  const defined = definedNode(ctx, service); // a broken file does not stop this
+  if (defined) return defined;
   if (ctx.config.nodes.length === 1) return ctx.config.nodes[0]!;
   const rows = await fanOut(ctx, async (c) =>
     (await c.listServices({})).services.some((s) => s.name === service),

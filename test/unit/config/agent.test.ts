@@ -174,7 +174,9 @@ describe("agent config", () => {
   });
   test("unknown keys are warnings", () => {
     const f = writeTemp(dir, `${SERVER}${MCIAS}[agent]\nnode_nam = "x"\n`);
-    expect(loadAgentConfig(f).warnings).toEqual([`${f}: agent.node_nam: unknown key "node_nam" (ignored)`]);
+    expect(loadAgentConfig(f).warnings).toEqual([
+      `${f}: agent.node_nam: unknown key "node_nam" (ignored; did you mean "node_name"?)`,
+    ]);
   });
   test("bad inputs name file, key and expectation", () => {
     expect(agentErr(MCIAS)).toBe("server: required key is missing (expected table)");

@@ -71,7 +71,7 @@ describe("CLI config", () => {
     expect(config.services.dir).toBe(join(dir, "services"));
     expect(warnings.sort()).toEqual([
       `${f}: extra: unknown key "extra" (ignored)`,
-      `${f}: services.dri: unknown key "dri" (ignored)`,
+      `${f}: services.dri: unknown key "dri" (ignored; did you mean "dir"?)`,
     ]);
   });
   test("bad values are one-line errors", () => {

@@ -99,6 +99,28 @@ describe("parseWith", () => {
     const e = thrown(() => parseWith(schema, { sub: { nn: 1 } }, "f.toml", { unknownKeys: "error" }));
     expect(e.message).toBe('f.toml: sub.nn: unknown key "nn"');
   });
+  test("unknown keys come with the likeliest key their table allows", () => {
+    const e = thrown(() =>
+      parseWith(schema, { name: "a", sub: { lsit: [] } }, "f.toml", { unknownKeys: "error" }),
+    );
+    expect(e.message).toBe('f.toml: sub.lsit: unknown key "lsit" (did you mean "list"?)');
+    const warnings: string[] = [];
+    parseWith(schema, { name: "a", sub: { lsit: [] } }, "f.toml", {
+      unknownKeys: "warn",
+      onWarn: (w) => warnings.push(w),
+    });
+    expect(warnings).toEqual(['f.toml: sub.lsit: unknown key "lsit" (ignored; did you mean "list"?)']);
+  });
+  test("warn mode: a missing key's error names the unknown keys of its table (the likely typo)", () => {
+    const data = { nmae: "a", extra: 1, sub: { nn: 2 } };
+    const e = thrown(() => parseWith(schema, data, "f.toml", { unknownKeys: "warn" }));
+    expect(e.message).toBe(
+      'f.toml: name: required key is missing (expected string); nmae: unknown key "nmae" (did you mean "name"?); extra: unknown key "extra"',
+    );
+    // Other problems are not about a typo: no unknown keys next to them.
+    const wrong = thrown(() => parseWith(schema, { name: 5, nmae: "a" }, "f.toml", { unknownKeys: "warn" }));
+    expect(wrong.message).toBe("f.toml: name: expected string, got integer");
+  });
   test("unknown keys: warn mode warns, ignores and does not mutate the input", () => {
     const warnings: string[] = [];
     const data = { name: "a", extra: 1, sub: { nn: 2, n: 3 } };

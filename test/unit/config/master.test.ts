@@ -105,7 +105,7 @@ describe("master config", () => {
   test("unknown keys warn; bad values fail with key paths", () => {
     const f = writeTemp(dir, REFERENCE.replace("max_nodes      = 16", "max_node = 16"));
     expect(loadMasterConfig(f).warnings).toEqual([
-      `${f}: registration.max_node: unknown key "max_node" (ignored)`,
+      `${f}: registration.max_node: unknown key "max_node" (ignored; did you mean "max_nodes"?)`,
     ]);
     expect(masterErr(REFERENCE.replace('deploy       = "5m"', 'deploy = "5 minutes"'))).toContain(
       "timeouts.deploy: expected a duration like",

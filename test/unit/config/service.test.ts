@@ -148,13 +148,13 @@ describe("bad definitions: one line naming file, key and expectation", () => {
   });
   test("unknown key in a component", () => {
     expect(svcErr('name = "x"\n[[components]]\nname = "api"\nimagee = "a:v1"\n')).toBe(
-      'components[0].imagee: unknown key "imagee"',
+      'components[0].imagee: unknown key "imagee" (did you mean "image"?)',
     );
   });
   test("unknown top-level key and unknown route key", () => {
-    expect(svcErr(`nodes = "rift"\n${MINIMAL}`)).toBe('nodes: unknown key "nodes"');
+    expect(svcErr(`nodes = "rift"\n${MINIMAL}`)).toBe('nodes: unknown key "nodes" (did you mean "node"?)');
     expect(svcErr(comp("[[components.routes]]\nport = 443\npublc = true"))).toBe(
-      'components[0].routes[0].publc: unknown key "publc"',
+      'components[0].routes[0].publc: unknown key "publc" (did you mean "public"?)',
     );
   });
   test("bad port spec", () => {

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { README, REFERENCE_DIR, renderAll, renderReadme } from "../../../scripts/gen-config-docs.ts";
 import { COMMANDS } from "../../../src/roles/cli/index.ts";
+import { EXIT_CODES_HELP } from "../../../src/roles/cli/output.ts";
 
 const pages = renderAll();
 
@@ -25,10 +26,11 @@ describe("generated config reference", () => {
     });
   }
 
-  test("README's command table is the COMMANDS table (run npm run docs)", () => {
+  test("README's command table is the COMMANDS table, its exit codes EXIT_CODES_HELP (run npm run docs)", () => {
     const readme = readFileSync(README, "utf8");
     expect(renderReadme(readme)).toBe(readme);
     for (const c of COMMANDS) expect(readme).toContain(`| \`mcp ${c.name}`);
+    for (const [code, meaning] of EXIT_CODES_HELP) expect(readme).toContain(`| ${code} | ${meaning} |`);
   });
 
   test("rows carry key paths, types, defaults and enums from the schemas", () => {
