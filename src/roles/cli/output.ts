@@ -43,12 +43,6 @@ export function exitCodeFor(err: unknown): number {
   return EXIT_FAILED;
 }
 
-/**
- * `mcp status` and `mcp ps`: what they showed is not all as desired — a component drifts, or a
- * node did not answer (its services' state is unknown). Scripts and cron act on it.
- */
-export const EXIT_DRIFT = 3;
-
 export function printError(err: unknown): void {
   const msg = (err as Error)?.message ?? String(err);
   process.stderr.write(`mcp: ${msg.split("\n")[0]}\n`);
