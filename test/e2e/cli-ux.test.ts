@@ -167,7 +167,19 @@ describe("the exit-code table", () => {
     expect(EXIT_CODES_HELP.map(([c]) => c)).toEqual([0, 1, 2, 3]);
   });
 
-  // 3 (status/ps: drift or an unreachable node) is status.ts's, tested with it.
+  // 3 here for one unreachable node; drift and its other cases: status-exit.test.ts.
+  test("3: mcp status and mcp ps with a node that cannot be reached", async () => {
+    const cfg = join(dirname(agent.cliConfig), "mcp-with-gone-node.toml");
+    writeFileSync(
+      cfg,
+      `${readFileSync(agent.cliConfig, "utf8")}\n[[nodes]]\nname = "gone"\naddress = "127.0.0.1:${await freePort()}"\narch = "amd64"\n`,
+    );
+    for (const argv of [["status"], ["ps"], ["--json", "status"]]) {
+      const r = await agent.mcp([...argv, "--config", cfg]);
+      expect({ argv, code: r.code }).toEqual({ argv, code: 3 });
+    }
+  }, 30_000);
+
   const TABLE: { argv: string[]; code: 0 | 1 | 2; why: string }[] = [
     { argv: ["list"], code: 0, why: "ok" },
     { argv: ["history", SVC], code: 0, why: "ok" },
