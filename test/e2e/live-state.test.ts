@@ -121,9 +121,12 @@ describe("live state with the compiled agent (monitor interval 60s)", () => {
     await podman("stop", "-t", "0", NAME); // in the gap (or just after: either way it must be recorded)
     expect(await observed()).toBe("exited");
     await waitFor("the stream back", async () => ((await liveView()).current ? true : undefined), 10_000);
-    // Back through a `podman events` child while the REST service waits out its restart delay.
-    expect((await liveView()).via).toBe("child");
-    expect(podmanChild(agent.pid()!, "events")).toBeGreaterThan(0);
+    // Back through a `podman events` child while the REST service waits out its restart delay,
+    // or through the restarted service when it was back first (a loaded machine's timing).
+    const via = (await liveView()).via;
+    expect(["child", "api"]).toContain(via as string);
+    if (via === "child") expect(podmanChild(agent.pid()!, "events")).toBeGreaterThan(0);
+    else expect(podmanChild(agent.pid()!, "service")).not.toBe(child);
     const status = await json<{ events: { prev: string; next: string }[] }>(["status", SVC]);
     expect(status.events.map((e) => `${e.prev}->${e.next}`).slice(0, 3)).toEqual([
       "running->exited",
