@@ -198,6 +198,11 @@ fi
 # exactly when node_modules matches the lockfile (or someone installed since).
 if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] ||
   [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  # npm's own summary ("added 98 packages in 40s"), not the warnings it prints after it.
+  npm_summary() {
+    grep -m1 -E '^(added|removed|changed|up to date)' "$1" ||
+      grep -v '^[[:space:]]*$' "$1" | tail -n 1 || true
+  }
   mkdir -p "$LOG_DIR"
   ci_log=$LOG_DIR/npm-ci.log
   install_log=$LOG_DIR/npm-install.log
@@ -207,7 +212,7 @@ if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] ||
   # lines of usage text, kept in the log). `npm install` accepts the same lockfile and installs
   # the same versions without rewriting it.
   if npm ci --no-audit --no-fund >"$ci_log" 2>&1; then
-    echo "ci-deps: npm ci: $(grep -v '^[[:space:]]*$' "$ci_log" | tail -n 1)"
+    echo "ci-deps: npm ci: $(npm_summary "$ci_log")"
   else
     rc=$?
     # npm's own words: "Missing: <pkg>@<version> from lock file" per package, else its first error.
@@ -222,7 +227,7 @@ if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] ||
     fi
     echo "ci-deps: npm ci refused the lockfile ($reason); falling back to npm install (same versions)"
     if npm install --no-save --no-audit --no-fund >"$install_log" 2>&1; then
-      echo "ci-deps: npm install: $(grep -v '^[[:space:]]*$' "$install_log" | tail -n 1)"
+      echo "ci-deps: npm install: $(npm_summary "$install_log") (output: $install_log)"
     else
       rc=$?
       {
