@@ -216,16 +216,18 @@ if [ ! -x node_modules/.bin/bun ] || [ ! -f node_modules/.package-lock.json ] ||
   else
     rc=$?
     # npm's own words: "Missing: <pkg>@<version> from lock file" per package, else its first error.
-    n=$(grep -cE '^npm error (Missing|Invalid): ' "$ci_log" || true)
-    if [ "$n" -gt 0 ]; then
+    n=$(grep -E '^npm error (Missing|Invalid): ' "$ci_log" | sort -u | wc -l) || true
+    if [ "${n:-0}" -gt 0 ]; then
       first=$(grep -m1 -E '^npm error (Missing|Invalid): ' "$ci_log" | sed 's/^npm error //' | cut -c1-120) || true
-      reason="package.json and package-lock.json differ on $n packages, first: $first"
+      [ "$n" -eq 1 ] || first+=", and $((n - 1)) more"
+      what="refused the lockfile (it does not match package.json: $first)"
     else
-      reason=$(grep -E '^npm error ' "$ci_log" | grep -vE '^npm error (code|errno) |^npm error *$' |
+      reason=$(grep -E '^npm error ' "$ci_log" |
+        grep -vE '^npm error (code|errno|syscall|path|dest) |^npm error (A complete log|Log files)|^npm error *$' |
         head -n 1 | sed 's/^npm error //' | cut -c1-160) || true
-      reason=${reason:-exit $rc}
+      what="failed (${reason:-exit $rc})"
     fi
-    echo "ci-deps: npm ci refused the lockfile ($reason); falling back to npm install (same versions)"
+    echo "ci-deps: npm ci $what; falling back to npm install (same versions)"
     if npm install --no-save --no-audit --no-fund >"$install_log" 2>&1; then
       echo "ci-deps: npm install: $(npm_summary "$install_log") (output: $install_log)"
     else
