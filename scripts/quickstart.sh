@@ -217,8 +217,10 @@ start_bg() {
   die "$name did not start (no pid file after 5 s)"
 }
 
+NOT_OURS="QUICKSTART_DIR $QS is not empty and no quickstart made it (no $MARKER in it); choose a new or empty directory"
 if [ "${1:-}" = "--stop" ]; then
   STEP="stop"
+  qs_is_ours || bad_env "$NOT_OURS"
   write_podman_conf
   stop_previous
   echo "quickstart: agent and registry stopped, container ${PREV_CONTAINER:-$CONTAINER} removed (files stay in $QS)"
@@ -230,7 +232,7 @@ fi
 
 # ---- before anything changes: the directory and the ports -------------------------------------
 STEP="check ports"
-qs_is_ours || bad_env "QUICKSTART_DIR $QS is not empty and no quickstart made it (no $MARKER in it); choose a new or empty directory"
+qs_is_ours || bad_env "$NOT_OURS"
 check_ports_first
 
 # ---- dependencies and build -------------------------------------------------------------------
