@@ -28,10 +28,11 @@ import { freePort, podman } from "../support/env.ts";
 
 const tmpRoot = mkdtempSync(join(tmpdir(), "mcp-quickstart-e2e-"));
 const cleanups: (() => Promise<void> | void)[] = [];
+// Stopping the agent and registry and removing a clone with its node_modules and dist/ take a while.
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
   rmSync(tmpRoot, { recursive: true, force: true });
-});
+}, 180_000);
 
 /** The environment of a newcomer's shell: no npm lifecycle variables from an enclosing `npm test`. */
 function cleanEnv(extra: Record<string, string>): Record<string, string> {
