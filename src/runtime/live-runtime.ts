@@ -56,6 +56,7 @@ export class LiveRuntime implements Runtime {
   readonly kind: RuntimeKind;
   readonly engine: Engine;
   readonly capabilities: RuntimeCapabilities;
+  readonly imageId?: (image: string) => Promise<string | null>;
   private readonly view = new LiveView();
   private readonly listeners: ChangeListener[] = [];
   private stream: EventStream | null = null;
@@ -79,6 +80,8 @@ export class LiveRuntime implements Runtime {
     this.kind = inner.kind;
     this.engine = inner.engine;
     this.capabilities = inner.capabilities;
+    // Present exactly when the wrapped runtime has it (absent = image ids unknown).
+    if (inner.imageId) this.imageId = inner.imageId.bind(inner);
   }
 
   /** Starts the event stream and the first full listing (no-op without an event source). */

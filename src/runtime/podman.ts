@@ -18,11 +18,13 @@ import {
   type InspectOptions,
   type LogOptions,
   mapState,
+  normalizeImageId,
   OWNER_LABELS,
   ownerFromLabels,
   type Runtime,
   type RuntimeCapabilities,
   type RuntimeKind,
+  SPEC_LABEL,
 } from "./runtime.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -42,6 +44,7 @@ export function runArgs(spec: ContainerSpec): string[] {
     argv.push("--label", `${OWNER_LABELS.service}=${positional(spec.owner.service, "owner service")}`);
     argv.push("--label", `${OWNER_LABELS.component}=${positional(spec.owner.component, "owner component")}`);
   }
+  if (spec.specKey) argv.push("--label", `${SPEC_LABEL}=${positional(spec.specKey, "spec key")}`);
   if (spec.network !== "") argv.push("--network", spec.network);
   if (spec.user !== "") argv.push("--user", spec.user);
   if (spec.restart !== "") argv.push("--restart", spec.restart);
@@ -65,6 +68,11 @@ export function imageExistsArgs(image: string): string[] {
 
 export function imageInspectArgs(image: string): string[] {
   return ["image", "inspect", positional(image, "image")];
+}
+
+/** `image inspect --format {{.Id}}`: the local image's id alone (podman and docker alike). */
+export function imageIdArgs(image: string): string[] {
+  return ["image", "inspect", "--format", "{{.Id}}", positional(image, "image")];
 }
 
 export function startArgs(name: string): string[] {
@@ -171,6 +179,11 @@ function asLabels(v: unknown): Record<string, string> {
 export function ownerField(labels: Record<string, string>): { owner?: ContainerOwner } {
   const owner = ownerFromLabels(labels);
   return owner ? { owner } : {};
+}
+/** `{ specKey }` when the spec label is set, else nothing (a container created before it, or not by MCP). */
+function specKeyField(labels: Record<string, string>): { specKey?: string } {
+  const key = labels[SPEC_LABEL];
+  return key ? { specKey: key } : {};
 }
 function asNum(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
@@ -341,11 +354,14 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
   const restart = asStr(restartPolicy["Name"]) + (retries > 0 ? `:${retries}` : "");
   const memory = asNum(host["Memory"]) ?? 0;
   const nanoCpus = asNum(host["NanoCpus"]) ?? 0;
-  const owned = ownerField(asLabels(cfg["Labels"]));
+  const labels = asLabels(cfg["Labels"]);
+  const owned = ownerField(labels);
+  const imageId = normalizeImageId(asStr(c["Image"]));
   return {
     id: asStr(c["Id"]),
     name,
     image: imageRef,
+    ...(imageId ? { imageId } : {}),
     state: mapState(rawState),
     startedAt: parseTime(state["StartedAt"]),
     createdAt: parseTime(c["Created"]),
@@ -367,6 +383,7 @@ export function parseInspect(json: unknown, image?: ImageDefaults): ContainerDet
       // A container runtime (podman or docker, which shares this parser) runs containers.
       runtime: "container",
       ...owned,
+      ...specKeyField(labels),
     },
   };
 }
@@ -562,6 +579,20 @@ export class PodmanRuntime implements Runtime {
     if (res.code === 0) return true;
     if (res.code === 1) return false;
     throw failure(this.argv(imageExistsArgs(image)), res, this.label(imageExistsArgs(image), image));
+  }
+
+  async imageId(image: string): Promise<string | null> {
+    const viaApi = await this.imageInspectViaApi(image);
+    if (viaApi === null) return null;
+    if (viaApi !== undefined) {
+      const id = normalizeImageId(asStr(asObj(viaApi)["Id"]));
+      if (id !== "") return id;
+    }
+    const sub = imageIdArgs(image);
+    const res = await this.call(sub, image);
+    if (res.code === 0) return normalizeImageId(res.stdout) || null;
+    if (/image not known|no such image/i.test(res.stderr)) return null;
+    throw failure(this.argv(sub), res, this.label(sub, image));
   }
 
   async run(spec: ContainerSpec): Promise<string> {

@@ -25,7 +25,7 @@ import type {
 } from "./runtime.ts";
 
 /** The calls a runtime answers per container; the router answers them by dispatch. */
-export type RuntimeCalls = Omit<Runtime, "kind" | "engine" | "capabilities" | "version">;
+export type RuntimeCalls = Omit<Runtime, "kind" | "engine" | "capabilities" | "version" | "imageId">;
 
 /** A component's runtime kind is not one this node has. */
 export class RuntimeUnavailableError extends Error {
@@ -152,6 +152,12 @@ export class RuntimeRouter implements RuntimeCalls {
 
   async imageExists(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<boolean> {
     return this.runtimeFor(kind).imageExists(image);
+  }
+
+  /** The local image's id (see Runtime.imageId); undefined when the runtime of `kind` cannot say. */
+  async imageId(image: string, kind: string = DEFAULT_RUNTIME_KIND): Promise<string | null | undefined> {
+    const r = this.runtimeFor(kind);
+    return r.imageId ? r.imageId(image) : undefined;
   }
 
   async run(spec: ContainerSpec): Promise<string> {

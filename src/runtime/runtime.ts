@@ -27,6 +27,19 @@ export interface ContainerOwner {
 /** The label keys of ContainerOwner. */
 export const OWNER_LABELS = { service: "mcp.service", component: "mcp.component" } as const;
 
+/** The label that carries ContainerSpec.specKey. */
+export const SPEC_LABEL = "mcp.spec";
+
+/**
+ * An image id as one form for every engine: "sha256:<hex>" (podman reports the bare hex, docker
+ * the prefixed form); "" stays "".
+ */
+export function normalizeImageId(id: string): string {
+  const s = id.trim();
+  if (s === "" || s.includes(":")) return s;
+  return /^[0-9a-f]{64}$/.test(s) ? `sha256:${s}` : s;
+}
+
 /** The owner recorded in a container's labels, or undefined when it carries none (not MCP's, or older). */
 export function ownerFromLabels(labels: Record<string, string>): ContainerOwner | undefined {
   const service = labels[OWNER_LABELS.service];
@@ -59,6 +72,12 @@ export interface ContainerSpec {
   vcpus: number;
   /** Who the container belongs to, written as labels; absent = no labels (bare runtime use). */
   owner?: ContainerOwner;
+  /**
+   * A digest of the definition the agent created the container from (roles/agent/deploy-plan.ts),
+   * written as the SPEC_LABEL label and read back by inspect: a deploy whose key and image are
+   * those of the running container leaves it alone. Absent = no label.
+   */
+  specKey?: string;
 }
 
 export type { ObservedState };
@@ -88,6 +107,11 @@ export interface ContainerInfo {
  */
 export interface ContainerDetails extends ContainerInfo {
   spec: ContainerSpec;
+  /**
+   * The id of the image the container was created from, normalized ("sha256:<hex>"); absent or ""
+   * when the runtime does not say.
+   */
+  imageId?: string;
 }
 
 /** What a runtime can do, declared up front so callers never probe. */
@@ -128,6 +152,11 @@ export interface Runtime {
   version(): Promise<string>;
   pull(image: string): Promise<void>;
   imageExists(image: string): Promise<boolean>;
+  /**
+   * The id of the local image `image` names (normalized, "sha256:<hex>"), null when it is not in
+   * the local store. Absent: this runtime cannot say (a deploy then always recreates).
+   */
+  imageId?(image: string): Promise<string | null>;
   /** Creates and starts a detached container; returns its id. */
   run(spec: ContainerSpec): Promise<string>;
   /** The exact argv run(spec) would execute (for dry runs and logs); no process is started. */

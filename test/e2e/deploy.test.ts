@@ -268,16 +268,17 @@ describe(`deploy e2e (compiled binary, real registry, real podman)`, () => {
     expect(await mcpOk(["status", SVC])).toEndWith("\nlocal: 1 service, 2 components, 2 running, no drift\n");
   }, 10_000);
 
-  test("deploy <svc>/web redeploys only web: api's container is untouched", async () => {
+  test("deploy <svc>/web --force redeploys only web: api's container is untouched", async () => {
     const webBefore = await containerId(WEB);
     const apiBefore = await containerId(API);
-    const r = await agent.mcp(["deploy", `${SVC}/web`]);
+    // Unchanged, web would be left alone (deploy-noop.test.ts): --force recreates it.
+    const r = await agent.mcp(["deploy", `${SVC}/web`, "--force"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toBe(`deploying ${SVC}/web to local (from ${defFile})`);
     expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/^ok {3}web v1\.2\.3 {2}pull \d+ms \(pulled\)/);
+    expect(lines[1]).toMatch(/^ok {3}web v1\.2\.3 {2}pull \d+ms \(pulled\), stop /);
     expect(await containerId(WEB)).not.toBe(webBefore);
     expect(await containerId(API)).toBe(apiBefore);
     expect(await containerState(API)).toBe("running");
@@ -315,14 +316,20 @@ describe(`deploy e2e (compiled binary, real registry, real podman)`, () => {
   test("with the registry gone, deploy still succeeds from the local copy and warns", async () => {
     await registry!.stop();
     registry = null;
+    const webBefore = await containerId(WEB);
     const r = await agent.mcp(["deploy", SVC]);
     expect(r.code).toBe(0);
     for (const comp of ["web", "api"]) {
       expect(r.stderr).toContain(`mcp: warning: ${comp}: pull of ${image} failed (`);
-      expect(r.stdout).toMatch(
-        new RegExp(`^ok {3}${comp} v1\\.2\\.3 {2}pull \\d+ms \\(local \\(pull failed\\)\\)`, "m"),
-      );
     }
+    // web runs the same spec from the same (local) image: left alone. api was stopped: recreated.
+    expect(r.stdout).toMatch(
+      /^ok {3}web v1\.2\.3 {2}unchanged \(same spec and image sha256:[0-9a-f]{12}…\) {2}pull \d+ms \(local \(pull failed\)\)$/m,
+    );
+    expect(r.stdout).toMatch(
+      /^ok {3}api v1\.2\.3 {2}pull \d+ms \(local \(pull failed\)\), stop \d+ms, run /m,
+    );
+    expect(await containerId(WEB)).toBe(webBefore);
     expect(r.stderr).toContain("; using the local copy");
     expect(await containerState(WEB)).toBe("running");
     expect(await containerState(API)).toBe("running");

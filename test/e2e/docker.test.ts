@@ -2,7 +2,8 @@
 // drives a real Docker engine through the COMPILED binary: `mcp init --local`, then the agent
 // config is switched to docker with the engine's socket in runtime_args, the agent restarted, and
 // a one-component service deployed from a real registry. ps/node list report it, stop/start work,
-// HTTP answers on the published 127.0.0.1 port, and podman never sees the container.
+// HTTP answers on the published 127.0.0.1 port, podman never sees the container, and a redeploy
+// of the same spec leaves it alone (docker's image ids and the mcp.spec label).
 //
 // The agent finds `docker` on PATH, so this also exercises whatever client the machine has there
 // (Debian's 20.10, or a newer one that negotiates the engine's API version).
@@ -125,9 +126,12 @@ describe("an agent with container_runtime = docker (compiled binary, real engine
     expect(r.code).toBe(0);
     const web = r.stdout.split("\n").find((l) => l.startsWith("web: ")) ?? "";
     // The agent adds its default restart policy, as with podman.
-    expect(web).toBe(
-      `web: docker -H ${dockerd.host} run -d --name ${WEB} --label mcp.service=${SVC} --label mcp.component=web --restart unless-stopped -p 127.0.0.1:${port}:8080 ${image}`,
+    // mcp.spec: the key of what the container runs (a later deploy of the same spec leaves it be).
+    const [head, tail] = web.split(/ --label mcp\.spec=[0-9a-f]{16} /);
+    expect(head).toBe(
+      `web: docker -H ${dockerd.host} run -d --name ${WEB} --label mcp.service=${SVC} --label mcp.component=web`,
     );
+    expect(tail).toBe(`--restart unless-stopped -p 127.0.0.1:${port}:8080 ${image}`);
     expect(await dockerState(WEB)).toBe("missing");
   }, 20_000);
 
@@ -178,4 +182,20 @@ describe("an agent with container_runtime = docker (compiled binary, real engine
     const rows = await myRows();
     expect(rows.map((r) => [r.desired, r.observed, r.version])).toEqual([["running", "running", VERSION]]);
   }, 30_000);
+
+  test("the same spec again: unchanged (docker's image ids), the same container; --force recreates it", async () => {
+    const id = async () =>
+      (await dockerCli(dockerd, "container", "inspect", "--format", "{{.Id}}", WEB)).stdout;
+    const before = await id();
+    const r = await agent.mcp(["deploy", SVC]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^ok {3}web v2\.0\.1 {2}unchanged \(same spec and image sha256:[0-9a-f]{12}…\) {2}pull \d+ms \(pulled\)$/m,
+    );
+    expect(await id()).toBe(before);
+    expect((await agent.mcp(["deploy", SVC, "--force"])).code).toBe(0);
+    expect(await id()).not.toBe(before);
+    expect(await dockerState(WEB)).toBe("running");
+  }, 60_000);
 });

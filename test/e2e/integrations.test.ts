@@ -401,7 +401,8 @@ describe("certificates", () => {
       expect(res.success).toBe(false);
       expect(res.error).toContain(`cert: certificate for ${host2}: metacrypt:`);
       expect(res.error).toMatch(/403|permission denied/);
-      expect(res.steps.map((s) => s.step)).toEqual(["cert"]);
+      // The image is pulled first (a missing tag fails before any cert is asked for).
+      expect(res.steps.map((s) => s.step)).toEqual(["pull", "cert"]);
       // the human output is one line for it
       const human = await mcp(["deploy", DENIED]);
       expect(human.code).not.toBe(0);

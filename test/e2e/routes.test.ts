@@ -235,7 +235,8 @@ describe("routes and host ports e2e (compiled binary, real podman)", () => {
 
   test("redeploy keeps the same host ports (a new container, same wiring)", async () => {
     const before = await inspect(CONTAINER);
-    await mcpOk(["deploy", SVC, "--pull", "never"]);
+    // --force: an unchanged spec is otherwise left running as it is (no new container).
+    await mcpOk(["deploy", SVC, "--pull", "never", "--force"]);
     const after = await expectWired();
     expect(after.id).not.toBe(before.id);
     expect(allocations().map((a) => a.port)).toEqual([hostPorts.grpc, hostPorts.web]);

@@ -239,3 +239,42 @@ describe("master core", () => {
     expect((await client.status({})).services).toEqual([]);
   }, 120_000);
 });
+
+describe("master deploy and sync reach the agent's unchanged check (issue 19)", () => {
+  test("the same definition again: unchanged on the agent, same container; --force recreates; sync changes nothing", async () => {
+    const name = svcName("same");
+    const first = await deploy(name);
+    const agent = agents.get(first.node)!;
+    const id = async () => (await agent.ctx.runtime.inspect(`${name}-web`, { imageDefaults: false }))?.id;
+    const before = await id();
+    expect(before).toBeTruthy();
+    const again = await deploy(name);
+    expect(again.node).toBe(first.node);
+    expect(
+      again.components.map((c) => [c.unchanged, c.reason.startsWith("same spec and image sha256:")]),
+    ).toEqual([[true, true]]);
+    expect(await id()).toBe(before);
+    const forced = await client.deploy({ service: spec(name), force: true });
+    expect(forced.success).toBe(true);
+    expect(forced.components.map((c) => c.unchanged)).toEqual([false]);
+    const after = await id();
+    expect(after).not.toBe(before);
+    const synced = await client.sync({ services: [spec(name)] });
+    expect(synced.results.map((r) => [r.step, r.success])).toEqual([[`${name}: unchanged`, true]]);
+    expect(await id()).toBe(after);
+    expect((await client.undeploy({ serviceName: name })).success).toBe(true);
+  }, 120_000);
+
+  test("a first deploy whose image is missing: failed, no placement, nothing on any agent", async () => {
+    const name = svcName("gone");
+    created.push(`${name}-web`);
+    const s = spec(name);
+    s.components[0]!.image = `localhost/mcp-test-busybox:nosuch-${tag}`;
+    const res = await client.deploy({ service: s });
+    expect(res.success).toBe(false);
+    expect(res.error).toContain("is not in the local store");
+    expect(master.ctx.store.getPlacement(name)).toBeNull();
+    for (const a of agents.values()) expect(a.registry.getService(name)).toBeNull();
+    expect((await client.status({})).services.map((x) => x.name)).not.toContain(name);
+  }, 60_000);
+});

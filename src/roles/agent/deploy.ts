@@ -1,13 +1,26 @@
-// Deploy use case (reference flow): record the spec, then per component pull, stop+remove,
-// run <service>-<component>, inspect, record observed state and the version from the tag.
+// Deploy use case (reference flow): pull, record the spec, then per component stop+remove, run
+// <service>-<component>, inspect, record observed state and the version from the tag.
 // Deploys of one service are serialized by the caller's lock.
+//
+// Before anything is recorded, stopped or created, every selected component's image is pulled
+// (per policy) and its plan made (deploy-plan.ts): a missing tag fails the deploy with the
+// registry and the containers as they were (a new service: nothing recorded at all). A component
+// whose container runs the same spec from the same image is left alone ("unchanged": no
+// container recreated) unless forced (no plan: everything recreated); one whose tag now names
+// another image is recreated and says so.
+//
 // A component that declares [components.health] is gated: it counts as deployed (routes are
-// registered, the next component proceeds) only once healthy; one that never gets there is
-// rolled back to what its registry record said ran before (unless no_rollback), the components
-// after it are left as they were, and the history records the attempt and the rollback.
-// Without a health declaration a deploy runs exactly the reference flow.
+// registered, the next component proceeds) only once healthy. A component that fails once its
+// old container was replaced (the run fails, the container is not running, it never becomes
+// healthy) stops the deploy: it is rolled back to what its registry record said ran before
+// (unless no_rollback), the components after it are left as they were, and the history records
+// the attempt and the rollback. A component that had no earlier deploy and never ran is removed
+// again; a new service none of whose containers ran is torn down like `mcp undeploy` (no
+// registry rows, no history: the operator saw the failure, and `mcp list`/`ps`/`status` do not
+// know a service that never ran).
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { containerName } from "../../component/container.ts";
 import { componentKey, specToDef } from "../../component/proto.ts";
 import { recordToDef, toComponentInput } from "../../component/registry.ts";
 import { extractVersion } from "../../config/image.ts";
@@ -18,12 +31,13 @@ import type {
   McpAgent,
   StepTimingSchema,
 } from "../../gen/mcp/v1/mcp_pb.ts";
-import type { ComponentRecord, HistoryKind } from "../../registry/types.ts";
+import type { ComponentRecord, HistoryKind, ServiceRecord } from "../../registry/types.ts";
 import { failedPrecondition, invalidArgument, resourceExhausted } from "../../rpc/errors.ts";
 import type { Handlers } from "../../rpc/service.ts";
 import type { PullPolicy } from "../../runtime/runtime.ts";
 import type { AgentContext } from "./context.ts";
 import { gateComponent } from "./deploy-health.ts";
+import { type Plan, planComponent } from "./deploy-plan.ts";
 import { effectiveDef, writeHistory } from "./history.ts";
 import { firstHookFailure, type HookStepResult, runComponentHook, stepTiming } from "./hooks.ts";
 import { requireHostAccessFor, requireMountsConfined } from "./host-access.ts";
@@ -39,6 +53,7 @@ import {
 import { requireContainersFree, requireOwnContainers } from "./ownership.ts";
 import { requireRuntimes } from "./runtimes.ts";
 import { checkServiceHome } from "./service-home.ts";
+import { teardown } from "./undeploy.ts";
 import { pruneVmCache } from "./vm-cache.ts";
 
 /** Grace period for the old container (podman stop's default, as the reference flow had it). */
@@ -58,6 +73,8 @@ export interface DeployOptions {
   /** What a successful deploy is recorded as (Rollback: "rollback", with its detail). */
   historyKind?: Exclude<HistoryKind, "failed">;
   historyDetail?: string;
+  /** Recreate components whose spec and image are unchanged too (else they are left alone). */
+  force?: boolean;
 }
 
 function selectComponents(def: ServiceDef, component?: string): ComponentDef[] {
@@ -157,54 +174,63 @@ async function ensureImage(
 interface ComponentOutcome {
   result: Result;
   /**
-   * A gated component failed after its old container was stopped: it never became healthy (or
-   * never ran), so rolling back to the earlier spec is the way to get the service back.
+   * The component failed after its old container was stopped (or with none there): it never ran,
+   * exited or never became healthy. Such a failure stops the deploy, and rolling back to the
+   * earlier spec is the way to get the service back.
    */
   rollback: boolean;
+  /** A new container was created and started (run returned), whatever happened to it after. */
+  started: boolean;
+  /** The failure was the health gate's ("did not become healthy"), not the run's. */
+  unhealthy: boolean;
 }
+
+/** An image pulled per policy ahead of the deploy: how, and what its pull warned. */
+interface Ensured {
+  how: string;
+  warnings: string[];
+}
+
+/** Images are per runtime kind (a container image and a unikernel image are different stores). */
+const imageKey = (c: ComponentDef) => `${c.runtime}\0${c.image}`;
 
 async function deployComponent(
   ctx: AgentContext,
   def: ServiceDef,
   c: ComponentDef,
   policy: PullPolicy,
+  /** Steps done before (pull, cert): they lead this component's steps. */
   prepared: Step[] = [],
-  /** Images checkImages already pulled per policy (how, warnings): not pulled a second time. */
-  ensured?: ReadonlyMap<string, Ensured>,
+  /** The image as the deploy pulled it ahead (no second pull); absent: pulled here per policy. */
+  pulled?: Ensured,
 ): Promise<ComponentOutcome> {
   const steps: Step[] = [...prepared];
-  const warnings: string[] = [];
+  const warnings: string[] = [...(pulled?.warnings ?? [])];
   // The recorded routes carry the host ports recordSpec allocated for this deploy.
   const routes = ctx.registry.getComponent(def.name, c.name)?.routes ?? [];
   const spec = runSpec(ctx.settings, def.name, c, routes);
   const version = extractVersion(c.image);
   const gated = c.health !== undefined;
   let replaced = false;
-  const failed = (error: string, rollback = gated && replaced): ComponentOutcome => ({
+  let started = false;
+  const failed = (error: string, rollback = replaced, unhealthy = false): ComponentOutcome => ({
     result: { name: c.name, success: false, error, version, steps, warnings },
     rollback,
+    started,
+    unhealthy,
   });
   try {
-    const how = await timed(steps, "pull", async () => {
-      const done = ensured?.get(c.image);
-      if (!done) return ensureImage(ctx, c.image, policy, warnings, c.runtime);
-      warnings.push(...done.warnings);
-      return done.how;
-    });
-    steps[steps.length - 1]!.detail = how;
+    if (!pulled) {
+      const how = await timed(steps, "pull", () => ensureImage(ctx, c.image, policy, warnings, c.runtime));
+      steps[steps.length - 1]!.detail = how;
+    }
     // The reference's `stop` + `rm` as one runtime call (podman `rm -f -t 10`: SIGTERM, the same
     // 10 s grace as `podman stop`, then SIGKILL), with no inspect before it: a missing container
-    // is not an error. A failure means one was there and may be half gone: a gated one rolls back.
-    await timed(steps, "stop", async () => {
-      try {
-        if (await ctx.runtime.stopAndRemove(spec.name, STOP_TIMEOUT_SEC)) replaced = true;
-      } catch (err) {
-        replaced = true;
-        throw err;
-      }
-    });
+    // is not an error. From here on a failure rolls back: what ran before is gone or may be.
     replaced = true;
+    await timed(steps, "stop", () => ctx.runtime.stopAndRemove(spec.name, STOP_TIMEOUT_SEC));
     await timed(steps, "run", () => ctx.runtime.run(spec));
+    started = true;
     // State and start time are all a deploy reads back: no image lookup (one call, not two).
     const details = await timed(steps, "inspect", () =>
       ctx.runtime.inspect(spec.name, { imageDefaults: false }),
@@ -222,19 +248,56 @@ async function deployComponent(
       if (!gate.healthy) {
         const now = await ctx.runtime.inspect(spec.name, { imageDefaults: false }).catch(() => null);
         ctx.registry.setObservedState(def.name, c.name, now?.state ?? "removed");
-        return failed(gate.detail);
+        return failed(gate.detail, true, true);
       }
     }
     // Routes point at the new container only now: after it runs, and with a check after it is healthy.
     const hookFailure = await runComponentHook(ctx, "onDeployed", def.name, c.name, steps);
     if (hookFailure) return failed(hookFailure, false);
-    return { result: { name: c.name, success: true, version, steps, warnings }, rollback: false };
+    return {
+      result: { name: c.name, success: true, version, steps, warnings },
+      rollback: false,
+      started,
+      unhealthy: false,
+    };
   } catch (err) {
     // Record what is really there so the registry never claims a success that did not happen.
     const details = await ctx.runtime.inspect(spec.name, { imageDefaults: false }).catch(() => null);
     ctx.registry.setObservedState(def.name, c.name, details?.state ?? "removed");
     return failed((err as Error).message.split("\n")[0] ?? "deploy failed");
   }
+}
+
+/**
+ * An unchanged component: its container is left as it is. The registry says it runs (observed
+ * running, the version of its tag) and its routes and DNS record are asserted again (the hooks
+ * upsert; a route a failed deploy never registered is registered now).
+ */
+async function keepComponent(
+  ctx: AgentContext,
+  def: ServiceDef,
+  c: ComponentDef,
+  plan: Plan,
+  prepared: Step[],
+  pulled: Ensured | undefined,
+): Promise<Result> {
+  const steps = [...prepared];
+  const version = extractVersion(c.image);
+  ctx.registry.withTransaction(() => {
+    ctx.registry.setObservedState(def.name, c.name, "running");
+    ctx.registry.setVersion(def.name, c.name, version);
+  });
+  const hookFailure = await runComponentHook(ctx, "onDeployed", def.name, c.name, steps);
+  return {
+    name: c.name,
+    success: hookFailure === null,
+    error: hookFailure ?? "",
+    version,
+    steps,
+    warnings: [...(pulled?.warnings ?? [])],
+    unchanged: true,
+    reason: plan.reason,
+  };
 }
 
 /**
@@ -271,6 +334,8 @@ async function rollbackComponent(
     restored = {
       result: { name: c.name, success: false, error: (err as Error).message.split("\n")[0] },
       rollback: false,
+      started: false,
+      unhealthy: false,
     };
   }
   const r = restored.result;
@@ -293,6 +358,19 @@ async function rollbackComponent(
   out.version = before.version || extractVersion(old.image);
   out.warnings = [...(out.warnings ?? []), ...(r.warnings ?? [])];
   return true;
+}
+
+/**
+ * A component this deploy added that failed before its container ran: what the failed run left
+ * under its name (a created, never started container) goes, and so does its record.
+ */
+async function dropNewComponent(ctx: AgentContext, service: string, c: ComponentDef, out: Result) {
+  try {
+    await ctx.runtime.stopAndRemove(containerName(service, c.name), 0);
+    restoreRecord(ctx, service, c.name, undefined);
+  } catch (err) {
+    out.error = `${out.error}; removing what the attempt left failed: ${(err as Error).message.split("\n")[0]}`;
+  }
 }
 
 /** A component a stopped deploy never reached gets its earlier record back (its container was not touched). */
@@ -321,15 +399,18 @@ function restoreRecord(
 }
 
 /**
- * Runs the prepareDeploy hook (L7 certificates) of every selected component before anything is
- * touched. When one fails, every component gets a failed result and nothing else happens.
+ * Runs the prepareDeploy hook (L7 certificates) of every component to deploy (`comps`) before
+ * anything is touched. When one fails, nothing else happens: every component of the deploy
+ * (`all`) gets a failed result, its earlier steps (`leading`) first.
  */
 async function prepareComponents(
   ctx: AgentContext,
   def: ServiceDef,
-  comps: ComponentDef[],
+  comps: readonly ComponentDef[],
+  all: readonly ComponentDef[],
+  leading: ReadonlyMap<string, Step[]>,
 ): Promise<{ failed: boolean; steps: Map<string, Step[]>; results: Result[] }> {
-  const steps = new Map<string, Step[]>();
+  const steps = new Map<string, Step[]>(all.map((c) => [c.name, [...(leading.get(c.name) ?? [])]]));
   const failures = new Map<string, string>();
   if (!ctx.hooks.prepareDeploy) return { failed: false, steps, results: [] };
   for (const c of comps) {
@@ -339,13 +420,13 @@ async function prepareComponents(
     } catch (err) {
       res = [{ step: "integrations", success: false, error: (err as Error).message.split("\n")[0] }];
     }
-    steps.set(c.name, res.map(stepTiming));
+    steps.get(c.name)!.push(...res.map(stepTiming));
     const bad = firstHookFailure(res);
     if (bad) failures.set(c.name, bad);
   }
   if (failures.size === 0) return { failed: false, steps, results: [] };
   const [firstName, firstError] = [...failures][0]!;
-  const results = comps.map((c) => ({
+  const results = all.map((c) => ({
     name: c.name,
     success: false,
     error: failures.get(c.name) ?? `not deployed: component ${firstName} failed (${firstError})`,
@@ -356,40 +437,106 @@ async function prepareComponents(
   return { failed: true, steps, results };
 }
 
-/** An image pulled per policy ahead of the deploy: how, and what its pull warned. */
-interface Ensured {
-  how: string;
-  warnings: string[];
-}
-
 /**
- * Pulls (per policy) and checks the images of components whose runtime checks images (see
- * Runtime.checkImage) and throws FAILED_PRECONDITION with the first refusal: one line naming the
- * component, nothing recorded or created. A failed pull is left to the deploy to report as before.
+ * Pulls (per policy) the image of every component to deploy, each image once, before anything is
+ * recorded or touched, and checks the images of runtimes that check them (Runtime.checkImage).
+ * A failed pull fails the deploy with nothing changed: the results (pull step and error for the
+ * component, "not deployed" for the others). A refused image is FAILED_PRECONDITION, one line
+ * naming the component.
  */
-async function checkImages(
+async function pullImages(
   ctx: AgentContext,
-  service: string,
+  def: ServiceDef,
   comps: readonly ComponentDef[],
   policy: PullPolicy,
-): Promise<Map<string, Ensured>> {
-  const ensured = new Map<string, Ensured>();
+): Promise<{ images: Map<string, Ensured>; steps: Map<string, Step[]>; failed: Result[] | null }> {
+  const images = new Map<string, Ensured>();
+  const steps = new Map<string, Step[]>();
   for (const c of comps) {
+    const key = imageKey(c);
+    const done = images.get(key);
+    const warnings: string[] = [];
+    const t0 = performance.now();
+    try {
+      // One pull serves every component of that image: said once with its time.
+      const how = done ? done.how : await ensureImage(ctx, c.image, policy, warnings, c.runtime);
+      if (!done) images.set(key, { how, warnings });
+      steps.set(c.name, [
+        { step: "pull", durationMs: BigInt(Math.round(performance.now() - t0)), detail: how },
+      ]);
+    } catch (err) {
+      const error = (err as Error).message.split("\n")[0] || "pull failed";
+      const pull = { step: "pull", durationMs: BigInt(Math.round(performance.now() - t0)), detail: "" };
+      ctx.logger.warn(
+        { service: def.name, component: c.name, image: c.image, error },
+        "deploy refused: pull failed",
+      );
+      return {
+        images,
+        steps,
+        failed: comps.map((x) => ({
+          name: x.name,
+          success: false,
+          error: x === c ? error : `not deployed: the image of component ${c.name} could not be pulled`,
+          version: extractVersion(x.image),
+          steps: x === c ? [pull] : (steps.get(x.name) ?? []),
+          warnings: x === c ? warnings : [],
+        })),
+      };
+    }
     const rt = ctx.runtime.runtimeFor(c.runtime);
     if (!rt.checkImage) continue;
-    if (!ensured.has(c.image)) {
-      const warnings: string[] = [];
-      const how = await ensureImage(ctx, c.image, policy, warnings, c.runtime).catch(() => null);
-      if (how === null) continue;
-      ensured.set(c.image, { how, warnings });
-    }
     try {
-      await rt.checkImage(runSpec(ctx.settings, service, c, []));
+      await rt.checkImage(runSpec(ctx.settings, def.name, c, []));
     } catch (err) {
       throw failedPrecondition((err as Error).message.split("\n")[0]!);
     }
   }
-  return ensured;
+  return { images, steps, failed: null };
+}
+
+/**
+ * The plan of each component (deploy-plan.ts): new components need no look; the others one
+ * inspect of their container and, when it runs the same spec, one look at the local image's id.
+ */
+async function planComponents(
+  ctx: AgentContext,
+  def: ServiceDef,
+  comps: readonly ComponentDef[],
+  before: ReadonlyMap<string, ComponentRecord>,
+): Promise<Map<string, Plan>> {
+  const plans = new Map<string, Plan>();
+  const ids = new Map<string, Promise<string | null | undefined>>();
+  for (const c of comps) {
+    const rec = before.get(c.name);
+    if (!rec || rec.desiredState === "ignore") {
+      plans.set(c.name, { unchanged: false, reason: "" });
+      continue;
+    }
+    const wantKey = runSpec(ctx.settings, def.name, c, rec.routes).specKey ?? "";
+    const d = await ctx.runtime
+      .inspect(containerName(def.name, c.name), { imageDefaults: false })
+      .catch(() => null);
+    let imageId: string | null | undefined;
+    if (d?.state === "running" && d.spec.specKey === wantKey) {
+      const key = imageKey(c);
+      if (!ids.has(key))
+        ids.set(
+          key,
+          ctx.runtime.imageId(c.image, c.runtime).catch(() => undefined),
+        );
+      imageId = await ids.get(key);
+    }
+    plans.set(
+      c.name,
+      planComponent({
+        running: d ? { state: d.state, specKey: d.spec.specKey, imageId: d.imageId } : null,
+        wantKey,
+        imageId,
+      }),
+    );
+  }
+  return plans;
 }
 
 /** Host-port failures as one clear RPC error (RESOURCE_EXHAUSTED), not an internal one. */
@@ -400,6 +547,15 @@ function portsOrFail<T>(fn: () => T): T {
     if (err instanceof HostPortError) throw resourceExhausted(err.message);
     throw err;
   }
+}
+
+/** Where a deploy stopped: the component that failed, why, and whether it was restored. */
+interface Stop {
+  component: string;
+  error: string;
+  /** "did not become healthy" or "failed". */
+  why: string;
+  rolledBack: boolean;
 }
 
 export async function deployService(
@@ -440,43 +596,78 @@ export async function deployService(
     await containersFree();
     // Every caller, every path that runs containers from a definition (deploy, rollback, boot).
     requireMountsConfined(ctx, def.name, comps);
-    // Certificates first: a cert error fails the deploy before the registry or any container changes.
-    const prepared = await prepareComponents(ctx, def, comps);
+    // What ran before this deploy: a component that fails goes back to it.
+    const existing = ctx.registry.getService(def.name);
+    const before = new Map((existing?.components ?? []).map((r) => [r.name, r]));
+    // Images first: a tag the registry does not have fails the deploy before anything changes.
+    const pulled = await pullImages(ctx, def, comps, policy);
+    if (pulled.failed) return pulled.failed;
+    // --force: no plan, no look: every component is recreated.
+    const plans = opts.force ? new Map<string, Plan>() : await planComponents(ctx, def, comps, before);
+    const todo = comps.filter((c) => !plans.get(c.name)?.unchanged);
+    // Certificates next: a cert error fails the deploy before the registry or any container changes.
+    const prepared = await prepareComponents(ctx, def, todo, comps, pulled.steps);
     if (prepared.failed) return prepared.results;
-    // Images a runtime checks itself (a unikernel's: x86-64 ELF entrypoint) are pulled and checked
-    // before the registry changes: a refused image leaves nothing behind.
-    const ensured = await checkImages(ctx, def.name, comps, policy);
-    // What ran before this deploy: a component that never becomes healthy goes back to it.
-    const before = new Map((ctx.registry.getService(def.name)?.components ?? []).map((r) => [r.name, r]));
     // No free port (or an address that is not this host's): nothing is recorded or started.
     portsOrFail(() => recordSpec(ctx, def, comps));
     const results: Result[] = [];
-    let gateFailure: { component: string; error: string; rolledBack: boolean } | null = null;
+    let stop: Stop | null = null;
+    let anyStarted = false;
+    // A component this deploy added that failed before it ran: removed once the loop is done.
+    let dropNew: { c: ComponentDef; result: Result } | null = null;
     for (const c of comps) {
-      if (gateFailure) {
-        // The deploy stopped at an unhealthy component: this one was never touched.
+      const plan = plans.get(c.name) ?? { unchanged: false, reason: "" };
+      const image = pulled.images.get(imageKey(c));
+      if (stop) {
+        // The deploy stopped at a failed component: this one was never touched.
         restoreRecord(ctx, def.name, c.name, before.get(c.name));
         results.push({
           name: c.name,
           success: false,
-          error: `not deployed: component ${gateFailure.component} did not become healthy`,
+          error: `not deployed: component ${stop.component} ${stop.why}`,
           version: extractVersion(c.image),
           steps: prepared.steps.get(c.name) ?? [],
         });
         continue;
       }
-      const out = await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? [], ensured);
+      if (plan.unchanged) {
+        results.push(await keepComponent(ctx, def, c, plan, prepared.steps.get(c.name) ?? [], image));
+        continue;
+      }
+      const out = await deployComponent(ctx, def, c, policy, prepared.steps.get(c.name) ?? [], image);
+      if (plan.reason) out.result.reason = plan.reason;
       results.push(out.result);
+      anyStarted ||= out.started;
       if (!out.rollback) continue;
       const error = out.result.error ?? "";
+      const earlier = before.get(c.name);
       let rolledBack = false;
       if (opts.noRollback) out.result.error = `${error}; left for inspection (no rollback)`;
-      else rolledBack = await rollbackComponent(ctx, def, c, before.get(c.name), out.result);
-      gateFailure = { component: c.name, error, rolledBack };
+      else if (earlier && earlier.desiredState !== "ignore")
+        rolledBack = await rollbackComponent(ctx, def, c, earlier, out.result);
+      else if (!out.started) dropNew = { c, result: out.result };
+      else out.result.error = `${error}; nothing to roll back to (no earlier deploy of ${c.name})`;
+      stop = {
+        component: c.name,
+        error,
+        why: out.unhealthy ? "did not become healthy" : "failed",
+        rolledBack,
+      };
     }
-    finishDeploy(ctx, def, opts, results, gateFailure);
+    // A new service none of whose containers ever ran: nothing of it stays (undeploy's teardown).
+    if (!existing && stop && !anyStarted && !opts.noRollback) {
+      await forgetService(ctx, def.name, results);
+      return results;
+    }
+    if (dropNew) await dropNewComponent(ctx, def.name, dropNew.c, dropNew.result);
+    finishDeploy(ctx, def, opts, results, stop, existing?.specJson ?? null);
     ctx.logger.info(
-      { service: def.name, components: results.map((r) => `${r.name}:${r.success ? "ok" : "failed"}`) },
+      {
+        service: def.name,
+        components: results.map(
+          (r) => `${r.name}:${r.unchanged ? "unchanged" : r.success ? "ok" : "failed"}`,
+        ),
+      },
       "deploy finished",
     );
     return results;
@@ -484,25 +675,53 @@ export async function deployService(
 }
 
 /**
- * After the components: the stored service spec says what runs when a gate failed, and the spec
- * history gets its rows (a deploy asked for over RPC only; boot and recover do not write any):
- * a successful deploy (or Rollback) one row; a gate failure the attempt as "failed" and, when
- * something was restored, what runs now as "rollback".
+ * Removes what a failed first deploy recorded and created (containers never started, routes, DNS,
+ * certs issued for it, the registry entry and its ports), as `mcp undeploy` would. When that
+ * fails the entry stays (desired stopped) and the first failed result says how to finish.
+ */
+async function forgetService(ctx: AgentContext, service: string, results: Result[]): Promise<void> {
+  const svc: ServiceRecord | null = ctx.registry.getService(service);
+  if (!svc) return;
+  let left = "";
+  try {
+    const bad = (await teardown(ctx, svc)).filter((r) => !r.success);
+    if (bad.length > 0) left = bad.map((r) => `${r.name || "integrations"}: ${r.error}`).join("; ");
+  } catch (err) {
+    left = (err as Error).message.split("\n")[0] ?? "teardown failed";
+  }
+  const first = results.find((r) => !r.success);
+  if (left && first)
+    first.error = `${first.error}; removing what the attempt left failed (${left}): run mcp undeploy ${service}`;
+  ctx.logger.warn(
+    { service, cleaned: left === "" },
+    left === ""
+      ? "first deploy failed before anything ran: nothing kept"
+      : "first deploy failed; cleanup incomplete",
+  );
+}
+
+/**
+ * After the components: the stored service spec says what runs when the deploy stopped, and the
+ * spec history gets its rows (a deploy asked for over RPC only; boot and recover do not write
+ * any): a successful deploy (or Rollback) one row, unless nothing changed at all; a stopped one
+ * the attempt as "failed" and, when something was restored, what runs now as "rollback".
  */
 function finishDeploy(
   ctx: AgentContext,
   def: ServiceDef,
   opts: DeployOptions,
   results: Result[],
-  gateFailure: { component: string; error: string; rolledBack: boolean } | null,
+  stop: Stop | null,
+  specBefore: string | null,
 ): void {
   const now = effectiveDef(ctx, def);
-  if (gateFailure) ctx.registry.upsertService({ name: def.name, specJson: JSON.stringify(now) });
+  if (stop) ctx.registry.upsertService({ name: def.name, specJson: JSON.stringify(now) });
   if (opts.caller === undefined) return;
-  if (!gateFailure) {
-    if (results.every((r) => r.success)) {
-      writeHistory(ctx, now, opts.caller, opts.historyKind ?? "deploy", opts.historyDetail ?? "");
-    }
+  if (!stop) {
+    if (!results.every((r) => r.success)) return;
+    // Every component unchanged and the same definition: a no-op is not a new entry.
+    if (results.every((r) => r.unchanged) && specBefore === JSON.stringify(def)) return;
+    writeHistory(ctx, now, opts.caller, opts.historyKind ?? "deploy", opts.historyDetail ?? "");
     return;
   }
   // The attempt as it was asked for: components it did not select keep what they run.
@@ -512,15 +731,15 @@ function finishDeploy(
       opts.component && c.name !== opts.component ? c : (def.components.find((d) => d.name === c.name) ?? c),
     ),
   };
-  const failed = results.find((r) => r.name === gateFailure.component);
-  writeHistory(ctx, attempted, opts.caller, "failed", `${gateFailure.component}: ${gateFailure.error}`);
-  if (gateFailure.rolledBack) {
+  const failed = results.find((r) => r.name === stop.component);
+  writeHistory(ctx, attempted, opts.caller, "failed", `${stop.component}: ${stop.error}`);
+  if (stop.rolledBack) {
     writeHistory(
       ctx,
       now,
       opts.caller,
       "rollback",
-      `automatic: ${gateFailure.component} did not become healthy, rolled back to ${failed?.rolledBackTo ?? "?"}`,
+      `automatic: ${stop.component} ${stop.why}, rolled back to ${failed?.rolledBackTo ?? "?"}`,
     );
   }
 }
@@ -549,9 +768,12 @@ export function deployHandlers(ctx: AgentContext): Partial<Handlers<typeof McpAg
         dryRun: req.dryRun,
         noRollback: req.noRollback,
         caller: call.identity.name,
+        force: req.force,
       });
-      if (!req.dryRun) void pruneVmCache(ctx);
-      return { results };
+      if (req.dryRun) return { results };
+      void pruneVmCache(ctx);
+      const failed = results.some((r) => !r.success);
+      return { results, nothingKept: failed && ctx.registry.getService(def.name) === null };
     },
   };
 }

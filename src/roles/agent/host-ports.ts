@@ -9,6 +9,7 @@ import { isAnyAddr, parseListenAddress } from "../../config/specs.ts";
 import { type Registry, RegistryError } from "../../registry/index.ts";
 import type { ContainerSpec } from "../../runtime/runtime.ts";
 import type { AgentSettings } from "./context.ts";
+import { specKeyOf } from "./deploy-plan.ts";
 import { DEFAULT_ROUTE_BIND, type RoutePort, withRoutePorts } from "./route-ports.ts";
 
 /** A route key in port_allocations and component_routes: the route's name, "" for the unnamed one. */
@@ -54,8 +55,9 @@ export function publishHost(address: string): string {
 }
 
 /**
- * The spec a component runs as: its own fields plus its route ports on the node address, and its
- * owner (service and component), which every container the agent creates carries as labels.
+ * The spec a component runs as: its own fields plus its route ports on the node address, its
+ * owner (service and component) and the key of all that (deploy-plan.ts), which every container
+ * the agent creates carries as labels.
  */
 export function runSpec(
   settings: Pick<AgentSettings, "nodeAddress">,
@@ -63,10 +65,8 @@ export function runSpec(
   c: ComponentDef,
   routes: readonly RoutePort[],
 ): ContainerSpec {
-  return {
-    ...withRoutePorts(containerSpec(service, c), routes, publishHost(nodeAddressOf(settings))),
-    owner: { service, component: c.name },
-  };
+  const spec = withRoutePorts(containerSpec(service, c), routes, publishHost(nodeAddressOf(settings)));
+  return { ...spec, owner: { service, component: c.name }, specKey: specKeyOf(c, spec) };
 }
 
 /** Why no port could be probed at all: the address is not this host's, or similar. */

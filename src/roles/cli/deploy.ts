@@ -3,6 +3,8 @@
 // spec deployed on the node, field by field (spec-plan.ts), then the runtime argv.
 // Components with [components.health] are gated by the agent: the CLI says it waits for them and
 // shows their health (and rollback) steps; a rolled-back component makes the exit non-zero.
+// A component whose spec and image are unchanged is left alone and said so (exit 0); --force
+// recreates it.
 
 import { defToSpec } from "../../component/proto.ts";
 import type { ComponentResult, ServiceSpec } from "../../gen/mcp/v1/mcp_pb.ts";
@@ -23,6 +25,12 @@ function stepsLine(r: ComponentResult): string {
   return r.steps
     .map((s) => `${s.step} ${Number(s.durationMs)}ms${s.detail ? ` (${s.detail})` : ""}`)
     .join(", ");
+}
+
+/** "unchanged (same spec and image …)  " or "image digest changed: … -> …  " before the steps. */
+function reasonPrefix(r: ComponentResult): string {
+  if (r.unchanged) return `unchanged${r.reason ? ` (${r.reason})` : ""}  `;
+  return r.reason ? `${r.reason}  ` : "";
 }
 
 /** One line per health-gated component before the (unary) deploy call: what it will wait for. */
@@ -57,7 +65,9 @@ export function printResults(
       if (dryRun) {
         process.stdout.write(`${r.name}: ${r.argv.map(shellQuote).join(" ")}\n`);
       } else if (r.success) {
-        process.stdout.write(`${green("ok")}   ${r.name} ${r.version || ""}  ${stepsLine(r)}\n`);
+        process.stdout.write(
+          `${green("ok")}   ${r.name} ${r.version || ""}  ${reasonPrefix(r)}${stepsLine(r)}\n`,
+        );
       } else {
         process.stdout.write(
           `${red("FAIL")} ${r.name}: ${r.error}${r.steps.length ? `  (${stepsLine(r)})` : ""}\n`,
@@ -65,6 +75,8 @@ export function printResults(
       }
     }
   }
+  if (!ctx.json && !dryRun && results.length > 0 && results.every((r) => r.unchanged && r.success))
+    process.stdout.write(`${what}: unchanged, nothing redeployed (mcp deploy --force recreates)\n`);
   if (failed.length === 0) return 0;
   if (!ctx.json) {
     const names = failed.map((f) =>
@@ -140,6 +152,7 @@ export async function deployCommand(args: string[], opts: Record<string, unknown
         pullPolicy: pull,
         dryRun,
         noRollback: opts.rollback === false,
+        force: opts.force === true,
       },
       { timeoutMs: 10 * 60_000 },
     ),

@@ -57,7 +57,10 @@ export async function deploy(ctx: Ctx, args: string[], opts: Record<string, unkn
       `deploying ${service}${component ? `/${component}` : ""} through the master (from ${loaded.file})\n`,
     );
   const res = await onMaster(ctx, (m) =>
-    m.deploy({ service: spec, component: component ?? "" }, { timeoutMs: 10 * 60_000 }),
+    m.deploy(
+      { service: spec, component: component ?? "", force: opts.force === true },
+      { timeoutMs: 10 * 60_000 },
+    ),
   );
   if (ctx.json) {
     printJson({
@@ -78,7 +81,7 @@ export async function deploy(ctx: Ctx, args: string[], opts: Record<string, unkn
       for (const w of r.warnings) warn(`${r.name}: ${w}`);
       process.stdout.write(
         r.success
-          ? `${green("ok")}   ${r.name} ${r.version || ""}\n`
+          ? `${green("ok")}   ${r.name} ${r.version || ""}${r.unchanged ? "  unchanged" : ""}${r.reason ? ` (${r.reason})` : ""}\n`
           : `${red("FAIL")} ${r.name}: ${r.error}\n`,
       );
     }

@@ -15,6 +15,8 @@ export function resultJson(r: ComponentResult) {
     warnings: r.warnings,
     argv: r.argv.length > 0 ? r.argv : undefined,
     rolledBackTo: r.rolledBackTo || undefined,
+    unchanged: r.unchanged || undefined,
+    reason: r.reason || undefined,
   };
 }
 

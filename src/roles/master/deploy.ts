@@ -160,6 +160,7 @@ export async function deployDef(
   spec: ServiceSpec,
   def: ServiceDef,
   component = "",
+  force = false,
 ): Promise<DeployResult> {
   return ctx.locks.run(def.name, async () => {
     if (component && !def.components.some((c) => c.name === component)) {
@@ -175,13 +176,15 @@ export async function deployDef(
     }
     const out: DeployResult = { node, success: false, error: "" };
     let components: ComponentResult[] = [];
+    let nothingKept = false;
     try {
       const agent = await agentFor(ctx, node);
       const res = await agent.deploy(
-        { service: spec, component },
+        { service: spec, component, force },
         { timeoutMs: ctx.settings.timeouts.deployMs },
       );
       components = res.results;
+      nothingKept = res.nothingKept;
     } catch (err) {
       out.deployResult = failed(`deploy on ${node}`, err);
       out.dnsResult = failed("dns", "not attempted: deploy failed");
@@ -191,16 +194,20 @@ export async function deployDef(
     }
     out.components = components;
     // Recorded even when a component failed: containers may exist and undeploy must find them.
+    // Not when the node kept nothing of a service placed for the first time (a failed first
+    // deploy): the master then knows no more of it than the node does.
     // A single-component deploy keeps the stored full definition unless none was stored yet.
     const prior = ctx.store.getPlacement(def.name);
     const before = prior?.specJson ? componentCount(prior.specJson) : 0;
-    ctx.store.upsertPlacement({
-      service: def.name,
-      node,
-      tier: def.tier,
-      specJson: component && prior?.specJson ? prior.specJson : canonicalSpec(def),
-    });
-    if (!component) adjustContainers(ctx, node, def.components.length - before);
+    if (!(nothingKept && !prior)) {
+      ctx.store.upsertPlacement({
+        service: def.name,
+        node,
+        tier: def.tier,
+        specJson: component && prior?.specJson ? prior.specJson : canonicalSpec(def),
+      });
+      if (!component) adjustContainers(ctx, node, def.components.length - before);
+    }
     const bad = components.filter((c) => !c.success);
     out.deployResult = bad.length
       ? failed(`deploy on ${node}`, bad.map((c) => `${c.name}: ${c.error}`).join("; "))
@@ -235,10 +242,11 @@ export async function masterDeploy(
   spec: ServiceSpec | undefined,
   component: string,
   caller: Caller,
+  force = false,
 ) {
   const def = validateSpec(ctx, spec);
   requireCallerHostAccess(ctx, def, caller);
-  return deployDef(ctx, spec!, def, component);
+  return deployDef(ctx, spec!, def, component, force);
 }
 
 /** Undeploys a placed service: worker, then edge routes, then records. */

@@ -13,7 +13,7 @@ import { masterSync } from "./sync.ts";
 export function masterHandlers(ctx: MasterContext): Partial<Handlers<typeof McpMasterService>> {
   return {
     async deploy(req, call) {
-      return masterDeploy(ctx, req.service, req.component, call.identity);
+      return masterDeploy(ctx, req.service, req.component, call.identity, req.force);
     },
     async undeploy(req) {
       return masterUndeploy(ctx, req.serviceName);

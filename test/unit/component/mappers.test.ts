@@ -492,5 +492,6 @@ const _specKeys: Record<keyof ContainerSpec, true> = {
   vcpus: true,
   runtime: true,
   owner: true,
+  specKey: true,
 };
 void _specKeys;

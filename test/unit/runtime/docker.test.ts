@@ -390,6 +390,8 @@ describe("parseDockerInspect", () => {
       id: IDS.web,
       name: "cap-web",
       image: IMG,
+      // The id of the image it was created from, as docker reports it (already sha256:-prefixed).
+      imageId: "sha256:359535f88f4220c762544e008d95ef689477e5a906f79dfd09e49740d541084a",
       state: "running",
       startedAt: new Date("2026-11-21T05:39:48.036Z"),
       createdAt: new Date("2026-11-21T05:39:47.831Z"),

@@ -6,6 +6,7 @@ import {
   DEFAULT_PATH,
   execArgs,
   imageExistsArgs,
+  imageIdArgs,
   inspectArgs,
   logsArgs,
   PodmanRuntime,
@@ -108,6 +109,33 @@ describe("argv builders", () => {
     );
   });
 
+  test("a spec key becomes the mcp.spec label after the owner; inspect reads it and the image id back", () => {
+    const keyed = bareSpec("a-b", "img:v1", { owner: { service: "a", component: "b" }, specKey: "0123abcd" });
+    expect(runArgs(keyed).slice(4, 10)).toEqual([
+      "--label",
+      "mcp.service=a",
+      "--label",
+      "mcp.component=b",
+      "--label",
+      "mcp.spec=0123abcd",
+    ]);
+    expect(runArgs({ ...keyed, specKey: "" }).filter((a) => a.startsWith("mcp.spec="))).toEqual([]);
+    const labels = { "mcp.service": "a", "mcp.component": "b", "mcp.spec": "0123abcd" };
+    const d = parseInspect([
+      { Id: "x", Name: "a-b", Image: "c".repeat(64), Config: { Image: "img:v1", Labels: labels }, State: {} },
+    ]);
+    expect(d.spec.specKey).toBe("0123abcd");
+    expect(d.imageId).toBe(`sha256:${"c".repeat(64)}`);
+    // Docker reports the prefixed id: the same form.
+    expect(
+      parseInspect([{ Id: "x", Name: "a-b", Image: `sha256:${"c".repeat(64)}`, State: {} }]).imageId,
+    ).toBe(`sha256:${"c".repeat(64)}`);
+    // No label, no image: neither field.
+    const bare = parseInspect([{ Id: "x", Name: "a-b", Config: { Image: "i" }, State: {} }]);
+    expect("specKey" in bare.spec).toBe(false);
+    expect("imageId" in bare).toBe(false);
+  });
+
   test("inspect and ps read the owner labels back; other labels, or none, give no owner", () => {
     const inspected = (labels: unknown) =>
       parseInspect([{ Id: "x", Name: "a-b-c", Config: { Image: "i", Labels: labels }, State: {} }]);
@@ -144,6 +172,7 @@ describe("argv builders", () => {
     expect(() => stopRmArgs("-x")).toThrow(/invalid container name/);
     expect(inspectArgs("x")).toEqual(["container", "inspect", "x"]);
     expect(imageExistsArgs("i:1")).toEqual(["image", "exists", "i:1"]);
+    expect(imageIdArgs("i:1")).toEqual(["image", "inspect", "--format", "{{.Id}}", "i:1"]);
     expect(psArgs()).toEqual(["ps", "-a", "--format", "json"]);
     expect(logsArgs("x", { follow: false })).toEqual(["logs", "x"]);
     expect(logsArgs("x", { follow: true, tail: 50, since: "10m" })).toEqual([
