@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { busyboxImage, freePort, podmanEnv } from "../support/env.ts";
 import { type LocalAgent, removeContainers, startLocalAgent } from "../support/local-agent.ts";
+import { podmanIn } from "../support/own-store.ts";
 
 const rand = () => Math.random().toString(36).slice(2, 8).padEnd(6, "0");
 const HTTPD_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"];
@@ -26,29 +27,6 @@ const HTTPD_CMD = ["/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /ww
 interface Podman {
   globalArgs: string[];
   env: Record<string, string>;
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function podmanIn(p: Podman, ...args: string[]): Promise<Run> {
-  const proc = Bun.spawn(["podman", ...p.globalArgs, ...args], {
-    env: { ...process.env, ...p.env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(timer);
-  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
 }
 
 async function podmanOk(p: Podman, ...args: string[]): Promise<string> {

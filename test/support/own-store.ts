@@ -3,7 +3,7 @@
 // would free all of it on its first start), and the test images copied in (podman save | load).
 // An agent on it sees only what the test made there — nothing of other tests' containers in the
 // machine's default store — so "nothing deployed" and drift counts are exact.
-// The same recipe as recover.test.ts's disaster store.
+// The same recipe as recover.test.ts's disaster store (which shares podmanIn).
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,27 @@ export interface OwnStore {
   podman(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Removes the named containers (by name, as every test does), unmounts and deletes the store. */
   remove(containers: string[]): Promise<void>;
+}
+
+/** podman with a store's global flags and env; never throws on a non-zero exit (outputs trimmed). */
+export async function podmanIn(
+  p: { globalArgs: string[]; env: Record<string, string> },
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(["podman", ...p.globalArgs, ...args], {
+    env: { ...process.env, ...p.env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(timer);
+  return { code, stdout: stdout.trim(), stderr: stderr.trim() };
 }
 
 export async function ownPodmanStore(prefix: string, images: string[]): Promise<OwnStore> {
@@ -37,22 +58,7 @@ export async function ownPodmanStore(prefix: string, images: string[]): Promise<
     join(base, "tmp"),
   ];
   const env = { ...pe.env, CONTAINERS_CONF: conf };
-  const podman = async (...args: string[]) => {
-    const p = Bun.spawn(["podman", ...globalArgs, ...args], {
-      env: { ...process.env, ...env },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(p.stdout).text(),
-      new Response(p.stderr).text(),
-      p.exited,
-    ]);
-    clearTimeout(timer);
-    return { code, stdout: stdout.trim(), stderr: stderr.trim() };
-  };
+  const podman = (...args: string[]) => podmanIn({ globalArgs, env }, ...args);
   for (const image of images) {
     const save = Bun.spawn(["podman", ...pe.globalArgs, "save", image], {
       env: { ...process.env, ...pe.env },

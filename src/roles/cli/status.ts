@@ -51,6 +51,19 @@ function jsonErrors(failed: Failed) {
   return failed.map((f) => ({ node: f.node.name, error: f.error, reason: f.failure.reason }));
 }
 
+/** The per-node part of status/ps --json: every node's state, the errors and the hint. */
+function fleetJson(ctx: Ctx, perNode: { node: string; counts: NodeCounts }[], failed: Failed) {
+  const hint = hintFor(ctx.configPath, failed);
+  return {
+    nodes: [
+      ...perNode.map((p) => nodeJson(p.node, p.counts)),
+      ...failed.map((f) => failedNodeJson(f.node.name, f.failure, f.error)),
+    ],
+    errors: jsonErrors(failed),
+    ...(hint ? { hint } : {}),
+  };
+}
+
 /** Per-node lines after a table (seen nodes in config order, then the failed ones) and the hint. */
 function printSummary(ctx: Ctx, lines: string[], failed: Failed, afterTable = true): void {
   const all = [...lines, ...failed.map((f) => failedLine(f.node.name, f.failure))];
@@ -119,17 +132,11 @@ export async function psCommand(_args: string[], opts: Record<string, unknown>):
   const drift = perNode.reduce((n, p) => n + p.counts.drift, 0);
   const code = fleetExitCode(failed, drift);
   if (ctx.json) {
-    const hint = hintFor(ctx.configPath, failed);
     printJson({
       containers: seen.flatMap((r) =>
         r.value.flatMap((s) => s.components.map((c) => componentJson(r.node.name, s.name, c))),
       ),
-      nodes: [
-        ...perNode.map((p) => nodeJson(p.node, p.counts)),
-        ...failed.map((f) => failedNodeJson(f.node.name, f.failure, f.error)),
-      ],
-      errors: jsonErrors(failed),
-      ...(hint ? { hint } : {}),
+      ...fleetJson(ctx, perNode, failed),
     });
     return code;
   }
@@ -203,7 +210,6 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
   const drift = found.flatMap((r) => r.value.drift.map((d) => ({ node: r.node.name, d })));
   const code = fleetExitCode(failed, drift.length);
   if (ctx.json) {
-    const hint = hintFor(ctx.configPath, failed);
     printJson({
       services: found.flatMap((r) =>
         r.value.services.flatMap((s) => s.components.map((c) => componentJson(r.node.name, s.name, c))),
@@ -225,12 +231,7 @@ export async function statusCommand(args: string[], opts: Record<string, unknown
           time: e.timestamp ? timestampDate(e.timestamp).toISOString() : null,
         })),
       ),
-      nodes: [
-        ...perNode.map((p) => nodeJson(p.node, p.counts)),
-        ...failed.map((f) => failedNodeJson(f.node.name, f.failure, f.error)),
-      ],
-      errors: jsonErrors(failed),
-      ...(hint ? { hint } : {}),
+      ...fleetJson(ctx, perNode, failed),
     });
     return code;
   }
