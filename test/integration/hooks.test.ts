@@ -137,6 +137,26 @@ describe("integration hooks at their call points (real podman, real registry)", 
   }, 60_000);
 });
 
+describe("a failed first deploy (security: issue 19 review)", () => {
+  test("removes its own containers and rows but calls no undeploy hook: the route and cert of its hostname may be another service's", async () => {
+    const other = `${SVC}-b`;
+    CONTAINERS.push(`${other}-web`);
+    const before = hooks.calls.length;
+    // A new service reusing a running service's hostname whose container cannot start.
+    const bad: ServiceDef = {
+      name: other,
+      tier: "worker",
+      active: true,
+      components: [{ ...def.components[0]!, user: "nosuchuser-mcp" }],
+    };
+    const results = await deployService(ctx, bad, { pullPolicy: "never" });
+    expect(results.every((r) => r.success)).toBe(false);
+    expect(ctx.registry.getService(other)).toBeNull();
+    // Before the fix: ["undeployed <svc>-b web"], i.e. removeRoute/removeCert by that hostname.
+    expect(hooks.calls.slice(before)).toEqual([]);
+  }, 60_000);
+});
+
 describe("noIntegrations", () => {
   test("returns no steps and logs the skip once, at info", async () => {
     const lines: string[] = [];

@@ -675,8 +675,8 @@ export async function deployService(
 }
 
 /**
- * Removes what a failed first deploy recorded and created (containers never started, routes, DNS,
- * certs issued for it, the registry entry and its ports), as `mcp undeploy` would. When that
+ * Removes what a failed first deploy recorded and created (containers never started, the registry
+ * entry and its ports), as `mcp undeploy` would, but not routes/DNS/certs by hostname (see below). When that
  * fails the entry stays (desired stopped) and the first failed result says how to finish.
  */
 async function forgetService(ctx: AgentContext, service: string, results: Result[]): Promise<void> {
@@ -684,7 +684,9 @@ async function forgetService(ctx: AgentContext, service: string, results: Result
   if (!svc) return;
   let left = "";
   try {
-    const bad = (await teardown(ctx, svc)).filter((r) => !r.success);
+    // Containers and the registry entry (its ports) only: it never ran, so it registered no
+    // route or DNS record, and undeploy's hooks would remove another service's by hostname.
+    const bad = (await teardown(ctx, svc, { integrations: false })).filter((r) => !r.success);
     if (bad.length > 0) left = bad.map((r) => `${r.name || "integrations"}: ${r.error}`).join("; ");
   } catch (err) {
     left = (err as Error).message.split("\n")[0] ?? "teardown failed";

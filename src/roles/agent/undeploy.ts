@@ -38,7 +38,18 @@ export function undeployService(ctx: AgentContext, service: string): Promise<Res
  * Undeploy's work, for a caller that holds the service's lock (undeployService; a failed first
  * deploy, which leaves nothing behind): containers, then routes/DNS/certs, then the registry entry.
  */
-export async function teardown(ctx: AgentContext, svc: ServiceRecord): Promise<Result[]> {
+export async function teardown(
+  ctx: AgentContext,
+  svc: ServiceRecord,
+  opts: {
+    /**
+     * Run the undeploy hooks (routes, DNS, certs). A failed first deploy passes false: nothing
+     * of it ran, so it registered no route or record, and the hooks remove by hostname whatever
+     * is there, which may be another service's route and certificate.
+     */
+    integrations?: boolean;
+  } = {},
+): Promise<Result[]> {
   const service = svc.name;
   const results: Result[] = [];
   for (const c of svc.components) {
@@ -79,9 +90,9 @@ export async function teardown(ctx: AgentContext, svc: ServiceRecord): Promise<R
     });
     return results;
   }
-  let hookSteps: Awaited<ReturnType<typeof ctx.hooks.onUndeployed>>;
+  let hookSteps: Awaited<ReturnType<typeof ctx.hooks.onUndeployed>> = [];
   try {
-    hookSteps = await ctx.hooks.onUndeployed(svc);
+    if (opts.integrations !== false) hookSteps = await ctx.hooks.onUndeployed(svc);
   } catch (err) {
     hookSteps = [{ step: "integrations", success: false, error: (err as Error).message.split("\n")[0] }];
   }
