@@ -244,10 +244,10 @@ function cliArgs(kind: string, service: string): string[] {
   return kind === "deploy" ? ["deploy", service, "--pull", "missing"] : [kind, service];
 }
 
-async function cliOk(args: string[]): Promise<number> {
+async function cliOk(args: string[], ok: number[] = [0]): Promise<number> {
   const t0 = performance.now();
   const r = await agent.mcp(args, { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new Error(`mcp ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
+  if (!ok.includes(r.code)) throw new Error(`mcp ${args.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
   return performance.now() - t0;
 }
 
@@ -327,7 +327,9 @@ describe("crash consistency (SIGKILL of the agent during deploy/stop/start)", ()
       expect(orphans.filter(alive)).toEqual([]);
 
       await agent.startAgent();
-      await cliOk(["ps"]); // one reconcile: observed states from the runtime
+      // One reconcile: observed states from the runtime. Exit 3 is drift, which a kill mid-op may
+      // leave (a stopped service's component exited, say); what it must be is checked below.
+      await cliOk(["ps"], [0, 3]);
       // The restarted agent's live view was rebuilt from a full listing after its start.
       await viewRebuilt(where0(op, kind, service));
       const now = readRegistry();
