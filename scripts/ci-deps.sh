@@ -45,6 +45,14 @@ pkg_name() {
   echo "${n%%:*}"
 }
 read -r -a forced <<<"${CI_DEPS_APT_INSTALL:-}"
+# Package names only (pkg, pkg:arch, pkg=version): anything else, an option above all (apt-get
+# would take `-oDPkg::Pre-Invoke::=…` and run it as root), is refused.
+for p in "${forced[@]}"; do
+  if ! [[ "$p" =~ ^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$ ]]; then
+    echo "ci-deps: CI_DEPS_APT_INSTALL: '$p' is not a package name (pkg, pkg:arch or pkg=version)" >&2
+    exit 2
+  fi
+done
 
 # One dpkg-query for every package named here (one per package took seconds on a busy machine).
 declare -A INSTALLED=()

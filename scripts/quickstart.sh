@@ -110,6 +110,12 @@ write_podman_conf() {
 
 podman_() { podman --runtime runc "$@"; }
 
+# The exact arguments this script starts its agent and registry with (start_bg below): a pid file
+# is trusted only for a process that has them, this directory's paths included, so a recycled pid
+# (say, the machine's own docker-registry or mcp agent after a reboot) is never signalled.
+AGENT_ARGV="agent --config $QS/mcp/mcp-agent.toml"
+REGISTRY_ARGV="docker-registry serve $QS/registry.yml"
+
 # alive_pid FILE EXPECTED: prints the pid in FILE only if that process is alive and its command
 # line still contains EXPECTED, so a recycled pid is never touched.
 alive_pid() {
@@ -138,13 +144,14 @@ read_previous() {
   if [ -f "$QS/mcp/mcp-agent.toml" ]; then
     PREV_AGENT_PORT=$(sed -nE 's/^grpc_addr = "127\.0\.0\.1:([0-9]+)"$/\1/p' "$QS/mcp/mcp-agent.toml" | head -n 1)
   fi
-  for svc in "$QS"/mcp/services/*.toml; do
-    [ -f "$svc" ] || continue
-    name=$(sed -nE 's/^name = "([a-z0-9-]+)"$/\1/p' "$svc" | head -n 1)
-    [ -z "$name" ] || PREV_CONTAINER=$name-web
+  # Only the service this script wrote (its name recorded in $QS/service at run time): another
+  # definition the operator added to services/ names containers that are not ours to remove.
+  name=$(sed -nE '1s/^([a-z0-9-]+)$/\1/p' "$QS/service" 2>/dev/null || true)
+  svc=$QS/mcp/services/$name.toml
+  if [ -n "$name" ] && [ -f "$svc" ]; then
+    PREV_CONTAINER=$name-web
     PREV_HTTP_PORT=$(sed -nE 's/^ports = \["127\.0\.0\.1:([0-9]+):8080"\]$/\1/p' "$svc" | head -n 1)
-    break
-  done
+  fi
   return 0
 }
 
@@ -155,8 +162,8 @@ container_exists() { [ -n "$1" ] && command -v podman >/dev/null 2>&1 && podman_
 stop_previous() {
   local pids=() p i alive
   read_previous
-  p=$(pid_from "$QS/agent.pid" "mcp-agent.toml") && [ -n "$p" ] && pids+=("$p")
-  p=$(pid_from "$QS/registry.pid" "docker-registry") && [ -n "$p" ] && pids+=("$p")
+  p=$(pid_from "$QS/agent.pid" "$AGENT_ARGV") && [ -n "$p" ] && pids+=("$p")
+  p=$(pid_from "$QS/registry.pid" "$REGISTRY_ARGV") && [ -n "$p" ] && pids+=("$p")
   if [ "${#pids[@]}" -gt 0 ]; then
     kill -TERM "${pids[@]}" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
@@ -186,7 +193,7 @@ busy() { # PORT WHAT VARIABLE
 check_ports_first() {
   read_previous
   if port_in_use "$AGENT_PORT" && ! { [ "$AGENT_PORT" = "$PREV_AGENT_PORT" ] &&
-    [ -n "$(alive_pid "$QS/agent.pid" mcp-agent.toml)" ]; }; then
+    [ -n "$(alive_pid "$QS/agent.pid" "$AGENT_ARGV")" ]; }; then
     busy "$AGENT_PORT" "the agent's gRPC port" QUICKSTART_PORT
   fi
   if port_in_use "$HTTP_PORT" && ! { [ "$HTTP_PORT" = "$PREV_HTTP_PORT" ] && container_exists "$PREV_CONTAINER"; }; then
@@ -332,6 +339,7 @@ STEP="push the demo image"
 run_logged podman_ push --tls-verify=false "$LOCAL_IMAGE" "$IMAGE"
 
 # ---- the service definition -------------------------------------------------------------------
+printf '%s\n' "$SERVICE" >"$QS/service"
 cat >"$QS/mcp/services/$SERVICE.toml" <<EOF
 # The quickstart's demo service: busybox httpd serving /www on $HTTP_ADDR.
 name = "$SERVICE"

@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { killAfter, processExists } from "../../src/runtime/exec.ts";
 import { REPO_ROOT } from "../support/binary.ts";
-import { freePort, podman } from "../support/env.ts";
+import { busyboxImage, freePort, podman } from "../support/env.ts";
 
 const tmpRoot = mkdtempSync(join(tmpdir(), "mcp-quickstart-e2e-"));
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -135,6 +135,7 @@ describe("quickstart: ports are checked before anything is touched", () => {
     writeFileSync(join(qs, "mcp", "mcp-agent.toml"), `[server]\ngrpc_addr = "127.0.0.1:${prevAgentPort}"\n`);
     // The previous run's demo used the port that is busy now, but its container is gone: a
     // stranger holds the port, not that run.
+    writeFileSync(join(qs, "service"), "qs-e2e-prev\n");
     writeFileSync(
       join(qs, "mcp", "services", "qs-e2e-prev.toml"),
       `name = "qs-e2e-prev"\n\n[[components]]\nname = "web"\nports = ["127.0.0.1:${prevHttpPort}:8080"]\n`,
@@ -178,6 +179,53 @@ describe("quickstart: ports are checked before anything is touched", () => {
       busy.close();
     }, 60_000);
   }
+});
+
+describe("quickstart --stop touches only what its own run started (security: issue 19 review)", () => {
+  test("a recycled pid running another docker-registry or mcp agent, and another definition's container, are left alone", async () => {
+    const qs = join(tmpRoot, "stop-only-ours");
+    mkdirSync(join(qs, "mcp", "services"), { recursive: true });
+    writeFileSync(join(qs, ".mcp-quickstart"), "");
+    // Processes a pid file of an earlier boot could name now: the machine's own registry and agent.
+    const spawnAs = (argv0: string, args: string) =>
+      Bun.spawn(["bash", "-c", 'exec -a "$0" sleep 600', `${argv0} ${args}`], {
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "ignore",
+      });
+    const registry = spawnAs("docker-registry", "serve /etc/docker/registry/config.yml");
+    const agent = spawnAs("mcp", "agent --config /srv/mcp/mcp-agent.toml");
+    cleanups.push(() => {
+      registry.kill("SIGKILL");
+      agent.kill("SIGKILL");
+    });
+    writeFileSync(join(qs, "registry.pid"), `${registry.pid}\n`);
+    writeFileSync(join(qs, "agent.pid"), `${agent.pid}\n`);
+    // A definition the operator added beside the demo's: its container is not the quickstart's.
+    const stranger = `qs-e2e-stranger-${Math.random().toString(36).slice(2, 8)}`;
+    writeFileSync(join(qs, "mcp", "services", "aaa.toml"), `name = "${stranger}"\n`);
+    const run = await podman(
+      "run",
+      "-d",
+      "--name",
+      `${stranger}-web`,
+      await busyboxImage("v1.0.0"),
+      "sleep",
+      "600",
+    );
+    expect(run.code).toBe(0);
+    cleanups.push(async () => {
+      await podman("rm", "-f", "-t", "0", `${stranger}-web`);
+    });
+    const env = cleanEnv({ QUICKSTART_DIR: qs, QUICKSTART_SERVICE: "qs-e2e-stop" });
+    const r = await runIn(REPO_ROOT, ["bash", "scripts/quickstart.sh", "--stop"], env, 60_000);
+    expect(r.code).toBe(0);
+    // Before the fix: both killed (their command lines named docker-registry / mcp-agent.toml)
+    // and the stranger's container removed (its name came from the first services/*.toml).
+    expect(processExists(registry.pid)).toBe(true);
+    expect(processExists(agent.pid)).toBe(true);
+    expect((await podman("container", "exists", `${stranger}-web`)).code).toBe(0);
+  }, 90_000);
 });
 
 describe("quickstart: a fresh clone", () => {

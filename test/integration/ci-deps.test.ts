@@ -245,6 +245,18 @@ describe("ci-deps.sh apt step", () => {
     ]);
   }, 60_000);
 
+  test("an option among the packages is refused before apt runs (security: it would reach apt-get as root)", async () => {
+    const r = await finish(
+      ciDeps({ CI_DEPS_APT_INSTALL: "-oAPT::Get::Simulate=true hostname", CI_DEPS_NO_UPDATE: "1" }),
+      30_000,
+    );
+    expect(r.code).toBe(2);
+    expect(lines(r.stdout)).toEqual([]);
+    expect(lines(r.stderr)).toEqual([
+      "ci-deps: CI_DEPS_APT_INSTALL: '-oAPT::Get::Simulate=true' is not a package name (pkg, pkg:arch or pkg=version)",
+    ]);
+  }, 30_000);
+
   test("an unreachable repository: one line saying network or repository failure, with apt's own reason", async () => {
     // apt reads APT_CONFIG first; pointing Dir::Etc::Parts and main at empty places keeps every
     // other configuration (and its hooks) out, and lists, caches and sources live in the temp dir.
